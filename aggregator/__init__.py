@@ -1,0 +1,1 @@
+"""Aggregator: numpy rollups in tiers, the rollup scheduler, and queries over tiers."""

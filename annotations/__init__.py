@@ -1,0 +1,1 @@
+"""Annotations: deploy log, feature flags, notes, audit, tokens and roles."""

@@ -1,0 +1,1 @@
+"""Collector: protocol parsers, listeners, StatsD aggregation and ingest limits."""

@@ -1,0 +1,1 @@
+"""Dashboards: the Dash app with deploy and flag markers."""

@@ -1,0 +1,1 @@
+"""Shipboard's composition root: settings, wiring and the `shipboard` command."""

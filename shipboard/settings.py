@@ -1,0 +1,75 @@
+"""The one settings object: every knob of Shipboard, from arguments, `SHIPBOARD_*`, `.env`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from storage.records import NS_PER_S, RAW, Tier
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w|y)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+
+
+def parse_duration_s(text: str) -> float:
+    """`90s`, `15m`, `2d`, `1y` or a bare number of seconds, as seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (use a number with ms, s, m, h, d, w or y)")
+    return float(match[1]) * _UNIT_S[match[2] or "s"]
+
+
+class Settings(BaseSettings):
+    """Shipboard's settings. Precedence: command-line argument, environment, `.env`, default."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SHIPBOARD_", env_file=".env", frozen=True, extra="ignore"
+    )
+
+    data_dir: Path = Field(Path("shipboard-data"), description="Where the store and state live.")
+    http_host: str = Field("127.0.0.1", description="Address of the HTTP API and ingest.")
+    http_port: int = Field(8080, description="Port of the HTTP API and InfluxDB-style ingest.")
+    ingest_host: str = Field("127.0.0.1", description="Address of the StatsD and Graphite ports.")
+    statsd_port: int = Field(8125, description="StatsD port, UDP and TCP (0 turns it off).")
+    graphite_port: int = Field(2003, description="Graphite plaintext TCP port (0 turns it off).")
+    dash_port: int = Field(8050, description="Port of the dashboards.")
+    flush_interval_s: float = Field(10.0, gt=0, description="StatsD aggregation interval.")
+    percentiles: tuple[float, ...] = Field(
+        (90.0, 95.0, 99.0), description="Timer percentiles, as `.pNN` series."
+    )
+    idle_flushes: int = Field(
+        5, ge=0, description="Flushes an idle counter, timer or set still reports before it stops."
+    )
+    max_body_bytes: int = Field(25 * 1024 * 1024, gt=0, description="Largest HTTP write body.")
+    max_series: int = Field(1_000_000, gt=0, description="Series kept at most; new ones refused.")
+    max_points: int = Field(1500, gt=0, description="Points per series a query returns at most.")
+    retention_raw: str = Field("2d", description="How long raw points are kept.")
+    retention_1m: str = Field("14d", description="How long 1-minute rollups are kept.")
+    retention_10m: str = Field("90d", description="How long 10-minute rollups are kept.")
+    retention_1h: str = Field("730d", description="How long 1-hour rollups are kept.")
+    agent: bool = Field(True, description="Run the host agent for this host inside `run`.")
+    agent_interval_s: float = Field(10.0, gt=0, description="How often the host agent samples.")
+    uvloop: bool = Field(True, description="Use uvloop's event loop (measured faster).")
+    log_level: str = Field("INFO", description="Logging level.")
+
+    @field_validator("retention_raw", "retention_1m", "retention_10m", "retention_1h")
+    @classmethod
+    def _check_duration(cls, value: str) -> str:
+        parse_duration_s(value)
+        return value
+
+    def tiers(self) -> tuple[Tier, ...]:
+        """Raw plus the rollup tiers, finest first."""
+
+        def ns(text: str) -> int:
+            return int(parse_duration_s(text) * NS_PER_S)
+
+        return (
+            Tier(RAW, 0, ns(self.retention_raw)),
+            Tier("1m", 60 * NS_PER_S, ns(self.retention_1m)),
+            Tier("10m", 600 * NS_PER_S, ns(self.retention_10m)),
+            Tier("1h", 3600 * NS_PER_S, ns(self.retention_1h)),
+        )

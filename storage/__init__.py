@@ -1,0 +1,1 @@
+"""Storage: record types, the Store protocol and its backends."""

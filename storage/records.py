@@ -1,0 +1,155 @@
+"""Immutable records that cross package boundaries: series keys, sample batches and rollups.
+
+Batches are columns (numpy arrays), never lists of point objects: a batch of a million points is
+four arrays, and every layer (parsers, StatsD flush, store, rollups, queries) works on them whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+Tags = tuple[tuple[str, str], ...]
+IntArray = NDArray[np.int64]
+IndexArray = NDArray[np.int32]
+FloatArray = NDArray[np.float64]
+
+NS_PER_S = 1_000_000_000
+NS_PER_MS = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """A metric name plus its tags, sorted by key: `http.requests{host=a,service=web}`."""
+
+    metric: str
+    tags: Tags = ()
+
+    @classmethod
+    def of(cls, metric: str, tags: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> Series:
+        items = tags.items() if isinstance(tags, Mapping) else tags
+        return cls(metric, tuple(sorted(items)))
+
+    def tag(self, key: str) -> str | None:
+        for k, v in self.tags:
+            if k == key:
+                return v
+        return None
+
+    def __str__(self) -> str:
+        if not self.tags:
+            return self.metric
+        return self.metric + "{" + ",".join(f"{k}={v}" for k, v in self.tags) + "}"
+
+
+@dataclass(frozen=True, slots=True)
+class Samples:
+    """A batch of points as columns: point i is (series[index[i]], ts_ns[i], values[i])."""
+
+    series: Sequence[Series]
+    index: IndexArray
+    ts_ns: IntArray
+    values: FloatArray
+
+    def __len__(self) -> int:
+        return len(self.ts_ns)
+
+    @classmethod
+    def empty(cls) -> Samples:
+        return cls((), np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0, np.float64))
+
+    @classmethod
+    def from_points(cls, points: Iterable[tuple[Series, int, float]]) -> Samples:
+        """Build a batch from (series, ts_ns, value) tuples; for tests and slow paths."""
+        positions: dict[Series, int] = {}
+        index: list[int] = []
+        ts: list[int] = []
+        values: list[float] = []
+        for series, ts_ns, value in points:
+            index.append(positions.setdefault(series, len(positions)))
+            ts.append(ts_ns)
+            values.append(value)
+        return cls(
+            tuple(positions),
+            np.asarray(index, np.int32),
+            np.asarray(ts, np.int64),
+            np.asarray(values, np.float64),
+        )
+
+    @classmethod
+    def concat(cls, batches: Sequence[Samples]) -> Samples:
+        """One batch holding every point of `batches`, series de-duplicated."""
+        batches = [b for b in batches if len(b)]
+        if not batches:
+            return cls.empty()
+        if len(batches) == 1:
+            return batches[0]
+        positions: dict[Series, int] = {}
+        remapped = []
+        for b in batches:
+            mapping = np.fromiter(
+                (positions.setdefault(s, len(positions)) for s in b.series),
+                np.int32,
+                len(b.series),
+            )
+            remapped.append(mapping[b.index])
+        return cls(
+            tuple(positions),
+            np.concatenate(remapped),
+            np.concatenate([b.ts_ns for b in batches]),
+            np.concatenate([b.values for b in batches]),
+        )
+
+    def points(self) -> list[tuple[Series, int, float]]:
+        """The batch as (series, ts_ns, value) tuples; for tests and small results."""
+        return [
+            (self.series[i], int(t), float(v))
+            for i, t, v in zip(
+                self.index.tolist(), self.ts_ns.tolist(), self.values.tolist(), strict=True
+            )
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Rollups:
+    """Per-bucket summaries: row i covers series[index[i]] over [bucket_ns[i], + tier width).
+
+    Rows for the same series and bucket may appear more than once (late data, partial buckets);
+    `aggregator.rollups.combine` merges them: min of mins, sum of sums, and so on.
+    """
+
+    series: Sequence[Series]
+    index: IndexArray
+    bucket_ns: IntArray
+    min: FloatArray
+    max: FloatArray
+    sum: FloatArray
+    count: FloatArray
+    last: FloatArray
+
+    def __len__(self) -> int:
+        return len(self.bucket_ns)
+
+    @classmethod
+    def empty(cls) -> Rollups:
+        f = np.empty(0, np.float64)
+        return cls((), np.empty(0, np.int32), np.empty(0, np.int64), f, f, f, f, f)
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """One resolution of stored data: `raw` (as written) or a rollup of `width_ns` buckets."""
+
+    name: str
+    width_ns: int
+    retention_ns: int
+
+    @property
+    def is_raw(self) -> bool:
+        return self.name == RAW
+
+
+RAW = "raw"

@@ -1,0 +1,19 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+
+import pytest
+from blockbuster import BlockBuster, blockbuster_ctx
+
+
+@pytest.fixture(autouse=True)
+def blockbuster(request: pytest.FixtureRequest) -> Iterator[BlockBuster | None]:
+    """Fail any blocking call (file, socket, sleep) made on the event loop of an async test."""
+    if not inspect.iscoroutinefunction(request.function):
+        yield None
+        return
+    with blockbuster_ctx() as bb:
+        yield bb
