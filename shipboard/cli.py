@@ -31,6 +31,9 @@ _SETTING_FLAGS: dict[str, tuple[str, type]] = {
     "--retention-1h": ("retention_1h", str),
     "--agent-interval": ("agent_interval_s", float),
     "--log-level": ("log_level", str),
+    "--control-db": ("control_db", str),
+    "--ingest-token": ("ingest_token", str),
+    "--public-url": ("public_url", str),
 }
 
 
@@ -52,6 +55,13 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
         action="store_const",
         const=False,
         help="Do not run the host agent inside `run`.",
+    )
+    group.add_argument(
+        "--anonymous-read",
+        dest="setting_anonymous_read",
+        action="store_const",
+        const=True,
+        help="Let requests without a token read (wall screens).",
     )
     group.add_argument(
         "--no-uvloop",

@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     agent_interval_s: float = Field(10.0, gt=0, description="How often the host agent samples.")
     uvloop: bool = Field(True, description="Use uvloop's event loop (measured faster).")
     log_level: str = Field("INFO", description="Logging level.")
+    control_db: str = Field(
+        "", description="Control-plane DB: empty for SQLite in the data dir, or postgresql://..."
+    )
+    anonymous_read: bool = Field(False, description="Let requests without a token read.")
+    ingest_token: str = Field("", description="Token that HTTP ingest requires (empty: none).")
+    public_url: str = Field("", description="Public URL of the dashboards, for links.")
 
     @field_validator("retention_raw", "retention_1m", "retention_10m", "retention_1h")
     @classmethod
