@@ -1,0 +1,47 @@
+"""Errors of the control plane; each carries the HTTP `status` the error middleware replies with.
+
+ControlError                     500
+ ├── BadRequestError(ValueError) 400  malformed JSON, a missing field, a bad time or role
+ ├── UnauthorizedError           401  no token, or one that is unknown or revoked
+ ├── ForbiddenError              403  a valid token whose role is too low
+ ├── NotFoundError(LookupError)  404  no such deploy, token or flag
+ └── ConflictError               409  a unique key already taken, a stale version
+"""
+
+from __future__ import annotations
+
+
+class ControlError(Exception):
+    """Base of every control-plane error."""
+
+    status = 500
+
+
+class BadRequestError(ControlError, ValueError):
+    """The request is malformed: bad JSON, a missing or ill-typed field, an unknown value."""
+
+    status = 400
+
+
+class UnauthorizedError(ControlError):
+    """No credentials, or credentials that match no live token."""
+
+    status = 401
+
+
+class ForbiddenError(ControlError):
+    """The caller is known but their role does not allow this call."""
+
+    status = 403
+
+
+class NotFoundError(ControlError, LookupError):
+    """The addressed deploy, token or flag does not exist."""
+
+    status = 404
+
+
+class ConflictError(ControlError):
+    """The write collides with existing state: a taken unique key, a stale version."""
+
+    status = 409
