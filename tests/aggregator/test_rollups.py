@@ -1,0 +1,189 @@
+"""Rollups: hand-computed buckets, cascades, merges, and their invariants under Hypothesis."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aggregator.rollups import (
+    AGGREGATES,
+    cascade,
+    combine,
+    concat,
+    floor_to,
+    regroup,
+    rollup,
+    select,
+)
+from storage.records import NS_PER_S, Rollups, Samples, Series
+
+MIN = 60 * NS_PER_S
+CPU_A = Series.of("cpu", {"host": "a"})
+CPU_B = Series.of("cpu", {"host": "b"})
+
+
+def rows(r: Rollups) -> list[tuple[str, int, float, float, float, float, float]]:
+    """Rows as plain tuples, easy to compare with hand-computed expectations."""
+    return [
+        (str(r.series[i]), int(b), mn, mx, s, c, last)
+        for i, b, mn, mx, s, c, last in zip(
+            r.index.tolist(),
+            r.bucket_ns.tolist(),
+            r.min.tolist(),
+            r.max.tolist(),
+            r.sum.tolist(),
+            r.count.tolist(),
+            r.last.tolist(),
+            strict=True,
+        )
+    ]
+
+
+def ten_second_points(series: Series, values: list[float], start_s: int = 0) -> Samples:
+    return Samples.from_points(
+        (series, (start_s + 10 * i) * NS_PER_S, v) for i, v in enumerate(values)
+    )
+
+
+def test_rollup_of_ten_second_points_into_minutes():
+    samples = ten_second_points(CPU_A, [float(v) for v in range(1, 13)])
+    assert rows(rollup(samples, MIN)) == [
+        ("cpu{host=a}", 0, 1.0, 6.0, 21.0, 6.0, 6.0),
+        ("cpu{host=a}", MIN, 7.0, 12.0, 57.0, 6.0, 12.0),
+    ]
+
+
+def test_rollup_takes_last_by_time_not_by_input_order():
+    samples = Samples.from_points(
+        [(CPU_A, 50 * NS_PER_S, 5.0), (CPU_B, 0, 9.0), (CPU_A, 10 * NS_PER_S, 1.0)]
+    )
+    assert rows(rollup(samples, MIN)) == [
+        ("cpu{host=a}", 0, 1.0, 5.0, 6.0, 2.0, 5.0),
+        ("cpu{host=b}", 0, 9.0, 9.0, 9.0, 1.0, 9.0),
+    ]
+
+
+def test_rollup_of_nothing_keeps_the_series():
+    empty = Samples((CPU_A,), np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0))
+    result = rollup(empty, MIN)
+    assert len(result) == 0
+    assert tuple(result.series) == (CPU_A,)
+
+
+def test_floor_to_rounds_down_before_the_epoch_too():
+    ts = np.array([-1, 0, 59 * NS_PER_S, MIN, -MIN - 1], np.int64)
+    assert floor_to(ts, MIN).tolist() == [-MIN, 0, 0, MIN, -2 * MIN]
+
+
+def test_cascade_minutes_into_ten_minutes():
+    minutes = rollup(ten_second_points(CPU_A, [float(v) for v in range(120)]), MIN)
+    assert len(minutes) == 20
+    assert rows(cascade(minutes, 10 * MIN)) == [
+        ("cpu{host=a}", 0, 0.0, 59.0, float(sum(range(60))), 60.0, 59.0),
+        ("cpu{host=a}", 10 * MIN, 60.0, 119.0, float(sum(range(60, 120))), 60.0, 119.0),
+    ]
+
+
+def test_cascade_takes_last_from_the_latest_bucket_whatever_the_row_order():
+    minutes = rollup(ten_second_points(CPU_A, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]), MIN)
+    reversed_rows = select(minutes, np.arange(len(minutes))[::-1])
+    assert rows(cascade(reversed_rows, 10 * MIN)) == [("cpu{host=a}", 0, 1.0, 7.0, 28.0, 7.0, 7.0)]
+
+
+def test_combine_merges_a_late_partial_row_into_its_bucket():
+    on_time = rollup(ten_second_points(CPU_A, [4.0, 6.0], start_s=20), MIN)
+    late = rollup(ten_second_points(CPU_A, [10.0]), MIN)
+    merged = combine(concat([on_time, late]))
+    # The later row wins `last`: the scheduler writes late rows with the bucket's true last.
+    assert rows(merged) == [("cpu{host=a}", 0, 4.0, 10.0, 20.0, 3.0, 10.0)]
+
+
+def test_regroup_adds_series_into_groups():
+    a = rollup(ten_second_points(CPU_A, [1.0, 3.0]), MIN)
+    b = rollup(ten_second_points(CPU_B, [10.0, 20.0, 30.0]), MIN)
+    both = concat([a, b])
+    total = Series.of("cpu")
+    grouped = regroup(both, np.zeros(len(both.series), np.int32), (total,), MIN)
+    assert rows(grouped) == [("cpu", 0, 1.0, 30.0, 64.0, 5.0, 30.0)]
+    assert AGGREGATES["mean"](grouped).tolist() == [64.0 / 5.0]
+
+
+def test_aggregates_read_the_right_field():
+    r = rollup(ten_second_points(CPU_A, [2.0, 8.0, 5.0]), MIN)
+    got = {name: fn(r).tolist() for name, fn in AGGREGATES.items()}
+    assert got == {
+        "mean": [5.0],
+        "min": [2.0],
+        "max": [8.0],
+        "sum": [15.0],
+        "count": [3.0],
+        "last": [5.0],
+    }
+
+
+# Integral values keep float sums exact, so rollups can be compared with ==.
+values = st.integers(-1000, 1000).map(float)
+points = st.lists(st.tuples(st.integers(0, 2), st.integers(-5 * MIN, 5 * MIN), values), max_size=60)
+widths = st.sampled_from([NS_PER_S, 10 * NS_PER_S, MIN, 7 * NS_PER_S])
+SERIES = (CPU_A, CPU_B, Series.of("mem"))
+
+
+def samples_of(pts: list[tuple[int, int, float]]) -> Samples:
+    return Samples(
+        SERIES,
+        np.array([p[0] for p in pts], np.int32),
+        np.array([p[1] for p in pts], np.int64),
+        np.array([p[2] for p in pts], np.float64),
+    )
+
+
+@given(points, widths)
+def test_rollup_invariants(pts, width):
+    samples = samples_of(pts)
+    r = rollup(samples, width)
+    mean = AGGREGATES["mean"](r)
+    assert np.all(r.min <= mean + 1e-9)
+    assert np.all(mean <= r.max + 1e-9)
+    assert np.all((r.min <= r.last) & (r.last <= r.max))
+    assert r.count.sum() == len(pts)
+    assert r.sum.sum() == sum(p[2] for p in pts)
+    assert np.all(np.mod(r.bucket_ns, width) == 0)
+    # One row per (series, bucket), sorted.
+    keys = list(zip(r.index.tolist(), r.bucket_ns.tolist(), strict=True))
+    assert keys == sorted(set(keys))
+
+
+@given(points, widths)
+def test_rollup_does_not_depend_on_input_order_when_timestamps_are_unique(pts, width):
+    unique = list({(p[0], p[1]): p for p in pts}.values())
+    shuffled = samples_of(unique)
+    ordered = samples_of(sorted(unique))
+    assert rows(rollup(shuffled, width)) == rows(rollup(ordered, width))
+
+
+@given(points, st.integers(-5 * MIN, 5 * MIN), widths)
+def test_rollup_of_a_concatenation_equals_combine_of_the_parts(pts, split_ns, width):
+    # The scheduler splits by time: earlier points, then later ones (so `last` must agree too).
+    before = samples_of([p for p in pts if p[1] < split_ns])
+    after = samples_of([p for p in pts if p[1] >= split_ns])
+    whole = rollup(samples_of(pts), width)
+    parts = combine(concat([rollup(before, width), rollup(after, width)]))
+    assert rows(parts) == rows(whole)
+
+
+@given(points, points)
+def test_combine_of_any_split_keeps_min_max_sum_count(first, second):
+    whole = rollup(samples_of(first + second), MIN)
+    parts = combine(concat([rollup(samples_of(first), MIN), rollup(samples_of(second), MIN)]))
+    assert [r[:6] for r in rows(parts)] == [r[:6] for r in rows(whole)]
+
+
+@given(points)
+def test_cascade_equals_a_direct_rollup_at_the_coarse_width(pts):
+    samples = samples_of(sorted(pts, key=lambda p: p[1]))
+    direct = rollup(samples, 10 * MIN)
+    stepped = cascade(rollup(samples, MIN), 10 * MIN)
+    assert [r[:6] for r in rows(stepped)] == [r[:6] for r in rows(direct)]
+    unique = samples_of(sorted({(p[0], p[1]): p for p in pts}.values(), key=lambda p: p[1]))
+    assert rows(cascade(rollup(unique, MIN), 10 * MIN)) == rows(rollup(unique, 10 * MIN))
