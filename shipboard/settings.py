@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     )
     anonymous_read: bool = Field(False, description="Let requests without a token read.")
     ingest_token: str = Field("", description="Token that HTTP ingest requires (empty: none).")
+    token: str = Field("", description="API token the `shipboard` commands send.")
     public_url: str = Field("", description="Public URL of the dashboards, for links.")
 
     @field_validator("retention_raw", "retention_1m", "retention_10m", "retention_1h")

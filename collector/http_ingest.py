@@ -1,0 +1,113 @@
+"""InfluxDB-compatible HTTP ingest: `POST /write` (v1) and `POST /api/v2/write` (v2).
+
+Telegraf and influxdb-client push here unchanged. A write is answered 204 only once every point
+it kept is durable; a body with bad lines keeps the good ones and is answered 400 naming the first
+bad line and how many were dropped, as InfluxDB does with a partial write.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+
+import orjson
+from aiohttp import web
+
+from collector.influx_line import parse_influx
+from collector.stats import IngestStats
+from collector.store_writer import StoreWriter
+
+STORE_WRITER = web.AppKey("store_writer", StoreWriter)
+INGEST_STATS = web.AppKey("ingest_stats", IngestStats)
+MAX_BODY_BYTES = web.AppKey("max_body_bytes", int)
+
+_PRECISIONS = {"n", "ns", "u", "us", "ms", "s", "m", "h"}
+
+
+def _error(status: int, message: str, code: str) -> web.Response:
+    # `error` is Shipboard's and InfluxDB 1.x's shape; `code`/`message` are what v2 clients print.
+    body = {"error": message, "code": code, "message": message}
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(1 << 20):
+        size += len(chunk)
+        if size > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if request.headers.get("Content-Encoding", "").lower() == "gzip":
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            body = inflater.decompress(body, limit + 1)
+        except zlib.error as error:
+            raise ValueError(f"body is not valid gzip: {error}") from error
+        if len(body) > limit or inflater.unconsumed_tail:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+    return body
+
+
+async def _write(request: web.Request, precision: str) -> web.Response:
+    app = request.app
+    limit = app[MAX_BODY_BYTES]
+    if precision not in _PRECISIONS:
+        return _error(400, f"precision {precision!r} is not one of ns, us, ms, s, m, h", "invalid")
+    try:
+        body = await _read_body(request, limit)
+    except web.HTTPRequestEntityTooLarge:
+        return _error(
+            413, f"body is larger than the {limit}-byte limit (--max-body): split it", "too large"
+        )
+    except ValueError as error:
+        return _error(400, str(error), "invalid")
+    stats = app[INGEST_STATS]
+    result = parse_influx(body, time.time_ns(), precision)
+    dropped = sum(result.dropped.values())
+    for reason, count in result.dropped.items():
+        stats.add_dropped("influx", reason, count)
+    if result.skipped_strings:
+        stats.add_dropped("influx", "string_field", result.skipped_strings)
+    refused = 0
+    if len(result.samples):
+        written = await app[STORE_WRITER].write(result.samples, "influx")
+        stats.add_received("influx", written.accepted)
+        refused = written.refused_points
+    if result.first_error is not None:
+        return _error(
+            400, f"partial write: {result.first_error} dropped={dropped}", "invalid"
+        )
+    if refused:
+        return _error(
+            400,
+            f"partial write: the series limit (--max-series) is reached: {refused} points of "
+            "new series dropped; raise --max-series or stop sending new tag values",
+            "invalid",
+        )
+    return web.Response(status=204)
+
+
+async def write_v1(request: web.Request) -> web.Response:
+    """`POST /write?db=…&precision=…`: the `db` is accepted and ignored (one namespace)."""
+    return await _write(request, request.query.get("precision", "ns"))
+
+
+async def write_v2(request: web.Request) -> web.Response:
+    """`POST /api/v2/write?bucket=…&org=…&precision=…`: bucket and org are accepted and ignored."""
+    if "bucket" not in request.query:
+        return _error(400, "bucket is required (?bucket=…)", "invalid")
+    return await _write(request, request.query.get("precision", "ns"))
+
+
+def add_ingest_routes(
+    app: web.Application, writer: StoreWriter, stats: IngestStats, max_body_bytes: int
+) -> None:
+    app[STORE_WRITER] = writer
+    app[INGEST_STATS] = stats
+    app[MAX_BODY_BYTES] = max_body_bytes
+    app.router.add_post("/write", write_v1)
+    app.router.add_post("/api/v2/write", write_v2)

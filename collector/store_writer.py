@@ -1,0 +1,103 @@
+"""The path from listeners to the store: durable writes off the event loop, and a batching sink.
+
+HTTP writes wait for `StoreWriter.write` (acknowledged once durable). StatsD flushes, Graphite
+chunks and host samples carry no acknowledgement, so they go through `BatchingSink`, which gathers
+them and writes every `interval_s`: fewer, larger writes, one fsync each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from collector.service_metrics import ServiceMetrics
+from collector.stats import IngestStats
+from storage.base import Store, WriteResult
+from storage.records import Samples
+
+log = logging.getLogger(__name__)
+
+
+class StoreWriter:
+    """Writes batches to the store in worker threads, timing them and counting refused series."""
+
+    def __init__(
+        self,
+        store: Store,
+        stats: IngestStats,
+        metrics: ServiceMetrics,
+        on_written: Callable[[Samples], None],
+    ) -> None:
+        self._store = store
+        self._stats = stats
+        self._metrics = metrics
+        self._on_written = on_written
+
+    async def write(self, samples: Samples, protocol: str) -> WriteResult:
+        """Store `samples` durably; count what the series limit refused under `protocol`."""
+        started = time.perf_counter()
+        result = await asyncio.to_thread(self._store.write, samples)
+        self._metrics.store_write_seconds.observe(time.perf_counter() - started)
+        if result.refused_points:
+            self._stats.add_dropped(protocol, "series_limit", result.refused_points)
+        self._on_written(samples)
+        return result
+
+
+class BatchingSink:
+    """Gathers batches that need no acknowledgement and writes them every `interval_s`.
+
+    Failed writes are retried with the next round (kept, never silently lost) up to `max_pending`
+    points, past which the oldest batches are dropped and counted: a store that is down must not
+    make the collector run out of memory."""
+
+    def __init__(
+        self,
+        writer: StoreWriter,
+        stats: IngestStats,
+        *,
+        interval_s: float = 0.5,
+        max_pending: int = 5_000_000,
+    ) -> None:
+        self._writer = writer
+        self._stats = stats
+        self._interval_s = interval_s
+        self._max_pending = max_pending
+        self._pending: list[tuple[str, Samples]] = []
+        self._pending_points = 0
+
+    def add(self, samples: Samples, protocol: str) -> None:
+        if not len(samples):
+            return
+        self._pending.append((protocol, samples))
+        self._pending_points += len(samples)
+        while self._pending_points > self._max_pending and len(self._pending) > 1:
+            old_protocol, old = self._pending.pop(0)
+            self._pending_points -= len(old)
+            self._stats.add_dropped(old_protocol, "store_backlog", len(old))
+
+    async def run(self) -> None:
+        """Write what is pending every interval, until cancelled (then one last write)."""
+        try:
+            while True:
+                await asyncio.sleep(self._interval_s)
+                await self.write_pending()
+        finally:
+            await self.write_pending()
+
+    async def write_pending(self) -> None:
+        if not self._pending:
+            return
+        batches, self._pending, self._pending_points = self._pending, [], 0
+        by_protocol: dict[str, list[Samples]] = {}
+        for protocol, samples in batches:
+            by_protocol.setdefault(protocol, []).append(samples)
+        for protocol, group in by_protocol.items():
+            merged = Samples.concat(group)
+            try:
+                await self._writer.write(merged, protocol)
+            except Exception:
+                log.exception("store write of %d %s points failed; retrying", len(merged), protocol)
+                self.add(merged, protocol)

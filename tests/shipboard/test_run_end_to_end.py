@@ -1,0 +1,242 @@
+"""End to end over real sockets against a real `shipboard run`: every protocol in, the API out."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.running import SHIPBOARD, RunningShipboard, wait_for
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningShipboard]:
+    running = RunningShipboard(
+        tmp_path_factory.mktemp("e2e") / "data",
+        ["--flush-interval", "1", "--no-agent", "--max-body", "200000", "--max-series", "2000"],
+    ).start()
+    yield running
+    assert running.stop() == 0, running.output()
+
+
+def points_of(server: RunningShipboard, metric: str, **params: str) -> list[list[float]]:
+    result = server.query(metric=metric, **{"from": "-10m", **params})
+    series = result["series"]
+    assert isinstance(series, list)
+    if not series:
+        return []
+    assert len(series) == 1, series
+    points: list[list[float]] = series[0]["points"]
+    return points
+
+
+def values_of(server: RunningShipboard, metric: str, **params: str) -> list[float]:
+    return [value for _, value in points_of(server, metric, **params)]
+
+
+def send_udp(port: int, payload: bytes) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(payload, ("127.0.0.1", port))
+
+
+def test_statsd_udp_counter_timer_gauge_set_are_aggregated_per_flush(server: RunningShipboard):
+    send_udp(
+        server.statsd_port,
+        b"e2e.hits:3|c\ne2e.hits:1|c|@0.5\ne2e.lat:10|ms\ne2e.lat:30|ms\n"
+        b"e2e.temp:20|g\ne2e.temp:+5|g\ne2e.users:alice|s\ne2e.users:bob|s\ne2e.users:alice|s",
+    )
+    wait_for(lambda: values_of(server, "e2e.hits.count", agg="sum", step="1h"))
+    assert values_of(server, "e2e.hits.count", agg="sum", step="1h") == [5.0]
+    assert values_of(server, "e2e.lat.mean", agg="max", step="1h") == [20.0]
+    assert values_of(server, "e2e.lat.upper", agg="max", step="1h") == [30.0]
+    assert values_of(server, "e2e.temp", agg="max", step="1h") == [25.0]
+    assert values_of(server, "e2e.users.count", agg="max", step="1h") == [2.0]
+
+
+def test_statsd_tcp_with_dogstatsd_tags_becomes_tagged_series(server: RunningShipboard):
+    with socket.create_connection(("127.0.0.1", server.statsd_port)) as conn:
+        conn.sendall(b"e2e.req:2|c|#service:web,env:prod\ne2e.req:4|c|#service:api\n")
+    wait_for(lambda: len(server.query(metric="e2e.req.count", **{"from": "-10m"})["series"]) == 2)
+    result = server.query(
+        metric="e2e.req.count", tags="service:web", agg="sum", step="1h", **{"from": "-10m"}
+    )
+    (series,) = result["series"]
+    assert series["tags"] == {"env": "prod", "service": "web"}
+    assert [v for _, v in series["points"]] == [2.0]
+
+
+def test_statsd_garbage_is_counted_and_the_listener_keeps_serving(server: RunningShipboard):
+    before = server.metric_value("shipboard_dropped_total", protocol="statsd", reason="bad_value")
+    send_udp(server.statsd_port, b"\xff\xfe\x00garbage\ne2e.after:x|c\ne2e.after_ok:7|c")
+    send_udp(server.statsd_port, b"e2e.after_ok:1|c")
+    wait_for(lambda: values_of(server, "e2e.after_ok.count", agg="sum", step="1h") == [8.0])
+    dropped = sum(
+        server.metric_value("shipboard_dropped_total", protocol="statsd", reason=reason)
+        for reason in ("bad_value", "bad_line", "bad_type", "bad_name", "bad_utf8")
+    )
+    assert dropped >= before + 1
+
+
+def test_graphite_plaintext_and_tags(server: RunningShipboard):
+    now = int(time.time())
+    with socket.create_connection(("127.0.0.1", server.graphite_port)) as conn:
+        conn.sendall(
+            f"e2e.g.load 0.5 {now - 2}\nthis is not graphite\n"
+            f"e2e.g.load 1.5 {now - 1}\ne2e.g.disk;host=a;dc=x 42 {now}\n".encode()
+        )
+    wait_for(lambda: len(values_of(server, "e2e.g.load")) == 2)
+    assert values_of(server, "e2e.g.load") == [0.5, 1.5]
+    result = server.query(metric="e2e.g.disk", tags="host:a", **{"from": "-10m"})
+    (series,) = result["series"]
+    assert series["tags"] == {"dc": "x", "host": "a"}
+    assert [v for _, v in series["points"]] == [42.0]
+
+
+def test_influx_v1_write_is_durable_and_queryable(server: RunningShipboard):
+    now = int(time.time())
+    body = f"e2e_cpu,host=h1 usage_user=12.5,usage_system=3i {now}\n".encode()
+    status, _ = server.post("/write?db=x&precision=s", body)
+    assert status == 204
+    assert values_of(server, "e2e_cpu.usage_user", tags="host:h1") == [12.5]
+    assert values_of(server, "e2e_cpu.usage_system") == [3.0]
+
+
+def test_influx_v2_gzip_write(server: RunningShipboard):
+    now_ms = int(time.time() * 1000)
+    body = gzip.compress(f"e2e_v2,host=h2 temp=21.25 {now_ms}\n".encode())
+    status, _ = server.post(
+        "/api/v2/write?bucket=b&org=o&precision=ms",
+        body,
+        {"Content-Encoding": "gzip", "Authorization": "Token anything"},
+    )
+    assert status == 204
+    assert points_of(server, "e2e_v2.temp") == [[now_ms, 21.25]]
+
+
+def test_partial_write_keeps_good_lines_and_names_the_first_bad_one(server: RunningShipboard):
+    now = int(time.time())
+    body = (
+        f"e2e_partial v=1 {now - 2}\ne2e_partial v=oops {now - 1}\n"
+        f"e2e_partial v=3 {now}\ne2e_partial\n"
+    ).encode()
+    status, answer = server.post("/write?precision=s", body)
+    assert status == 400
+    error = json.loads(answer)["error"]
+    assert "partial write" in error
+    assert "v=oops" in error
+    assert "dropped=2" in error
+    assert values_of(server, "e2e_partial.v") == [1.0, 3.0]
+
+
+def test_body_over_the_limit_gets_413(server: RunningShipboard):
+    status, answer = server.post("/write", b"e2e_big v=1\n" * 20000)
+    assert status == 413
+    assert "--max-body" in json.loads(answer)["error"]
+
+
+def test_series_beyond_the_limit_get_a_clear_error(server: RunningShipboard):
+    lines = "".join(f"e2e_card,id=c{i} v=1\n" for i in range(2500)).encode()
+    status, answer = server.post("/write", lines)
+    assert status == 400
+    assert "--max-series" in json.loads(answer)["error"]
+    assert server.metric_value("shipboard_dropped_total", protocol="influx", reason="series_limit") > 0
+    status, _ = server.post("/write", b"e2e_influx_after_limit_existing v=1\n")
+    # The store is full of series now, so even a new one is refused, but the server answers.
+    assert status in (204, 400)
+    assert server.get("/healthz")[0] == 200
+
+
+def test_metrics_and_series_listing(server: RunningShipboard):
+    status, _ = server.post("/write", b"e2e_list,host=a v=1\ne2e_list,host=b v=2\n")
+    assert status == 204
+    status, body = server.get("/api/v1/metrics?match=e2e_list.*")
+    assert status == 200
+    assert json.loads(body)["metrics"] == ["e2e_list.v"]
+    status, body = server.get("/api/v1/series?metric=e2e_list.v")
+    assert json.loads(body)["series"] == [
+        {"metric": "e2e_list.v", "tags": {"host": "a"}},
+        {"metric": "e2e_list.v", "tags": {"host": "b"}},
+    ]
+
+
+def test_prometheus_metrics_and_healthz(server: RunningShipboard):
+    assert server.get("/healthz")[0] == 200
+    status, body = server.get("/metrics")
+    text = body.decode()
+    assert status == 200
+    for name in (
+        "shipboard_received_total",
+        "shipboard_dropped_total",
+        "shipboard_series",
+        "shipboard_flush_duration_seconds_count",
+        "shipboard_store_write_seconds_count",
+    ):
+        assert name in text
+    assert server.metric_value("shipboard_series") > 0
+
+
+def test_query_csv_and_bad_query(server: RunningShipboard):
+    now = int(time.time())
+    assert server.post("/write?precision=s", f"e2e_csv v=4 {now}\n".encode())[0] == 204
+    status, body = server.get("/api/v1/query?metric=e2e_csv.v&from=-5m&format=csv")
+    assert status == 200
+    lines = body.decode().strip().splitlines()
+    assert lines[0].startswith("metric,tags,time_ms")
+    assert lines[1].startswith("e2e_csv.v,") and lines[1].endswith(",4.0")
+    status, body = server.get("/api/v1/query?metric=e2e_csv.v&agg=median")
+    assert status == 400
+    assert "agg" in json.loads(body)["error"]
+
+
+def test_shipboard_query_command_prints_the_series(server: RunningShipboard):
+    now = int(time.time())
+    assert server.post("/write?precision=s", f"e2e_cli,host=z v=9.5 {now}\n".encode())[0] == 204
+    out = subprocess.run(
+        [str(SHIPBOARD), "query", "e2e_cli.v", "--url", server.url, "--from", "-5m"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    assert "e2e_cli.v{host=z}" in out
+    assert "9.5" in out
+
+
+def test_real_client_libraries_push_and_read_back_exact_values(server: RunningShipboard):
+    import statsd
+    from influxdb_client import InfluxDBClient, Point, WritePrecision
+    from influxdb_client.client.write_api import SYNCHRONOUS
+
+    client = statsd.StatsClient("127.0.0.1", server.statsd_port, prefix="lib")
+    client.incr("orders", 7)
+    client.gauge("queue", 12.5)
+    client.timing("render", 42)
+    wait_for(lambda: values_of(server, "lib.orders.count", agg="sum", step="1h") == [7.0])
+    assert values_of(server, "lib.queue", agg="last", step="1h") == [12.5]
+    assert values_of(server, "lib.render.mean", agg="max", step="1h") == [42.0]
+
+    now_ns = time.time_ns()
+    with InfluxDBClient(url=server.url, token="t", org="o") as influx:
+        influx.write_api(write_options=SYNCHRONOUS).write(
+            bucket="b",
+            record=Point("libcpu").tag("host", "h9").field("idle", 97.25).time(now_ns,
+                                                                              WritePrecision.NS),
+        )
+    points = points_of(server, "libcpu.idle", tags="host:h9")
+    assert points == [[now_ns // 1_000_000, 97.25]]
+
+
+def test_host_agent_in_run_reports_cpu_and_memory(tmp_path: Path):
+    running = RunningShipboard(tmp_path / "data", ["--agent-interval", "1"]).start()
+    try:
+        wait_for(lambda: running.query(metric="cpu.idle", **{"from": "-5m"})["series"])
+        for metric in ("cpu.user", "cpu.system", "mem.used", "mem.percent", "load.1m"):
+            (series,) = running.query(metric=metric, **{"from": "-5m"})["series"]
+            assert series["tags"]["host"] == socket.gethostname()
+            assert series["points"]
+        wait_for(lambda: running.query(metric="net.recv_bytes_per_s", **{"from": "-5m"})["series"])
+    finally:
+        assert running.stop() == 0
