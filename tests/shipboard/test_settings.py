@@ -1,0 +1,48 @@
+"""Settings: precedence of argument over environment over `.env` over default; README lists all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shipboard.cli import build_parser, settings_from
+from shipboard.settings import Settings, parse_duration_s
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_argument_beats_environment_beats_dotenv_beats_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("SHIPBOARD_HTTP_PORT=7001\nSHIPBOARD_STATSD_PORT=7002\n")
+    monkeypatch.setenv("SHIPBOARD_HTTP_PORT", "7003")
+    assert Settings().graphite_port == 2003  # default
+    assert Settings().statsd_port == 7002  # .env
+    assert Settings().http_port == 7003  # environment over .env
+    args = build_parser().parse_args(["run", "--http-port", "7004"])
+    assert settings_from(args).http_port == 7004  # argument over environment
+
+
+def test_flags_map_onto_settings():
+    args = build_parser().parse_args(
+        ["run", "--percentiles", "50,99.9", "--no-agent", "--retention-raw", "3d"]
+    )
+    settings = settings_from(args)
+    assert settings.percentiles == (50.0, 99.9)
+    assert settings.agent is False
+    assert settings.tiers()[0].retention_ns == 3 * 86400 * 10**9
+
+
+def test_bad_duration_is_refused_with_a_hint():
+    with pytest.raises(ValueError, match="use a number with"):
+        Settings(retention_raw="two days")
+    assert parse_duration_s("90s") == 90
+    assert parse_duration_s("1.5h") == 5400
+
+
+def test_readme_lists_every_setting():
+    text = README.read_text()
+    missing = [name for name in Settings.model_fields if f"| {name} |" not in text]
+    assert not missing, f"README's settings table lacks {missing}"
