@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from annotations.errors import BadRequestError
+
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # Keys that would collide with the fixed routes under /api/v1/flags/.
 RESERVED_KEYS = frozenset({"snapshot"})
@@ -30,10 +32,8 @@ _ENV_FIELDS = frozenset({"enabled", "percentage", "allow_users", "allow_groups",
 _VARIANT_FIELDS = frozenset({"name", "weight"})
 
 
-class FlagError(ValueError):
+class FlagError(BadRequestError):
     """A flag document is invalid; `path` names the offending field (`environments.prod...`)."""
-
-    status = 400
 
     def __init__(self, path: str, problem: str) -> None:
         self.path = path
