@@ -1,0 +1,81 @@
+"""The control plane as the composition root sees it: open the DB, add routes and middlewares."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from annotations.audit import audit_middleware
+from annotations.auth import PRINCIPAL, auth_middleware
+from annotations.db import ControlDB
+from annotations.errors import ControlError, UnauthorizedError
+from annotations.flag_routes import flag_routes
+from annotations.routes import CONTROL_DB, json_response, routes
+from annotations.tokens import create_token, has_tokens
+
+log = logging.getLogger(__name__)
+
+CONTROL_PREFIX = "/api/v1/"
+
+
+class ControlPlane:
+    """The control-plane state: its database, opened and migrated."""
+
+    def __init__(self, db: ControlDB) -> None:
+        self.db = db
+
+    @classmethod
+    def open(cls, url: str, data_dir: Path) -> ControlPlane:
+        """`""` opens SQLite at `data_dir/control.db`; `postgresql://…` the shared server."""
+        return cls(ControlDB.open(url, data_dir))
+
+    def ensure_admin_token(self) -> str | None:
+        """On a DB that never had a token: create an admin token and return it (once)."""
+        with self.db.transaction():
+            if has_tokens(self.db):
+                return None
+            _, token = create_token(self.db, "admin", "admin")
+            return token
+
+    def close(self) -> None:
+        self.db.close()
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Control errors anywhere, and any failure under /api/v1, as `{"error": ...}`."""
+    try:
+        return await handler(request)
+    except ControlError as error:
+        response = json_response({"error": str(error)}, status=error.status)
+        if isinstance(error, UnauthorizedError):
+            response.headers["WWW-Authenticate"] = 'Bearer realm="shipboard"'
+        return response
+    except web.HTTPException as error:
+        if not request.rel_url.path.startswith(CONTROL_PREFIX) or error.status < 400:
+            raise
+        return json_response({"error": error.reason}, status=error.status)
+    except Exception:
+        if not request.rel_url.path.startswith(CONTROL_PREFIX):
+            raise
+        log.exception("unexpected error in %s %s", request.method, request.rel_url.path)
+        return json_response({"error": "internal error"}, status=500)
+
+
+def setup_control(
+    app: web.Application, control: ControlPlane, *, anonymous_read: bool, ingest_token: str
+) -> None:
+    """Add the /api/v1 control routes, and the audit, error and auth middlewares that cover
+    every route of `app` (the metric query and ingest routes too)."""
+    app[CONTROL_DB] = control.db
+    app.add_routes(routes)
+    app.add_routes(flag_routes(CONTROL_DB, lambda request: request[PRINCIPAL].name))
+    # Outermost first: audit sees the final status, refused calls included.
+    app.middlewares.append(audit_middleware(control.db))
+    app.middlewares.append(error_middleware)
+    app.middlewares.append(
+        auth_middleware(control.db, anonymous_read=anonymous_read, ingest_token=ingest_token)
+    )
