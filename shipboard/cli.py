@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from shipboard import control_cli
 from shipboard.settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -129,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--url", default=None, help="Shipboard's HTTP address (default: local).")
     add_setting_flags(query)
     query.set_defaults(func=_query)
+
+    control_cli.add_commands(commands, add_setting_flags)
 
     return parser
 
