@@ -1,0 +1,102 @@
+"""Blocks: immutable on-disk runs of one tier, one `.npy` file per column, opened with memmap.
+
+A block is a directory `blocks/<tier>/<number>` holding `sid.npy`, `ts.npy` and `c<i>.npy`,
+sorted by (sid, ts) with one row per key. Pages come from the OS cache as queries touch them,
+so old data costs no resident memory. Blocks are written, fsync'd, then listed in the manifest.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from storage.columns import Columns
+from storage.wal import fsync_dir
+
+
+@dataclass(frozen=True, slots=True)
+class BlockInfo:
+    """What the manifest says of a block: its name, size, time range and compaction level."""
+
+    number: int
+    rows: int
+    min_ts: int
+    max_ts: int
+    level: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "number": self.number,
+            "rows": self.rows,
+            "min_ts": self.min_ts,
+            "max_ts": self.max_ts,
+            "level": self.level,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BlockInfo:
+        return cls(
+            int(data["number"]),
+            int(data["rows"]),
+            int(data["min_ts"]),
+            int(data["max_ts"]),
+            int(data["level"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    info: BlockInfo
+    rows: Columns
+
+    def overlaps(self, start_ns: int, end_ns: int) -> bool:
+        return self.info.max_ts >= start_ns and self.info.min_ts < end_ns
+
+
+def block_dir(root: Path, tier: str, number: int) -> Path:
+    return root / "blocks" / tier / f"{number:08d}"
+
+
+def write_block(root: Path, tier: str, number: int, rows: Columns, level: int = 0) -> Block:
+    """Write a sorted, de-duplicated, non-empty run as block `number`; durable on return."""
+    directory = block_dir(root, tier, number)
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays = {"sid": rows.sid, "ts": rows.ts} | {f"c{i}": c for i, c in enumerate(rows.cols)}
+    for name, array in arrays.items():
+        with (directory / f"{name}.npy").open("wb") as f:
+            np.save(f, np.ascontiguousarray(array))
+            f.flush()
+            os.fsync(f.fileno())
+    fsync_dir(directory)
+    fsync_dir(directory.parent)
+    info = BlockInfo(number, len(rows), int(rows.ts.min()), int(rows.ts.max()), level)
+    return Block(info, load_rows(directory, rows.width))
+
+
+def load_block(root: Path, tier: str, info: BlockInfo, width: int) -> Block:
+    return Block(info, load_rows(block_dir(root, tier, info.number), width))
+
+
+def load_rows(directory: Path, width: int) -> Columns:
+    def load(name: str) -> Any:
+        return np.load(directory / f"{name}.npy", mmap_mode="r")
+
+    return Columns(load("sid"), load("ts"), tuple(load(f"c{i}") for i in range(width)))
+
+
+def remove_block(root: Path, tier: str, number: int) -> None:
+    """Delete a block no manifest lists any more (open memmaps keep working)."""
+    shutil.rmtree(block_dir(root, tier, number), ignore_errors=True)
+
+
+def block_numbers(root: Path, tier: str) -> list[int]:
+    """Numbers of the block directories present for `tier`, listed or not."""
+    directory = root / "blocks" / tier
+    if not directory.is_dir():
+        return []
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())

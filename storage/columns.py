@@ -1,0 +1,139 @@
+"""Column runs: rows of one tier as numpy columns (series id, ts, values), sorted and merged.
+
+A raw run has one value column; a rollup run has five (min, max, sum, count, last). Runs are
+immutable once built. Sorting is always stable, so among rows with the same (series, ts) the
+order of writing survives: a raw read keeps the last, a rollup read combines them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from storage.records import FloatArray, IntArray
+
+IdArray = NDArray[np.uint32]
+
+RAW_WIDTH = 1
+ROLLUP_WIDTH = 5  # min, max, sum, count, last
+MIN, MAX, SUM, COUNT, LAST = range(ROLLUP_WIDTH)
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """Row i is (sid[i], ts[i], cols[0][i], ...); `sid` is a series id or a result position."""
+
+    sid: IdArray
+    ts: IntArray
+    cols: tuple[FloatArray, ...]
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    @property
+    def width(self) -> int:
+        return len(self.cols)
+
+    @classmethod
+    def empty(cls, width: int) -> Columns:
+        return cls(
+            np.empty(0, np.uint32),
+            np.empty(0, np.int64),
+            tuple(np.empty(0, np.float64) for _ in range(width)),
+        )
+
+    def take(self, rows: NDArray[np.intp] | NDArray[np.bool_]) -> Columns:
+        return Columns(self.sid[rows], self.ts[rows], tuple(c[rows] for c in self.cols))
+
+    def with_sid(self, sid: IdArray) -> Columns:
+        return Columns(sid, self.ts, self.cols)
+
+
+def concat(runs: Sequence[Columns], width: int) -> Columns:
+    """The rows of `runs`, in order."""
+    runs = [r for r in runs if len(r)]
+    if not runs:
+        return Columns.empty(width)
+    if len(runs) == 1:
+        return runs[0]
+    return Columns(
+        np.concatenate([r.sid for r in runs]),
+        np.concatenate([r.ts for r in runs]),
+        tuple(np.concatenate([r.cols[i] for r in runs]) for i in range(width)),
+    )
+
+
+def is_strictly_sorted(run: Columns) -> bool:
+    """True when keys (sid, ts) strictly increase: sorted with no duplicates."""
+    if len(run) < 2:
+        return True
+    dsid = np.diff(run.sid.astype(np.int64))
+    return bool(np.all((dsid > 0) | ((dsid == 0) & (np.diff(run.ts) > 0))))
+
+
+def merge(runs: Sequence[Columns], width: int) -> Columns:
+    """One run sorted by (sid, ts) with one row per key: later rows replace earlier raw rows,
+    rollup rows are combined (min of mins, max of maxes, sums, last of the latest)."""
+    run = concat(runs, width)
+    if is_strictly_sorted(run):
+        return run
+    run = run.take(np.lexsort((run.ts, run.sid)))  # lexsort is stable: write order survives
+    first = np.empty(len(run), np.bool_)
+    first[0] = True
+    first[1:] = (run.sid[1:] != run.sid[:-1]) | (run.ts[1:] != run.ts[:-1])
+    starts = np.flatnonzero(first)
+    ends = np.append(starts[1:], len(run)) - 1
+    if width == RAW_WIDTH:
+        return run.take(ends)
+    cols = run.cols
+    return Columns(
+        run.sid[starts],
+        run.ts[starts],
+        (
+            np.minimum.reduceat(cols[MIN], starts),
+            np.maximum.reduceat(cols[MAX], starts),
+            np.add.reduceat(cols[SUM], starts),
+            np.add.reduceat(cols[COUNT], starts),
+            cols[LAST][ends],
+        ),
+    )
+
+
+def select_sorted(run: Columns, sids: IdArray | None, start_ns: int, end_ns: int) -> Columns:
+    """Rows of a sorted run whose sid is in the sorted `sids` (None: any) and whose ts is in
+    [start_ns, end_ns). Series are found by binary search, so cost follows the rows returned."""
+    if sids is not None:
+        lo = np.searchsorted(run.sid, sids, "left")
+        hi = np.searchsorted(run.sid, sids, "right")
+        lengths = hi - lo
+        total = int(lengths.sum())
+        if total == 0:
+            return Columns.empty(run.width)
+        # Row numbers of every [lo, hi) range, built without a Python loop.
+        rows = np.repeat(lo - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
+        ts = run.ts[rows]
+        keep = (ts >= start_ns) & (ts < end_ns)
+        return run.take(rows[keep])
+    keep = (run.ts >= start_ns) & (run.ts < end_ns)
+    return run if bool(keep.all()) else run.take(keep)
+
+
+def select_unsorted(
+    run: Columns, member: NDArray[np.bool_] | None, start_ns: int, end_ns: int
+) -> Columns:
+    """Rows of any run whose sid is marked in `member` (None: any) and ts is in the range.
+
+    `member` has one extra False slot at the end that ids beyond it are clipped to."""
+    keep = (run.ts >= start_ns) & (run.ts < end_ns)
+    if member is not None:
+        keep &= np.take(member, run.sid, mode="clip")
+    return run.take(keep)
+
+
+def drop_before(run: Columns, floor_ns: int) -> Columns:
+    """The run without rows older than `floor_ns` (retention)."""
+    keep = run.ts >= floor_ns
+    return run if bool(keep.all()) else run.take(keep)

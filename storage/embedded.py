@@ -1,0 +1,591 @@
+"""The embedded store: Shipboard's default metric storage, in the data dir, numpy + stdlib only.
+
+Data dir layout:
+
+    LOCK                  flock'd by the one writing process
+    MANIFEST.json         committed blocks, series count, watermarks, retention floors
+    series.log            series definitions, one JSON line per id (committed prefix)
+    wal/<n>.wal           write-ahead log segments written since the last checkpoint
+    blocks/<tier>/<n>/    immutable column files sorted by (series id, ts), memmapped
+
+Write: under one lock a batch gets its series ids (new series beyond `max_series` refused),
+is framed as one WAL record of raw columns and appended to the in-memory head; then the caller
+waits outside the lock for group commit (`WalWriter`), so concurrent writers share one fsync.
+Checkpoint (a maintenance thread, by head size or age): rotate the WAL, swap in a fresh head,
+write the old head as one block per tier, merge runs of four same-level blocks, append new
+series to the series log, replace the manifest atomically, then delete the covered segments.
+Segments rotate at checkpoints, so their size is bounded by `checkpoint_rows`.
+Read: blocks overlapping the range (binary search per series), head parts, and the short
+unsorted tail, stable-sorted into (index, ts) with the last write winning (rollups combined).
+A read-only instance (another process) reloads the manifest when it changes and tails the WAL
+from where it stopped on every read, ignoring a record still being written.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from storage import blocks as block_files
+from storage.base import WriteResult
+from storage.blocks import Block
+from storage.columns import (
+    RAW_WIDTH,
+    ROLLUP_WIDTH,
+    Columns,
+    concat,
+    drop_before,
+    merge,
+    select_sorted,
+    select_unsorted,
+)
+from storage.errors import (
+    CorruptStoreError,
+    ReadOnlyStoreError,
+    StoreClosedError,
+    StoreLockedError,
+)
+from storage.head import Head, Snapshot
+from storage.manifest import MANIFEST, Manifest, read_manifest, write_manifest
+from storage.records import RAW, IndexArray, IntArray, Rollups, Samples, Series, Tier
+from storage.series_index import SeriesIndex, append_log, read_log, sort_key
+from storage.wal import Record, WalWriter, encode, read_records, segment_path, segments
+
+_LOG = logging.getLogger(__name__)
+
+BLOCK_FAN_IN = 4
+MAX_MERGE_ROWS = 4_000_000
+"""Blocks are merged only up to this size, which bounds the memory a compaction needs."""
+
+_SERIES_LOG = "series.log"
+_NO_FLOOR = -(2**63)
+_Stamp = tuple[int, int, int]
+
+
+class EmbeddedStore:
+    """A `storage.base.Store` in one directory; one writing process, any number of readers."""
+
+    def __init__(
+        self,
+        path: Path,
+        tiers: Sequence[Tier],
+        *,
+        max_series: int = 1_000_000,
+        readonly: bool = False,
+        checkpoint_rows: int = 4_000_000,
+        checkpoint_interval_s: float = 900.0,
+    ) -> None:
+        self._root = Path(path)
+        self._tiers = {t.name: t for t in tiers}
+        if RAW not in self._tiers:
+            raise ValueError("the tiers must include the raw tier")
+        self._widths = {t: RAW_WIDTH if t == RAW else ROLLUP_WIDTH for t in self._tiers}
+        self._max_series = max_series
+        self._readonly = readonly
+        self._checkpoint_rows = checkpoint_rows
+        self._checkpoint_interval_s = checkpoint_interval_s
+        self._closed = False
+        self._lock = threading.Lock()  # orders writes; guards the heads and swapped views
+        self._maintenance_lock = threading.Lock()  # one checkpoint, merge or retention at once
+        self._index = SeriesIndex()
+        self._manifest = Manifest()
+        self._blocks: dict[str, tuple[Block, ...]] = {t: () for t in self._tiers}
+        self._heads = self._new_heads()
+        self._frozen: tuple[dict[str, Head], ...] = ()  # heads being written as blocks
+        self._watermarks: dict[str, int] = {}
+        self._head_since = time.monotonic()
+        if readonly:
+            self._refresh_lock = threading.Lock()
+            self._stamp: _Stamp | None = None
+            self._segment = 0
+            self._offset = 0
+            self._refresh()
+            return
+        self._root.mkdir(parents=True, exist_ok=True)
+        (self._root / "wal").mkdir(exist_ok=True)
+        self._lock_fd = _lock_dir(self._root)
+        try:
+            self._wal = self._recover()
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._maintain, name="store-maintenance")
+        self._thread.start()
+
+    def __enter__(self) -> EmbeddedStore:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def write(self, samples: Samples) -> WriteResult:
+        self._check_writable()
+        if not len(samples):
+            return WriteResult(0)
+        with self._lock:
+            ids, new_series, refused_series = self._resolve(samples.series, samples.index)
+            sid = ids[samples.index]
+            rows = Columns(
+                sid.astype(np.uint32),
+                np.array(samples.ts_ns, np.int64),
+                (np.array(samples.values, np.float64),),
+            )
+            if refused_series:
+                rows = rows.take(sid >= 0)
+            if not len(rows):
+                return WriteResult(0, len(samples), refused_series)
+            ticket = self._wal.submit(encode(Record(RAW, rows, new_series)))
+            if self._heads[RAW].append(rows):
+                self._wake.set()
+        self._wal.wait(ticket)
+        return WriteResult(len(rows), len(samples) - len(rows), refused_series)
+
+    def write_rollups(self, tier: str, rollups: Rollups, watermark_ns: int) -> None:
+        self._check_writable()
+        if tier == RAW or tier not in self._tiers:
+            raise ValueError(f"not a rollup tier: {tier!r}")
+        with self._lock:
+            ids, new_series, refused_series = self._resolve(rollups.series, rollups.index)
+            sid = ids[rollups.index]
+            rows = Columns(
+                sid.astype(np.uint32),
+                np.array(rollups.bucket_ns, np.int64),
+                tuple(
+                    np.array(c, np.float64)
+                    for c in (rollups.min, rollups.max, rollups.sum, rollups.count, rollups.last)
+                ),
+            )
+            if refused_series:
+                rows = rows.take(sid >= 0)
+            ticket = self._wal.submit(encode(Record(tier, rows, new_series, watermark_ns)))
+            if self._heads[tier].append(rows):
+                self._wake.set()
+            self._watermarks[tier] = watermark_ns
+        self._wal.wait(ticket)
+
+    def _resolve(
+        self,
+        series: Sequence[Series],
+        index: IndexArray,
+    ) -> tuple[IntArray, tuple[tuple[int, Series], ...], int]:
+        """Ids of `series` (-1: refused), the series defined now, how many were refused."""
+        ids = self._index.lookup(series)
+        unknown = np.flatnonzero(ids < 0)
+        if not len(unknown):
+            return ids, (), 0
+        used = np.zeros(len(series), np.bool_)
+        used[index] = True
+        new: list[tuple[int, Series]] = []
+        refused = 0
+        for i in unknown.tolist():
+            if not used[i]:
+                continue
+            known = self._index.get(series[i])  # the same series twice in one batch
+            if known is not None:
+                ids[i] = known
+            elif len(self._index) >= self._max_series:
+                refused += 1
+            else:
+                ids[i] = self._index.add(series[i])
+                new.append((int(ids[i]), series[i]))
+        return ids, tuple(new), refused
+
+    @property
+    def fsyncs(self) -> int:
+        """WAL fsyncs so far: fewer than writes when group commit shares them."""
+        return 0 if self._readonly else self._wal.fsyncs
+
+    def watermark(self, tier: str) -> int | None:
+        self._check_open()
+        self._refresh()
+        return self._watermarks.get(tier)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def read(self, series: Sequence[Series] | None, start_ns: int, end_ns: int) -> Samples:
+        keys, rows = self._select(RAW, series, start_ns, end_ns)
+        return Samples(keys, rows.sid.astype(np.int32), np.array(rows.ts), np.array(rows.cols[0]))
+
+    def read_rollups(
+        self, tier: str, series: Sequence[Series] | None, start_ns: int, end_ns: int
+    ) -> Rollups:
+        if tier == RAW or tier not in self._tiers:
+            raise ValueError(f"not a rollup tier: {tier!r}")
+        keys, rows = self._select(tier, series, start_ns, end_ns)
+        mins, maxs, sums, counts, lasts = (np.array(c) for c in rows.cols)
+        return Rollups(
+            keys, rows.sid.astype(np.int32), np.array(rows.ts), mins, maxs, sums, counts, lasts
+        )
+
+    def _select(
+        self, tier: str, series: Sequence[Series] | None, start_ns: int, end_ns: int
+    ) -> tuple[tuple[Series, ...], Columns]:
+        """Rows of `tier` in range, their sid replaced by the position in the returned keys."""
+        self._check_open()
+        self._refresh()
+        width = self._widths[tier]
+        with self._lock:
+            start_ns = max(start_ns, self._manifest.floors.get(tier, _NO_FLOOR))
+            blocks = [b for b in self._blocks[tier] if b.overlaps(start_ns, end_ns)]
+            heads: list[Snapshot] = [h[tier].snapshot() for h in self._frozen]
+            heads.append(self._heads[tier].snapshot())
+            known = len(self._index)
+        keys: tuple[Series, ...] = () if series is None else tuple(series)
+        if end_ns <= start_ns:
+            return keys, Columns.empty(width)
+        sids = member = None
+        if series is not None:
+            ids = self._index.lookup(keys)
+            wanted = ids >= 0
+            sids = np.unique(ids[wanted]).astype(np.uint32)
+            size = max(known, int(sids[-1]) + 1 if len(sids) else 0) + 1
+            member = np.zeros(size, np.bool_)
+            member[sids] = True
+        pieces = [select_sorted(b.rows, sids, start_ns, end_ns) for b in blocks]
+        for head in heads:
+            pieces += [select_sorted(p, sids, start_ns, end_ns) for p in head.parts]
+            pieces += [select_unsorted(c, member, start_ns, end_ns) for c in head.chunks]
+        rows = concat(pieces, width)
+        if series is None:
+            present_sids = np.unique(rows.sid)
+            present = [self._index.key(s) for s in present_sids.tolist()]
+            order = sorted(range(len(present)), key=lambda i: sort_key(present[i]))
+            rank = np.empty(len(order), np.uint32)
+            rank[order] = np.arange(len(order), dtype=np.uint32)
+            keys = tuple(present[i] for i in order)
+            position = rank[np.searchsorted(present_sids, rows.sid)]
+        else:
+            assert member is not None
+            lookup = np.zeros(len(member), np.uint32)
+            lookup[ids[wanted]] = np.flatnonzero(wanted)
+            position = lookup[rows.sid]
+        return keys, merge([rows.with_sid(position)], width)
+
+    def metrics(self, pattern: str = "*") -> list[str]:
+        self._check_open()
+        self._refresh()
+        return self._index.metrics(pattern)
+
+    def series(self, metric: str | None = None) -> list[Series]:
+        self._check_open()
+        self._refresh()
+        return self._index.series(metric)
+
+    def series_count(self) -> int:
+        self._check_open()
+        self._refresh()
+        return len(self._index)
+
+    # -- maintenance ----------------------------------------------------------------------
+
+    def checkpoint(self) -> None:
+        """Move the head into blocks and delete the WAL segments it came from."""
+        self._check_writable()
+        with self._maintenance_lock:
+            with self._lock:
+                if not self._wal.segment_bytes and not self._frozen:
+                    return
+                sealed = self._wal.rotate()
+                self._frozen = (*self._frozen, self._heads)
+                self._heads = self._new_heads()
+                self._head_since = time.monotonic()
+                frozen = self._frozen
+                series_count = len(self._index)
+                watermarks = dict(self._watermarks)
+            manifest = self._manifest
+            blocks = dict(self._blocks)
+            number = manifest.next_block
+            obsolete: list[tuple[str, int]] = []
+            for tier, width in self._widths.items():
+                rows = merge([r for heads in frozen for r in heads[tier].runs()], width)
+                rows = drop_before(rows, manifest.floors.get(tier, _NO_FLOOR))
+                if len(rows):
+                    blocks[tier] = (
+                        *blocks[tier],
+                        block_files.write_block(self._root, tier, number, rows),
+                    )
+                    number = self._compact(tier, blocks, number + 1, obsolete)
+            new_keys = self._index.keys(manifest.series_count, series_count)
+            series_bytes = manifest.series_bytes
+            if new_keys:
+                series_bytes = append_log(self._root / _SERIES_LOG, series_bytes, new_keys)
+            manifest = replace(
+                manifest,
+                wal_start=sealed + 1,
+                series_count=series_count,
+                series_bytes=series_bytes,
+                next_block=number,
+                blocks={t: tuple(b.info for b in bs) for t, bs in blocks.items()},
+                watermarks=watermarks,
+            )
+            write_manifest(self._root, manifest)
+            with self._lock:
+                self._manifest = manifest
+                self._blocks = blocks
+                self._frozen = ()
+            for segment in segments(self._root / "wal"):
+                if segment <= sealed:
+                    segment_path(self._root / "wal", segment).unlink()
+            for tier, old in obsolete:
+                block_files.remove_block(self._root, tier, old)
+
+    def _compact(
+        self,
+        tier: str,
+        blocks: dict[str, tuple[Block, ...]],
+        number: int,
+        obsolete: list[tuple[str, int]],
+    ) -> int:
+        """Merge the last `BLOCK_FAN_IN` blocks of `tier` while they share a level and stay
+        small; returns the next free block number."""
+        while len(blocks[tier]) >= BLOCK_FAN_IN:
+            tail = blocks[tier][-BLOCK_FAN_IN:]
+            level = tail[0].info.level
+            if any(b.info.level != level for b in tail):
+                break
+            if sum(b.info.rows for b in tail) > MAX_MERGE_ROWS:
+                break
+            rows = merge([b.rows for b in tail], self._widths[tier])
+            merged = block_files.write_block(self._root, tier, number, rows, level + 1)
+            blocks[tier] = (*blocks[tier][:-BLOCK_FAN_IN], merged)
+            obsolete += [(tier, b.info.number) for b in tail]
+            number += 1
+        return number
+
+    def apply_retention(self, now_ns: int) -> None:
+        self._check_writable()
+        with self._maintenance_lock:
+            manifest = self._manifest
+            floors = dict(manifest.floors)
+            blocks = dict(self._blocks)
+            dropped: list[tuple[str, int]] = []
+            for name, tier in self._tiers.items():
+                floor = max(floors.get(name, _NO_FLOOR), now_ns - tier.retention_ns)
+                floors[name] = floor
+                dropped += [(name, b.info.number) for b in blocks[name] if b.info.max_ts < floor]
+                blocks[name] = tuple(b for b in blocks[name] if b.info.max_ts >= floor)
+            manifest = replace(
+                manifest,
+                floors=floors,
+                blocks={t: tuple(b.info for b in bs) for t, bs in blocks.items()},
+            )
+            write_manifest(self._root, manifest)
+            with self._lock:
+                self._manifest = manifest
+                self._blocks = blocks
+            for name, number in dropped:
+                block_files.remove_block(self._root, name, number)
+
+    def _maintain(self) -> None:
+        """Merge head parts as they pile up and checkpoint by size or age, until close."""
+        while not self._stop.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self._merge_head_parts()
+                with self._lock:
+                    rows = sum(h.rows for h in self._heads.values())
+                    age_s = time.monotonic() - self._head_since
+                if rows >= self._checkpoint_rows or (rows and age_s >= self._checkpoint_interval_s):
+                    self.checkpoint()
+            except Exception:
+                _LOG.exception("store maintenance failed; retrying in 5 s")
+                self._stop.wait(5.0)
+
+    def _merge_head_parts(self) -> None:
+        """Merge runs of same-size head parts, sorting outside the write lock."""
+        with self._maintenance_lock:
+            for tier, width in self._widths.items():
+                while True:
+                    with self._lock:
+                        head = self._heads[tier]
+                        candidate = head.merge_candidate()
+                    if candidate is None:
+                        break
+                    merged = merge(candidate[1], width)
+                    with self._lock:
+                        head.replace(candidate[0], merged)
+
+    def close(self) -> None:
+        """Checkpoint (writer), stop the maintenance thread and release the data dir."""
+        if self._closed:
+            return
+        if not self._readonly:
+            self._stop.set()
+            self._wake.set()
+            self._thread.join()
+            try:
+                self.checkpoint()
+            finally:
+                self._wal.close()
+                os.close(self._lock_fd)
+        self._closed = True
+
+    # -- opening and following --------------------------------------------------------------
+
+    def _new_heads(self) -> dict[str, Head]:
+        return {t: Head(w) for t, w in self._widths.items()}
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"store {self._root} is closed")
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self._readonly:
+            raise ReadOnlyStoreError(f"store {self._root} was opened read-only")
+
+    def _apply(self, record: Record) -> None:
+        """Replay a WAL record into the index and head; the caller holds the write lock."""
+        for sid, series in record.new_series:
+            self._index.define(sid, series)
+        head = self._heads.get(record.tier)
+        if head is None:
+            return  # a tier no longer configured
+        head.append(record.rows)
+        if record.watermark_ns is not None:
+            self._watermarks[record.tier] = record.watermark_ns
+
+    def _load(self, manifest: Manifest) -> dict[str, tuple[Block, ...]]:
+        """Series of the manifest not yet in the index, and its blocks (reusing open ones)."""
+        old = self._manifest
+        if manifest.series_bytes > old.series_bytes:
+            added = read_log(self._root / _SERIES_LOG, old.series_bytes, manifest.series_bytes)
+            for offset, series in enumerate(added):
+                self._index.define(old.series_count + offset, series)
+        blocks: dict[str, tuple[Block, ...]] = {}
+        for tier, width in self._widths.items():
+            loaded = {b.info.number: b for b in self._blocks[tier]}
+            blocks[tier] = tuple(
+                loaded.get(info.number) or block_files.load_block(self._root, tier, info, width)
+                for info in manifest.blocks.get(tier, ())
+            )
+        return blocks
+
+    def _recover(self) -> WalWriter:
+        """Open the committed state, replay the WAL (cutting a torn tail), start a segment."""
+        manifest = read_manifest(self._root)
+        if manifest is None:
+            manifest = Manifest()
+            write_manifest(self._root, manifest)
+        self._blocks = self._load(manifest)
+        self._manifest = manifest
+        self._watermarks = dict(manifest.watermarks)
+        for tier in self._tiers:
+            listed = {b.number for b in manifest.blocks.get(tier, ())}
+            for number in block_files.block_numbers(self._root, tier):
+                if number not in listed:  # written by a checkpoint that did not finish
+                    block_files.remove_block(self._root, tier, number)
+        wal_dir = self._root / "wal"
+        numbers = segments(wal_dir)
+        for number in [n for n in numbers if n < manifest.wal_start]:
+            segment_path(wal_dir, number).unlink()
+        numbers = [n for n in numbers if n >= manifest.wal_start]
+        for number in numbers:
+            path = segment_path(wal_dir, number)
+            end = 0
+            for record, record_end in read_records(path):
+                self._apply(record)
+                end = record_end
+            if end != path.stat().st_size:
+                if number != numbers[-1]:
+                    raise CorruptStoreError(f"{path} is damaged at byte {end}")
+                _LOG.warning("discarding a torn WAL tail: %s from byte %d", path, end)
+                os.truncate(path, end)
+        return WalWriter(wal_dir, numbers[-1] + 1 if numbers else manifest.wal_start)
+
+    def _refresh(self) -> None:
+        """Read-only: reload the manifest if it was replaced, then read new WAL records."""
+        if not self._readonly:
+            return
+        with self._refresh_lock:
+            while True:
+                stamp = _stamp(self._root / MANIFEST)
+                if stamp != self._stamp:
+                    try:
+                        self._reload()
+                    except FileNotFoundError:
+                        continue  # a block was compacted away meanwhile: read the newer manifest
+                    self._stamp = stamp
+                self._tail()
+                if _stamp(self._root / MANIFEST) == stamp:
+                    return  # else a checkpoint may have taken segments we had not read
+
+    def _reload(self) -> None:
+        manifest = read_manifest(self._root) or Manifest()
+        blocks = self._load(manifest)
+        with self._lock:
+            self._manifest = manifest
+            self._blocks = blocks
+            self._heads = self._new_heads()
+            self._watermarks = dict(manifest.watermarks)
+        self._segment = manifest.wal_start
+        self._offset = 0
+
+    def _tail(self) -> None:
+        """Apply WAL records after the last one read; segments are numbered consecutively."""
+        wal_dir = self._root / "wal"
+        while True:
+            path = segment_path(wal_dir, self._segment)
+            if not path.exists():
+                return
+            self._tail_segment(path)
+            if not segment_path(wal_dir, self._segment + 1).exists():
+                break
+            self._tail_segment(path)  # the writer moved on: this segment is complete now
+            self._segment += 1
+            self._offset = 0
+        for tier, width in self._widths.items():
+            head = self._heads[tier]
+            while (candidate := head.merge_candidate()) is not None:
+                merged = merge(candidate[1], width)
+                with self._lock:
+                    head.replace(candidate[0], merged)
+
+    def _tail_segment(self, path: Path) -> None:
+        try:
+            for record, end in read_records(path, self._offset):
+                with self._lock:
+                    self._apply(record)
+                self._offset = end
+        except FileNotFoundError:
+            return  # deleted by a checkpoint: the manifest check in _refresh catches up
+
+
+def _stamp(path: Path) -> _Stamp | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _lock_dir(root: Path) -> int:
+    """Take the data dir's write lock (released by the OS if the process dies)."""
+    fd = os.open(root / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreLockedError(f"another process writes to {root}") from None
+    return fd

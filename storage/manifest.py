@@ -1,0 +1,77 @@
+"""The manifest: which blocks, series and WAL segments make up the store, replaced atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from storage.blocks import BlockInfo
+from storage.errors import CorruptStoreError
+from storage.wal import fsync_dir
+
+MANIFEST = "MANIFEST.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """The committed state: data before `wal_start` lives in `blocks` and the series log."""
+
+    wal_start: int = 1
+    series_count: int = 0
+    series_bytes: int = 0
+    next_block: int = 1
+    blocks: dict[str, tuple[BlockInfo, ...]] = field(default_factory=dict)
+    watermarks: dict[str, int] = field(default_factory=dict)
+    floors: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "version": 1,
+                "wal_start": self.wal_start,
+                "series_count": self.series_count,
+                "series_bytes": self.series_bytes,
+                "next_block": self.next_block,
+                "blocks": {t: [b.to_json() for b in bs] for t, bs in self.blocks.items()},
+                "watermarks": self.watermarks,
+                "floors": self.floors,
+            },
+            indent=1,
+        ).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Manifest:
+        try:
+            raw = json.loads(data)
+            return cls(
+                int(raw["wal_start"]),
+                int(raw["series_count"]),
+                int(raw["series_bytes"]),
+                int(raw["next_block"]),
+                {t: tuple(BlockInfo.from_json(b) for b in bs) for t, bs in raw["blocks"].items()},
+                {t: int(v) for t, v in raw["watermarks"].items()},
+                {t: int(v) for t, v in raw["floors"].items()},
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            raise CorruptStoreError(f"unreadable manifest: {error}") from error
+
+
+def read_manifest(root: Path) -> Manifest | None:
+    try:
+        data = (root / MANIFEST).read_bytes()
+    except FileNotFoundError:
+        return None
+    return Manifest.from_json(data)
+
+
+def write_manifest(root: Path, manifest: Manifest) -> None:
+    """Replace the manifest atomically: write a temporary file, fsync, rename, fsync the dir."""
+    tmp = root / (MANIFEST + ".tmp")
+    with tmp.open("wb") as f:
+        f.write(manifest.to_json())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, root / MANIFEST)
+    fsync_dir(root)

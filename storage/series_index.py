@@ -1,0 +1,125 @@
+"""The series index: series key <-> dense uint32 id, listings by metric, and its log file.
+
+Ids are given in order (0, 1, 2, ...), so an id is also a position in `keys`. New series are
+defined in the WAL record that first uses them and appended to the series log at checkpoint
+time; the manifest names how many bytes of the log are committed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from storage.errors import CorruptStoreError
+from storage.records import IntArray, Series
+
+
+def sort_key(series: Series) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return (series.metric, series.tags)
+
+
+class SeriesIndex:
+    """Thread-safe map of series to ids, with cached sorted listings."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys: list[Series] = []
+        self._ids: dict[Series, int] = {}
+        self._by_metric: dict[str, list[Series]] = {}
+        self._sorted_metrics: list[str] | None = None
+        self._sorted_series: dict[str | None, list[Series]] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def key(self, sid: int) -> Series:
+        return self._keys[sid]
+
+    def keys(self, start: int, stop: int) -> list[Series]:
+        return self._keys[start:stop]
+
+    def get(self, series: Series) -> int | None:
+        return self._ids.get(series)
+
+    def lookup(self, series: Sequence[Series]) -> IntArray:
+        """The id of each series, -1 for unknown ones."""
+        get = self._ids.get
+        return np.fromiter((get(s, -1) for s in series), np.int64, len(series))
+
+    def add(self, series: Series) -> int:
+        """Define a new series; returns its id."""
+        with self._lock:
+            sid = len(self._keys)
+            self._keys.append(series)
+            self._ids[series] = sid
+            by_metric = self._by_metric.setdefault(series.metric, [])
+            if not by_metric:
+                self._sorted_metrics = None
+            by_metric.append(series)
+            self._sorted_series.pop(series.metric, None)
+            self._sorted_series.pop(None, None)
+            return sid
+
+    def define(self, sid: int, series: Series) -> None:
+        """Replay a definition read from disk; a repeated one is checked and skipped."""
+        known = len(self._keys)
+        if sid < known and self._keys[sid] == series:
+            return
+        if sid != known or series in self._ids:
+            raise CorruptStoreError(f"series id {sid} does not fit the index for {series}")
+        self.add(series)
+
+    def metrics(self, pattern: str = "*") -> list[str]:
+        with self._lock:
+            if self._sorted_metrics is None:
+                self._sorted_metrics = sorted(self._by_metric)
+            names = self._sorted_metrics
+        if pattern == "*":
+            return list(names)
+        match = re.compile(fnmatch.translate(pattern)).match
+        return [name for name in names if match(name)]
+
+    def series(self, metric: str | None = None) -> list[Series]:
+        with self._lock:
+            cached = self._sorted_series.get(metric)
+            if cached is None:
+                source = self._keys if metric is None else self._by_metric.get(metric, [])
+                cached = sorted(source, key=sort_key)
+                self._sorted_series[metric] = cached
+        return list(cached)
+
+
+def append_log(path: Path, start: int, series: Sequence[Series]) -> int:
+    """Write definitions after the first `start` bytes of the series log (dropping anything
+    an interrupted checkpoint left there), fsync'd; returns the log's new size in bytes."""
+    lines = "".join(json.dumps([s.metric, s.tags]) + "\n" for s in series).encode()
+    with path.open("a+b") as f:
+        f.truncate(start)
+        f.seek(start)
+        f.write(lines)
+        f.flush()
+        os.fsync(f.fileno())
+        return f.tell()
+
+
+def read_log(path: Path, start: int, stop: int) -> list[Series]:
+    """The definitions in bytes [start, stop) of the series log, in id order."""
+    if stop <= start:
+        return []
+    with path.open("rb") as f:
+        f.seek(start)
+        data = f.read(stop - start)
+    if len(data) != stop - start or not data.endswith(b"\n"):
+        raise CorruptStoreError(f"{path} is shorter than the manifest says")
+    result = []
+    for line in data.splitlines():
+        metric, tags = json.loads(line)
+        result.append(Series(metric, tuple((k, v) for k, v in tags)))
+    return result

@@ -1,0 +1,240 @@
+"""The write-ahead log: framed records in numbered segment files, appended with group commit.
+
+A record is a 12-byte frame (magic, payload length, CRC32 of the payload) and a payload: a
+20-byte body (kind, rows, meta length, watermark), a JSON meta (tier and new series definitions,
+absent for raw batches without new series) and the columns as raw little-endian bytes (ts int64,
+the float64 value columns, sid uint32). One record holds a whole batch, so encoding costs a few
+`tobytes()` and one CRC, never per-point work. A record whose frame or CRC does not check is a
+torn tail: everything before it was fsync'd and acknowledged, nothing after it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import threading
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from storage.columns import RAW_WIDTH, ROLLUP_WIDTH, Columns
+from storage.records import RAW, Series
+
+_FRAME = struct.Struct("<4sII")
+_BODY = struct.Struct("<BxxxIIq")
+_MAGIC = b"SBW1"
+_KIND_RAW, _KIND_ROLLUP = 0, 1
+_NO_WATERMARK = -(2**63)
+_SUFFIX = ".wal"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One logged batch: rows of `tier`, the series first defined by it, the tier watermark."""
+
+    tier: str
+    rows: Columns
+    new_series: tuple[tuple[int, Series], ...] = ()
+    watermark_ns: int | None = None
+
+
+def encode(record: Record) -> bytes:
+    """The framed bytes of `record`."""
+    rows = record.rows
+    meta = b""
+    if record.tier != RAW or record.new_series:
+        defs = [[sid, s.metric, s.tags] for sid, s in record.new_series]
+        meta = json.dumps({"tier": record.tier, "series": defs}).encode()
+    kind = _KIND_RAW if record.tier == RAW else _KIND_ROLLUP
+    watermark = _NO_WATERMARK if record.watermark_ns is None else record.watermark_ns
+    parts = [
+        _BODY.pack(kind, len(rows), len(meta), watermark),
+        meta,
+        rows.ts.astype("<i8", copy=False).tobytes(),
+        *(c.astype("<f8", copy=False).tobytes() for c in rows.cols),
+        rows.sid.astype("<u4", copy=False).tobytes(),
+    ]
+    crc = 0
+    length = 0
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+        length += len(part)
+    return b"".join([_FRAME.pack(_MAGIC, length, crc), *parts])
+
+
+def decode(payload: bytes) -> Record:
+    """The record of a checked payload."""
+    kind, n, meta_len, watermark = _BODY.unpack_from(payload)
+    offset = _BODY.size
+    tier = RAW
+    new_series: tuple[tuple[int, Series], ...] = ()
+    if meta_len:
+        meta = json.loads(payload[offset : offset + meta_len])
+        tier = meta["tier"]
+        new_series = tuple(
+            (sid, Series(metric, tuple((k, v) for k, v in tags)))
+            for sid, metric, tags in meta["series"]
+        )
+        offset += meta_len
+    width = RAW_WIDTH if kind == _KIND_RAW else ROLLUP_WIDTH
+
+    def column(dtype: str, itemsize: int) -> NDArray[Any]:
+        nonlocal offset
+        array = np.frombuffer(payload, dtype, n, offset).copy()
+        offset += n * itemsize
+        return array
+
+    ts = column("<i8", 8).astype(np.int64, copy=False)
+    cols = tuple(column("<f8", 8).astype(np.float64, copy=False) for _ in range(width))
+    sid = column("<u4", 4).astype(np.uint32, copy=False)
+    return Record(
+        tier,
+        Columns(sid, ts, cols),
+        new_series,
+        None if watermark == _NO_WATERMARK else watermark,
+    )
+
+
+def read_records(path: Path, offset: int = 0) -> Iterator[tuple[Record, int]]:
+    """(record, offset after it) for each whole record of segment `path` from `offset`.
+
+    Stops quietly at the first incomplete or damaged record: the caller compares the last
+    offset with the file size to tell a clean end from a torn tail."""
+    with path.open("rb") as f:
+        f.seek(offset)
+        while True:
+            frame = f.read(_FRAME.size)
+            if len(frame) < _FRAME.size:
+                return
+            magic, length, crc = _FRAME.unpack(frame)
+            if magic != _MAGIC:
+                return
+            payload = f.read(length)
+            if len(payload) < length or zlib.crc32(payload) != crc:
+                return
+            offset += _FRAME.size + length
+            yield decode(payload), offset
+
+
+def segment_path(directory: Path, number: int) -> Path:
+    return directory / f"{number:010d}{_SUFFIX}"
+
+
+def segments(directory: Path) -> list[int]:
+    """Numbers of the segments in `directory`, ascending."""
+    return sorted(int(p.name[: -len(_SUFFIX)]) for p in directory.glob("*" + _SUFFIX))
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class WalWriter:
+    """Appends records to the current segment; concurrent callers share one write and fsync.
+
+    `submit` queues a record (callers order their submissions under their own lock) and
+    `wait` returns once it is durable. Whoever waits while no write is running becomes the
+    leader: it writes every queued record as one append, fsyncs once and wakes the others.
+    """
+
+    def __init__(self, directory: Path, number: int) -> None:
+        self._directory = directory
+        self.number = number
+        self._fd = self._open(number)
+        self._cond = threading.Condition()
+        self._queue: list[bytes] = []
+        self._submitted = 0
+        self._durable = 0
+        self._busy = False
+        self._error: Exception | None = None
+        self.segment_bytes = 0
+        self.fsyncs = 0
+
+    def _open(self, number: int) -> int:
+        fd = os.open(segment_path(self._directory, number), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        fsync_dir(self._directory)  # the new name itself must survive a crash
+        return fd
+
+    def submit(self, frame: bytes) -> int:
+        """Queue `frame`; returns the ticket to `wait` on."""
+        with self._cond:
+            self._queue.append(frame)
+            self._submitted += 1
+            self.segment_bytes += len(frame)
+            return self._submitted
+
+    def wait(self, ticket: int) -> None:
+        """Return once record `ticket` is written and fsync'd."""
+        with self._cond:
+            while self._durable < ticket:
+                if self._error is not None:
+                    raise self._error
+                if self._busy:
+                    self._cond.wait()
+                else:
+                    self._lead()
+
+    def _lead(self) -> None:
+        """Write the queue and fsync it with the lock released; called holding the lock."""
+        self._busy = True
+        batch, self._queue = self._queue, []
+        upto = self._submitted
+        self._cond.release()
+        error: Exception | None = None
+        try:
+            _write_all(self._fd, b"".join(batch))
+            os.fdatasync(self._fd)
+        except Exception as exc:  # re-raised to every waiter below
+            error = exc
+        finally:
+            self._cond.acquire()
+        self._busy = False
+        if error is None:
+            self._durable = upto
+            self.fsyncs += 1
+        else:
+            self._error = error  # later records would follow a gap: fail every writer
+        self._cond.notify_all()
+
+    def rotate(self) -> int:
+        """Make everything queued durable, start the next segment; returns the sealed one.
+
+        The caller holds the lock that orders submissions, so nothing is queued meanwhile."""
+        with self._cond:
+            while self._busy:
+                self._cond.wait()
+            if self._queue:
+                self._lead()
+            if self._error is not None:
+                raise self._error
+            sealed = self.number
+            os.close(self._fd)
+            self.number += 1
+            self._fd = self._open(self.number)
+            self.segment_bytes = 0
+            return sealed
+
+    def close(self) -> None:
+        with self._cond:
+            while self._busy:
+                self._cond.wait()
+            if self._queue:
+                self._lead()
+            os.close(self._fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
