@@ -63,3 +63,109 @@ BAD_GRAPHITE_LINES: dict[str, list[bytes]] = {
     "non_finite": [b"a nan 2", b"a NaN", b"a inf 2", b"a -Infinity 2", b"a 1e999 2"],
     "bad_timestamp": [b"a 1 yesterday", b"a 1 -5", b"a 1 1e30", b"a 1 99999999999", b"a 1 nan"],
 }
+
+# ---------------------------------------------------------------------------------------------
+# StatsD
+# ---------------------------------------------------------------------------------------------
+
+_STATSD_NAME_CHARS = "abcXYZ019_.-"
+_STATSD_TAG_CHARS = "abz09_.-/é "
+STATSD_TYPES = {"c": 0, "g": 1, "ms": 2, "h": 2, "d": 2, "s": 3}
+
+statsd_names = st.text(_STATSD_NAME_CHARS, min_size=1, max_size=20)
+statsd_tags = st.dictionaries(
+    st.text(_STATSD_TAG_CHARS, min_size=1, max_size=8),
+    st.text(_STATSD_TAG_CHARS + ":", max_size=8),
+    max_size=3,
+)
+# Bounded so that sums over an interval stay finite.
+statsd_floats = st.floats(min_value=-1e300, max_value=1e300)
+statsd_rates = st.sampled_from([None, "1", "0.5", ".25", "0.1", "1.0"])
+
+
+@st.composite
+def statsd_lines(draw: st.DrawFn) -> tuple[bytes, dict[str, object]]:
+    """A valid one-group StatsD line and the fields it must parse to."""
+    name = draw(statsd_names)
+    kind = draw(st.sampled_from(sorted(STATSD_TYPES)))
+    tags = draw(statsd_tags)
+    rate = draw(statsd_rates)
+    if kind == "s":
+        text = draw(st.text("abc012-_.", min_size=1, max_size=8))
+        value: object = text.encode()
+    else:
+        number = draw(st.one_of(st.integers(-(10**6), 10**6), statsd_floats))
+        text = repr(number)
+        value = float(number)
+    line = f"{name}:{text}|{kind}" + (f"|@{rate}" if rate else "")
+    if tags:
+        line += "|#" + ",".join(f"{k}:{v}" if v else k for k, v in tags.items())
+    expected = {
+        "series": Series.of(name, tags),
+        "kind": STATSD_TYPES[kind],
+        "value": value,
+        "rate": float(rate) if rate else 1.0,
+        "delta": kind == "g" and text[0] in "+-",
+    }
+    return line.encode(), expected
+
+
+# Lines built from StatsD's own tokens, valid and not, so that chunks exercise both paths.
+_STATSD_TOKENS = [
+    b"a",
+    b"b.c",
+    b"x y",
+    b"p/q",
+    b"\xff",
+    b"",
+    b":",
+    b"|",
+    b"1",
+    b"-2.5",
+    b"+3",
+    b"1e3",
+    b"1e999",
+    b"nan",
+    b"x",
+    b"|c",
+    b"|g",
+    b"|ms",
+    b"|h",
+    b"|d",
+    b"|s",
+    b"|q",
+    b"|@0.5",
+    b"|@0",
+    b"|@2",
+    b"|@x",
+    b"|#k:v",
+    b"|#k2",
+    b"|#\xff",
+    b"|#:v",
+    b",",
+    b"\r",
+    b".5",
+    b"@",
+]
+statsd_token_lines = st.lists(st.sampled_from(_STATSD_TOKENS), max_size=7).map(b"".join)
+statsd_plain_lines = st.builds(
+    lambda n, v, t, r, g: b"%s:%s%s%s%s" % (n, v, t, r, g),
+    st.sampled_from([b"a", b"b.c", b"d-e", b"x y", b"s"]),
+    st.sampled_from([b"1", b"-1", b"+2", b"0.5", b"1e2", b"3", b"u", b"", b"nan"]),
+    st.sampled_from([b"|c", b"|g", b"|ms", b"|h", b"|s", b"|d"]),
+    st.sampled_from([b"", b"", b"|@0.5", b"|@1", b"|@0"]),
+    st.sampled_from([b"", b"", b"|#k:v", b"|#k,j:1", b"|#k:v:w"]),
+)
+statsd_hostile_lines = st.one_of(
+    statsd_plain_lines, statsd_plain_lines, statsd_token_lines, st.binary(max_size=30)
+)
+
+BAD_STATSD_LINES: dict[str, list[bytes]] = {
+    "bad_format": [b"just.a.name", b"a:1", b"a:1|c|@0.5|x", b"a:1|c:2", b"a:1|#k:v"],
+    "bad_name": [b":1|c", b"%%%:1|c", b"\xff\xfe:1|c"],
+    "bad_type": [b"a:1|x", b"a:1|", b"a:1|C", b"a:1|c |@0.5"],
+    "bad_value": [b"a:one|c", b"a:|c", b"a:1_000|c", b"a:0x10|g", b"a:nan|ms", b"a:inf|c", b"a:|s"],
+    "non_finite": [b"a:1e999|c", b"a:-1e400|g"],
+    "bad_rate": [b"a:1|c|@0", b"a:1|c|@1.5", b"a:1|c|0.5", b"a:1|c|@-1", b"a:1|c|@x"],
+    "bad_tag": [b"a:1|c|#\xff", b"a:1|c|#:v", b"a:1|c|#k|@0.5"],
+}

@@ -1,0 +1,149 @@
+"""StatsD listeners: UDP datagrams and newline-framed TCP, both feeding one aggregator."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+from collector.stats import IngestStats
+from collector.statsd_aggregate import StatsdAggregator
+
+log = logging.getLogger(__name__)
+
+MAX_LINE_BYTES = 64 * 1024
+_RECV_BUFFER_BYTES = 16 * 1024 * 1024  # absorbs bursts while the loop is busy parsing
+_BATCH_DATAGRAMS = 256  # datagrams joined into one chunk at most
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    """Collects datagrams and parses them as one chunk on the next loop iteration, which
+    saves the per-call overhead of parsing each datagram alone."""
+
+    def __init__(self, aggregator: StatsdAggregator) -> None:
+        self._aggregator = aggregator
+        self._pending: list[bytes] = []
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        pending = self._pending
+        pending.append(data)
+        if len(pending) == 1:
+            asyncio.get_running_loop().call_soon(self._drain)
+        elif len(pending) >= _BATCH_DATAGRAMS:
+            self._drain()
+
+    def _drain(self) -> None:
+        if self._pending:
+            chunk = b"\n".join(self._pending)
+            self._pending = []
+            self._aggregator.ingest(chunk)
+
+    def error_received(self, exc: Exception) -> None:
+        log.warning("StatsD UDP error: %s", exc)
+
+
+class _TcpProtocol(asyncio.Protocol):
+    """Newline-framed lines; a partial line waits for the next read, up to MAX_LINE_BYTES."""
+
+    def __init__(self, aggregator: StatsdAggregator, stats: IngestStats) -> None:
+        self._aggregator = aggregator
+        self._stats = stats
+        self._partial = b""
+        self._skipping = False  # inside a line already dropped as too long
+
+    def data_received(self, data: bytes) -> None:
+        end = data.rfind(b"\n")
+        if end < 0:
+            self._hold(data)
+            return
+        head, tail = data[:end], data[end + 1 :]
+        if self._skipping:
+            cut = head.find(b"\n")
+            head = b"" if cut < 0 else head[cut + 1 :]
+            self._skipping = False
+        else:
+            head = self._partial + head
+        self._partial = b""
+        if len(head) > MAX_LINE_BYTES:
+            head = self._without_long_lines(head)
+        if head:
+            self._aggregator.ingest(head)
+        self._hold(tail)
+
+    def _hold(self, data: bytes) -> None:
+        if self._skipping:
+            return
+        self._partial += data
+        if len(self._partial) > MAX_LINE_BYTES:
+            self._drop_long()
+            self._partial = b""
+            self._skipping = True
+
+    def _without_long_lines(self, chunk: bytes) -> bytes:
+        lines = chunk.split(b"\n")
+        kept = [line for line in lines if len(line) <= MAX_LINE_BYTES]
+        for _ in range(len(lines) - len(kept)):
+            self._drop_long()
+        return b"\n".join(kept)
+
+    def _drop_long(self) -> None:
+        self._stats.add_dropped("statsd", "line_too_long")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # A client may close right after its last line without a newline.
+        if self._partial and not self._skipping:
+            self._aggregator.ingest(self._partial)
+        self._partial = b""
+
+
+class StatsdServer:
+    """The running UDP endpoint and TCP server; `close()` stops both."""
+
+    def __init__(self, udp: asyncio.DatagramTransport, tcp: asyncio.Server) -> None:
+        self._udp = udp
+        self._tcp = tcp
+        self.udp_port: int = udp.get_extra_info("sockname")[1]
+        self.tcp_port: int = tcp.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        self._tcp.close()
+        self._udp.close()
+        await self._tcp.wait_closed()
+
+
+def _udp_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        # SO_RCVBUFFORCE passes net.core.rmem_max when privileged; otherwise ask politely.
+        force = getattr(socket, "SO_RCVBUFFORCE", None)
+        try:
+            if force is None:
+                raise PermissionError
+            sock.setsockopt(socket.SOL_SOCKET, force, _RECV_BUFFER_BYTES)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECV_BUFFER_BYTES)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def start_statsd(
+    host: str, port: int, aggregator: StatsdAggregator, stats: IngestStats
+) -> StatsdServer:
+    """Listen for StatsD on UDP and TCP `port` (0: a free port each, see the server's ports)."""
+    loop = asyncio.get_running_loop()
+    udp, _ = await loop.create_datagram_endpoint(
+        lambda: _UdpProtocol(aggregator), sock=_udp_socket(host, port)
+    )
+    try:
+        tcp = await loop.create_server(lambda: _TcpProtocol(aggregator, stats), host, port)
+    except OSError:
+        udp.close()
+        raise
+    server = StatsdServer(udp, tcp)
+    log.info("StatsD listening on %s udp:%d tcp:%d", host, server.udp_port, server.tcp_port)
+    return server

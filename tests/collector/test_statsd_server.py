@@ -1,0 +1,136 @@
+"""StatsD listeners on real UDP and TCP sockets at 127.0.0.1, port 0."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+
+from collector.stats import IngestStats
+from collector.statsd_aggregate import StatsdAggregator
+from collector.statsd_server import MAX_LINE_BYTES, StatsdServer, start_statsd
+
+HOST = "127.0.0.1"
+
+
+async def wait_received(stats: IngestStats, count: int) -> None:
+    for _ in range(500):
+        if stats.received["statsd"] >= count:
+            return
+        await asyncio.sleep(0.01)
+    assert stats.received["statsd"] >= count
+
+
+class Listener:
+    def __init__(self, server: StatsdServer, aggregator: StatsdAggregator, stats: IngestStats):
+        self.server = server
+        self.aggregator = aggregator
+        self.stats = stats
+
+    async def received(self, count: int) -> None:
+        """Wait until `count` metrics were taken in (UDP on loopback does not drop here)."""
+        await wait_received(self.stats, count)
+        await asyncio.sleep(0.05)  # anything more would be a bug: let it arrive
+
+    def flushed(self) -> dict[str, float]:
+        return {str(s): v for s, _, v in self.aggregator.flush(1).points()}
+
+
+@pytest.fixture
+async def listener() -> AsyncIterator[Listener]:
+    stats = IngestStats()
+    aggregator = StatsdAggregator(stats, flush_interval_s=10.0)
+    server = await start_statsd(HOST, 0, aggregator, stats)
+    yield Listener(server, aggregator, stats)
+    await server.close()
+
+
+async def send_udp(port: int, *datagrams: bytes) -> None:
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        for data in datagrams:
+            await loop.sock_sendto(sock, data, (HOST, port))
+
+
+async def send_tcp(port: int, *writes: bytes) -> None:
+    _, writer = await asyncio.open_connection(HOST, port)
+    for data in writes:
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_udp_multi_metric_datagrams_are_aggregated(listener: Listener) -> None:
+    assert listener.server.udp_port > 0
+    await send_udp(
+        listener.server.udp_port,
+        b"hits:1|c\nhits:2|c|@0.5\nlat:5|ms|#env:prod",
+        b"g:3|g\ng:+1|g",
+        b"users:a|s\nusers:b|s",
+    )
+    await listener.received(7)
+    got = listener.flushed()
+    assert got["hits.count"] == 5.0
+    assert got["lat.upper{env=prod}"] == 5.0
+    assert got["g"] == 4.0
+    assert got["users.count"] == 2.0
+
+
+async def test_udp_garbage_datagrams_are_counted_and_later_ones_kept(listener: Listener) -> None:
+    await send_udp(
+        listener.server.udp_port,
+        b"\xff\xfe\x00garbage",
+        b"",
+        b"a:nan|c\na:1|c",
+        b"x" * 60_000,
+        b"a:2|c",
+    )
+    await listener.received(2)
+    assert listener.flushed()["a.count"] == 3.0
+    dropped = {reason: n for (_, reason), n in listener.stats.dropped.items()}
+    assert dropped == {"bad_format": 2, "bad_value": 1}
+
+
+async def test_tcp_lines_split_across_writes_are_joined(listener: Listener) -> None:
+    await send_tcp(listener.server.tcp_port, b"a:1|c\na:", b"2|c\nb:4", b"|ms\r\n", b"c:7|g")
+    await listener.received(4)
+    got = listener.flushed()
+    assert (got["a.count"], got["b.sum"], got["c"]) == (3.0, 4.0, 7.0)
+
+
+async def test_tcp_line_over_the_limit_is_dropped_and_the_next_kept(listener: Listener) -> None:
+    long_line = b"a" * (MAX_LINE_BYTES + 10) + b":1|c"
+    await send_tcp(
+        listener.server.tcp_port,
+        b"ok:1|c\n" + long_line[:40_000],
+        long_line[40_000:],
+        b"\nok:1|c\n" + long_line + b"\nok:1|c\n",
+    )
+    await listener.received(3)
+    assert listener.flushed()["ok.count"] == 3.0
+    assert listener.stats.dropped[("statsd", "line_too_long")] == 2
+
+
+async def test_many_tcp_connections_at_once(listener: Listener) -> None:
+    lines = b"".join(b"c%d:1|c\n" % (i % 10) for i in range(200))
+    await asyncio.gather(*(send_tcp(listener.server.tcp_port, lines) for _ in range(50)))
+    await listener.received(50 * 200)
+    got = listener.flushed()
+    assert sum(got[f"c{i}.count"] for i in range(10)) == 10_000
+
+
+async def test_udp_and_tcp_share_a_fixed_port(unused_udp_port: int) -> None:
+    stats = IngestStats()
+    aggregator = StatsdAggregator(stats, flush_interval_s=1.0)
+    server = await start_statsd(HOST, unused_udp_port, aggregator, stats)
+    try:
+        assert server.udp_port == server.tcp_port == unused_udp_port
+        await send_udp(unused_udp_port, b"u:1|c")
+        await send_tcp(unused_udp_port, b"t:1|c\n")
+        await wait_received(stats, 2)
+    finally:
+        await server.close()
