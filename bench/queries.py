@@ -71,12 +71,29 @@ def load_week(server: Server, options: Options) -> dict[str, Any]:
     if server.name == "shipboard":
         deadline = time.monotonic() + 900
         path = QUERIES["one_series_7d_1h_ms"]["shipboard"]
-        while (points := _series_points(_get(server, path))[1]) < 168:
+        while not _rolled_up(reply := _get(server, path)):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"Shipboard's rollups still at {points} of 168 points")
+                raise RuntimeError(f"Shipboard's rollups not ready: {str(reply)[:300]}")
             time.sleep(1.0)
         details["rollups_ready_s"] = time.monotonic() - started
+    # Both servers finish background work (rollups, compactions) before they are timed.
+    details["quiet_after_s"] = wait_quiet(server)
     return details
+
+
+def _rolled_up(reply: dict[str, Any]) -> bool:
+    return reply.get("tier") == "1h" and _series_points(reply)[1] >= 168
+
+
+def wait_quiet(server: Server, busy_share: float = 0.05, timeout_s: float = 300.0) -> float:
+    """Seconds until the server uses under `busy_share` of a core over one second."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        before = server.cpu_s()
+        time.sleep(1.0)
+        if server.cpu_s() - before < busy_share:
+            break
+    return time.monotonic() - started
 
 
 def _get(server: Server, path: str) -> dict[str, Any]:
