@@ -8,6 +8,10 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from importlib import resources
+
+import orjson
+import yaml
 
 from aiohttp import web
 
@@ -42,7 +46,10 @@ async def _every(interval_s: float, action: Callable[[], Awaitable[None]], name:
 
 
 def build_http_app(
-    settings: Settings, store: EmbeddedStore, writer: StoreWriter, stats: IngestStats,
+    settings: Settings,
+    store: EmbeddedStore,
+    writer: StoreWriter,
+    stats: IngestStats,
     metrics: ServiceMetrics,
 ) -> web.Application:
     """The HTTP side: InfluxDB-style ingest, the query API, /metrics and /healthz."""
@@ -55,10 +62,20 @@ def build_http_app(
 
     async def prometheus(request: web.Request) -> web.Response:
         return web.Response(
-            body=metrics.render(), content_type="text/plain", charset="utf-8",
+            body=metrics.render(),
+            content_type="text/plain",
+            charset="utf-8",
             headers={"X-Content-Type-Options": "nosniff"},
         )
 
+    openapi = orjson.dumps(
+        yaml.safe_load(resources.files("shipboard").joinpath("openapi.yaml").read_text())
+    )
+
+    async def openapi_document(request: web.Request) -> web.Response:
+        return web.Response(body=openapi, content_type="application/json")
+
+    app.router.add_get("/api/v1/openapi.json", openapi_document)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", prometheus)
     return app
@@ -73,7 +90,9 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
     )
     stats = IngestStats()
     metrics = ServiceMetrics(stats, store.series_count)
-    scheduler = RollupScheduler(store, tiers, grace_ns=int(2 * settings.flush_interval_s * NS_PER_S))
+    scheduler = RollupScheduler(
+        store, tiers, grace_ns=int(2 * settings.flush_interval_s * NS_PER_S)
+    )
     writer = StoreWriter(store, stats, metrics, scheduler.note_write)
     sink = BatchingSink(writer, stats)
     statsd = StatsdAggregator(
@@ -114,9 +133,7 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
             statsd_server = await start_statsd(
                 settings.ingest_host, settings.statsd_port, statsd, stats
             )
-            listeners["statsd"] = (
-                f"udp+tcp {settings.ingest_host}:{statsd_server.udp_port}"
-            )
+            listeners["statsd"] = f"udp+tcp {settings.ingest_host}:{statsd_server.udp_port}"
         if settings.graphite_port:
             graphite_server = await start_graphite(
                 settings.ingest_host,
@@ -140,7 +157,9 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
             tasks.append(
                 asyncio.create_task(_every(settings.agent_interval_s, sample_host, "host agent"))
             )
-            listeners["agent"] = f"sampling host {sampler.host} every {settings.agent_interval_s:g} s"
+            listeners["agent"] = (
+                f"sampling host {sampler.host} every {settings.agent_interval_s:g} s"
+            )
         if ready is not None:
             ready(listeners)
         await stopping.wait()
