@@ -103,9 +103,9 @@ class Flags:
             self._fail(str(error))
             return False
         try:
-            self._flags = _parse(body)
-        except (FlagError, orjson.JSONDecodeError, KeyError, TypeError) as error:
-            self._fail(f"bad snapshot: {error}")
+            self._flags = parse_snapshot(body)
+        except SnapshotError as error:
+            self._fail(str(error))
             return False
         self._etag = etag
         self._ok()
@@ -147,6 +147,20 @@ class Flags:
         self._polled.set()
 
 
-def _parse(body: bytes) -> dict[str, Flag]:
-    doc: Any = orjson.loads(body)
-    return {flag.key: flag for flag in (Flag.from_doc(item) for item in doc["flags"])}
+class SnapshotError(ValueError):
+    """The snapshot body is not what the server sends; the previous one stays in use."""
+
+
+def parse_snapshot(body: bytes) -> dict[str, Flag]:
+    """The flags of a snapshot body, by key; SnapshotError if any part of it is invalid."""
+    try:
+        doc: Any = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise SnapshotError(f"bad snapshot: not JSON: {error}") from None
+    items = doc.get("flags") if isinstance(doc, dict) else None
+    if not isinstance(items, list):
+        raise SnapshotError("bad snapshot: no list of flags")
+    try:
+        return {flag.key: flag for flag in map(Flag.from_doc, items)}
+    except FlagError as error:
+        raise SnapshotError(f"bad snapshot: {error}") from None

@@ -14,9 +14,6 @@ from annotations.errors import ConflictError, NotFoundError
 from annotations.flags import Flag, FlagChange, FlagError, describe_change, merge_patch
 from annotations.notes import add_annotation
 
-# A concurrent writer can move the version between our read and write; retry on top of it.
-_PATCH_ATTEMPTS = 5
-
 
 @dataclass(frozen=True, slots=True)
 class StoredFlag:
@@ -70,22 +67,23 @@ def patch_flag(db: ControlDB, key: str, patch: object, *, who: str, now_ns: int)
         raise FlagError("", "a merge patch must be a JSON object")
     if "key" in patch and patch["key"] != key:
         raise FlagError("key", "cannot be changed; create a new flag and delete this one")
-    for _ in range(_PATCH_ATTEMPTS):
-        with db.transaction():
-            current = get_flag(db, key)
-            flag = Flag.from_doc(merge_patch(current.flag.to_doc(), patch))
-            if flag == current.flag:
-                return current
-            version = current.version + 1
-            changed = db.execute(
-                "UPDATE flags SET doc = ?, version = ?, updated_at = ?"
-                " WHERE key = ? AND version = ?",
-                (_dumps(flag), version, now_ns, key, current.version),
-            )
-            if changed:
-                _record(db, current.flag, flag, who=who, now_ns=now_ns, version=version)
-                return StoredFlag(flag, version, now_ns)
-    raise ConflictError(f"flag {key!r} kept changing under this patch; try again")
+    with db.transaction():
+        # Lock the row first (a no-op write), so that a concurrent patch from another node waits
+        # here and then reads the state it must build on, on SQLite and PostgreSQL alike.
+        db.execute("UPDATE flags SET version = version WHERE key = ?", (key,))
+        current = get_flag(db, key)
+        flag = Flag.from_doc(merge_patch(current.flag.to_doc(), patch))
+        if flag == current.flag:
+            return current
+        version = current.version + 1
+        changed = db.execute(
+            "UPDATE flags SET doc = ?, version = ?, updated_at = ? WHERE key = ? AND version = ?",
+            (_dumps(flag), version, now_ns, key, current.version),
+        )
+        if not changed:
+            raise ConflictError(f"flag {key!r} changed during this patch; try again")
+        _record(db, current.flag, flag, who=who, now_ns=now_ns, version=version)
+        return StoredFlag(flag, version, now_ns)
 
 
 def delete_flag(db: ControlDB, key: str, *, who: str, now_ns: int) -> None:

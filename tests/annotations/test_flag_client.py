@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import urllib.parse
@@ -10,9 +11,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from annotations.app import ControlPlane
-from annotations.client import Flags
+from annotations.client import Flags, SnapshotError, parse_snapshot
 from annotations.flag_store import create_flag, patch_flag
 from annotations.tokens import create_token
 from tests.annotations.flag_server import LiveServer
@@ -163,3 +166,25 @@ def test_close_stops_polling(flags: Flags, server: LiveServer, control: ControlP
     patch_flag(control.db, "checkout", {"enabled": False}, who="test", now_ns=2)
     time.sleep(0.2)
     assert flags.is_enabled("checkout", "ann")
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_snapshot_bytes_raise_only_snapshot_error(body: bytes) -> None:
+    with contextlib.suppress(SnapshotError):
+        parse_snapshot(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"[]", b'{"flags": 3}', b'{"flags": {"a": 1}}', b'{"flags": [{"key": "a", "x": 1}]}'],
+)
+def test_malformed_snapshots_are_refused(body: bytes) -> None:
+    with pytest.raises(SnapshotError, match="bad snapshot"):
+        parse_snapshot(body)
+
+
+def test_snapshot_parses_what_the_server_sends() -> None:
+    body = b'{"environment": "prod", "flags": [{"key": "a"}, {"key": "b", "enabled": false}]}'
+    flags = parse_snapshot(body)
+    assert sorted(flags) == ["a", "b"]
+    assert flags["b"].enabled is False

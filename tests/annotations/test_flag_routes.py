@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from annotations.app import ControlPlane, setup_control
+from annotations.flag_store import create_flag, get_flag, patch_flag
 from annotations.notes import Annotation, list_annotations
 from annotations.tokens import create_token
 
@@ -314,3 +316,38 @@ async def test_changes_are_audited(client, tokens) -> None:
     entries = [(e["method"], e["path"], e["status"], e["who"]) for e in audit["audit"]]
     assert ("POST", "/api/v1/flags", 201, "operator-1") in entries
     assert ("PATCH", "/api/v1/flags/new-search", 403) in [e[:3] for e in entries]
+
+
+def test_concurrent_patches_from_two_nodes_lose_nothing(control_url, tmp_path) -> None:
+    # Two connections, as two Shipboard nodes on one database, patch different environments.
+    nodes = [ControlPlane.open(control_url, tmp_path) for _ in range(2)]
+    try:
+        create_flag(nodes[0].db, SEARCH, who="setup", now_ns=1)
+
+        def move(node: ControlPlane, env: str) -> None:
+            for percentage in range(1, 21):
+                patch = {"environments": {env: {"percentage": percentage}}}
+                patch_flag(node.db, "new-search", patch, who=env, now_ns=2)
+
+        threads = [
+            threading.Thread(target=move, args=(node, env))
+            for node, env in zip(nodes, ("prod", "staging"), strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        stored = get_flag(nodes[0].db, "new-search")
+        assert stored.version == 1 + 20 + 20
+        assert stored.flag.environments["prod"].percentage == 20.0
+        assert stored.flag.environments["staging"].percentage == 20.0
+        changes = list_annotations(
+            nodes[1].db, 0, 2**62, kinds=["flag"], tags={"environment": "prod"}
+        )
+        assert [n.title for n in changes[1:3]] == [
+            "new-search prod: 10% -> 1%",
+            "new-search prod: 1% -> 2%",
+        ]
+    finally:
+        for node in nodes:
+            node.close()
