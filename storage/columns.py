@@ -104,21 +104,38 @@ def merge(runs: Sequence[Columns], width: int) -> Columns:
 
 def select_sorted(run: Columns, sids: IdArray | None, start_ns: int, end_ns: int) -> Columns:
     """Rows of a sorted run whose sid is in the sorted `sids` (None: any) and whose ts is in
-    [start_ns, end_ns). Series are found by binary search, so cost follows the rows returned."""
-    if sids is not None:
-        lo = np.searchsorted(run.sid, sids, "left")
-        hi = np.searchsorted(run.sid, sids, "right")
-        lengths = hi - lo
-        total = int(lengths.sum())
-        if total == 0:
-            return Columns.empty(run.width)
-        # Row numbers of every [lo, hi) range, built without a Python loop.
-        rows = np.repeat(lo - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
-        ts = run.ts[rows]
-        keep = (ts >= start_ns) & (ts < end_ns)
-        return run.take(rows[keep])
-    keep = (run.ts >= start_ns) & (run.ts < end_ns)
-    return run if bool(keep.all()) else run.take(keep)
+    [start_ns, end_ns). Binary searches find each series and its time range, so the cost
+    follows the rows returned, not the rows stored."""
+    if sids is None:
+        keep = (run.ts >= start_ns) & (run.ts < end_ns)
+        return run if bool(keep.all()) else run.take(keep)
+    lo = np.searchsorted(run.sid, sids, "left")
+    hi = np.searchsorted(run.sid, sids, "right")
+    first = _lower_bound(run.ts, lo, hi, start_ns)
+    lengths = _lower_bound(run.ts, first, hi, end_ns) - first
+    total = int(lengths.sum())
+    if total == 0:
+        return Columns.empty(run.width)
+    # Row numbers of every [first, first + length) range, built without a Python loop.
+    rows = np.repeat(first - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
+    return run.take(rows)
+
+
+def _lower_bound(
+    ts: IntArray, lo: NDArray[np.intp], hi: NDArray[np.intp], value: int
+) -> NDArray[np.intp]:
+    """For each sorted slice ts[lo[i]:hi[i]], the first position whose ts >= value: one
+    vectorised binary search over all slices at once."""
+    lo, hi = lo.copy(), hi.copy()
+    while True:
+        open_ = lo < hi
+        if not open_.any():
+            return lo
+        mid = (lo + hi) // 2
+        below = np.zeros(len(lo), np.bool_)
+        below[open_] = ts[mid[open_]] < value
+        lo = np.where(below, mid + 1, lo)
+        hi = np.where(open_ & ~below, mid, hi)
 
 
 def select_unsorted(
