@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from annotations.app import ControlPlane
 from annotations.flag_store import create_flag, delete_flag, list_flags, patch_flag
@@ -169,3 +172,9 @@ def test_unreachable_server_is_a_clear_error(operator, tmp_path, control) -> Non
 def test_yaml_round_trips_through_the_parser(control) -> None:
     flags = [stored.flag for stored in list_flags(control.db)]
     assert from_yaml(to_yaml(flags)) == flags
+
+
+@given(st.text(max_size=200))
+def test_arbitrary_text_raises_only_the_command_error(text: str) -> None:
+    with contextlib.suppress(FlagsCommandError):
+        from_yaml(text)
