@@ -21,7 +21,7 @@ from annotations.deploys import (
 )
 from annotations.errors import BadRequestError
 from annotations.notes import KINDS, add_annotation, get_annotation, list_annotations
-from annotations.timespec import parse_range, parse_time
+from annotations.timespec import MAX_ABS_NS, parse_range, parse_time
 from annotations.tokens import create_token, list_tokens, revoke_token
 
 CONTROL_DB = web.AppKey("control_db", ControlDB)
@@ -66,8 +66,8 @@ def _time(body: dict[str, Any], name: str, now_ns: int) -> int | None:
     """`<name>_ns` (int) or `<name>` (now, -5m, ISO 8601, unix seconds) from the body."""
     ns = body.get(f"{name}_ns")
     if ns is not None:
-        if not isinstance(ns, int) or isinstance(ns, bool):
-            raise BadRequestError(f"{name}_ns must be an integer")
+        if not isinstance(ns, int) or isinstance(ns, bool) or abs(ns) > MAX_ABS_NS:
+            raise BadRequestError(f"{name}_ns must be a 64-bit integer")
         return ns
     text = body.get(name)
     if text is None:
@@ -148,7 +148,9 @@ async def post_deploy_finish(request: web.Request) -> web.Response:
     now_ns = time.time_ns()
     end_ns = _time(body, "end", now_ns)
     exit_code = body.get("exit_code")
-    if exit_code is not None and (not isinstance(exit_code, int) or isinstance(exit_code, bool)):
+    if exit_code is not None and (
+        not isinstance(exit_code, int) or isinstance(exit_code, bool) or abs(exit_code) > 2**31
+    ):
         raise BadRequestError("exit_code must be an integer")
     deploy = await db.run(
         finish_deploy,

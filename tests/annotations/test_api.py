@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from annotations.app import ControlPlane, setup_control
 from annotations.notes import add_annotation
@@ -381,3 +384,53 @@ async def test_ensure_admin_token_creates_one_token_once(
     admin = {"Authorization": f"Bearer {token}"}
     listed = await (await client.get("/api/v1/tokens", headers=admin)).json()
     assert [(t["name"], t["role"]) for t in listed["tokens"]] == [("admin", "admin")]
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+FIELDS = st.sampled_from(
+    [
+        "service",
+        "environment",
+        "version",
+        "watch",
+        "start",
+        "start_ns",
+        "end",
+        "end_ns",
+        "title",
+        "tags",
+        "status",
+        "exit_code",
+        "idempotency_key",
+        "name",
+        "role",
+        "who",
+        "log_tail",
+    ]
+)
+BODIES = st.binary(max_size=200) | st.dictionaries(FIELDS, JSON_VALUES, max_size=8).map(
+    lambda doc: json.dumps(doc).encode()
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=BODIES,
+    path=st.sampled_from(
+        ["/api/v1/deploys", "/api/v1/deploys/1/finish", "/api/v1/annotations", "/api/v1/tokens"]
+    ),
+)
+async def test_arbitrary_bodies_are_accepted_or_refused_never_a_500(
+    client: Client, tokens: Headers, body: bytes, path: str
+) -> None:
+    response = await client.post(path, data=body, headers=tokens["admin"])
+    assert response.status in (200, 201, 400, 404), await response.text()
+    assert response.content_type == "application/json"
