@@ -148,6 +148,23 @@ def report(bench: Benchmark, outcomes: dict[str, Outcome], out: Any) -> list[dic
     return rows
 
 
+def summary_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The figures as a Markdown table, ready for bench/RESULTS.md."""
+    lines = [
+        "| benchmark | figure | peer | peer value | Shipboard | ratio | target | met |",
+        "|---|---|---|---:|---:|---:|---|---|",
+    ]
+    for row in rows:
+        if "figure" in row:
+            met = {True: "yes", False: "no", None: "-"}[row["met"]]
+            lines.append(
+                f"| {row['benchmark']} | {row['figure']} | {row['peer']} "
+                f"| {_fmt(row['peer_value'])} | {_fmt(row['shipboard_value'])} "
+                f"| {_fmt(row['ratio'])} | {row['target']} | {met} |"
+            )
+    return lines
+
+
 def _short(commands: list[str], keep: int = 4) -> list[str]:
     """The server command and the first load commands (rate searches run dozens)."""
     if len(commands) <= keep:
@@ -186,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             rows += report(bench, outcomes, sys.stdout)
             sys.stdout.flush()
+    print("\n" + "\n".join(summary_table(rows)))
     if args.json:
         args.json.write_text(json.dumps({"command": command, "rows": rows}, indent=2, default=str))
     return 0
