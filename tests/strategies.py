@@ -65,6 +65,113 @@ BAD_GRAPHITE_LINES: dict[str, list[bytes]] = {
 }
 
 # ---------------------------------------------------------------------------------------------
+# InfluxDB line protocol
+# ---------------------------------------------------------------------------------------------
+
+_INFLUX_CHARS = st.characters(codec="utf-8", exclude_characters="\n\r\t", exclude_categories=["Cs"])
+
+
+def _influx_name(escapable: str, extra_excluded: str = "") -> st.SearchStrategy[str]:
+    """A name whose backslashes stay literal: none at the end or before an escapable byte
+    (line protocol cannot say `a literal backslash, then an escaped comma`)."""
+    return st.text(_INFLUX_CHARS, min_size=1, max_size=12).filter(
+        lambda s: (
+            not s.endswith("\\")
+            and not any(s[i] == "\\" and s[i + 1] in escapable + "\\" for i in range(len(s) - 1))
+            and not any(c in extra_excluded for c in s)
+        )
+    )
+
+
+def influx_escape(text: str, escapable: str) -> str:
+    for char in escapable:
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+INFLUX_BOOLEANS = {"t": 1.0, "T": 1.0, "true": 1.0, "True": 1.0, "TRUE": 1.0}
+INFLUX_BOOLEANS |= {"f": 0.0, "F": 0.0, "false": 0.0, "False": 0.0, "FALSE": 0.0}
+
+# (text in the line, value expected; None for a string field, which is skipped)
+influx_field_values: st.SearchStrategy[tuple[str, float | None]] = st.one_of(
+    finite_floats.map(lambda v: (repr(v), v)),
+    st.integers(-(2**63), 2**63 - 1).map(lambda v: (f"{v}i", float(v))),
+    st.integers(0, 2**64 - 1).map(lambda v: (f"{v}u", float(v))),
+    st.sampled_from(sorted(INFLUX_BOOLEANS.items())),
+    st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=10).map(
+        lambda v: ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"', None)
+    ),
+)
+
+
+@st.composite
+def influx_lines(
+    draw: st.DrawFn, now_ns: int, unit_ns: int = 1
+) -> tuple[bytes, list[tuple[Series, int, float]], int]:
+    """A valid line, the points it must parse to, and how many string fields it skips."""
+    measurement = draw(_influx_name(", ").filter(lambda s: s[0] != "#"))
+    tags = draw(st.dictionaries(_influx_name(",= "), _influx_name(",= "), max_size=3))
+    fields = draw(
+        st.dictionaries(_influx_name(",= ", '"'), influx_field_values, min_size=1, max_size=4)
+    )
+    limit = (2**63 - 1) // unit_ns
+    stamp = draw(st.one_of(st.none(), st.integers(-limit, limit)))
+    key = influx_escape(measurement, ", ") + "".join(
+        f",{influx_escape(k, ',= ')}={influx_escape(v, ',= ')}" for k, v in tags.items()
+    )
+    field_text = ",".join(f"{influx_escape(k, ',= ')}={text}" for k, (text, _) in fields.items())
+    line = f"{key} {field_text}" + ("" if stamp is None else f" {stamp}")
+    ts_ns = now_ns if stamp is None else stamp * unit_ns
+    points = [
+        (Series.of(f"{measurement}.{k}", tags), ts_ns, value)
+        for k, (_, value) in fields.items()
+        if value is not None
+    ]
+    strings = sum(1 for _, value in fields.values() if value is None)
+    return line.encode(), points, strings
+
+
+def influx_token_lines(valid_only: bool) -> st.SearchStrategy[bytes]:
+    """Lines of plain tokens (only valid ones, or any), so that bodies reach the fast path."""
+    keys = [b"cpu", b"cpu,host=a", b"m,b=2,a=1", b"disk.io,dev=sda"]
+    fields = [b"v=1", b"v=1.5,w=2i", b"x=-3e2,y=t,z=4u", b"u=FALSE", b"a=.5"]
+    stamps = [b" 1", b" -5", b" 1700000000000000000", b""]
+    if not valid_only:
+        keys += [b"", b"cpu,", b"cpu,host", b"cpu,=a", b"#c", b"cpu,a=1,a=2", b"\xff"]
+        fields += [b"", b"v", b"=1", b"v=", b"v=1,", b"v=nan", b"v=1e999", b"v=1_0", b"v=+1"]
+        fields += [b"v=99999999999999999999i", b"v=-1u", b"v==1", b"v=1=2", b"v=1.5i", b'v="s"']
+        stamps += [b" 1.5", b" x", b" 99999999999999999999", b" 1 2", b"  1", b" "]
+    return st.tuples(st.sampled_from(keys), st.sampled_from(fields), st.sampled_from(stamps)).map(
+        lambda parts: parts[0] + b" " + parts[1] + parts[2]
+    )
+
+
+BAD_INFLUX_LINES: dict[str, list[bytes]] = {
+    "bad_measurement": [b",host=a v=1", b"\xff\xfe v=1"],
+    "bad_tag": [b"cpu,host v=1", b"cpu,host= v=1", b"cpu,=a v=1", b"cpu, v=1", b"cpu,a=1,a=2 v=1"],
+    "no_field": [b"cpu", b"cpu,host=a", b"cpu ", b"cpu  "],
+    "bad_field": [b"cpu v", b"cpu =1", b"cpu v=1,", b"cpu v=1,,w=2", b'cpu v="open'],
+    "bad_value": [
+        b"cpu v=",
+        b"cpu v=one",
+        b"cpu v=1_0",
+        b"cpu v=+1",
+        b"cpu v=1.5i",
+        b"cpu v=-1u",
+        b"cpu v=1=2",
+    ],
+    "non_finite": [b"cpu v=nan", b"cpu v=-Inf", b"cpu v=1e999", b"cpu v=NaN"],
+    "bad_timestamp": [
+        b"cpu v=1 1.5",
+        b"cpu v=1 x",
+        b"cpu v=1 1 2",
+        b"cpu v=1 99999999999999999999",
+    ],
+}
+BAD_INFLUX_LINES["bad_value"] += [b"cpu v=9223372036854775808i", b"cpu v=18446744073709551616u"]
+
+
+# ---------------------------------------------------------------------------------------------
 # StatsD
 # ---------------------------------------------------------------------------------------------
 
