@@ -1,0 +1,109 @@
+"""What the dashboards read: panel queries through the aggregator, annotations from the control DB.
+
+Everything here is synchronous and read-only; Dash callbacks call it directly.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aggregator.query import QueryRequest, QueryResult, run_query
+from annotations.db import ControlDB
+from annotations.notes import Annotation, list_annotations
+from dashboards.spec import Catalog, Dashboard, Overlay, Panel, load_catalog, substitute
+from storage.base import Store
+from storage.records import Tier
+
+ALL = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    """The visible range as typed (`-1h`, `now`, ISO, unix ms) and resolved to epoch ns."""
+
+    start: str
+    end: str
+    start_ns: int
+    end_ns: int
+
+    @property
+    def is_live(self) -> bool:
+        """Whether the range ends now, so new points keep arriving."""
+        return self.end.strip() == "now"
+
+
+@dataclass
+class Board:
+    """The dashboards' view of Shipboard: the store, the control DB and the dashboard files."""
+
+    store: Store
+    tiers: tuple[Tier, ...]
+    control: ControlDB | None
+    folder: Path | None
+    max_points: int
+    clock: Callable[[], int] = time.time_ns
+    _catalog: tuple[tuple[tuple[str, float], ...], Catalog] | None = field(default=None)
+
+    def catalog(self) -> Catalog:
+        """The dashboards, reloaded when a file in the folder changed (edits show on reload)."""
+        stamp: tuple[tuple[str, float], ...] = ()
+        if self.folder is not None and self.folder.is_dir():
+            stamp = tuple((p.name, p.stat().st_mtime) for p in sorted(self.folder.glob("*.yaml")))
+        if self._catalog is None or self._catalog[0] != stamp:
+            self._catalog = (stamp, load_catalog(self.folder))
+        return self._catalog[1]
+
+    def dashboard(self, slug: str) -> Dashboard | None:
+        return self.catalog().dashboards.get(slug)
+
+    def query(
+        self, panel: Panel, variables: Mapping[str, str], span: TimeRange, **extra: str
+    ) -> QueryResult:
+        """The panel's series over `span`, at most `max_points` per series."""
+        filters = [
+            f"{key}:{value}"
+            for key, raw in panel.tags
+            if (value := substitute(raw, dict(variables))) != ALL
+        ]
+        params = {
+            "metric": panel.metric,
+            "tags": ",".join(filters),
+            "from": str(span.start_ns),
+            "to": str(span.end_ns),
+            "agg": panel.agg,
+            "group_by": ",".join(panel.group_by),
+            **extra,
+        }
+        request = QueryRequest.from_params(params, self.clock(), self.max_points)
+        return run_query(self.store, self.tiers, request)
+
+    def annotations(
+        self, overlays: Sequence[Overlay], variables: Mapping[str, str], span: TimeRange
+    ) -> list[Annotation]:
+        """Annotations of `overlays` overlapping `span`, oldest first, each listed once."""
+        if self.control is None or not overlays:
+            return []
+        kinds = sorted({o.kind for o in overlays})
+        found = list_annotations(self.control, span.start_ns, span.end_ns, kinds=kinds)
+        wanted = [
+            (o.kind, [(k, substitute(v, dict(variables))) for k, v in o.tags]) for o in overlays
+        ]
+        return [a for a in found if any(_matches(a, kind, tags) for kind, tags in wanted)]
+
+    def tag_values(self, metric: str, tag: str) -> list[str]:
+        """The values `tag` takes among the series of `metric`: a variable's choices."""
+        return sorted({v for s in self.store.series(metric) if (v := s.tag(tag)) is not None})
+
+
+def _matches(annotation: Annotation, kind: str, tags: list[tuple[str, str]]) -> bool:
+    if annotation.kind != kind:
+        return False
+    # `*` (a variable set to All) matches an annotation without the tag too.
+    return all(
+        value == ALL or fnmatch.fnmatchcase(annotation.tags.get(key, ""), value)
+        for key, value in tags
+    )

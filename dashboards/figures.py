@@ -1,0 +1,288 @@
+"""Plotly figures as plain dicts: panel series, deploy/flag/note markers, and refresh patches.
+
+Figures are dicts (not `go.Figure`): no validation cost, lists rather than typed arrays so the
+browser can extend them, x as epoch milliseconds, SVG scatter traces (see DASH-TESTING.md).
+Every annotation text is HTML-escaped before plotly sees it: plotly renders a subset of HTML
+in hover labels, and a deploy description is whatever its author typed.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from aggregator.query import QueryResult, ResultSeries
+from annotations.notes import Annotation
+from dashboards.spec import Panel
+from storage.records import NS_PER_MS, FloatArray
+
+Figure = dict[str, Any]
+
+SIGNIFICANT_DIGITS = 6  # what a graph can show; keeps the payload short
+DEPLOY_COLORS = {
+    "succeeded": "#2e9d57",
+    "running": "#3b7dd8",
+    "failed": "#d9534f",
+    "rolled_back": "#e8872e",
+}
+FLAG_COLOR = "#8e5bd8"
+NOTE_COLOR = "#7a7f87"
+MARKER_TRACE = "annotations"
+_UNIT_AXES: dict[str, dict[str, Any]] = {
+    "percent": {"ticksuffix": "%"},
+    "bytes": {"tickformat": ".3s", "ticksuffix": "B"},
+    "bytes/s": {"tickformat": ".3s", "ticksuffix": "B/s"},
+    "ms": {"tickformat": ".3s", "ticksuffix": " ms"},
+    "s": {"tickformat": ".3s", "ticksuffix": " s"},
+    "req/s": {"tickformat": ".3s", "ticksuffix": "/s"},
+    "ops/s": {"tickformat": ".3s", "ticksuffix": "/s"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Theme:
+    name: str
+    paper: str
+    plot: str
+    text: str
+    grid: str
+    font_size: int
+
+
+LIGHT = Theme("light", "#ffffff", "#ffffff", "#1f2328", "#e6e8eb", 12)
+DARK = Theme("dark", "#111418", "#111418", "#e6e8eb", "#2a2f36", 18)
+
+
+def series_key(series: ResultSeries) -> str:
+    """A stable name for a line: what the legend shows and what refreshes match on."""
+    if not series.tags:
+        return series.metric
+    return ",".join(f"{k}={v}" for k, v in sorted(series.tags.items()))
+
+
+def rounded(values: FloatArray) -> list[float]:
+    """Values to SIGNIFICANT_DIGITS, as a list (NaN becomes null in JSON: a gap)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        magnitude = np.floor(np.log10(np.abs(values)))
+        scale = 10.0 ** (SIGNIFICANT_DIGITS - 1 - np.where(np.isfinite(magnitude), magnitude, 0))
+        out = np.round(values * scale) / scale
+    result: list[float] = out.tolist()
+    return result
+
+
+def with_gaps(series: ResultSeries, step_ms: int) -> tuple[list[int | None], list[float]]:
+    """x and y with a null between points more than one step apart, so lines break at gaps."""
+    ts, values = series.ts_ms, series.values
+    gaps = np.flatnonzero(np.diff(ts) > step_ms) + 1
+    y = rounded(values)
+    if not len(gaps):
+        return ts.tolist(), y
+    x: list[int | None] = ts.tolist()
+    for i in reversed(gaps.tolist()):
+        x.insert(i, None)
+        y.insert(i, float("nan"))
+    return x, y
+
+
+def complete(result: QueryResult, now_ns: int) -> QueryResult:
+    """The result without buckets that are still filling (a half bucket looks like a dip)."""
+    limit_ms = now_ns // NS_PER_MS - result.step_ms
+    kept = []
+    for s in result.series:
+        n = int(np.searchsorted(s.ts_ms, limit_ms, side="right"))
+        if n:
+            kept.append(ResultSeries(s.metric, s.tags, s.ts_ms[:n], s.values[:n]))
+    return QueryResult(tuple(kept), result.step_ms, result.tier)
+
+
+def time_text(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _duration_text(ns: int) -> str:
+    seconds = round(ns / 1e9)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def safe_url(url: object) -> str:
+    """`url` if it is an http(s) link, else "" (no `javascript:` links from a deploy form)."""
+    return url if isinstance(url, str) and url.startswith(("https://", "http://")) else ""
+
+
+def deploy_status(annotation: Annotation) -> str:
+    status = annotation.extra.get("status", "running")
+    return status if status in DEPLOY_COLORS else "running"
+
+
+def hover_text(annotation: Annotation) -> str:
+    """Who, what, when, version or before -> after, and the change set: escaped, then marked up."""
+    e = html.escape
+    lines = [f"<b>{e(_short(annotation.title, 120))}</b>"]
+    when = time_text(annotation.start_ns)
+    if annotation.end_ns is not None and annotation.end_ns > annotation.start_ns:
+        when += f" to {time_text(annotation.end_ns)[11:]}"
+        when += f" ({_duration_text(annotation.end_ns - annotation.start_ns)})"
+    if annotation.kind == "deploy":
+        version = str(annotation.extra.get("version", ""))
+        lines.append(f"{deploy_status(annotation).replace('_', ' ')} · version {e(version)}")
+    elif annotation.kind == "flag":
+        lines.append(f"flag {e(annotation.tags.get('flag', ''))}")
+    lines.append(f"by {e(annotation.who)} · {when}")
+    if url := safe_url(annotation.extra.get("url")):
+        lines.append(f"change: {e(_short(url, 100))}")
+    if annotation.body:
+        lines.append(e(_short(annotation.body.replace("\n", " "))))
+    return "<br>".join(lines)
+
+
+def _marker_traces(annotations: Sequence[Annotation]) -> list[dict[str, Any]]:
+    """One trace per kind at the top of the plot (its own hidden axis), carrying hover text."""
+    traces = []
+    styles = {"deploy": "triangle-down", "flag": "diamond", "note": "circle"}
+    for kind, symbol in styles.items():
+        chosen = [a for a in annotations if a.kind == kind]
+        if not chosen:
+            continue
+        colors = [
+            DEPLOY_COLORS[deploy_status(a)] if kind == "deploy" else _kind_color(kind)
+            for a in chosen
+        ]
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": f"{kind}s",
+                "uid": f"{MARKER_TRACE}-{kind}",
+                "x": [a.start_ns // NS_PER_MS for a in chosen],
+                "y": [1.0] * len(chosen),
+                "yaxis": "y2",
+                "customdata": [a.id for a in chosen],
+                "hovertext": [hover_text(a) for a in chosen],
+                "hoverinfo": "text",
+                "marker": {"symbol": symbol, "size": 12, "color": colors},
+                "showlegend": False,
+            }
+        )
+    return traces
+
+
+def _kind_color(kind: str) -> str:
+    return FLAG_COLOR if kind == "flag" else NOTE_COLOR
+
+
+def _marker_shapes(annotations: Sequence[Annotation]) -> list[dict[str, Any]]:
+    """A line at each event; a deploy also shades start to finish. A failed or rolled-back
+    deploy is red or orange, dashed, and more strongly shaded."""
+    shapes: list[dict[str, Any]] = []
+    for a in annotations:
+        x0 = a.start_ns // NS_PER_MS
+        if a.kind == "deploy":
+            status = deploy_status(a)
+            bad = status in ("failed", "rolled_back")
+            color = DEPLOY_COLORS[status]
+            if a.end_ns is not None and a.end_ns > a.start_ns:
+                shapes.append(
+                    {
+                        "type": "rect",
+                        "xref": "x",
+                        "yref": "paper",
+                        "x0": x0,
+                        "x1": a.end_ns // NS_PER_MS,
+                        "y0": 0,
+                        "y1": 1,
+                        "fillcolor": color,
+                        "opacity": 0.22 if bad else 0.1,
+                        "line": {"width": 0},
+                        "layer": "below",
+                    }
+                )
+            line = {"color": color, "width": 2, "dash": "dash" if bad else "solid"}
+        else:
+            line = {"color": _kind_color(a.kind), "width": 1.5, "dash": "dot"}
+        shapes.append(
+            {"type": "line", "xref": "x", "yref": "paper", "x0": x0, "x1": x0, "y0": 0, "y1": 1}
+            | {"line": line}
+        )
+    return shapes
+
+
+def _threshold_shapes(panel: Panel) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "line",
+            "xref": "paper",
+            "yref": "y",
+            "x0": 0,
+            "x1": 1,
+            "y0": t.value,
+            "y1": t.value,
+            "line": {"color": t.color, "width": 1, "dash": "dash"},
+        }
+        for t in panel.thresholds
+    ]
+
+
+def series_traces(result: QueryResult, panel: Panel) -> list[dict[str, Any]]:
+    hover = "%{y:.4s}" if panel.unit not in ("percent", "") else "%{y:.4g}"
+    traces = []
+    for s in result.series:
+        x, y = with_gaps(s, result.step_ms)
+        name = series_key(s)
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": name,
+                "uid": name,
+                "x": x,
+                "y": y,
+                "line": {"width": 1.5},
+                "hovertemplate": f"{hover}{_UNIT_AXES.get(panel.unit, {}).get('ticksuffix', '')}"
+                "<extra>%{fullData.name}</extra>",
+            }
+        )
+    return traces
+
+
+def panel_figure(
+    result: QueryResult,
+    annotations: Sequence[Annotation],
+    panel: Panel,
+    *,
+    x_range_ms: tuple[int, int],
+    theme: Theme = LIGHT,
+    revision: str = "",
+) -> Figure:
+    """The whole figure of a panel: its series, then the annotation markers, on one time axis."""
+    axis = {"gridcolor": theme.grid, "zeroline": False, "color": theme.text}
+    traces = series_traces(result, panel)
+    return {
+        "data": traces + _marker_traces(annotations),
+        "layout": {
+            "uirevision": revision,
+            "height": 300 if theme is DARK else 260,
+            "margin": {"l": 60, "r": 16, "t": 8, "b": 28},
+            "paper_bgcolor": theme.paper,
+            "plot_bgcolor": theme.plot,
+            "font": {"color": theme.text, "size": theme.font_size},
+            "hovermode": "closest",
+            "hoverlabel": {"align": "left"},
+            "showlegend": len(traces) > 1,
+            "legend": {"orientation": "h", "y": -0.15, "font": {"size": theme.font_size - 2}},
+            "xaxis": axis | {"type": "date", "range": list(x_range_ms)},
+            "yaxis": axis | {"rangemode": "tozero"} | _UNIT_AXES.get(panel.unit, {}),
+            "yaxis2": {"overlaying": "y", "range": [0, 1.04], "visible": False, "fixedrange": True},
+            "shapes": _marker_shapes(annotations) + _threshold_shapes(panel),
+        },
+    }

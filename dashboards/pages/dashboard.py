@@ -1,0 +1,333 @@
+"""The dashboard page `/d/<slug>`: controls, rows of panels, the change list, kiosk mode."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+import dash
+from dash import ALL, MATCH, Input, Output, State, dcc, html, no_update
+from dash.development.base_component import Component
+
+from annotations.notes import Annotation
+from dashboards import current_board
+from dashboards.data import ALL as ALL_VALUES
+from dashboards.data import Board, TimeRange
+from dashboards.figures import deploy_status, safe_url, time_text
+from dashboards.panels import Meta, points_for, refresh_panel, render_panel
+from dashboards.spec import Dashboard, Panel
+from dashboards.state import PRESETS, ViewState, zoom_range
+
+CUSTOM = "custom"
+HOUR_MS = 3_600_000
+
+
+def _graph_config(kiosk: bool) -> Any:
+    if kiosk:
+        return {"displayModeBar": False, "responsive": True}
+    return {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["lasso2d"]}
+
+
+def _panel_card(dashboard: Dashboard, panel: Panel, view: ViewState) -> Component:
+    key = {"panel": panel.id}
+    header = [
+        html.H3(panel.title, className="panel-title"),
+        html.A("CSV", id={"type": "csv", **key}, className="csv-link", download=""),
+    ]
+    return html.Div(
+        [
+            html.Div(header, className="panel-header"),
+            dcc.Graph(
+                id={"type": "graph", **key},
+                config=_graph_config(view.kiosk),
+                className="panel-graph",
+            ),
+            dcc.Store(id={"type": "meta", **key}),
+        ],
+        className="panel",
+        id=f"panel-{panel.id}",
+    )
+
+
+def _controls(board: Board, dashboard: Dashboard, view: ViewState) -> Component:
+    preset = view.start if view.end == "now" and view.start in dict(PRESETS) else CUSTOM
+    ranges = [{"label": label, "value": value} for value, label in PRESETS]
+    ranges.append({"label": "Absolute", "value": CUSTOM})
+    controls: list[Component] = [
+        dcc.Dropdown(ranges, preset, id="range-preset", clearable=False, className="range"),
+        dcc.Input(id="range-from", value=view.start, debounce=True, className="time"),
+        dcc.Input(id="range-to", value=view.end, debounce=True, className="time"),
+    ]
+    for variable in dashboard.variables:
+        values = board.tag_values(variable.metric, variable.tag)
+        options = [{"label": f"All {variable.label.lower()}s", "value": ALL_VALUES}]
+        options += [{"label": v, "value": v} for v in values]
+        controls.append(
+            html.Label(
+                [
+                    variable.label,
+                    dcc.Dropdown(
+                        options,
+                        view.variables.get(variable.name, ALL_VALUES),
+                        id={"type": "variable", "name": variable.name},
+                        clearable=False,
+                        className="variable",
+                    ),
+                ]
+            )
+        )
+    wall = ViewState(**{**_fields(view), "kiosk": True})
+    controls.append(html.A("Wall screen", href=wall.href(), className="kiosk-link"))
+    return html.Div(controls, className="controls", id="controls")
+
+
+def _fields(view: ViewState) -> dict[str, Any]:
+    return {name: getattr(view, name) for name in ViewState.__slots__}
+
+
+def _change(annotation: Annotation) -> Component:
+    """One entry of the change list. Dash escapes every string: nothing typed here runs."""
+    extra = annotation.extra
+    parts: list[Component] = [
+        html.Div(
+            [
+                html.Span(annotation.kind, className=f"badge badge-{annotation.kind}"),
+                html.Span(annotation.title, className="change-title"),
+            ]
+        ),
+        html.Div(f"{annotation.who} · {time_text(annotation.start_ns)}", className="change-meta"),
+    ]
+    if annotation.kind == "deploy":
+        status = deploy_status(annotation)
+        parts.append(html.Div(status.replace("_", " "), className=f"status status-{status}"))
+    if annotation.body:
+        parts.append(html.P(annotation.body, className="change-body"))
+    for label, field in (("Watch", "watch"), ("Risk", "risk"), ("Rollback", "rollback")):
+        value = extra.get(field)
+        if value:
+            text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+            parts.append(html.Div([html.B(f"{label}: "), text], className=f"change-{field}"))
+    if url := safe_url(extra.get("url")):
+        parts.append(html.A("change set", href=url, target="_blank", rel="noopener"))
+    return html.Li(
+        parts, className=f"change change-{annotation.kind}", id=f"change-{annotation.id}"
+    )
+
+
+def _changes(board: Board, dashboard: Dashboard, view: ViewState, span: TimeRange) -> Component:
+    overlays = tuple(dict.fromkeys(o for p in dashboard.panels() for o in p.overlays))
+    found = board.annotations(overlays, view.variables, span)
+    items = [_change(a) for a in reversed(found)]
+    return html.Aside(
+        [html.H2("What changed"), html.Ul(items or [html.Li("Nothing in this range.")])],
+        className="changes",
+        id="changes",
+    )
+
+
+def layout(slug: str | None = None, **query: str) -> Component:
+    board = current_board()
+    catalog = board.catalog()
+    dashboard = catalog.dashboards.get(slug or "")
+    if dashboard is None:
+        return html.Div(
+            [html.H1("No such dashboard"), dcc.Link("All dashboards", href="/")], id="missing"
+        )
+    view = ViewState.from_query(dashboard, query)
+    span, problem = view.time_range(board.clock())
+    rows = [
+        html.Section(
+            [
+                html.H2(row.title, className="row-title") if row.title else None,
+                html.Div(
+                    [_panel_card(dashboard, p, view) for p in row.panels],
+                    className="row-panels",
+                    style={"gridTemplateColumns": f"repeat({len(row.panels)}, minmax(0, 1fr))"},
+                ),
+            ],
+            className="row",
+        )
+        for row in dashboard.rows
+    ]
+    notices = [html.Div(problem, className="notice")] if problem else []
+    notices += [html.Div(str(e), className="notice spec-error") for e in catalog.errors]
+    body: list[Component] = [html.Div(rows, className="rows")]
+    if not view.kiosk:
+        body.append(_changes(board, dashboard, view, span))
+    header: list[Component] = [html.H1(dashboard.title)]
+    if not view.kiosk:
+        header = [dcc.Link("Shipboard", href="/", className="home"), *header]
+        header.append(_controls(board, dashboard, view))
+    refresh_ms = view.refresh_ms(dashboard)
+    live = span.is_live and (view.kiosk or bool(view.refresh))
+    store = {
+        "view": _fields(view) | {"playlist": list(view.playlist)},
+        "start_ns": span.start_ns,
+        "end_ns": span.end_ns,
+        "next": view.next_in_playlist(),
+    }
+    return html.Div(
+        [
+            dcc.Store(id="view", data=store),
+            dcc.Store(id="screen"),
+            # A live page reloads itself every hour: a wall screen left on for a week keeps
+            # the memory of one hour (points appended, the renderer's record of inputs).
+            dcc.Interval(
+                id="tick",
+                interval=refresh_ms,
+                disabled=not live,
+                max_intervals=max(1, HOUR_MS // refresh_ms) if live else -1,
+            ),
+            dcc.Interval(
+                id="rotate", interval=view.rotate_s * 1000, disabled=store["next"] is None
+            ),
+            html.Header(header, className="top"),
+            *notices,
+            html.Main(body, className="board"),
+        ],
+        className="dashboard kiosk" if view.kiosk else "dashboard desk",
+        id="dashboard",
+    )
+
+
+def _view(data: dict[str, Any]) -> tuple[ViewState, TimeRange]:
+    fields = dict(data["view"])
+    fields["playlist"] = tuple(fields["playlist"])
+    view = ViewState(**fields)
+    span = TimeRange(view.start, view.end, int(data["start_ns"]), int(data["end_ns"]))
+    return view, span
+
+
+def _find(board: Board, slug: str, panel_id: str) -> tuple[Dashboard, Panel]:
+    dashboard = board.dashboard(slug)
+    panel = dashboard.panel(panel_id) if dashboard else None
+    if dashboard is None or panel is None:
+        raise dash.exceptions.PreventUpdate
+    return dashboard, panel
+
+
+def draw(data: dict[str, Any], width: int | None, graph_id: dict[str, str]) -> Any:
+    """A panel drawn whole when the page opens."""
+    if not data or width is None:
+        raise dash.exceptions.PreventUpdate
+    board = current_board()
+    view, span = _view(data)
+    dashboard, panel = _find(board, view.slug, graph_id["panel"])
+    per_row = next(len(r.panels) for r in dashboard.rows if panel in r.panels)
+    points = points_for(int(width) - (0 if view.kiosk else 320), per_row, board.max_points)
+    figure, meta = render_panel(
+        board, dashboard, panel, view.variables, span, points=points, kiosk=view.kiosk
+    )
+    csv_query = {k: v for k, v in view.query().items() if k not in ("kiosk", "playlist")}
+    csv_query |= {"from": str(span.start_ns), "to": str(span.end_ns), "points": str(points)}
+    href = dash.get_relative_path(f"/csv/{view.slug}/{panel.id}") + "?" + urlencode(csv_query)
+    return figure, meta, href
+
+
+def refresh(_: int, data: dict[str, Any], meta: Meta | None) -> Any:
+    """A live panel brought up to date on each tick."""
+    if not data or not meta:
+        raise dash.exceptions.PreventUpdate
+    board = current_board()
+    view, _span = _view(data)
+    dashboard, panel = _find(board, view.slug, meta["panel"])
+    return refresh_panel(board, dashboard, panel, view.variables, meta, kiosk=view.kiosk)
+
+
+def navigate(
+    preset: str,
+    start: str,
+    end: str,
+    variables: list[str],
+    relayouts: list[dict[str, Any] | None],
+    data: dict[str, Any],
+) -> Any:
+    """Any control, or a drag-to-zoom on any panel, becomes a new URL."""
+    view, _span = _view(data)
+    trigger = dash.ctx.triggered_id
+    fields = _fields(view)
+    if trigger == "range-preset":
+        if preset == CUSTOM:
+            raise dash.exceptions.PreventUpdate
+        fields |= {"start": preset, "end": "now"}
+    elif trigger in ("range-from", "range-to"):
+        fields |= {"start": (start or "").strip(), "end": (end or "").strip() or "now"}
+    elif isinstance(trigger, dict) and trigger.get("type") == "variable":
+        names = [i["id"]["name"] for i in dash.ctx.inputs_list[3]]
+        fields["variables"] = {
+            n: v for n, v in zip(names, variables, strict=True) if v and v != ALL_VALUES
+        }
+    elif isinstance(trigger, dict) and trigger.get("type") == "graph":
+        relayout = next(
+            (
+                r
+                for r, i in zip(relayouts, dash.ctx.inputs_list[4], strict=True)
+                if i["id"] == trigger
+            ),
+            None,
+        )
+        zoomed = zoom_range(relayout or {})
+        if zoomed is None:
+            raise dash.exceptions.PreventUpdate
+        fields |= {"start": zoomed[0], "end": zoomed[1]}
+    else:
+        raise dash.exceptions.PreventUpdate
+    target = ViewState(**fields).href()
+    return target if target != view.href() else no_update
+
+
+def register(app: dash.Dash) -> None:
+    """Register the page and its callbacks on `app`."""
+    dash.register_page(__name__, path_template="/d/<slug>", layout=layout, title="Shipboard")
+    app.clientside_callback(
+        "function(data) { return data ? window.innerWidth : window.dash_clientside.no_update; }",
+        Output("screen", "data"),
+        Input("view", "data"),
+    )
+    app.callback(
+        Output({"type": "graph", "panel": MATCH}, "figure"),
+        Output({"type": "meta", "panel": MATCH}, "data"),
+        Output({"type": "csv", "panel": MATCH}, "href"),
+        Input("view", "data"),
+        Input("screen", "data"),
+        State({"type": "graph", "panel": MATCH}, "id"),
+    )(draw)
+    app.callback(
+        Output({"type": "graph", "panel": MATCH}, "figure", allow_duplicate=True),
+        Output({"type": "meta", "panel": MATCH}, "data", allow_duplicate=True),
+        Input("tick", "n_intervals"),
+        State("view", "data"),
+        State({"type": "meta", "panel": MATCH}, "data"),
+        prevent_initial_call=True,
+    )(refresh)
+    app.callback(
+        Output("nav", "href", allow_duplicate=True),
+        Input("range-preset", "value"),
+        Input("range-from", "value"),
+        Input("range-to", "value"),
+        Input({"type": "variable", "name": ALL}, "value"),
+        Input({"type": "graph", "panel": ALL}, "relayoutData"),
+        State("view", "data"),
+        prevent_initial_call=True,
+    )(navigate)
+    # The hourly reload and the playlist load a whole page, which frees everything drawn.
+    app.clientside_callback(
+        """function(n, data) {
+            if (n && data && data.next) { window.location.assign(data.next); }
+            return window.dash_clientside.no_update;
+        }""",
+        Output("rotate", "disabled"),
+        Input("rotate", "n_intervals"),
+        State("view", "data"),
+        prevent_initial_call=True,
+    )
+    app.clientside_callback(
+        """function(n, max) {
+            if (n && max > 0 && n >= max) { window.location.reload(); }
+            return window.dash_clientside.no_update;
+        }""",
+        Output("tick", "disabled"),
+        Input("tick", "n_intervals"),
+        State("tick", "max_intervals"),
+        prevent_initial_call=True,
+    )

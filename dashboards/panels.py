@@ -1,0 +1,136 @@
+"""A panel drawn whole, and a live panel brought up to date by appending only what is new."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from dash import Patch
+
+from dashboards.data import Board, TimeRange
+from dashboards.figures import (
+    DARK,
+    LIGHT,
+    Figure,
+    complete,
+    deploy_status,
+    panel_figure,
+    rounded,
+    series_key,
+)
+from dashboards.spec import Dashboard, Panel
+from storage.records import NS_PER_MS
+
+MIN_POINTS = 100
+PANEL_CHROME_PX = 90  # axis labels and card padding: pixels of a panel's width with no points
+
+Meta = dict[str, Any]
+
+
+def points_for(width_px: int, per_row: int, max_points: int) -> int:
+    """About one point per horizontal pixel of the panel, within [MIN_POINTS, max_points]."""
+    usable = width_px // max(per_row, 1) - PANEL_CHROME_PX
+    return max(MIN_POINTS, min(max_points, usable))
+
+
+def _annotation_stamp(annotations: list[Any]) -> str:
+    """Changes when an annotation appears, ends or changes status: then the panel redraws."""
+    text = ";".join(f"{a.id}:{a.end_ns}:{deploy_status(a)}" for a in annotations)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def render_panel(
+    board: Board,
+    dashboard: Dashboard,
+    panel: Panel,
+    variables: Mapping[str, str],
+    span: TimeRange,
+    *,
+    points: int,
+    kiosk: bool,
+) -> tuple[Figure, Meta]:
+    """The panel's figure over `span` and the meta a later refresh needs to extend it."""
+    result = board.query(panel, variables, span, max_points=str(points))
+    if span.is_live:
+        result = complete(result, board.clock())
+    annotations = board.annotations(panel.overlays, variables, span)
+    figure = panel_figure(
+        result,
+        annotations,
+        panel,
+        x_range_ms=(span.start_ns // NS_PER_MS, span.end_ns // NS_PER_MS),
+        theme=DARK if kiosk else LIGHT,
+        revision=f"{dashboard.slug}/{panel.id}/{span.start}/{span.end}",
+    )
+    if kiosk:
+        figure["layout"]["xaxis"]["fixedrange"] = True
+        figure["layout"]["yaxis"]["fixedrange"] = True
+    keys = [series_key(s) for s in result.series]
+    meta: Meta = {
+        "panel": panel.id,
+        "step_ms": result.step_ms,
+        "span_ms": (span.end_ns - span.start_ns) // NS_PER_MS,
+        "points": points,
+        "last": {k: int(s.ts_ms[-1]) for k, s in zip(keys, result.series, strict=True)},
+        "index": {k: i for i, k in enumerate(keys)},
+        "annotations": _annotation_stamp(annotations),
+    }
+    return figure, meta
+
+
+def refresh_panel(
+    board: Board,
+    dashboard: Dashboard,
+    panel: Panel,
+    variables: Mapping[str, str],
+    meta: Meta,
+    *,
+    kiosk: bool,
+) -> tuple[Figure | Patch, Meta]:
+    """New complete buckets appended to each line, and the window slid to now. A new series
+    or a change in the annotations redraws the panel instead; so does a panel with no data."""
+    now_ns = board.clock()
+    span_ns = int(meta["span_ms"]) * NS_PER_MS
+    window = TimeRange(f"-{meta['span_ms']}ms", "now", now_ns - span_ns, now_ns)
+    last: dict[str, int] = meta["last"]
+    if not last:
+        return render_panel(
+            board, dashboard, panel, variables, window, points=meta["points"], kiosk=kiosk
+        )
+    step_ms = int(meta["step_ms"])
+    tail_start_ns = (min(last.values()) + step_ms) * NS_PER_MS
+    if tail_start_ns >= now_ns:
+        tail = None
+    else:
+        tail_span = TimeRange("", "now", tail_start_ns, now_ns)
+        tail = board.query(panel, variables, tail_span, step=f"{step_ms}ms")
+        tail = complete(tail, now_ns)
+    annotations = board.annotations(panel.overlays, variables, window)
+    index: dict[str, int] = meta["index"]
+    if _annotation_stamp(annotations) != meta["annotations"] or (
+        tail is not None and any(series_key(s) not in index for s in tail.series)
+    ):
+        return render_panel(
+            board, dashboard, panel, variables, window, points=meta["points"], kiosk=kiosk
+        )
+    patch = Patch()
+    new_last = dict(last)
+    for s in tail.series if tail is not None else ():
+        key = series_key(s)
+        fresh = s.ts_ms > last[key]
+        if not fresh.any():
+            continue
+        x: list[int | None] = s.ts_ms[fresh].tolist()
+        y = rounded(s.values[fresh])
+        if x[0] is not None and x[0] - last[key] > step_ms:
+            x.insert(0, None)  # a gap since the last point: break the line
+            y.insert(0, float("nan"))
+        patch["data"][index[key]]["x"].extend(x)
+        patch["data"][index[key]]["y"].extend(y)
+        new_last[key] = int(s.ts_ms[-1])
+    patch["layout"]["xaxis"]["range"] = [
+        (now_ns - span_ns) // NS_PER_MS,
+        now_ns // NS_PER_MS,
+    ]
+    return patch, {**meta, "last": new_last}

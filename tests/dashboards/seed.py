@@ -1,0 +1,113 @@
+"""Known metrics and annotations written through the real store and the real control DB."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from annotations.db import ControlDB
+from annotations.deploys import DeployStart, finish_deploy, start_deploy
+from annotations.flag_store import create_flag, patch_flag
+from annotations.notes import add_annotation
+from annotations.tokens import create_token
+from storage.embedded import EmbeddedStore
+from storage.records import NS_PER_S, Samples, Series
+
+STEP_S = 10
+HOSTS = {"web-1": 25.0, "web-2": 60.0}
+"""cpu.user of each host: a constant, so every bucket's mean is known."""
+SERVICES = {"web": 120.0, "api": 40.0}
+"""http.requests.rate of each service."""
+SCRIPT = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+
+HOST_METRICS = {
+    "cpu.user": lambda host: HOSTS[host],
+    "cpu.system": lambda host: HOSTS[host] / 5,
+    "mem.percent": lambda host: 50.0,
+    "load.1m": lambda host: 1.5,
+    "disk.write_bytes_per_s": lambda host: 2e6,
+    "net.recv_bytes_per_s": lambda host: 3e6,
+    "net.sent_bytes_per_s": lambda host: 1e6,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Seeded:
+    now_ns: int
+    deploy_ok_ns: int
+    deploy_failed_ns: int
+    flag_ns: int
+    note_ns: int
+    viewer_token: str
+
+
+def metric_points(start_ns: int, end_ns: int) -> Samples:
+    """Every host and service metric at 10 s from `start_ns` (inclusive) to `end_ns`."""
+    first = -(-start_ns // (STEP_S * NS_PER_S)) * STEP_S * NS_PER_S
+    times = np.arange(first, end_ns, STEP_S * NS_PER_S, dtype=np.int64)
+    series: list[Series] = []
+    values: list[float] = []
+    for host in HOSTS:
+        for metric, value in HOST_METRICS.items():
+            extra = {"interface": "eth0"} if metric.startswith("net.") else {}
+            series.append(Series.of(metric, {"host": host, **extra}))
+            values.append(value(host))
+        series.append(Series.of("disk.used_percent", {"host": host, "path": "/"}))
+        values.append(70.0)
+    for service, rate in SERVICES.items():
+        tags = {"service": service, "environment": "prod"}
+        for metric, value in (
+            ("http.requests.rate", rate),
+            ("http.errors.rate", rate / 100),
+            ("http.latency.p90", 80.0),
+            ("http.latency.p99", 200.0),
+        ):
+            series.append(Series.of(metric, tags))
+            values.append(value)
+    n = len(times)
+    return Samples(
+        tuple(series),
+        np.repeat(np.arange(len(series), dtype=np.int32), n),
+        np.tile(times, len(series)),
+        np.repeat(np.asarray(values, np.float64), n),
+    )
+
+
+def seed(store: EmbeddedStore, db: ControlDB, now_ns: int) -> Seeded:
+    """Two hours of metrics, two finished deploys (one failed), a flag change and a note."""
+    store.write(metric_points(now_ns - 2 * 3600 * NS_PER_S, now_ns))
+    minute = 60 * NS_PER_S
+    ok_ns, failed_ns = now_ns - 50 * minute, now_ns - 30 * minute
+    ok = start_deploy(
+        db,
+        DeployStart(
+            "web",
+            "prod",
+            "1.2.3",
+            description="Faster search " + SCRIPT,
+            url="https://git.example.com/web/compare/1.2.2...1.2.3",
+            watch=("error rate", "p99 latency"),
+            risk="low: cache only",
+            rollback="shipboard deploy rollback web",
+        ),
+        who="alice",
+        start_ns=ok_ns,
+    )
+    finish_deploy(db, str(ok), status="succeeded", end_ns=ok_ns + 3 * minute)
+    failed = start_deploy(
+        db,
+        DeployStart("api", "prod", "7.0.0", description="New pricing", url="javascript:alert(1)"),
+        who="bob",
+        start_ns=failed_ns,
+    )
+    finish_deploy(db, str(failed), status="failed", end_ns=failed_ns + 2 * minute)
+    flag_ns = now_ns - 20 * minute
+    doc = {"key": "new-search", "environments": {"prod": {"enabled": True, "percentage": 10}}}
+    create_flag(db, doc, who="carol", now_ns=flag_ns - minute)
+    patch = {"environments": {"prod": {"percentage": 25}}}
+    patch_flag(db, "new-search", patch, who="carol", now_ns=flag_ns)
+    note_ns = now_ns - 10 * minute
+    add_annotation(db, "note", start_ns=note_ns, title="load test started", who="dave")
+    _, token = create_token(db, "wall", "viewer")
+    return Seeded(now_ns, ok_ns, failed_ns, flag_ns, note_ns, token)
