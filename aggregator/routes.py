@@ -15,7 +15,7 @@ from storage.base import Store
 from storage.records import Tier
 
 STORE = web.AppKey("store", Store)
-TIERS = web.AppKey("tiers", tuple[Tier, ...])
+TIERS = web.AppKey("tiers", Sequence[Tier])
 MAX_POINTS = web.AppKey("max_points", int)
 
 

@@ -55,7 +55,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             response.headers["WWW-Authenticate"] = 'Bearer realm="shipboard"'
         return response
     except web.HTTPException as error:
-        if not request.rel_url.path.startswith(CONTROL_PREFIX) or error.status < 400:
+        already_json = error.content_type == "application/json"
+        if (
+            not request.rel_url.path.startswith(CONTROL_PREFIX)
+            or error.status < 400
+            or already_json
+        ):
             raise
         return json_response({"error": error.reason}, status=error.status)
     except Exception:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -28,7 +27,9 @@ def run_agent(args: argparse.Namespace, settings: Settings) -> int:
     base = args.url or f"http://127.0.0.1:{settings.http_port}"
     url = f"{base.rstrip('/')}/write?precision=ns"
     sampler = HostSampler(args.host_tag)
-    print(f"shipboard agent: sending {sampler.host} to {base} every {settings.agent_interval_s:g} s")
+    print(
+        f"shipboard agent: sending {sampler.host} to {base} every {settings.agent_interval_s:g} s"
+    )
     # The first sample has no rates yet; waiting one interval gives every metric in one batch.
     time.sleep(min(settings.agent_interval_s, 1.0) if args.once else settings.agent_interval_s)
     while True:

@@ -43,7 +43,9 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (also SHIPBOARD_<NAME> variables)")
     for flag, (name, kind) in _SETTING_FLAGS.items():
         description = Settings.model_fields[name].description
-        group.add_argument(flag, dest=f"setting_{name}", type=kind, help=description)
+        group.add_argument(
+            flag, dest=f"setting_{name}", type=kind, help=description, metavar=name.upper()
+        )
     group.add_argument(
         "--percentiles",
         dest="setting_percentiles",
@@ -137,8 +139,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options whose values often start with "-" (relative times), which argparse would take for flags.
+_DASHED_VALUES = ("--from", "--to")
+
+
+def _join_dashed_values(argv: Sequence[str]) -> list[str]:
+    """`--from -15m` -> `--from=-15m`, so relative times read as users write them."""
+    joined: list[str] = []
+    items = iter(argv)
+    for item in items:
+        if item == "--":  # what follows belongs to a wrapped command (`shipboard deploy`)
+            joined.append(item)
+            joined.extend(items)
+            break
+        if item in _DASHED_VALUES:
+            value = next(items, None)
+            joined.append(item if value is None else f"{item}={value}")
+        else:
+            joined.append(item)
+    return joined
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_join_dashed_values(sys.argv[1:] if argv is None else argv))
     try:
         settings = settings_from(args)
     except ValueError as error:

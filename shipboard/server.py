@@ -12,11 +12,11 @@ from importlib import resources
 
 import orjson
 import yaml
-
 from aiohttp import web
 
 from aggregator.routes import add_query_routes
 from aggregator.scheduler import RollupScheduler
+from annotations.app import ControlPlane, setup_control
 from collector.graphite_server import start_graphite
 from collector.host_agent import HostSampler
 from collector.http_ingest import add_ingest_routes
@@ -48,12 +48,16 @@ async def _every(interval_s: float, action: Callable[[], Awaitable[None]], name:
 def build_http_app(
     settings: Settings,
     store: EmbeddedStore,
+    control: ControlPlane,
     writer: StoreWriter,
     stats: IngestStats,
     metrics: ServiceMetrics,
 ) -> web.Application:
-    """The HTTP side: InfluxDB-style ingest, the query API, /metrics and /healthz."""
+    """The HTTP side: ingest, the query API, the control plane, /metrics and /healthz."""
     app = web.Application(client_max_size=settings.max_body_bytes)
+    setup_control(
+        app, control, anonymous_read=settings.anonymous_read, ingest_token=settings.ingest_token
+    )
     add_ingest_routes(app, writer, stats, settings.max_body_bytes)
     add_query_routes(app, store, settings.tiers(), settings.max_points)
 
@@ -88,6 +92,8 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
     store = await asyncio.to_thread(
         EmbeddedStore, settings.data_dir / "metrics", tiers, max_series=settings.max_series
     )
+    control = await asyncio.to_thread(ControlPlane.open, settings.control_db, settings.data_dir)
+    admin_token = await asyncio.to_thread(control.ensure_admin_token)
     stats = IngestStats()
     metrics = ServiceMetrics(stats, store.series_count)
     scheduler = RollupScheduler(
@@ -121,7 +127,7 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
         await asyncio.to_thread(store.apply_retention, time.time_ns())
 
     listeners: dict[str, str] = {}
-    runner = web.AppRunner(build_http_app(settings, store, writer, stats, metrics))
+    runner = web.AppRunner(build_http_app(settings, store, control, writer, stats, metrics))
     statsd_server = None
     graphite_server = None
     try:
@@ -160,6 +166,8 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
             listeners["agent"] = (
                 f"sampling host {sampler.host} every {settings.agent_interval_s:g} s"
             )
+        if admin_token is not None:
+            listeners["admin token"] = f"{admin_token}  (shown once: keep it, it manages tokens)"
         if ready is not None:
             ready(listeners)
         await stopping.wait()
@@ -177,6 +185,7 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
                 await task
         await runner.cleanup()
         await asyncio.to_thread(store.close)
+        await asyncio.to_thread(control.close)
 
 
 def _print_banner(settings: Settings, listeners: dict[str, str]) -> None:

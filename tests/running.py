@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 SHIPBOARD = Path(sys.executable).parent / "shipboard"
 
@@ -46,6 +48,7 @@ class RunningShipboard:
     )
     graphite_port: int = field(default_factory=free_port)
     process: subprocess.Popen[str] | None = None
+    token: str = ""
 
     @property
     def url(self) -> str:
@@ -58,10 +61,10 @@ class RunningShipboard:
             "--graphite-port", str(self.graphite_port), "--dash-port", "0", *self.args,
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPBOARD_")}
-        log = (self.data_dir.parent / f"{self.data_dir.name}.log").open("a")
-        self.process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, text=True, env=env
-        )
+        with (self.data_dir.parent / f"{self.data_dir.name}.log").open("a") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, text=True, env=env
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -70,7 +73,11 @@ class RunningShipboard:
                 )
             try:
                 with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
-                    if response.status == 200:
+                    banner = self.output()
+                    if response.status == 200 and "Shipboard is running" in banner:
+                        # The first start on an empty data dir prints an admin token once.
+                        found = re.search(r"admin token\s+(\S+)", banner)
+                        self.token = found[1] if found else self.token
                         return self
             except (urllib.error.URLError, OSError):
                 time.sleep(0.1)
@@ -87,9 +94,14 @@ class RunningShipboard:
             self.process.send_signal(sig)
         return self.process.wait(timeout_s)
 
+    def _headers(self, headers: dict[str, str] | None = None) -> dict[str, str]:
+        auth = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return {**auth, **(headers or {})}
+
     def get(self, path: str) -> tuple[int, bytes]:
+        request = urllib.request.Request(self.url + path, headers=self._headers())
         try:
-            with urllib.request.urlopen(self.url + path, timeout=30) as response:
+            with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as error:
             return error.code, error.read()
@@ -98,7 +110,7 @@ class RunningShipboard:
         self, path: str, body: bytes, headers: dict[str, str] | None = None
     ) -> tuple[int, bytes]:
         request = urllib.request.Request(
-            self.url + path, data=body, method="POST", headers=headers or {}
+            self.url + path, data=body, method="POST", headers=self._headers(headers)
         )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
@@ -106,10 +118,10 @@ class RunningShipboard:
         except urllib.error.HTTPError as error:
             return error.code, error.read()
 
-    def query(self, **params: str) -> dict[str, object]:
+    def query(self, **params: str) -> dict[str, Any]:
         status, body = self.get("/api/v1/query?" + urllib.parse.urlencode(params))
         assert status == 200, body
-        result: dict[str, object] = json.loads(body)
+        result: dict[str, Any] = json.loads(body)
         return result
 
     def metric_value(self, name: str, **labels: str) -> float:

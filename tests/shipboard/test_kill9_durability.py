@@ -53,7 +53,7 @@ def test_acknowledged_points_survive_kill_9_and_the_store_reopens(tmp_path: Path
 
     restarted = RunningShipboard(
         server.data_dir, ["--no-agent", "--max-points", "1000000"], http_port=server.http_port,
-        statsd_port=server.statsd_port, graphite_port=server.graphite_port,
+        statsd_port=server.statsd_port, graphite_port=server.graphite_port, token=server.token,
     ).start()  # fmt: skip
     try:
         for writer in range(WRITERS):

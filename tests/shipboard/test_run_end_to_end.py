@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import socket
 import subprocess
 import time
@@ -19,7 +20,7 @@ from tests.running import SHIPBOARD, RunningShipboard, wait_for
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningShipboard]:
     running = RunningShipboard(
         tmp_path_factory.mktemp("e2e") / "data",
-        ["--flush-interval", "1", "--no-agent", "--max-body", "200000", "--max-series", "2000"],
+        ["--flush-interval", "1", "--no-agent", "--max-body", "200000"],
     ).start()
     yield running
     assert running.stop() == 0, running.output()
@@ -116,7 +117,10 @@ def test_influx_v2_gzip_write(server: RunningShipboard):
         {"Content-Encoding": "gzip", "Authorization": "Token anything"},
     )
     assert status == 204
-    assert points_of(server, "e2e_v2.temp") == [[now_ms, 21.25]]
+    # Points come at the start of their step bucket (1 s steps here, for a 10-minute range).
+    result = server.query(metric="e2e_v2.temp", step="1s", **{"from": "-10m"})
+    assert result["step_ms"] == 1000
+    assert result["series"][0]["points"] == [[now_ms - now_ms % 1000, 21.25]]
 
 
 def test_partial_write_keeps_good_lines_and_names_the_first_bad_one(server: RunningShipboard):
@@ -138,18 +142,6 @@ def test_body_over_the_limit_gets_413(server: RunningShipboard):
     status, answer = server.post("/write", b"e2e_big v=1\n" * 20000)
     assert status == 413
     assert "--max-body" in json.loads(answer)["error"]
-
-
-def test_series_beyond_the_limit_get_a_clear_error(server: RunningShipboard):
-    lines = "".join(f"e2e_card,id=c{i} v=1\n" for i in range(2500)).encode()
-    status, answer = server.post("/write", lines)
-    assert status == 400
-    assert "--max-series" in json.loads(answer)["error"]
-    assert server.metric_value("shipboard_dropped_total", protocol="influx", reason="series_limit") > 0
-    status, _ = server.post("/write", b"e2e_influx_after_limit_existing v=1\n")
-    # The store is full of series now, so even a new one is refused, but the server answers.
-    assert status in (204, 400)
-    assert server.get("/healthz")[0] == 200
 
 
 def test_metrics_and_series_listing(server: RunningShipboard):
@@ -188,7 +180,8 @@ def test_query_csv_and_bad_query(server: RunningShipboard):
     assert status == 200
     lines = body.decode().strip().splitlines()
     assert lines[0].startswith("metric,tags,time_ms")
-    assert lines[1].startswith("e2e_csv.v,") and lines[1].endswith(",4.0")
+    assert lines[1].startswith("e2e_csv.v,")
+    assert lines[1].endswith(",4.0")
     status, body = server.get("/api/v1/query?metric=e2e_csv.v&agg=median")
     assert status == 400
     assert "agg" in json.loads(body)["error"]
@@ -200,6 +193,7 @@ def test_shipboard_query_command_prints_the_series(server: RunningShipboard):
     out = subprocess.run(
         [str(SHIPBOARD), "query", "e2e_cli.v", "--url", server.url, "--from", "-5m"],
         capture_output=True, text=True, timeout=30, check=True,
+        env={**os.environ, "SHIPBOARD_TOKEN": server.token},
     ).stdout  # fmt: skip
     assert "e2e_cli.v{host=z}" in out
     assert "9.5" in out
@@ -207,13 +201,16 @@ def test_shipboard_query_command_prints_the_series(server: RunningShipboard):
 
 def test_real_client_libraries_push_and_read_back_exact_values(server: RunningShipboard):
     import statsd
-    from influxdb_client import InfluxDBClient, Point, WritePrecision
+    from influxdb_client.client.influxdb_client import InfluxDBClient
+    from influxdb_client.client.write.point import Point
     from influxdb_client.client.write_api import SYNCHRONOUS
+    from influxdb_client.domain.write_precision import WritePrecision
 
     client = statsd.StatsClient("127.0.0.1", server.statsd_port, prefix="lib")
     client.incr("orders", 7)
     client.gauge("queue", 12.5)
     client.timing("render", 42)
+    client.close()
     wait_for(lambda: values_of(server, "lib.orders.count", agg="sum", step="1h") == [7.0])
     assert values_of(server, "lib.queue", agg="last", step="1h") == [12.5]
     assert values_of(server, "lib.render.mean", agg="max", step="1h") == [42.0]
@@ -222,11 +219,13 @@ def test_real_client_libraries_push_and_read_back_exact_values(server: RunningSh
     with InfluxDBClient(url=server.url, token="t", org="o") as influx:
         influx.write_api(write_options=SYNCHRONOUS).write(
             bucket="b",
-            record=Point("libcpu").tag("host", "h9").field("idle", 97.25).time(now_ns,
-                                                                              WritePrecision.NS),
+            record=Point("libcpu")
+            .tag("host", "h9")
+            .field("idle", 97.25)
+            .time(now_ns, WritePrecision.NS),
         )
-    points = points_of(server, "libcpu.idle", tags="host:h9")
-    assert points == [[now_ns // 1_000_000, 97.25]]
+    points = points_of(server, "libcpu.idle", tags="host:h9", step="1s")
+    assert points == [[now_ns // 1_000_000_000 * 1000, 97.25]]
 
 
 def test_host_agent_in_run_reports_cpu_and_memory(tmp_path: Path):
@@ -238,5 +237,24 @@ def test_host_agent_in_run_reports_cpu_and_memory(tmp_path: Path):
             assert series["tags"]["host"] == socket.gethostname()
             assert series["points"]
         wait_for(lambda: running.query(metric="net.recv_bytes_per_s", **{"from": "-5m"})["series"])
+    finally:
+        assert running.stop() == 0
+
+
+def test_series_beyond_the_limit_get_a_clear_error_and_old_series_keep_working(tmp_path: Path):
+    running = RunningShipboard(tmp_path / "data", ["--no-agent", "--max-series", "50"]).start()
+    try:
+        assert running.post("/write", b"card_old v=1\n")[0] == 204
+        lines = "".join(f"card,id=c{i} v=1\n" for i in range(100)).encode()
+        status, answer = running.post("/write", lines)
+        assert status == 400
+        assert "--max-series" in json.loads(answer)["error"]
+        refused = running.metric_value(
+            "shipboard_dropped_total", protocol="influx", reason="series_limit"
+        )
+        assert refused == 51  # 49 of the 100 new series fit beside card_old.v
+        assert running.metric_value("shipboard_series") == 50
+        assert running.post("/write", b"card_old v=2\n")[0] == 204
+        assert running.get("/healthz")[0] == 200
     finally:
         assert running.stop() == 0
