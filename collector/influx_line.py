@@ -52,6 +52,8 @@ _INT_RE = re.compile(rb"-?\d+")
 _NUMBER = rb"(?>" + _FLOAT + rb"|-?\d{1,18}i)"
 _NUMBER_COLUMN = re.compile(_NUMBER + rb"(?: " + _NUMBER + rb")*")
 _DECIMAL_BYTES = b"0123456789.eE- "
+_NOT_SEPARATORS = bytes(b for b in range(256) if b not in b",=")
+_FIELD_SEPARATORS = b"=,"
 _I = ord("i")
 _INT_COLUMN = re.compile(rb"(?>-?\d+)(?: (?>-?\d+))*")
 
@@ -105,12 +107,14 @@ def _parse_fast(body: bytes, now_ns: int, unit_ns: int) -> ParseResult | None:
         return None
     tokens = body.replace(b"\n", b" ").split(b" ")
     keys, field_lists = tokens[0::width], tokens[1::width]
-    fields = b",".join(field_lists).split(b",")
-    if list(map(bytes.count, fields, repeat(b"="))).count(1) != len(fields):
+    # Fields are `k=v,k=v`: their separators, in order, must alternate `=` and `,`.
+    all_fields = b",".join(field_lists)
+    separators = all_fields.translate(None, _NOT_SEPARATORS)
+    if separators != _FIELD_SEPARATORS * (len(separators) // 2) + b"=":
         return None
-    pairs = b"=".join(fields).split(b"=")
+    pairs = all_fields.replace(b"=", b",").split(b",")
     names, values = pairs[0::2], pairs[1::2]
-    per_line = np.array(list(map(bytes.count, field_lists, repeat(b","))), np.int64) + 1
+    per_line = np.array(list(map(bytes.count, field_lists, repeat(b"="))), np.int64)
     key_positions = {key: i for i, key in enumerate(dict.fromkeys(keys))}
     name_positions = {name: i for i, name in enumerate(dict.fromkeys(names))}
     try:
@@ -128,7 +132,7 @@ def _parse_fast(body: bytes, now_ns: int, unit_ns: int) -> ParseResult | None:
     key_ids = np.fromiter(map(key_positions.__getitem__, keys), np.int64, count)
     name_ids = np.fromiter(map(name_positions.__getitem__, names), np.int64, len(names))
     codes = np.repeat(key_ids, per_line) * len(parsed_names) + name_ids
-    series_codes, index = np.unique(codes, return_inverse=True)
+    series_codes, index = _distinct(codes, len(parsed_keys) * len(parsed_names))
     series = []
     for code in series_codes.tolist():
         key = parsed_keys[code // len(parsed_names)]
@@ -136,6 +140,17 @@ def _parse_fast(body: bytes, now_ns: int, unit_ns: int) -> ParseResult | None:
     return ParseResult(
         Samples(series, index.astype(np.int32), np.repeat(ts_ns, per_line), value_array)
     )
+
+
+def _distinct(codes: IntArray, size: int) -> tuple[IntArray, IntArray]:
+    """The distinct codes (all below `size`), and each code's position among them."""
+    if size > 4 * len(codes) + 1024:
+        distinct, index = np.unique(codes, return_inverse=True)
+        return distinct, index
+    # Few possible codes: a table instead of a sort.
+    present = np.zeros(size, np.bool_)
+    present[codes] = True
+    return np.flatnonzero(present), (np.cumsum(present) - 1)[codes]
 
 
 def _field_name(raw: bytes) -> str:
