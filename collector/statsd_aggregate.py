@@ -1,9 +1,10 @@
 """StatsD aggregation per flush interval, as etsy/statsd does it, over numpy columns.
 
 Two ingest paths feed the same per-batch update (`_apply`), so they can only differ in
-parsing. The fast path reads a whole chunk with one regex `findall` and maps each
-(name, `|type...` suffix) pair to a cached key id; it takes the chunk only if every line
-matched, every key is known (or learnt from the exact parser) and every value is valid.
+parsing. The fast path splits a whole chunk at its values with one regex call and maps each
+line without its value (`name:|type...`) to a cached key id; it takes the chunk only if every
+key is known (or learnt from the exact parser), every line holds one value and every value
+is valid.
 Otherwise the chunk is halved until the pieces are small, and those go line by line through
 `collector.statsd.parse_line`, which drops and counts each bad line.
 """
@@ -14,24 +15,25 @@ import logging
 import math
 import re
 from collections.abc import Sequence
-from operator import itemgetter
+from itertools import compress, repeat
+from operator import is_
 
 import numpy as np
 from numpy.typing import NDArray
 
 from collector.errors import ParseError
 from collector.stats import IngestStats
-from collector.statsd import COUNTER, GAUGE, NUMBER, SET, TIMER, StatsdMetric, parse_line
+from collector.statsd import COUNTER, GAUGE, SET, TIMER, StatsdMetric, parse_line
 from collector.statsd_flush import SlotOutputs, output_names, timer_stats
 from storage.records import FloatArray, IndexArray, Samples, Series
 
 log = logging.getLogger(__name__)
 
-# One match per line, empty lines included (as three empty groups), so that the match count
-# equals the line count exactly when every line has the shape `name:value|suffix`.
-_LINE = re.compile(rb"(?m)^(?:([^:\n]+):([^|:\n]*)(\|[^\n]*))?$")
-_KEY = itemgetter(0, 2)
-_VALUE = itemgetter(1)
+# A value lies between a `:` and the next `|`; the exact parser decides whether a line with
+# one such match is `name:value|suffix`.
+_VALUE = re.compile(rb":([^|:\n]*)\|")
+_NUMBER_BYTES = b"0123456789.+-eE"
+_SIGNS = (b"+", b"-")
 _EMPTY_LINE = 0  # key id of empty lines, which are skipped
 _EXACT_BYTES = 2048  # chunks up to this size that the fast path refuses go line by line
 _VALUES_MAX = 100_000  # bound of the value-text cache
@@ -70,8 +72,8 @@ class StatsdAggregator:
         self._gauge = np.zeros(64, np.float64)
         self._timer_parts: list[tuple[IndexArray, FloatArray, FloatArray]] = []
         self._sets: dict[int, set[bytes]] = {}
-        # Keys of the fast path: (raw name, raw suffix) -> key id -> (slot, 1 / sample rate).
-        self._kids: dict[tuple[bytes, bytes], int] = {}
+        # Keys of the fast path: a line without its value -> key id -> (slot, 1 / sample rate).
+        self._kids: dict[bytes, int] = {}
         self._kid_slot = np.zeros(64, np.int32)
         self._kid_weight = np.ones(64, np.float64)
         self._reset_kids()
@@ -120,77 +122,91 @@ class StatsdAggregator:
         self.ingest_exact(data)
 
     def _ingest_fast(self, data: bytes) -> bool:
-        matches = _LINE.findall(data)
-        if len(matches) != data.count(b"\n") + 1:
+        # Splitting at the values gives the values and, joined back, the chunk with every
+        # value cut out, whose lines are the keys.
+        pieces = _VALUE.split(data)
+        values = pieces[1::2]
+        keys = b":|".join(pieces[0::2]).split(b"\n")
+        kids = list(map(self._kids.get, keys))
+        if None in kids and not self._learn_keys(data, keys, kids):
             return False
-        kids = list(map(self._kids.get, map(_KEY, matches)))
-        if None in kids and not self._learn_keys(matches, kids):
-            return False
-        values = list(map(_VALUE, matches))
         if _EMPTY_LINE in kids:
-            values = [v for v, k in zip(values, kids, strict=True) if k != _EMPTY_LINE]
             kids = [k for k in kids if k != _EMPTY_LINE]
-            if not kids:
-                return True
+        # Known keys hold one value each, so equal counts mean one value on every line.
+        if len(kids) != len(values):
+            return False
+        if not kids:
+            return True
         kid_array = np.array(kids, np.int32)
         slots = self._kid_slot[kid_array]
         kinds = self._kind[slots]
         members: list[bytes] = []
         set_rows = np.flatnonzero(kinds == SET).tolist()
         if set_rows:
-            members = [values[i] for i in set_rows]
+            members = list(map(values.__getitem__, set_rows))
             if b"" in members:
                 return False
+            values = values.copy()
             for i in set_rows:
                 values[i] = b"0"
-        floats = list(map(self._values.get, values))
-        if None in floats and not self._learn_values(values, floats):
+        floats = self._floats(values)
+        if floats is None:
             return False
-        value_array = np.array(floats, np.float64)
         deltas = np.zeros(len(kids), np.bool_)
         gauge_rows = np.flatnonzero(kinds == GAUGE)
         if len(gauge_rows):
-            deltas[gauge_rows] = [values[i][0] in b"+-" for i in gauge_rows.tolist()]
-        self._apply(slots, value_array, self._kid_weight[kid_array], deltas, members)
+            texts = map(values.__getitem__, gauge_rows.tolist())
+            signed = map(bytes.startswith, texts, repeat(_SIGNS))
+            deltas[gauge_rows] = np.fromiter(signed, np.bool_, len(gauge_rows))
+        weights = self._kid_weight[kid_array]
+        self._apply(slots, np.array(floats, np.float64), weights, deltas, members)
         return True
 
-    def _learn_keys(
-        self, matches: list[tuple[bytes, bytes, bytes]], kids: list[int | None]
-    ) -> bool:
+    def _learn_keys(self, data: bytes, keys: list[bytes], kids: list[int | None]) -> bool:
         """Fill unknown key ids from the exact parser; False if a line needs the exact path."""
+        lines = data.split(b"\n")
         for i, kid in enumerate(kids):
             if kid is not None:
                 continue
-            name, value, suffix = matches[i]
-            key = (name, suffix)
-            kid = self._kids.get(key)
+            kid = self._kids.get(keys[i])
             if kid is None:
+                # Only a line with one value is keyed: the count check in _ingest_fast needs
+                # every known key to hold exactly one.
+                if len(_VALUE.findall(lines[i])) != 1:
+                    return False
                 try:
-                    metrics = parse_line(name + b":" + value + suffix)
+                    metrics = parse_line(lines[i])
                 except ParseError:
                     return False
-                # A suffix holding another `value|type` group cannot be keyed.
                 if len(metrics) != 1:
                     return False
-                kid = self._add_kid(key, self._slot(metrics[0].kind, metrics[0].series))
+                kid = self._add_kid(keys[i], self._slot(metrics[0].kind, metrics[0].series))
                 self._kid_weight[kid] = 1.0 / metrics[0].rate
             kids[i] = kid
         return True
 
-    def _learn_values(self, values: list[bytes], floats: list[float | None]) -> bool:
-        if len(self._values) > _VALUES_MAX:
-            self._values.clear()
-        for i, f in enumerate(floats):
-            if f is not None:
-                continue
-            text = values[i]
-            if NUMBER.fullmatch(text) is None:
-                return False
-            value = float(text)
-            if not math.isfinite(value):
-                return False
-            self._values[text] = floats[i] = value
-        return True
+    def _floats(self, texts: list[bytes]) -> list[float] | None:
+        """The value of every text, or None if one is not a finite number (as parse_number)."""
+        cache = self._values
+        floats = list(map(cache.get, texts))
+        if None not in floats:
+            return floats  # type: ignore[return-value]  # None was just ruled out
+        if len(cache) > _VALUES_MAX:
+            cache.clear()
+            misses = texts
+        else:
+            misses = list(compress(texts, map(is_, floats, repeat(None))))
+        # Within these bytes float() reads exactly what NUMBER matches (no spaces, `_`, nan).
+        if b"".join(misses).translate(None, _NUMBER_BYTES):
+            return None
+        try:
+            new = list(map(float, misses))
+        except ValueError:
+            return None
+        if math.inf in new or -math.inf in new:
+            return None
+        cache.update(zip(misses, new, strict=True))
+        return list(map(cache.__getitem__, texts))
 
     # --- per-batch update ------------------------------------------------------------------
 
@@ -260,7 +276,7 @@ class StatsdAggregator:
             new[: len(old)] = old
             setattr(self, name, new)
 
-    def _add_kid(self, key: tuple[bytes, bytes], slot: int) -> int:
+    def _add_kid(self, key: bytes, slot: int) -> int:
         kid = len(self._kids)
         if kid == len(self._kid_slot):
             self._kid_slot = np.concatenate([self._kid_slot, np.zeros(kid, np.int32)])
@@ -270,7 +286,7 @@ class StatsdAggregator:
         return kid
 
     def _reset_kids(self) -> None:
-        self._kids = {(b"", b""): _EMPTY_LINE}
+        self._kids = {b"": _EMPTY_LINE}
         self._kid_slot[_EMPTY_LINE] = -1
 
     # --- flush -----------------------------------------------------------------------------

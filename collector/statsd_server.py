@@ -13,33 +13,60 @@ log = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 64 * 1024
 _RECV_BUFFER_BYTES = 16 * 1024 * 1024  # absorbs bursts while the loop is busy parsing
-_BATCH_DATAGRAMS = 256  # datagrams joined into one chunk at most
+_DATAGRAM_MAX_BYTES = 65_535
+_READ_DELAY_S = 0.002  # a pass starts this long after a quiet socket becomes readable
+_READ_MAX_BYTES = 1024 * 1024  # read per pass at most, so one pass never hogs the loop
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    """Collects datagrams and parses them as one chunk on the next loop iteration, which
-    saves the per-call overhead of parsing each datagram alone."""
+class _UdpReader:
+    """Reads a non-blocking UDP socket in passes, one chunk per pass.
 
-    def __init__(self, aggregator: StatsdAggregator) -> None:
+    A readable socket arms a short timer instead of being read at once; the pass then reads
+    every datagram queued by then until EAGAIN and parses them together. At high rates one
+    wakeup and one parse serve hundreds of datagrams (a protocol callback would cost a wakeup
+    and a call per datagram); flushes come every few seconds, so the delay costs nothing."""
+
+    def __init__(self, sock: socket.socket, aggregator: StatsdAggregator) -> None:
+        self._sock = sock
+        self._fd = sock.fileno()
         self._aggregator = aggregator
-        self._pending: list[bytes] = []
+        self._loop = asyncio.get_running_loop()
+        self._pass: asyncio.Handle | None = None
+        self._loop.add_reader(self._fd, self._readable)
 
-    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
-        pending = self._pending
-        pending.append(data)
-        if len(pending) == 1:
-            asyncio.get_running_loop().call_soon(self._drain)
-        elif len(pending) >= _BATCH_DATAGRAMS:
-            self._drain()
+    def _readable(self) -> None:
+        self._loop.remove_reader(self._fd)
+        self._pass = self._loop.call_later(_READ_DELAY_S, self._read)
 
-    def _drain(self) -> None:
-        if self._pending:
-            chunk = b"\n".join(self._pending)
-            self._pending = []
-            self._aggregator.ingest(chunk)
+    def _read(self) -> None:
+        self._pass = None
+        recv = self._sock.recv
+        datagrams: list[bytes] = []
+        size = 0
+        try:
+            while size < _READ_MAX_BYTES:
+                data = recv(_DATAGRAM_MAX_BYTES)
+                datagrams.append(data)
+                size += len(data) + 1
+        except BlockingIOError:
+            pass
+        except OSError as e:
+            log.warning("StatsD UDP error: %s", e)
+        try:
+            if datagrams:
+                self._aggregator.ingest(b"\n".join(datagrams))
+        finally:
+            if size >= _READ_MAX_BYTES:  # more is queued: read on without waiting
+                self._pass = self._loop.call_soon(self._read)
+            else:
+                self._loop.add_reader(self._fd, self._readable)
 
-    def error_received(self, exc: Exception) -> None:
-        log.warning("StatsD UDP error: %s", exc)
+    def close(self) -> None:
+        if self._pass is not None:
+            self._pass.cancel()
+            self._pass = None
+        self._loop.remove_reader(self._fd)
+        self._sock.close()
 
 
 class _TcpProtocol(asyncio.Protocol):
@@ -99,10 +126,10 @@ class _TcpProtocol(asyncio.Protocol):
 class StatsdServer:
     """The running UDP endpoint and TCP server; `close()` stops both."""
 
-    def __init__(self, udp: asyncio.DatagramTransport, tcp: asyncio.Server) -> None:
-        self._udp = udp
+    def __init__(self, udp: socket.socket, tcp: asyncio.Server, reader: _UdpReader) -> None:
+        self._udp = reader
         self._tcp = tcp
-        self.udp_port: int = udp.get_extra_info("sockname")[1]
+        self.udp_port: int = udp.getsockname()[1]
         self.tcp_port: int = tcp.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
@@ -136,14 +163,12 @@ async def start_statsd(
 ) -> StatsdServer:
     """Listen for StatsD on UDP and TCP `port` (0: a free port each, see the server's ports)."""
     loop = asyncio.get_running_loop()
-    udp, _ = await loop.create_datagram_endpoint(
-        lambda: _UdpProtocol(aggregator), sock=_udp_socket(host, port)
-    )
+    udp = _udp_socket(host, port)
     try:
         tcp = await loop.create_server(lambda: _TcpProtocol(aggregator, stats), host, port)
     except OSError:
         udp.close()
         raise
-    server = StatsdServer(udp, tcp)
+    server = StatsdServer(udp, tcp, _UdpReader(udp, aggregator))
     log.info("StatsD listening on %s udp:%d tcp:%d", host, server.udp_port, server.tcp_port)
     return server
