@@ -12,11 +12,9 @@ Otherwise the chunk is halved until the pieces are small, and those go line by l
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections.abc import Sequence
-from itertools import compress, repeat
-from operator import is_
+from itertools import repeat
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,7 +34,7 @@ _NUMBER_BYTES = b"0123456789.+-eE"
 _SIGNS = (b"+", b"-")
 _EMPTY_LINE = 0  # key id of empty lines, which are skipped
 _EXACT_BYTES = 2048  # chunks up to this size that the fast path refuses go line by line
-_VALUES_MAX = 100_000  # bound of the value-text cache
+_VALUES_MAX = 100_000  # bound of the value-text cache (cleared when full)
 _KEYS_MAX = 1_000_000  # bound of the key cache; slots are bounded by idle expiry
 
 BoolArray = NDArray[np.bool_]
@@ -77,8 +75,11 @@ class StatsdAggregator:
         self._kid_slot = np.zeros(64, np.int32)
         self._kid_weight = np.ones(64, np.float64)
         self._reset_kids()
-        # Value texts seen before -> their float; only valid finite numbers get in.
-        self._values: dict[bytes, float] = {}
+        # Value texts seen before -> row of their float and whether they begin with a sign;
+        # only valid finite numbers get in.
+        self._value_id: dict[bytes, int] = {}
+        self._value_table = np.empty(1024, np.float64)
+        self._value_signed = np.zeros(1024, np.bool_)
 
     # --- ingest ---------------------------------------------------------------------------
 
@@ -127,17 +128,17 @@ class StatsdAggregator:
         pieces = _VALUE.split(data)
         values = pieces[1::2]
         keys = b":|".join(pieces[0::2]).split(b"\n")
-        kids = list(map(self._kids.get, keys))
-        if None in kids and not self._learn_keys(data, keys, kids):
+        kid_array = np.fromiter(map(self._kids.get, keys, repeat(-1)), np.int32, len(keys))
+        unknown = np.flatnonzero(kid_array < 0).tolist()
+        if unknown and not self._learn_keys(data, keys, kid_array, unknown):
             return False
-        if _EMPTY_LINE in kids:
-            kids = [k for k in kids if k != _EMPTY_LINE]
+        if not kid_array.all():
+            kid_array = kid_array[kid_array != _EMPTY_LINE]
         # Known keys hold one value each, so equal counts mean one value on every line.
-        if len(kids) != len(values):
+        if len(kid_array) != len(values):
             return False
-        if not kids:
+        if not len(kid_array):
             return True
-        kid_array = np.array(kids, np.int32)
         slots = self._kid_slot[kid_array]
         kinds = self._kind[slots]
         members: list[bytes] = []
@@ -149,25 +150,20 @@ class StatsdAggregator:
             values = values.copy()
             for i in set_rows:
                 values[i] = b"0"
-        floats = self._floats(values)
-        if floats is None:
+        value_ids = self._value_ids(values)
+        if value_ids is None:
             return False
-        deltas = np.zeros(len(kids), np.bool_)
-        gauge_rows = np.flatnonzero(kinds == GAUGE)
-        if len(gauge_rows):
-            texts = map(values.__getitem__, gauge_rows.tolist())
-            signed = map(bytes.startswith, texts, repeat(_SIGNS))
-            deltas[gauge_rows] = np.fromiter(signed, np.bool_, len(gauge_rows))
+        deltas = self._value_signed[value_ids] & (kinds == GAUGE)
         weights = self._kid_weight[kid_array]
-        self._apply(slots, np.array(floats, np.float64), weights, deltas, members)
+        self._apply(slots, self._value_table[value_ids], weights, deltas, members)
         return True
 
-    def _learn_keys(self, data: bytes, keys: list[bytes], kids: list[int | None]) -> bool:
+    def _learn_keys(
+        self, data: bytes, keys: list[bytes], kid_array: IndexArray, unknown: list[int]
+    ) -> bool:
         """Fill unknown key ids from the exact parser; False if a line needs the exact path."""
         lines = data.split(b"\n")
-        for i, kid in enumerate(kids):
-            if kid is not None:
-                continue
+        for i in unknown:
             kid = self._kids.get(keys[i])
             if kid is None:
                 # Only a line with one value is keyed: the count check in _ingest_fast needs
@@ -182,31 +178,44 @@ class StatsdAggregator:
                     return False
                 kid = self._add_kid(keys[i], self._slot(metrics[0].kind, metrics[0].series))
                 self._kid_weight[kid] = 1.0 / metrics[0].rate
-            kids[i] = kid
+            kid_array[i] = kid
         return True
 
-    def _floats(self, texts: list[bytes]) -> list[float] | None:
-        """The value of every text, or None if one is not a finite number (as parse_number)."""
-        cache = self._values
-        floats = list(map(cache.get, texts))
-        if None not in floats:
-            return floats  # type: ignore[return-value]  # None was just ruled out
-        if len(cache) > _VALUES_MAX:
+    def _value_ids(self, texts: list[bytes]) -> IndexArray | None:
+        """Rows of the value table for every text; None if one is not a finite number (as
+        parse_number reads it)."""
+        cache = self._value_id
+        ids = np.fromiter(map(cache.get, texts, repeat(-1)), np.int32, len(texts))
+        missing = np.flatnonzero(ids < 0)
+        if not len(missing):
+            return ids
+        if len(cache) + len(missing) > _VALUES_MAX:
             cache.clear()
-            misses = texts
-        else:
-            misses = list(compress(texts, map(is_, floats, repeat(None))))
+            missing = np.arange(len(texts))
+        misses = list(dict.fromkeys(map(texts.__getitem__, missing.tolist())))
         # Within these bytes float() reads exactly what NUMBER matches (no spaces, `_`, nan).
         if b"".join(misses).translate(None, _NUMBER_BYTES):
             return None
         try:
-            new = list(map(float, misses))
+            new = np.fromiter(map(float, misses), np.float64, len(misses))
         except ValueError:
             return None
-        if math.inf in new or -math.inf in new:
+        if not np.isfinite(new).all():
             return None
-        cache.update(zip(misses, new, strict=True))
-        return list(map(cache.__getitem__, texts))
+        first = len(cache)
+        end = first + len(misses)
+        if end > len(self._value_table):
+            size = max(end, 2 * len(self._value_table))
+            self._value_table = np.resize(self._value_table, size)
+            self._value_signed = np.resize(self._value_signed, size)
+        rows = slice(first, end)
+        self._value_table[rows] = new
+        signed = map(bytes.startswith, misses, repeat(_SIGNS))
+        self._value_signed[rows] = np.fromiter(signed, np.bool_, len(misses))
+        cache.update(zip(misses, range(first, end), strict=True))
+        missed = map(texts.__getitem__, missing.tolist())
+        ids[missing] = np.fromiter(map(cache.__getitem__, missed), np.int32, len(missing))
+        return ids
 
     # --- per-batch update ------------------------------------------------------------------
 
