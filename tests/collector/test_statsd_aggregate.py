@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -216,3 +217,47 @@ def test_valid_lines_are_all_received(cases: list[tuple[bytes, dict[str, object]
         series = expected["series"]
         assert isinstance(series, Series)
         assert series.metric in names or series.metric + ".count" in names
+
+
+# Lines that look like `name:value|suffix` but bend each part: several `:` and `|`, number
+# texts that float() reads and StatsD does not (or overflow), set members, empty values.
+_BENT_NAMES = [b"a", b"a|b", b"x y", b"a:b", b"", b"|"]
+_BENT_TYPES = [b"|c", b"|g", b"|ms", b"|s", b"|", b"|x"]
+_BENT_ENDS = [b"", b"|@0.5", b"|#k:v", b":2|c", b"|#k:1|c", b"\r"]
+_BENT_VALUES = [b"1", b"-1", b"+2", b"0.5", b".5", b"5.", b"1e2", b"-0", b"1e999", b"-1e999"]
+_BENT_VALUES += [b"1_0", b" 1", b"1 ", b"nan", b"inf", b"e", b".", b"+-1", b"", b"u", b"1\r"]
+_BENT_VALUES += [b"123456789012345678", b"0x1"]
+_bent_lines = st.builds(
+    lambda n, v, t, end: b"%s:%s%s%s" % (n, v, t, end),
+    *map(st.sampled_from, (_BENT_NAMES, _BENT_VALUES, _BENT_TYPES, _BENT_ENDS)),
+)
+# Short chunks: the fast path refuses a whole chunk for one line it cannot take.
+_bent_chunks = st.lists(_bent_lines, min_size=1, max_size=3).map(b"\n".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_bent_chunks, min_size=1, max_size=6))
+def test_fast_path_and_exact_path_agree_on_bent_lines(batches: list[bytes]) -> None:
+    fast, fast_stats = make()
+    exact, exact_stats = make()
+    # Every key first arrives with a plain value, alone, so the fast path knows it.
+    for name, kind, end in itertools.product(_BENT_NAMES, _BENT_TYPES, _BENT_ENDS):
+        fast.ingest(b"%s:1%s%s" % (name, kind, end))
+        exact.ingest_exact(b"%s:1%s%s" % (name, kind, end))
+    for data in batches:
+        fast.ingest(data)
+        exact.ingest_exact(data)
+    assert all_points(fast) == all_points(exact)
+    assert fast_stats == exact_stats
+
+
+def test_values_past_the_cache_bound_are_still_read_right() -> None:
+    agg, stats = make()
+    lines = [b"t:%d.5|ms" % i for i in range(120_000)] + [b"g:-1|g", b"g:5|g", b"g:+2|g"]
+    agg.ingest(b"\n".join(lines[:60_000]))
+    agg.ingest(b"\n".join(lines[60_000:]))
+    got = flushed(agg)
+    assert got["t.count"] == 120_000
+    assert got["t.sum"] == sum(i + 0.5 for i in range(120_000))
+    assert got["g"] == 7.0
+    assert stats.received["statsd"] == 120_003
