@@ -13,7 +13,6 @@ import math
 import re
 from collections import Counter
 from decimal import Decimal
-from itertools import repeat
 
 import numpy as np
 
@@ -31,6 +30,8 @@ _TAG_KEY_FORBIDDEN = frozenset(";!^=")
 # splitting on single spaces finds exactly the fields the exact path finds.
 _PLAIN_BYTES = bytes(range(0x20, 0x7F)) + b"\n"
 _MAX_TS_S_INT = int(_MAX_TS_S)
+_NOT_SPACE_OR_NEWLINE = bytes(b for b in range(256) if b not in b" \n")
+_LINE_SEPARATORS = {2: b" \n", 3: b"  \n"}
 
 # Paths seen before, so a repeated series costs one dict lookup; bounded against floods of
 # distinct names.
@@ -66,11 +67,13 @@ def _parse_fast(data: bytes, now_ns: int) -> ParseResult | None:
         data = data.replace(b"\r\n", b"\n")
     if data.translate(None, _PLAIN_BYTES):
         return None
-    lines = data.split(b"\n")
-    count = len(lines)
-    spaces = data.count(b" ")
-    width = 3 if spaces == 2 * count else 2 if spaces == count else 0
-    if not width or list(map(bytes.count, lines, repeat(b" "))).count(width - 1) != count:
+    count = data.count(b"\n") + 1
+    # Every line `path value ts` or every line `path value`: the spaces and newlines of the
+    # chunk, in order, must be one pattern repeated.
+    separators = data.translate(None, _NOT_SPACE_OR_NEWLINE)
+    width = len(separators) // count + 1
+    expected = _LINE_SEPARATORS.get(width, b"") * count
+    if not expected or separators != expected[:-1]:
         return None
     tokens = data.replace(b"\n", b" ").split(b" ")
     paths = tokens[0::width]

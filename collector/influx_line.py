@@ -54,6 +54,8 @@ _NUMBER_COLUMN = re.compile(_NUMBER + rb"(?: " + _NUMBER + rb")*")
 _DECIMAL_BYTES = b"0123456789.eE- "
 _NOT_SEPARATORS = bytes(b for b in range(256) if b not in b",=")
 _FIELD_SEPARATORS = b"=,"
+_NOT_SPACE_OR_NEWLINE = bytes(b for b in range(256) if b not in b" \n")
+_LINE_SEPARATORS = {2: b" \n", 3: b"  \n"}
 _I = ord("i")
 _INT_COLUMN = re.compile(rb"(?>-?\d+)(?: (?>-?\d+))*")
 
@@ -99,11 +101,9 @@ def _parse_fast(body: bytes, now_ns: int, unit_ns: int) -> ParseResult | None:
         return None
     if b"\n\n" in body or body[0] in b"# " or b"\n#" in body or b"\n " in body:
         return None
-    lines = body.split(b"\n")
-    count = len(lines)
-    spaces = body.count(b" ")
-    width = 3 if spaces == 2 * count else 2 if spaces == count else 0
-    if not width or list(map(bytes.count, lines, repeat(b" "))).count(width - 1) != count:
+    count = body.count(b"\n") + 1
+    width = _uniform_width(body, count)
+    if not width:
         return None
     tokens = body.replace(b"\n", b" ").split(b" ")
     keys, field_lists = tokens[0::width], tokens[1::width]
@@ -140,6 +140,15 @@ def _parse_fast(body: bytes, now_ns: int, unit_ns: int) -> ParseResult | None:
     return ParseResult(
         Samples(series, index.astype(np.int32), np.repeat(ts_ns, per_line), value_array)
     )
+
+
+def _uniform_width(body: bytes, count: int) -> int:
+    """3 when every line is `a b c`, 2 when every line is `a b`, else 0: the spaces and
+    newlines of the body, in order, must be one pattern repeated."""
+    separators = body.translate(None, _NOT_SPACE_OR_NEWLINE)
+    width = len(separators) // count + 1
+    expected = _LINE_SEPARATORS.get(width, b"") * count
+    return width if expected and separators == expected[:-1] else 0
 
 
 def _distinct(codes: IntArray, size: int) -> tuple[IntArray, IntArray]:
