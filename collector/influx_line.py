@@ -2,14 +2,15 @@
 
 Each numeric field of a line is one point of series `measurement.field{tags}`; booleans are
 1.0/0.0, string fields are skipped and counted. Bad lines are dropped with a reason
-(`bad_format`, `bad_measurement`, `bad_tag`, `no_field`, `bad_field`, `bad_value`, `non_finite`,
+(`bad_measurement`, `bad_tag`, `no_field`, `bad_field`, `bad_value`, `non_finite`,
 `bad_timestamp`) and the good lines of the body kept, as InfluxDB does for a partial write.
 
 Two paths give the same result. A body without backslashes or quotes (no escapes, no strings:
-nearly every body) takes the fast path: a loop of `bytes.split` per line, a cache from the raw
-`measurement,tags` bytes to its parsed form, and values and timestamps validated by one regular
-expression over the whole column and converted in bulk. Anything odd sends the body to the exact
-path, which follows the grammar line by line.
+nearly every body), whose lines all have a timestamp or all lack one, takes the fast path: the
+body is cut into columns with a few `bytes` calls, its shape checked with `translate`, each
+distinct `measurement,tags` prefix parsed once (and cached across bodies), and values and
+timestamps converted in bulk. Anything else, or any bad line, sends the body to the exact path,
+which follows the grammar line by line.
 """
 
 from __future__ import annotations
@@ -47,17 +48,18 @@ _NON_FINITE = frozenset((b"nan", b"inf", b"infinity", b"-inf", b"-infinity", b"+
 _FLOAT = rb"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _FLOAT_RE = re.compile(_FLOAT)
 _INT_RE = re.compile(rb"-?\d+")
-# Whole columns, space separated; atomic groups keep a failing match from backtracking.
-# Floats and integers short enough to always fit int64.
+
+# The fast path. Columns are matched whole, space separated; atomic groups keep a failing match
+# from backtracking. Its integers are short enough to always fit int64.
 _NUMBER = rb"(?>" + _FLOAT + rb"|-?\d{1,18}i)"
 _NUMBER_COLUMN = re.compile(_NUMBER + rb"(?: " + _NUMBER + rb")*")
+_INT_COLUMN = re.compile(rb"(?>-?\d+)(?: (?>-?\d+))*")
 _DECIMAL_BYTES = b"0123456789.eE- "
+_I = ord("i")
 _NOT_SEPARATORS = bytes(b for b in range(256) if b not in b",=")
 _FIELD_SEPARATORS = b"=,"
 _NOT_SPACE_OR_NEWLINE = bytes(b for b in range(256) if b not in b" \n")
 _LINE_SEPARATORS = {2: b" \n", 3: b"  \n"}
-_I = ord("i")
-_INT_COLUMN = re.compile(rb"(?>-?\d+)(?: (?>-?\d+))*")
 
 # The exact grammar. A backslash always takes the next byte with it while scanning (as
 # InfluxDB's scanner does); only the escapable bytes of each part lose their backslash.
