@@ -29,13 +29,15 @@ from storage.records import NS_PER_S, Rollups, Samples, Series, Tier
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_NS = 3600 * NS_PER_S
+MAX_SKIP_CHUNKS = 64  # an empty read may span up to this many chunks
 
 
 class RollupScheduler:
     """Rolls up raw -> finest tier -> ... -> coarsest tier; call `run_once` every few seconds.
 
     `chunk_ns` bounds the work of one run: at most one non-empty chunk of that span is read per
-    tier, so catching up on a long backlog spreads over several runs instead of one long stall.
+    tier, so catching up on a long backlog spreads over several runs instead of one long stall
+    (only a tier's very first run may read more: the span after a long empty past).
     """
 
     def __init__(
@@ -47,7 +49,6 @@ class RollupScheduler:
         chunk_ns: int = DEFAULT_CHUNK_NS,
     ) -> None:
         self._store = store
-        self._raw = next(t for t in tiers if t.is_raw)
         self._tiers = sorted((t for t in tiers if not t.is_raw), key=lambda t: t.width_ns)
         if any(c.width_ns % f.width_ns for f, c in zip(self._tiers, self._tiers[1:], strict=False)):
             raise ValueError("each rollup tier's width must be a multiple of the finer one's")
@@ -99,17 +100,19 @@ class RollupScheduler:
         if source_mark is not None:
             target = min(target, source_mark - source_mark % width)
         stored = self._known_watermark(tier)
-        watermark = stored if stored is not None else self._first_watermark(width, now_ns, target)
+        watermark = stored if stored is not None else self._first_watermark(tier, now_ns, target)
         parts: list[Rollups] = []
-        mark = watermark
+        mark, span = watermark, self._chunk_ns
         while mark < target:
-            # Chunks end on chunk boundaries, so a later run's chunks line up the same way.
-            end = min(target, mark - mark % self._chunk_ns + self._chunk_ns)
+            # Chunks end on chunk boundaries, so a later run's chunks line up the same way;
+            # empty ones grow, so a first run crosses a long empty past in a few reads.
+            end = min(target, mark - mark % self._chunk_ns + span)
             rows = self._rows_from_finer(tier, mark, end)
             mark = end
             if len(rows):
                 parts.append(rows)
                 break
+            span = min(2 * span, MAX_SKIP_CHUNKS * self._chunk_ns)
         late = Samples.concat(self._late[tier.name])
         if len(late):
             parts.append(self._late_rows(late, width))
@@ -130,13 +133,13 @@ class RollupScheduler:
                 self._watermarks.setdefault(tier.name, stored)
         return stored
 
-    def _first_watermark(self, width: int, now_ns: int, target: int) -> int:
-        """Where a tier that was never rolled up starts: now on an empty store, else at the
-        oldest data raw retention may still hold (empty chunks are skipped quickly)."""
+    def _first_watermark(self, tier: Tier, now_ns: int, target: int) -> int:
+        """Where a tier that was never rolled up starts: now on an empty store, else as far back
+        as the tier keeps data (the empty past before the oldest data is skipped quickly)."""
         if self._store.series_count() == 0:
             return target
-        oldest = now_ns - self._raw.retention_ns
-        return min(target, oldest - oldest % width)
+        oldest = now_ns - tier.retention_ns
+        return min(target, oldest - oldest % tier.width_ns)
 
     def _rows_from_finer(self, tier: Tier, start_ns: int, end_ns: int) -> Rollups:
         finer = [t for t in self._tiers if t.width_ns < tier.width_ns]
