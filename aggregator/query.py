@@ -90,10 +90,12 @@ class QueryRequest:
                 raise QueryError("step", f"{error}, or auto") from None
             if step_ns < NS_PER_MS:
                 raise QueryError("step", f"{step_text!r} is below the 1 ms resolution of results")
+            if step_ns > _LATEST_NS:
+                raise QueryError("step", f"{step_text!r} is longer than a graph can be")
         points = max_points
         if "max_points" in params:
             text = params["max_points"].strip()
-            if not text.isdigit() or not 1 <= int(text) <= max_points:
+            if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= max_points:
                 raise QueryError("max_points", f"must be a whole number from 1 to {max_points}")
             points = int(text)
         group_by = tuple(filter(None, (k.strip() for k in params.get("group_by", "").split(","))))

@@ -8,6 +8,8 @@ import io
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aggregator.errors import QueryError
 from aggregator.query import (
@@ -79,6 +81,8 @@ def test_every_parameter_is_read():
         ({"step": "0"}, "step: '0' is below the 1 ms resolution"),
         ({"max_points": "0"}, "max_points: must be a whole number from 1 to 1500"),
         ({"max_points": "5000"}, "max_points: must be a whole number from 1 to 1500"),
+        ({"max_points": "²"}, "max_points: must be a whole number from 1 to 1500"),
+        ({"step": "99999999w"}, "step: '99999999w' is longer than a graph can be"),
         ({"tags": "host"}, "tags: 'host' is not key:value (e.g. host:web-*,env:!dev)"),
         ({"tags": "host:"}, "tags: 'host:' is not key:value"),
     ],
@@ -169,3 +173,24 @@ def test_result_csv_has_one_row_per_point():
         ["cpu", "dc=eu;host=a", "1700000000000", "2023-11-14T22:13:20.000Z", "1.5"],
         ["cpu", "dc=eu;host=a", "1700000060000", "2023-11-14T22:14:20.000Z", "2.0"],
     ]
+
+
+KEYS = ("metric", "tags", "from", "to", "step", "agg", "group_by", "max_points")
+param_values = st.one_of(
+    st.text(max_size=20),
+    st.sampled_from(["-1h", "now", "5m", "auto", "mean", "host:a*", "0", "1500", "x:!y,z:w"]),
+)
+
+
+@given(st.dictionaries(st.sampled_from(KEYS), param_values))
+def test_any_parameters_give_a_request_or_a_query_error(params):
+    try:
+        q = QueryRequest.from_params(params, NOW, 1500)
+    except QueryError as error:
+        refused: str | None = error.parameter
+    else:
+        refused = None
+        assert q.start_ns < q.end_ns
+        assert 1 <= q.max_points <= 1500
+        assert q.metric
+    assert refused is None or refused in KEYS
