@@ -8,6 +8,7 @@ in hover labels, and a deploy description is whatever its author typed.
 
 from __future__ import annotations
 
+import hashlib
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,6 +64,11 @@ def series_key(series: ResultSeries) -> str:
     if not series.tags:
         return series.metric
     return ",".join(f"{k}={v}" for k, v in sorted(series.tags.items()))
+
+
+def trace_uid(key: str) -> str:
+    """A trace's uid: plotly puts it in CSS selectors, so letters and digits only."""
+    return "s" + hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
 
 
 def rounded(values: FloatArray) -> list[float]:
@@ -127,7 +133,10 @@ def deploy_status(annotation: Annotation) -> str:
 
 def hover_text(annotation: Annotation) -> str:
     """Who, what, when, version or before -> after, and the change set: escaped, then marked up."""
-    e = html.escape
+
+    def e(text: str) -> str:
+        return html.escape(text, quote=False)  # plotly decodes &lt; &gt; &amp; only
+
     lines = [f"<b>{e(_short(annotation.title, 120))}</b>"]
     when = time_text(annotation.start_ns)
     if annotation.end_ns is not None and annotation.end_ns > annotation.start_ns:
@@ -147,7 +156,7 @@ def hover_text(annotation: Annotation) -> str:
 
 
 def _marker_traces(annotations: Sequence[Annotation]) -> list[dict[str, Any]]:
-    """One trace per kind at the top of the plot (its own hidden axis), carrying hover text."""
+    """One trace per kind in the strip above the plot (its own hidden axis), with hover text."""
     traces = []
     styles = {"deploy": "triangle-down", "flag": "diamond", "note": "circle"}
     for kind, symbol in styles.items():
@@ -165,7 +174,7 @@ def _marker_traces(annotations: Sequence[Annotation]) -> list[dict[str, Any]]:
                 "name": f"{kind}s",
                 "uid": f"{MARKER_TRACE}-{kind}",
                 "x": [a.start_ns // NS_PER_MS for a in chosen],
-                "y": [1.0] * len(chosen),
+                "y": [0.5] * len(chosen),
                 "yaxis": "y2",
                 "customdata": [a.id for a in chosen],
                 "hovertext": [hover_text(a) for a in chosen],
@@ -244,7 +253,7 @@ def series_traces(result: QueryResult, panel: Panel) -> list[dict[str, Any]]:
                 "type": "scatter",
                 "mode": "lines",
                 "name": name,
-                "uid": name,
+                "uid": trace_uid(name),
                 "x": x,
                 "y": y,
                 "line": {"width": 1.5},
@@ -271,8 +280,8 @@ def panel_figure(
         "data": traces + _marker_traces(annotations),
         "layout": {
             "uirevision": revision,
-            "height": 300 if theme is DARK else 260,
-            "margin": {"l": 60, "r": 16, "t": 8, "b": 28},
+            # The top margin holds the mode bar, which would otherwise cover the markers.
+            "margin": {"l": 60, "r": 16, "t": 26, "b": 28},
             "paper_bgcolor": theme.paper,
             "plot_bgcolor": theme.plot,
             "font": {"color": theme.text, "size": theme.font_size},
@@ -281,8 +290,11 @@ def panel_figure(
             "showlegend": len(traces) > 1,
             "legend": {"orientation": "h", "y": -0.15, "font": {"size": theme.font_size - 2}},
             "xaxis": axis | {"type": "date", "range": list(x_range_ms)},
-            "yaxis": axis | {"rangemode": "tozero"} | _UNIT_AXES.get(panel.unit, {}),
-            "yaxis2": {"overlaying": "y", "range": [0, 1.04], "visible": False, "fixedrange": True},
+            # Markers get a strip of their own above the data, so they never hide a line.
+            "yaxis": axis
+            | {"rangemode": "tozero", "domain": [0, 0.9]}
+            | _UNIT_AXES.get(panel.unit, {}),
+            "yaxis2": {"domain": [0.91, 1], "range": [0, 1], "visible": False, "fixedrange": True},
             "shapes": _marker_shapes(annotations) + _threshold_shapes(panel),
         },
     }

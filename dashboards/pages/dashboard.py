@@ -37,9 +37,9 @@ def _panel_card(dashboard: Dashboard, panel: Panel, view: ViewState) -> Componen
     return html.Div(
         [
             html.Div(header, className="panel-header"),
-            dcc.Graph(
-                id={"type": "graph", **key},
-                config=_graph_config(view.kiosk),
+            # dcc.Graph sets its own height to 100%: the box around it sets the height.
+            html.Div(
+                dcc.Graph(id={"type": "graph", **key}, config=_graph_config(view.kiosk)),
                 className="panel-graph",
             ),
             dcc.Store(id={"type": "meta", **key}),
@@ -54,9 +54,11 @@ def _controls(board: Board, dashboard: Dashboard, view: ViewState) -> Component:
     ranges = [{"label": label, "value": value} for value, label in PRESETS]
     ranges.append({"label": "Absolute", "value": CUSTOM})
     controls: list[Component] = [
-        dcc.Dropdown(ranges, preset, id="range-preset", clearable=False, className="range"),
-        dcc.Input(id="range-from", value=view.start, debounce=True, className="time"),
-        dcc.Input(id="range-to", value=view.end, debounce=True, className="time"),
+        dcc.Dropdown(
+            ranges, preset, id=_control("preset", view), clearable=False, className="range"
+        ),
+        dcc.Input(id=_control("from", view), value=view.start, debounce=True, className="from"),
+        dcc.Input(id=_control("to", view), value=view.end, debounce=True, className="to"),
     ]
     for variable in dashboard.variables:
         values = board.tag_values(variable.metric, variable.tag)
@@ -69,7 +71,7 @@ def _controls(board: Board, dashboard: Dashboard, view: ViewState) -> Component:
                     dcc.Dropdown(
                         options,
                         view.variables.get(variable.name, ALL_VALUES),
-                        id={"type": "variable", "name": variable.name},
+                        id=_control("variable", view, name=variable.name),
                         clearable=False,
                         className="variable",
                     ),
@@ -79,6 +81,12 @@ def _controls(board: Board, dashboard: Dashboard, view: ViewState) -> Component:
     wall = ViewState(**{**_fields(view), "kiosk": True})
     controls.append(html.A("Wall screen", href=wall.href(), className="kiosk-link"))
     return html.Div(controls, className="controls", id="controls")
+
+
+def _control(kind: str, view: ViewState, name: str = "") -> dict[str, str]:
+    """A control's id, unique to the view: a new URL mounts new controls, so no control can
+    report a value left over from the previous view (which would navigate back to it)."""
+    return {"type": "control", "kind": kind, "name": name, "view": view.href()}
 
 
 def _fields(view: ViewState) -> dict[str, Any]:
@@ -186,6 +194,7 @@ def layout(slug: str | None = None, **query: str) -> Component:
             html.Main(body, className="board"),
         ],
         className="dashboard kiosk" if view.kiosk else "dashboard desk",
+        style={"--rows": str(len(dashboard.rows))},
         id="dashboard",
     )
 
@@ -235,43 +244,39 @@ def refresh(_: int, data: dict[str, Any], meta: Meta | None) -> Any:
 
 
 def navigate(
-    preset: str,
-    start: str,
-    end: str,
-    variables: list[str],
-    relayouts: list[dict[str, Any] | None],
-    data: dict[str, Any],
+    controls: list[str | None], relayouts: list[dict[str, Any] | None], data: dict[str, Any]
 ) -> Any:
     """Any control, or a drag-to-zoom on any panel, becomes a new URL."""
     view, _span = _view(data)
     trigger = dash.ctx.triggered_id
+    if not isinstance(trigger, dict):
+        raise dash.exceptions.PreventUpdate
     fields = _fields(view)
-    if trigger == "range-preset":
-        if preset == CUSTOM:
-            raise dash.exceptions.PreventUpdate
-        fields |= {"start": preset, "end": "now"}
-    elif trigger in ("range-from", "range-to"):
-        fields |= {"start": (start or "").strip(), "end": (end or "").strip() or "now"}
-    elif isinstance(trigger, dict) and trigger.get("type") == "variable":
-        names = [i["id"]["name"] for i in dash.ctx.inputs_list[3]]
-        fields["variables"] = {
-            n: v for n, v in zip(names, variables, strict=True) if v and v != ALL_VALUES
-        }
-    elif isinstance(trigger, dict) and trigger.get("type") == "graph":
-        relayout = next(
-            (
-                r
-                for r, i in zip(relayouts, dash.ctx.inputs_list[4], strict=True)
-                if i["id"] == trigger
-            ),
-            None,
-        )
-        zoomed = zoom_range(relayout or {})
+    if trigger["type"] == "graph":
+        ids = [i["id"] for i in dash.ctx.inputs_list[1]]
+        zoomed = zoom_range(relayouts[ids.index(trigger)] or {})
         if zoomed is None:
             raise dash.exceptions.PreventUpdate
         fields |= {"start": zoomed[0], "end": zoomed[1]}
     else:
-        raise dash.exceptions.PreventUpdate
+        if trigger["view"] != view.href():
+            raise dash.exceptions.PreventUpdate
+        values = {
+            (i["id"]["kind"], i["id"]["name"]): (v or "").strip()
+            for i, v in zip(dash.ctx.inputs_list[0], controls, strict=True)
+        }
+        if trigger["kind"] == "preset":
+            if values["preset", ""] == CUSTOM:
+                raise dash.exceptions.PreventUpdate
+            fields |= {"start": values["preset", ""], "end": "now"}
+        elif trigger["kind"] in ("from", "to"):
+            fields |= {"start": values["from", ""], "end": values["to", ""] or "now"}
+        else:
+            fields["variables"] = {
+                name: v
+                for (kind, name), v in values.items()
+                if kind == "variable" and name and v and v != ALL_VALUES
+            }
     target = ViewState(**fields).href()
     return target if target != view.href() else no_update
 
@@ -302,10 +307,7 @@ def register(app: dash.Dash) -> None:
     )(refresh)
     app.callback(
         Output("nav", "href", allow_duplicate=True),
-        Input("range-preset", "value"),
-        Input("range-from", "value"),
-        Input("range-to", "value"),
-        Input({"type": "variable", "name": ALL}, "value"),
+        Input({"type": "control", "kind": ALL, "name": ALL, "view": ALL}, "value"),
         Input({"type": "graph", "panel": ALL}, "relayoutData"),
         State("view", "data"),
         prevent_initial_call=True,

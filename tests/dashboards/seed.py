@@ -57,14 +57,14 @@ def metric_points(start_ns: int, end_ns: int) -> Samples:
         values.append(70.0)
     for service, rate in SERVICES.items():
         tags = {"service": service, "environment": "prod"}
-        for metric, value in (
+        for metric, level in (
             ("http.requests.rate", rate),
             ("http.errors.rate", rate / 100),
             ("http.latency.p90", 80.0),
             ("http.latency.p99", 200.0),
         ):
             series.append(Series.of(metric, tags))
-            values.append(value)
+            values.append(level)
     n = len(times)
     return Samples(
         tuple(series),

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.dashboards.conftest import DashServer, World
 from tests.dashboards.seed import HOSTS
@@ -19,6 +22,13 @@ def figure_data(page: Any, panel_id: str) -> list[dict[str, Any]]:
         panel_id,
     )
     return data
+
+
+def wait_for_location(page: Any, path_and_query: str) -> None:
+    """Wait for a navigation made by a callback (history.pushState: no load event)."""
+    page.wait_for_function(
+        "(want) => location.pathname + location.search === want", arg=path_and_query
+    )
 
 
 def open_dashboard(page: Any, url: str, panels: int) -> None:
@@ -42,4 +52,161 @@ def test_hosts_dashboard_draws_every_panel_with_known_values(
         assert len(points) > 100
         assert set(points) == {value}
     page.screenshot(path=str(artifacts / "hosts.png"), full_page=True)
+    assert page_errors == []
+
+
+def marker_trace(page: Any, panel_id: str, kind: str) -> dict[str, Any]:
+    return next(t for t in figure_data(page, panel_id) if t["uid"] == f"annotations-{kind}")
+
+
+def hover_marker(page: Any, panel_id: str, kind: str, index: int) -> str:
+    """Move the mouse onto a marker (plotly's drag layer covers it) and read the hover label."""
+    position = page.evaluate(
+        """([id, uid, i]) => {
+            const gd = document.querySelector(`#panel-${id} .js-plotly-plot`);
+            const t = gd._fullData.find(t => t.uid === uid);
+            const L = gd._fullLayout, box = gd.getBoundingClientRect();
+            return {x: box.left + L._size.l + L.xaxis.l2p(t.x[i]),
+                    y: box.top + L._size.t + L.yaxis2.l2p(t.y[i])};
+        }""",
+        [panel_id, f"annotations-{kind}", index],
+    )
+    for _ in range(5):  # plotly throttles hover events: try again when one was dropped
+        page.mouse.move(1, 1)  # off every plot: the previous hover label goes away
+        page.wait_for_timeout(100)
+        page.mouse.move(position["x"], position["y"], steps=5)
+        try:
+            page.wait_for_function(
+                "(id) => document.querySelectorAll(`#panel-${id} .hoverlayer .hovertext`).length",
+                arg=panel_id,
+                timeout=1000,
+            )
+            break
+        except PlaywrightTimeout:
+            continue
+    text: str = page.evaluate(
+        "(id) => { const t = document.querySelector(`#panel-${id} .hoverlayer .hovertext text`);"
+        " const lines = [...t.querySelectorAll('tspan.line')].map(l => l.textContent);"
+        " return lines.length ? lines.join('\\n') : t.innerHTML; }",
+        panel_id,
+    )
+    return text
+
+
+def test_services_dashboard_marks_deploys_at_their_times_with_hover_text(
+    page: Any, open_server: DashServer, world: World, page_errors: list[str], artifacts: Any
+) -> None:
+    open_dashboard(page, open_server.url + "/d/services", 4)
+    seeded = world.seeded
+    deploys = marker_trace(page, "0-0", "deploy")
+    assert deploys["x"] == [seeded.deploy_ok_ns // 1_000_000, seeded.deploy_failed_ns // 1_000_000]
+    flags = marker_trace(page, "0-0", "flag")
+    assert seeded.flag_ns // 1_000_000 in flags["x"]
+    requests = {t["name"]: t for t in figure_data(page, "0-0") if not t["uid"].startswith("annotations")}
+    assert set(requests) == {"service=api", "service=web"}
+    assert {y for y in requests["service=web"]["y"] if y is not None} == {120.0}
+
+    good = hover_marker(page, "0-0", "deploy", 0)
+    assert "deploy web 1.2.3 to prod" in good
+    assert "succeeded · version 1.2.3" in good
+    assert "by alice" in good
+    assert "change: https://git.example.com/web/compare/1.2.2...1.2.3" in good
+    assert "<script>window.__pwned = 1</script>" in good  # shown as text, never run
+    bad = hover_marker(page, "0-0", "deploy", 1)
+    assert "failed · version 7.0.0" in bad
+    assert "by bob" in bad
+    assert "javascript:" not in bad
+    flag = hover_marker(page, "0-0", "flag", flags["x"].index(seeded.flag_ns // 1_000_000))
+    assert "new-search prod: 10% -> 25%" in flag
+    assert "by carol" in flag
+    # A failed deploy looks different: red and dashed where a good one is green and solid.
+    lines = page.evaluate(
+        "() => document.querySelector('#panel-0-0 .js-plotly-plot').layout.shapes"
+        ".filter(s => s.type === 'line' && s.yref === 'paper')"
+        ".map(s => [s.x0, s.line.color, s.line.dash])"
+    )
+    assert [seeded.deploy_ok_ns // 1_000_000, "#2e9d57", "solid"] in lines
+    assert [seeded.deploy_failed_ns // 1_000_000, "#d9534f", "dash"] in lines
+    page.screenshot(path=str(artifacts / "services.png"), full_page=True)
+    assert page.evaluate("() => window.__pwned") is None
+    assert page_errors == []
+
+
+def test_script_in_a_deploy_description_stays_inert(
+    page: Any, open_server: DashServer, page_errors: list[str]
+) -> None:
+    dialogs: list[str] = []
+
+    def dismiss(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
+    open_dashboard(page, open_server.url + "/d/services", 4)
+    changes = page.locator("#changes")
+    assert "<script>window.__pwned = 1</script>" in changes.inner_text()
+    assert changes.locator("script").count() == 0
+    assert changes.locator("img").count() == 0
+    links = changes.locator("a").evaluate_all("links => links.map(a => a.href)")
+    assert links == ["https://git.example.com/web/compare/1.2.2...1.2.3"]
+    page.wait_for_timeout(300)
+    assert page.evaluate("() => window.__pwned") is None
+    assert dialogs == []
+    assert page_errors == []
+
+
+def test_the_url_holds_range_and_variables_and_round_trips(
+    page: Any, open_server: DashServer, page_errors: list[str]
+) -> None:
+    open_dashboard(page, open_server.url + "/d/services?from=-6h&service=web", 4)
+    names = {t["name"] for t in figure_data(page, "1-1") if not t["uid"].startswith("annotations")}
+    assert names == {"service=web"}
+    assert page.input_value(".from input") == "-6h"
+    assert "web" in page.inner_text("#controls")
+    span = page.evaluate(
+        "() => { const r = document.querySelector('#panel-0-0 .js-plotly-plot').layout.xaxis.range;"
+        " return r[1] - r[0]; }"
+    )
+    assert span == 6 * 3600 * 1000
+    page.click(".range")
+    page.get_by_text("Last 24 hours", exact=True).click()
+    wait_for_location(page, "/d/services?from=-24h&service=web")
+    page.wait_for_function(
+        "() => { const p = document.querySelector('#panel-0-0 .js-plotly-plot');"
+        " return p && p.layout && p.layout.xaxis.range[1] - p.layout.xaxis.range[0] === 86400000; }"
+    )
+    page.reload()
+    open_dashboard(page, page.url, 4)
+    assert page.input_value(".from input") == "-24h"
+    names = {t["name"] for t in figure_data(page, "0-0") if not t["uid"].startswith("annotations")}
+    assert names == {"service=web"}
+    assert page_errors == []
+
+
+def test_drag_to_zoom_sets_the_range_of_every_panel(
+    page: Any, open_server: DashServer, page_errors: list[str]
+) -> None:
+    open_dashboard(page, open_server.url + "/d/hosts", 8)
+    box = page.locator("#panel-0-0 .nsewdrag[data-subplot=xy]").bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.3, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, y, steps=5)
+    page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=5)
+    page.mouse.up()
+    page.wait_for_function("() => location.search.includes('to=')")
+    query = parse_qs(urlsplit(page.url).query)
+    assert query["from"][0].endswith("Z")
+    assert query["to"][0].endswith("Z")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.panel .js-plotly-plot')]"
+        ".every(p => p.layout && p.layout.xaxis.range[1] - p.layout.xaxis.range[0] < 25 * 60000)"
+    )
+    ranges = page.evaluate(
+        "() => [...document.querySelectorAll('.panel .js-plotly-plot')]"
+        ".map(p => p.layout.xaxis.range.join())"
+    )
+    assert len(ranges) == 8
+    assert len(set(ranges)) == 1
+    assert page.input_value(".from input").endswith("Z")
     assert page_errors == []
