@@ -92,6 +92,8 @@ def parse_influx(body: bytes, now_ns: int, precision: str = "ns") -> ParseResult
     if unit_ns is None:
         raise ValueError(f"unknown precision {precision!r}")
     fast = _parse_fast(body, now_ns, unit_ns)
+    if fast is None and b'"' in body:
+        fast = _parse_with_strings(body, now_ns, unit_ns)
     return fast if fast is not None else _parse_exact(body, now_ns, unit_ns)
 
 
@@ -141,6 +143,28 @@ def _parse_fast(body: bytes, now_ns: int, unit_ns: int) -> ParseResult | None:
         series.append(Series(key.prefix + parsed_names[code % len(parsed_names)], key.tags))
     return ParseResult(
         Samples(series, index.astype(np.int32), np.repeat(ts_ns, per_line), value_array)
+    )
+
+
+def _parse_with_strings(body: bytes, now_ns: int, unit_ns: int) -> ParseResult | None:
+    """A body where a few lines hold string fields (Telegraf's `system` input does): those
+    lines go the exact way, the others the fast way. Points come grouped that way, not in line
+    order. None when a string may span lines or the other lines are not fast-path lines."""
+    if b"\\" in body:
+        return None
+    lines = body.split(b"\n")
+    quoted = [line for line in lines if b'"' in line]
+    if any(line.count(b'"') % 2 for line in quoted):
+        return None
+    plain = _parse_fast(b"\n".join([line for line in lines if b'"' not in line]), now_ns, unit_ns)
+    if plain is None:
+        return None
+    strings = _parse_exact(b"\n".join(quoted), now_ns, unit_ns)
+    return ParseResult(
+        Samples.concat([plain.samples, strings.samples]),
+        strings.dropped,
+        strings.first_error,
+        strings.skipped_strings,
     )
 
 

@@ -134,7 +134,7 @@ def influx_lines(
 def influx_token_lines(valid_only: bool) -> st.SearchStrategy[bytes]:
     """Lines of plain tokens (only valid ones, or any), so that bodies reach the fast path."""
     keys = [b"cpu", b"cpu,host=a", b"m,b=2,a=1", b"disk.io,dev=sda"]
-    fields = [b"v=1", b"v=1.5,w=2i", b"x=-3e2,y=t,z=4u", b"u=FALSE", b"a=.5"]
+    fields = [b"v=1", b"v=1.5,w=2i", b"x=-3e2,y=t,z=4u", b"u=FALSE", b"a=.5", b'v=2,s="x y, z=1"']
     stamps = [b" 1", b" -5", b" 1700000000000000000", b""]
     if not valid_only:
         keys += [b"", b"cpu,", b"cpu,host", b"cpu,=a", b"#c", b"cpu,a=1,a=2", b"\xff"]

@@ -30,6 +30,11 @@ def as_tuple(result: ParseResult) -> tuple[object, ...]:
     return (result.samples.points(), dict(result.dropped), result.skipped_strings)
 
 
+def sorted_tuple(result: ParseResult) -> tuple[object, ...]:
+    """As `as_tuple`, with points in a canonical order (lines with strings come grouped)."""
+    return (sorted(result.samples.points(), key=repr), dict(result.dropped), result.skipped_strings)
+
+
 def test_each_field_becomes_a_series_named_measurement_dot_field() -> None:
     host_a = (("host", "a"),)
     assert points(b"cpu,host=a usage_user=1,usage_system=2 1000\n") == [
@@ -86,6 +91,23 @@ def test_line_with_only_string_fields_keeps_nothing_and_is_no_error() -> None:
     assert result.skipped_strings == 1
     assert not result.dropped
     assert result.first_error is None
+
+
+def test_lines_with_strings_beside_plain_lines_lose_no_point() -> None:
+    body = b'cpu v=1 1\nsystem up=5i,fmt="1 day, 2:03" 2\ncpu v=2 3\nbad v=x,s="q" 4\ncpu v=3 5\n'
+    assert influx_line._parse_with_strings(body, NOW, 1) is not None
+    result = parse_influx(body, NOW)
+    assert sorted(result.samples.points(), key=repr) == sorted(
+        [
+            (Series("cpu.v"), 1, 1.0),
+            (Series("system.up"), 2, 5.0),
+            (Series("cpu.v"), 3, 2.0),
+            (Series("cpu.v"), 5, 3.0),
+        ],
+        key=repr,
+    )
+    assert result.skipped_strings == 1
+    assert dict(result.dropped) == {"bad_value": 1}
 
 
 def test_string_field_may_hold_spaces_commas_equals_and_newlines() -> None:
@@ -170,7 +192,8 @@ def test_formatted_lines_parse_back_to_their_points(
     body = newline.join(line for line, _, _ in lines)
     result = parse_influx(body, NOW, precision)
     assert not result.dropped, result.first_error
-    assert result.samples.points() == [p for _, line_points, _ in lines for p in line_points]
+    expected = [p for _, line_points, _ in lines for p in line_points]
+    assert sorted(result.samples.points(), key=repr) == sorted(expected, key=repr)
     assert result.skipped_strings == sum(strings for _, _, strings in lines)
 
 
@@ -189,6 +212,10 @@ def test_fast_path_agrees_with_exact_path(lines: list[bytes], precision: str) ->
     if fast is not None:
         assert as_tuple(fast) == as_tuple(exact)
         assert not exact.dropped
+    with_strings = influx_line._parse_with_strings(body, NOW, unit_ns)
+    if with_strings is not None:
+        assert sorted_tuple(with_strings) == sorted_tuple(exact)
+        assert str(with_strings.first_error) == str(exact.first_error)
 
 
 @pytest.mark.parametrize(
