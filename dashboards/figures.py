@@ -81,10 +81,22 @@ def rounded(values: FloatArray) -> list[float]:
     return result
 
 
-def with_gaps(series: ResultSeries, step_ms: int) -> tuple[list[int | None], list[float]]:
-    """x and y with a null between points more than one step apart, so lines break at gaps."""
+GAP_FACTOR = 2.5
+"""Points further apart than this many times their usual spacing are a gap: the line breaks."""
+
+
+def spacing_ms(series: ResultSeries, step_ms: int) -> int:
+    """The usual distance between a series' points: the step, or more when the data is sparser
+    than the step (10 s points on a 2 s step must not read as a gap after every point)."""
+    if len(series.ts_ms) < 2:
+        return step_ms
+    return max(step_ms, int(np.median(np.diff(series.ts_ms))))
+
+
+def with_gaps(series: ResultSeries, gap_ms: float) -> tuple[list[int | None], list[float]]:
+    """x and y with a null where points are more than `gap_ms` apart, so lines break there."""
     ts, values = series.ts_ms, series.values
-    gaps = np.flatnonzero(np.diff(ts) > step_ms) + 1
+    gaps = np.flatnonzero(np.diff(ts) > gap_ms) + 1
     y = rounded(values)
     if not len(gaps):
         return ts.tolist(), y
@@ -246,7 +258,7 @@ def series_traces(result: QueryResult, panel: Panel) -> list[dict[str, Any]]:
     hover = "%{y:.4s}" if panel.unit not in ("percent", "") else "%{y:.4g}"
     traces = []
     for s in result.series:
-        x, y = with_gaps(s, result.step_ms)
+        x, y = with_gaps(s, GAP_FACTOR * spacing_ms(s, result.step_ms))
         name = series_key(s)
         traces.append(
             {
@@ -281,18 +293,25 @@ def panel_figure(
         "layout": {
             "uirevision": revision,
             # The top margin holds the mode bar, which would otherwise cover the markers.
-            "margin": {"l": 60, "r": 16, "t": 26, "b": 28},
+            "margin": {"l": 60, "r": 16, "t": 26, "b": 30 + 2 * theme.font_size},
             "paper_bgcolor": theme.paper,
             "plot_bgcolor": theme.plot,
             "font": {"color": theme.text, "size": theme.font_size},
             "hovermode": "closest",
             "hoverlabel": {"align": "left"},
             "showlegend": len(traces) > 1,
-            "legend": {"orientation": "h", "y": -0.15, "font": {"size": theme.font_size - 2}},
-            "xaxis": axis | {"type": "date", "range": list(x_range_ms)},
+            # Below the axis, measured from the bottom of the figure: clear of the date labels.
+            "legend": {
+                "orientation": "h",
+                "yref": "container",
+                "y": 0,
+                "yanchor": "bottom",
+                "font": {"size": theme.font_size - 2},
+            },
+            "xaxis": axis | {"type": "date", "range": list(x_range_ms), "automargin": True},
             # Markers get a strip of their own above the data, so they never hide a line.
             "yaxis": axis
-            | {"rangemode": "tozero", "domain": [0, 0.9]}
+            | {"rangemode": "tozero", "domain": [0, 0.9], "automargin": True}
             | _UNIT_AXES.get(panel.unit, {}),
             "yaxis2": {"domain": [0.91, 1], "range": [0, 1], "visible": False, "fixedrange": True},
             "shapes": _marker_shapes(annotations) + _threshold_shapes(panel),

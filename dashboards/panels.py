@@ -11,6 +11,7 @@ from dash import Patch
 from dashboards.data import Board, TimeRange
 from dashboards.figures import (
     DARK,
+    GAP_FACTOR,
     LIGHT,
     Figure,
     complete,
@@ -18,6 +19,7 @@ from dashboards.figures import (
     panel_figure,
     rounded,
     series_key,
+    spacing_ms,
 )
 from dashboards.spec import Dashboard, Panel
 from storage.records import NS_PER_MS
@@ -73,6 +75,10 @@ def render_panel(
         "span_ms": (span.end_ns - span.start_ns) // NS_PER_MS,
         "points": points,
         "last": {k: int(s.ts_ms[-1]) for k, s in zip(keys, result.series, strict=True)},
+        "gap_ms": {
+            k: GAP_FACTOR * spacing_ms(s, result.step_ms)
+            for k, s in zip(keys, result.series, strict=True)
+        },
         "index": {k: i for i, k in enumerate(keys)},
         "annotations": _annotation_stamp(annotations),
     }
@@ -123,7 +129,7 @@ def refresh_panel(
             continue
         x: list[int | None] = s.ts_ms[fresh].tolist()
         y = rounded(s.values[fresh])
-        if x[0] is not None and x[0] - last[key] > step_ms:
+        if x[0] is not None and x[0] - last[key] > meta["gap_ms"][key]:
             x.insert(0, None)  # a gap since the last point: break the line
             y.insert(0, float("nan"))
         patch["data"][index[key]]["x"].extend(x)

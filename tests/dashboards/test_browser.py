@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import time
+import urllib.error
+import urllib.request
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from dashboards.serve import open_link
+from shipboard.settings import Settings
+from storage.records import NS_PER_S
 from tests.dashboards.conftest import DashServer, World
-from tests.dashboards.seed import HOSTS
+from tests.dashboards.seed import HOSTS, metric_points
 
 GRAPHS = ".panel-graph .main-svg"
 
@@ -102,7 +111,9 @@ def test_services_dashboard_marks_deploys_at_their_times_with_hover_text(
     assert deploys["x"] == [seeded.deploy_ok_ns // 1_000_000, seeded.deploy_failed_ns // 1_000_000]
     flags = marker_trace(page, "0-0", "flag")
     assert seeded.flag_ns // 1_000_000 in flags["x"]
-    requests = {t["name"]: t for t in figure_data(page, "0-0") if not t["uid"].startswith("annotations")}
+    requests = {
+        t["name"]: t for t in figure_data(page, "0-0") if not t["uid"].startswith("annotations")
+    }
     assert set(requests) == {"service=api", "service=web"}
     assert {y for y in requests["service=web"]["y"] if y is not None} == {120.0}
 
@@ -210,3 +221,125 @@ def test_drag_to_zoom_sets_the_range_of_every_panel(
     assert len(set(ranges)) == 1
     assert page.input_value(".from input").endswith("Z")
     assert page_errors == []
+
+
+def test_kiosk_hides_controls_goes_dark_and_appends_new_points(
+    page: Any, open_server: DashServer, world: World, page_errors: list[str], artifacts: Any
+) -> None:
+    updates: list[str] = []
+    page.on(
+        "response",
+        lambda r: updates.append(r.text()) if "_dash-update-component" in r.url else None,
+    )
+    open_dashboard(page, open_server.url + "/d/hosts?kiosk=1&refresh=1s&from=-15m", 8)
+    assert page.locator("#controls").count() == 0
+    assert page.locator("#changes").count() == 0
+    background = page.evaluate(
+        "() => getComputedStyle(document.querySelector('.kiosk')).backgroundColor"
+    )
+    assert background == "rgb(11, 13, 16)"
+    title_px = page.evaluate(
+        "() => parseFloat(getComputedStyle(document.querySelector('h1')).fontSize)"
+    )
+    assert title_px >= 28
+    before = {
+        t["name"]: t["x"][-1] for t in figure_data(page, "0-0") if t["name"].startswith("host=")
+    }
+    # New points arrive while the wall screen is open: the next ticks append them.
+    deadline = time.time() + 25
+    grown = False
+    while time.time() < deadline and not grown:
+        now_ns = time.time_ns()
+        world.store.write(metric_points(now_ns - 2 * NS_PER_S, now_ns + 1))
+        page.wait_for_timeout(1000)
+        after = {t["name"]: t for t in figure_data(page, "0-0") if t["name"].startswith("host=")}
+        grown = all(after[name]["x"][-1] > last for name, last in before.items())
+    assert grown
+    new_values = {y for y in after["host=web-1"]["y"][-3:] if y is not None}
+    assert new_values == {HOSTS["web-1"]}
+    patches = [u for u in updates if "Extend" in u]
+    assert patches, "the refresh appends points (a Patch), it does not redraw the figure"
+    page.screenshot(path=str(artifacts / "hosts-kiosk.png"))
+    assert page_errors == []
+
+
+def test_a_panel_downloads_as_csv_with_its_values(page: Any, open_server: DashServer) -> None:
+    open_dashboard(page, open_server.url + "/d/hosts?host=web-2", 8)
+    href = page.get_attribute("#panel-0-0 .csv-link", "href")
+    assert href.startswith("/csv/hosts/0-0?")
+    with urllib.request.urlopen(open_server.url + href, timeout=30) as response:
+        assert response.headers["Content-Type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(response.read().decode())))
+    assert len(rows) > 100
+    assert {row["tags"] for row in rows} == {"host=web-2"}
+    assert {float(row["value"]) for row in rows} == {HOSTS["web-2"]}
+
+
+def test_a_bad_dashboard_file_is_named_with_its_line_and_the_others_still_work(
+    page: Any, open_server: DashServer, world: World
+) -> None:
+    folder = world.data_dir / "dashboards"
+    folder.mkdir(exist_ok=True)
+    (folder / "broken.yaml").write_text("title: Broken\nrows:\n  - panels:\n      - {unit: ms}\n")
+    (folder / "team.yaml").write_text(
+        "title: Team\nrows:\n  - panels:\n      - {title: Web CPU, metric: cpu.user, "
+        "tags: {host: web-1}}\n"
+    )
+    page.goto(open_server.url + "/")
+    page.wait_for_selector("#spec-errors")
+    errors = page.inner_text("#spec-errors")
+    assert f"{folder / 'broken.yaml'}:4: missing 'metric'" in errors
+    assert "Team" in page.inner_text("#catalog")
+    open_dashboard(page, open_server.url + "/d/team", 1)
+    trace = figure_data(page, "0-0")[0]
+    assert {y for y in trace["y"] if y is not None} == {HOSTS["web-1"]}
+    open_dashboard(page, open_server.url + "/d/hosts", 8)
+
+
+def test_without_a_session_every_request_is_refused(closed_server: DashServer) -> None:
+    for path, accept in (("/", "text/html"), ("/d/hosts", "text/html"), ("/_dash-layout", "*/*")):
+        request = urllib.request.Request(closed_server.url + path, headers={"Accept": accept})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 401
+    request = urllib.request.Request(
+        closed_server.url + "/_dash-layout", headers={"Authorization": "Bearer sb_not-a-token"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 401
+
+
+def test_a_viewer_token_signs_a_browser_in_with_an_httponly_cookie(
+    page: Any, closed_server: DashServer, world: World, page_errors: list[str]
+) -> None:
+    page.goto(closed_server.url + "/d/services")
+    assert page.locator("input[name=token]").count() == 1
+    page.fill("input[name=token]", "sb_wrong")
+    page.click("button[type=submit]")
+    assert "Unknown or revoked token" in page.inner_text("body")
+    page_errors.clear()  # the two refusals above were logged as failed loads
+    page.fill("input[name=token]", world.seeded.viewer_token)
+    page.click("button[type=submit]")
+    open_dashboard(page, page.url, 4)
+    assert urlsplit(page.url).path == "/d/services"
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == "shipboard_session"]
+    assert cookie["httpOnly"] is True
+    assert cookie["sameSite"] == "Lax"
+    assert world.seeded.viewer_token not in cookie["value"]
+    assert page.evaluate("() => document.cookie") == ""
+    assert page_errors == []
+
+
+def test_the_printed_sign_in_link_opens_the_dashboards(
+    page: Any, closed_server: DashServer, world: World
+) -> None:
+    settings = Settings(data_dir=world.data_dir, dash_port=int(closed_server.url.rsplit(":", 1)[1]))
+    link = open_link(settings)
+    assert link.startswith(closed_server.url + "/signin?link=")
+    page.goto(link)
+    page.wait_for_selector("#catalog")
+    open_dashboard(page, closed_server.url + "/d/hosts", 8)
+    page.context.clear_cookies()
+    response = page.goto(link[:-3] + "abc")
+    assert response.status == 401
