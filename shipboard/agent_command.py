@@ -30,7 +30,8 @@ def run_agent(args: argparse.Namespace, settings: Settings) -> int:
     print(
         f"shipboard agent: sending {sampler.host} to {base} every {settings.agent_interval_s:g} s"
     )
-    # The first sample has no rates yet; waiting one interval gives every metric in one batch.
+    # Rates need two samples: prime them, so the first batch sent carries every metric.
+    sampler.sample()
     time.sleep(min(settings.agent_interval_s, 1.0) if args.once else settings.agent_interval_s)
     while True:
         body = to_line_protocol(sampler.sample())

@@ -258,3 +258,18 @@ def test_series_beyond_the_limit_get_a_clear_error_and_old_series_keep_working(t
         assert running.get("/healthz")[0] == 200
     finally:
         assert running.stop() == 0
+
+
+def test_shipboard_agent_pushes_this_host_over_line_protocol(server: RunningShipboard):
+    subprocess.run(
+        [str(SHIPBOARD), "agent", "--once", "--url", server.url, "--host-tag", "agent-e2e"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    result = server.query(metric="cpu.*", tags="host:agent-e2e", **{"from": "-5m"})
+    metrics = {series["metric"] for series in result["series"]}
+    assert metrics == {"cpu.user", "cpu.system", "cpu.iowait", "cpu.idle"}
+    (idle,) = [s for s in result["series"] if s["metric"] == "cpu.idle"]
+    assert 0.0 <= idle["points"][0][1] <= 100.0
+    assert server.query(metric="net.recv_bytes_per_s", tags="host:agent-e2e", **{"from": "-5m"})[
+        "series"
+    ]
