@@ -1,0 +1,156 @@
+"""Panels over the real store and control DB: drawn whole, then brought up to date by appending."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from dash import Patch
+
+from aggregator.query import QueryResult
+from annotations.db import ControlDB
+from annotations.deploys import DeployStart, start_deploy
+from annotations.notes import Annotation, add_annotation, list_annotations
+from dashboards.data import Board, TimeRange
+from dashboards.figures import hover_text, panel_figure, safe_url
+from dashboards.panels import points_for, refresh_panel, render_panel
+from dashboards.spec import load_catalog
+from shipboard.settings import Settings
+from storage.embedded import EmbeddedStore
+from storage.records import NS_PER_MS, NS_PER_S
+from tests.dashboards.seed import HOSTS, metric_points
+
+HOSTS_BOARD = load_catalog(None).dashboards["hosts"]
+CPU = HOSTS_BOARD.panels()[0]
+NOW_NS = 1_800_000_000 * NS_PER_S
+
+
+class Clock:
+    def __init__(self, now_ns: int) -> None:
+        self.now_ns = now_ns
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(NOW_NS)
+
+
+@pytest.fixture
+def board(tmp_path: Path, clock: Clock) -> Iterator[Board]:
+    settings = Settings(data_dir=tmp_path)
+    store = EmbeddedStore(tmp_path / "metrics", settings.tiers())
+    control = ControlDB.open("", tmp_path)
+    store.write(metric_points(NOW_NS - 3600 * NS_PER_S, NOW_NS))
+    yield Board(store, settings.tiers(), control, None, 1500, clock)
+    control.close()
+    store.close()
+
+
+def last_hour(now_ns: int) -> TimeRange:
+    return TimeRange("-1h", "now", now_ns - 3600 * NS_PER_S, now_ns)
+
+
+def operations(patch: Patch) -> list[dict[str, Any]]:
+    ops: list[dict[str, Any]] = patch.to_plotly_json()["operations"]
+    return ops
+
+
+def test_a_panel_draws_each_host_with_its_values_and_only_complete_buckets(board: Board) -> None:
+    figure, meta = render_panel(
+        board, HOSTS_BOARD, CPU, {}, last_hour(NOW_NS), points=360, kiosk=False
+    )
+    lines = {t["name"]: t for t in figure["data"]}
+    assert set(lines) == {"host=web-1", "host=web-2"}
+    for host, value in HOSTS.items():
+        assert set(lines[f"host={host}"]["y"]) == {value}
+        assert lines[f"host={host}"]["x"][-1] <= NOW_NS // NS_PER_MS - meta["step_ms"]
+    assert meta["step_ms"] == 10_000
+    assert figure["layout"]["xaxis"]["range"] == [
+        NOW_NS // NS_PER_MS - 3_600_000,
+        NOW_NS // NS_PER_MS,
+    ]
+
+
+def test_a_refresh_appends_only_new_points_in_a_small_patch(board: Board, clock: Clock) -> None:
+    _, meta = render_panel(board, HOSTS_BOARD, CPU, {}, last_hour(NOW_NS), points=360, kiosk=True)
+    later = NOW_NS + 30 * NS_PER_S
+    board.store.write(metric_points(NOW_NS, later))
+    clock.now_ns = later
+    patch, new_meta = refresh_panel(board, HOSTS_BOARD, CPU, {}, meta, kiosk=True)
+    assert isinstance(patch, Patch)
+    extended = {
+        (tuple(op["location"]), tuple(op["params"]["value"]))
+        for op in operations(patch)
+        if op["operation"] == "Extend"
+    }
+    previous_ms = meta["last"]["host=web-1"]
+    new_x = tuple(range(previous_ms + 10_000, later // NS_PER_MS - 10_000 + 1, 10_000))
+    assert len(new_x) == 3
+    index = meta["index"]
+    assert (("data", index["host=web-1"], "x"), new_x) in extended
+    assert (("data", index["host=web-2"], "y"), (HOSTS["web-2"],) * 3) in extended
+    assert new_meta["last"]["host=web-1"] == new_x[-1]
+    assert len(orjson.dumps(patch.to_plotly_json())) < 5 * 1024
+    # Nothing new since: the patch only slides the window.
+    again, _ = refresh_panel(board, HOSTS_BOARD, CPU, {}, new_meta, kiosk=True)
+    assert [op["operation"] for op in operations(again)] == ["Assign"]
+
+
+def test_a_new_deploy_redraws_the_panel_with_its_marker(board: Board, clock: Clock) -> None:
+    _, meta = render_panel(board, HOSTS_BOARD, CPU, {}, last_hour(NOW_NS), points=360, kiosk=True)
+    assert board.control is not None
+    start_deploy(board.control, DeployStart("web", "prod", "2.0"), who="eve", start_ns=NOW_NS)
+    clock.now_ns = NOW_NS + 10 * NS_PER_S
+    figure, _ = refresh_panel(board, HOSTS_BOARD, CPU, {}, meta, kiosk=True)
+    assert isinstance(figure, dict)
+    (deploys,) = [t for t in figure["data"] if t.get("uid") == "annotations-deploy"]
+    assert deploys["x"] == [NOW_NS // NS_PER_MS]
+    assert "deploy web 2.0 to prod" in deploys["hovertext"][0]
+
+
+def test_hover_text_escapes_what_people_typed(board: Board) -> None:
+    assert board.control is not None
+    add_annotation(
+        board.control,
+        "note",
+        start_ns=NOW_NS,
+        title="<b>bold</b> & <script>x()</script>",
+        who="<i>mallory</i>",
+        body='<a href="javascript:x()">click</a>',
+    )
+    (note,) = list_annotations(board.control, NOW_NS - 1, NOW_NS + 1)
+    text = hover_text(note)
+    assert "<script>" not in text
+    assert "&lt;script&gt;" in text
+    assert "by &lt;i&gt;mallory&lt;/i&gt;" in text
+    assert '&lt;a href="javascript:x()"&gt;' in text
+    assert safe_url("javascript:x()") == ""
+    assert safe_url("https://example.com/pr/1") == "https://example.com/pr/1"
+
+
+def test_points_follow_the_panel_width() -> None:
+    assert points_for(1920, 3, 1500) == 550
+    assert points_for(1920, 1, 1500) == 1500
+    assert points_for(300, 4, 1500) == 100
+
+
+def test_a_failed_deploy_is_drawn_red_and_dashed() -> None:
+    failed = Annotation(
+        1, "deploy", NOW_NS, NOW_NS + NS_PER_S, {}, "d", "", "x", {"status": "failed"}
+    )
+    ok = Annotation(
+        2, "deploy", NOW_NS, NOW_NS + NS_PER_S, {}, "d", "", "x", {"status": "succeeded"}
+    )
+    empty = load_catalog(None).dashboards["hosts"].panels()[0]
+    figure = panel_figure(QueryResult((), 10_000, "raw"), [failed, ok], empty, x_range_ms=(0, 1))
+    lines = [
+        s["line"] for s in figure["layout"]["shapes"] if s["type"] == "line" and s["xref"] == "x"
+    ]
+    assert {"color": "#d9534f", "width": 2, "dash": "dash"} in lines
+    assert {"color": "#2e9d57", "width": 2, "dash": "solid"} in lines

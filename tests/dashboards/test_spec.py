@@ -1,0 +1,119 @@
+"""Dashboard files: what loads, and how a mistake is reported (file and line)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dashboards.errors import SpecError
+from dashboards.spec import Overlay, load_catalog, parse_dashboard, substitute
+
+GOOD = """\
+title: Web
+variables:
+  - {name: service, metric: http.requests.rate}
+annotations:
+  - {kind: deploy, tags: {service: $service}}
+refresh: 30s
+rows:
+  - title: Traffic
+    panels:
+      - title: Requests
+        metric: http.requests.rate
+        tags: {service: $service}
+        agg: sum
+        group_by: [service]
+        unit: req/s
+        thresholds: [{value: 100, color: red}]
+      - {metric: http.errors.rate, annotations: [{kind: flag}]}
+"""
+
+
+def test_a_good_file_loads_with_defaults_filled_in() -> None:
+    board = parse_dashboard(GOOD, "web", "web.yaml")
+    assert board.title == "Web"
+    assert board.refresh_ms == 30_000
+    first, second = board.panels()
+    assert (first.id, first.agg, first.group_by, first.unit) == (
+        "0-0",
+        "sum",
+        ("service",),
+        "req/s",
+    )
+    assert first.tags == (("service", "$service"),)
+    assert first.thresholds[0].value == 100.0
+    assert first.overlays == (Overlay("deploy", (("service", "$service"),)),)
+    assert (second.title, second.agg, second.overlays) == (
+        "http.errors.rate",
+        "mean",
+        (Overlay("flag"),),
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("title: A\nrows:\n  - panels:\n      - {title: x}\n", 4, "missing 'metric'"),
+        ("title: A\nrows:\n  - panels:\n      - {metric: m, agg: p99}\n", 4, "agg must be one of"),
+        ("title: A\nrows:\n  - panels:\n      - {metric: m, unit: furlongs}\n", 4, "unit must be"),
+        ("title: A\ncolour: red\nrows: []\n", 2, "unknown key 'colour'"),
+        (
+            "title: A\nrows:\n  - panels:\n      - {metric: m, tags: {host: $host}}\n",
+            4,
+            "$host is not a variable",
+        ),
+        ("title: A\nrows: [\n", 3, "not valid YAML"),
+        ("title: A\nannotations: [{kind: release}]\nrows: []\n", 2, "kind must be one of"),
+        ("rows: []\n", 1, "missing 'title'"),
+        ("title: A\nrefresh: soon\nrows: []\n", 2, "not a duration"),
+    ],
+)
+def test_a_mistake_names_the_file_and_line(text: str, line: int, message: str) -> None:
+    with pytest.raises(SpecError) as raised:
+        parse_dashboard(text, "bad", "/teams/bad.yaml")
+    assert raised.value.path == "/teams/bad.yaml"
+    assert raised.value.line == line
+    assert message in str(raised.value)
+    assert str(raised.value).startswith(f"/teams/bad.yaml:{line}: ")
+
+
+scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+keys = st.sampled_from(["title", "rows", "panels", "metric", "tags", "agg", "unit", "kind", "x"])
+documents = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=4)
+).map(yaml.safe_dump)
+
+
+@given(st.text(max_size=300) | documents)
+def test_any_text_loads_or_raises_spec_error_naming_the_file(text: str) -> None:
+    path = "any.yaml"
+    try:
+        parse_dashboard(text, "any", "any.yaml")
+    except SpecError as error:
+        path = error.path
+    assert path == "any.yaml"
+
+
+def test_built_in_dashboards_load_and_a_bad_file_leaves_the_others_working(tmp_path: Path) -> None:
+    (tmp_path / "broken.yaml").write_text("title: [\n")
+    (tmp_path / "team.yaml").write_text("title: Team\nrows: []\n")
+    (tmp_path / "hosts.yaml").write_text("title: Our hosts\nrows: []\n")
+    catalog = load_catalog(tmp_path)
+    assert sorted(catalog.dashboards) == ["hosts", "services", "team"]
+    assert catalog.dashboards["hosts"].title == "Our hosts"  # the data dir's file wins
+    (error,) = catalog.errors
+    assert error.path == str(tmp_path / "broken.yaml")
+    builtin = load_catalog(None).dashboards
+    assert len(builtin["hosts"].panels()) == 8
+    assert len(builtin["services"].panels()) == 4
+    assert {v.name for v in builtin["services"].variables} == {"service", "environment"}
+
+
+def test_variables_substitute_and_unset_ones_match_everything() -> None:
+    assert substitute("$host", {"host": "web-1"}) == "web-1"
+    assert substitute("$host", {}) == "*"
+    assert substitute("web-*", {"host": "x"}) == "web-*"
