@@ -7,7 +7,7 @@ four arrays, and every layer (parsers, StatsD flush, store, rollups, queries) wo
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,12 +21,27 @@ NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Series:
     """A metric name plus its tags, sorted by key: `http.requests{host=a,service=web}`."""
 
     metric: str
     tags: Tags = ()
+    # Series key every dict of the hot paths; tuples do not cache their hash, so this does.
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.metric, self.tags)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, Series):
+            return NotImplemented
+        return self._hash == other._hash and self.metric == other.metric and self.tags == other.tags
 
     @classmethod
     def of(cls, metric: str, tags: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> Series:
