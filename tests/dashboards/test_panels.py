@@ -99,6 +99,7 @@ def test_a_refresh_appends_only_new_points_in_a_small_patch(board: Board, clock:
     assert len(orjson.dumps(patch.to_plotly_json())) < 5 * 1024
     # Nothing new since: the patch only slides the window.
     again, _ = refresh_panel(board, HOSTS_BOARD, CPU, {}, new_meta, kiosk=True)
+    assert isinstance(again, Patch)
     assert [op["operation"] for op in operations(again)] == ["Assign"]
 
 
