@@ -343,3 +343,18 @@ def test_the_printed_sign_in_link_opens_the_dashboards(
     page.context.clear_cookies()
     response = page.goto(link[:-3] + "abc")
     assert response.status == 401
+
+
+def test_a_wall_screen_playlist_rotates_to_the_next_dashboard(
+    page: Any, open_server: DashServer, page_errors: list[str]
+) -> None:
+    open_dashboard(page, open_server.url + "/d/hosts?kiosk=1&playlist=hosts,services&rotate=5s", 8)
+    page.wait_for_function("() => location.pathname === '/d/services'", timeout=15_000)
+    open_dashboard(page, page.url, 4)
+    assert parse_qs(urlsplit(page.url).query) == {
+        "kiosk": ["1"],
+        "playlist": ["hosts,services"],
+        "rotate": ["5s"],
+    }
+    assert page.locator("#controls").count() == 0
+    assert page_errors == []
