@@ -17,7 +17,7 @@ from decimal import Decimal
 import numpy as np
 
 from collector.errors import ParseError
-from collector.parse_result import ParseResult
+from collector.parse_result import ParseResult, parse_in_parts
 from storage.records import NS_PER_S, Samples, Series
 
 _NUMBER = re.compile(rb"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
@@ -46,8 +46,9 @@ def parse_graphite(data: bytes, now_ns: int) -> ParseResult:
         data = data[:-2] if data.endswith(b"\r\n") else data[:-1]
     if not data:
         return ParseResult(Samples.empty())
-    fast = _parse_fast(data, now_ns)
-    return fast if fast is not None else _parse_exact(data, now_ns)
+    return parse_in_parts(
+        data, lambda part: _parse_fast(part, now_ns), lambda part: _parse_exact(part, now_ns)
+    )
 
 
 def parse_graphite_line(line: bytes, now_ns: int) -> tuple[Series, int, float]:

@@ -24,7 +24,7 @@ from itertools import repeat
 import numpy as np
 
 from collector.errors import ParseError
-from collector.parse_result import ParseResult
+from collector.parse_result import ParseResult, parse_in_parts
 from storage.records import FloatArray, IntArray, Samples, Series, Tags
 
 PRECISION_NS: dict[str, int] = {
@@ -91,10 +91,19 @@ def parse_influx(body: bytes, now_ns: int, precision: str = "ns") -> ParseResult
     unit_ns = PRECISION_NS.get(precision)
     if unit_ns is None:
         raise ValueError(f"unknown precision {precision!r}")
-    fast = _parse_fast(body, now_ns, unit_ns)
-    if fast is None and b'"' in body:
-        fast = _parse_with_strings(body, now_ns, unit_ns)
-    return fast if fast is not None else _parse_exact(body, now_ns, unit_ns)
+    if b'"' not in body:
+        return _parse_plain(body, now_ns, unit_ns)
+    with_strings = _parse_with_strings(body, now_ns, unit_ns)
+    return with_strings if with_strings is not None else _parse_exact(body, now_ns, unit_ns)
+
+
+def _parse_plain(body: bytes, now_ns: int, unit_ns: int) -> ParseResult:
+    """A body without strings, so no value spans a newline."""
+    return parse_in_parts(
+        body,
+        lambda part: _parse_fast(part, now_ns, unit_ns),
+        lambda part: _parse_exact(part, now_ns, unit_ns),
+    )
 
 
 def _parse_fast(body: bytes, now_ns: int, unit_ns: int) -> ParseResult | None:
@@ -148,24 +157,16 @@ def _parse_fast(body: bytes, now_ns: int, unit_ns: int) -> ParseResult | None:
 
 def _parse_with_strings(body: bytes, now_ns: int, unit_ns: int) -> ParseResult | None:
     """A body where a few lines hold string fields (Telegraf's `system` input does): those
-    lines go the exact way, the others the fast way. Points come grouped that way, not in line
-    order. None when a string may span lines or the other lines are not fast-path lines."""
+    lines go the exact way, the others as a plain body. Points (and `first_error`) come grouped
+    that way, not in line order. None when a string may span lines."""
     if b"\\" in body:
         return None
     lines = body.split(b"\n")
     quoted = [line for line in lines if b'"' in line]
     if any(line.count(b'"') % 2 for line in quoted):
         return None
-    plain = _parse_fast(b"\n".join([line for line in lines if b'"' not in line]), now_ns, unit_ns)
-    if plain is None:
-        return None
-    strings = _parse_exact(b"\n".join(quoted), now_ns, unit_ns)
-    return ParseResult(
-        Samples.concat([plain.samples, strings.samples]),
-        strings.dropped,
-        strings.first_error,
-        strings.skipped_strings,
-    )
+    plain = _parse_plain(b"\n".join([line for line in lines if b'"' not in line]), now_ns, unit_ns)
+    return ParseResult.merge([plain, _parse_exact(b"\n".join(quoted), now_ns, unit_ns)])
 
 
 def _uniform_width(body: bytes, count: int) -> int:

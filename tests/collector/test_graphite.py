@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from collector import graphite
 from collector.graphite import parse_graphite
-from collector.parse_result import ParseResult
+from collector.parse_result import ParseResult, parse_in_parts
 from storage.records import NS_PER_S, Series
 from tests.strategies import (
     BAD_GRAPHITE_LINES,
@@ -155,3 +155,37 @@ def test_arbitrary_bytes_only_drop_lines(data: bytes) -> None:
 def test_fast_path_takes_plain_chunks_and_hands_over_the_rest(body: bytes) -> None:
     plain = b"_0" not in body and b"-1" not in body and b"  " not in body
     assert (graphite._parse_fast(body.rstrip(b"\r\n"), NOW) is not None) == plain
+
+
+@given(
+    st.lists(
+        st.one_of(graphite_lines(NOW).map(lambda lp: lp[0]), graphite_token_lines(False)),
+        min_size=1,
+        max_size=40,
+    ),
+    st.integers(1, 64),
+)
+def test_splitting_around_odd_lines_gives_the_exact_result(
+    lines: list[bytes], min_bytes: int
+) -> None:
+    body = b"\n".join(lines)
+    split = parse_in_parts(
+        body,
+        lambda part: graphite._parse_fast(part, NOW),
+        lambda part: graphite._parse_exact(part, NOW),
+        min_bytes,
+    )
+    exact = graphite._parse_exact(body, NOW)
+    assert as_tuple(split) == as_tuple(exact)
+    assert str(split.first_error) == str(exact.first_error)
+
+
+def test_a_large_chunk_with_a_few_bad_lines_keeps_every_good_line() -> None:
+    lines = [b"m.%d %d %d" % (i % 10, i, i) for i in range(5000)]
+    for bad in (7, 2500, 4999):
+        lines[bad] = b"m.bad nan 1"
+    result = parse_graphite(b"\n".join(lines) + b"\n", NOW)
+    assert dict(result.dropped) == {"non_finite": 3}
+    assert result.samples.values.tolist() == [
+        float(i) for i in range(5000) if i not in (7, 2500, 4999)
+    ]
