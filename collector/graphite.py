@@ -2,9 +2,10 @@
 
 Two paths give the same result. The fast path takes a chunk of plain printable-ASCII lines
 that all have the same number of single-space separated fields, and converts each column in
-bulk (`float`/`int` over the lists, series looked up once per distinct path). Anything else
-sends the chunk to the exact path, which parses line by line and drops bad lines with a reason:
-`bad_format`, `bad_path`, `bad_tag`, `bad_value`, `non_finite`, `bad_timestamp`.
+bulk (`float`/`int` over the lists, series looked up once per distinct path). A chunk it
+refuses is halved until the odd lines sit in small parts, which the exact path parses line by
+line, dropping bad lines with a reason: `bad_format`, `bad_path`, `bad_tag`, `bad_value`,
+`non_finite`, `bad_timestamp`.
 """
 
 from __future__ import annotations

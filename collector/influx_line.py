@@ -9,8 +9,9 @@ Two paths give the same result. A body without backslashes or quotes (no escapes
 nearly every body), whose lines all have a timestamp or all lack one, takes the fast path: the
 body is cut into columns with a few `bytes` calls, its shape checked with `translate`, each
 distinct `measurement,tags` prefix parsed once (and cached across bodies), and values and
-timestamps converted in bulk. Anything else, or any bad line, sends the body to the exact path,
-which follows the grammar line by line.
+timestamps converted in bulk. A body it refuses is halved until the odd lines sit in small
+parts, which the exact path parses, following the grammar line by line. Lines with string
+fields go the exact way as a group.
 """
 
 from __future__ import annotations
