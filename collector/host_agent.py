@@ -66,7 +66,11 @@ class HostSampler:
             if previous is not None and elapsed_s > 0:
                 recv = (current[0] - previous[0]) / elapsed_s
                 add("net.recv_bytes_per_s", recv, interface=interface)
-                add("net.sent_bytes_per_s", (current[1] - previous[1]) / elapsed_s, interface=interface)
+                add(
+                    "net.sent_bytes_per_s",
+                    (current[1] - previous[1]) / elapsed_s,
+                    interface=interface,
+                )
             self._last_net[interface] = current
         self._last_ns = now_ns
         return Samples.from_points(points)
@@ -85,8 +89,8 @@ def to_line_protocol(samples: Samples) -> bytes:
         measurement, _, field = series.metric.rpartition(".")
         if not measurement:
             measurement, field = series.metric, "value"
-        tags = "".join(
-            f",{_escape(k, ', =')}={_escape(v, ', =')}" for k, v in series.tags if v
+        tags = "".join(f",{_escape(k, ', =')}={_escape(v, ', =')}" for k, v in series.tags if v)
+        lines.append(
+            f"{_escape(measurement, ', ')}{tags} {_escape(field, ', =')}={value!r} {ts_ns}"
         )
-        lines.append(f"{_escape(measurement, ', ')}{tags} {_escape(field, ', =')}={value!r} {ts_ns}")
     return ("\n".join(lines) + "\n").encode()

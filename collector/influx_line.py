@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
 
 import numpy as np
@@ -84,6 +84,15 @@ _KEYS_MAX = 100_000
 class _Key:
     prefix: str  # the measurement and a dot
     tags: Tags
+    # The series of each field seen with this prefix: built once, and the same object every
+    # time, so the store's lookups hit on identity.
+    series: dict[str, Series] = field(default_factory=dict)
+
+    def series_of(self, name: str) -> Series:
+        found = self.series.get(name)
+        if found is None:
+            found = self.series[name] = Series(self.prefix + name, self.tags)
+        return found
 
 
 def parse_influx(body: bytes, now_ns: int, precision: str = "ns") -> ParseResult:
@@ -147,10 +156,11 @@ def _parse_fast(body: bytes, now_ns: int, unit_ns: int) -> ParseResult | None:
     name_ids = np.fromiter(map(name_positions.__getitem__, names), np.int64, len(names))
     codes = np.repeat(key_ids, per_line) * len(parsed_names) + name_ids
     series_codes, index = _distinct(codes, len(parsed_keys) * len(parsed_names))
-    series = []
-    for code in series_codes.tolist():
-        key = parsed_keys[code // len(parsed_names)]
-        series.append(Series(key.prefix + parsed_names[code % len(parsed_names)], key.tags))
+    names_count = len(parsed_names)
+    series = [
+        parsed_keys[code // names_count].series_of(parsed_names[code % names_count])
+        for code in series_codes.tolist()
+    ]
     return ParseResult(
         Samples(series, index.astype(np.int32), np.repeat(ts_ns, per_line), value_array)
     )
@@ -285,7 +295,7 @@ def _parse_line(
         if value is None:
             strings += 1
         else:
-            points.append((Series(key.prefix + name, key.tags), ts_ns, value))
+            points.append((key.series_of(name), ts_ns, value))
     return end_match.end(), strings
 
 
