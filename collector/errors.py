@@ -1,8 +1,7 @@
 """Errors of the collector.
 
-    CollectorError
-     ├── ParseError(ValueError)   one input line is malformed; carries `reason` and the line
-     └── BodyTooLargeError        an HTTP write body is over `max_body_bytes`
+CollectorError
+ └── ParseError(ValueError)   one input line is malformed; carries `reason` and the line
 """
 
 from __future__ import annotations
@@ -24,7 +23,3 @@ class ParseError(CollectorError, ValueError):
         self.line = text[:_SHOWN] + ("..." if len(text) > _SHOWN else "")
         self.detail = detail
         super().__init__(f"{reason}: {detail + ': ' if detail else ''}{self.line!r}")
-
-
-class BodyTooLargeError(CollectorError):
-    """An HTTP write body is larger than the configured limit."""

@@ -70,9 +70,7 @@ async def _write(request: web.Request, precision: str) -> web.Response:
         stats.add_received("influx", written.accepted)
         refused = written.refused_points
     if result.first_error is not None:
-        return _error(
-            400, f"partial write: {result.first_error} dropped={dropped}", "invalid"
-        )
+        return _error(400, f"partial write: {result.first_error} dropped={dropped}", "invalid")
     if refused:
         return _error(
             400,
