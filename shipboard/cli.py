@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from shipboard import control_cli, flags_cli
+from shipboard import control_cli, flags_cli, relay_command
 from shipboard.settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     control_cli.add_commands(commands, add_setting_flags)
     flags_cli.add_commands(commands, add_setting_flags)
+    relay_command.add_commands(commands, add_setting_flags)
 
     return parser
 
