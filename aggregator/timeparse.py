@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from storage.records import NS_PER_S
 
@@ -15,11 +16,13 @@ _UNIT_NS = {
     "h": 3600 * NS_PER_S,
     "d": 86400 * NS_PER_S,
     "w": 7 * 86400 * NS_PER_S,
+    "y": 365 * 86400 * NS_PER_S,
 }
 _NUMBER = r"\d{1,19}(?:\.\d{1,9})?"  # bounded, so no float overflows to inf
-_DURATION = re.compile(rf"^({_NUMBER})(ms|s|m|h|d|w)?$")
+_DURATION = re.compile(rf"^({_NUMBER})(ms|s|m|h|d|w|y)?$")
 _RELATIVE = re.compile(rf"^(?:now)?([+-])({_NUMBER})(ms|s|m|h|d|w)$")
-_UNIX = re.compile(rf"^{_NUMBER}$")
+_UNIX = re.compile(rf"^{_NUMBER}$")  # no sign: `-15` is a relative time missing its unit
+MAX_ABS_NS = 2**63 - 1  # times are int64 nanoseconds: about the years 1678 to 2262
 
 # Unix time given as a bare number: its size tells seconds from milli-, micro- or nanoseconds
 # (1e11 seconds is the year 5138, 1e11 milliseconds is 1973).
@@ -54,35 +57,43 @@ NICE_STEPS_NS = tuple(
 
 
 def parse_duration_ns(text: str) -> int:
-    """`500ms`, `10s`, `5m`, `6h`, `7d`, `2w` or a bare number of seconds, in nanoseconds."""
+    """`500ms`, `10s`, `5m`, `6h`, `7d`, `2w`, `1y` or a bare number of seconds, in ns."""
     match = _DURATION.match(text.strip())
     if not match:
-        raise ValueError(f"{text!r} is not a duration (write e.g. 30s, 5m, 6h, 7d)")
+        raise ValueError(f"{text!r} is not a duration (write e.g. 30s, 5m, 6h, 7d, 1y)")
     return round(float(match[1]) * _UNIT_NS[match[2] or "s"])
 
 
 def parse_time(text: str, now_ns: int) -> int:
-    """A point in time as epoch nanoseconds.
+    """A point in time as epoch nanoseconds; ValueError says what is accepted.
 
-    Accepts `now`, a time relative to now (`-15m`, `now-7d`, `+1h`), ISO 8601
+    Accepts `now`, a time relative to now (`-15m`, `now-7d`, `now - 1.5s`, `+1h`), ISO 8601
     (`2024-05-01T12:00:00Z`; no zone means UTC) and unix time as a number (seconds, or milli-,
-    micro- or nanoseconds, told apart by size).
+    micro- or nanoseconds, told apart by size; decimals are exact to the nanosecond).
     """
+    ns = _parse_time(text, now_ns)
+    if abs(ns) > MAX_ABS_NS:
+        raise ValueError(f"{text[:64]!r} is out of range (years 1678 to 2262)")
+    return ns
+
+
+def _parse_time(text: str, now_ns: int) -> int:
     value = text.strip().replace(" ", "")
     if value == "now":
         return now_ns
     if match := _RELATIVE.match(value):
-        offset = round(float(match[2]) * _UNIT_NS[match[3]])
+        offset = int(Decimal(match[2]) * _UNIT_NS[match[3]])
         return now_ns - offset if match[1] == "-" else now_ns + offset
     if _UNIX.match(value):
-        number = float(value)
-        scale = next(ns for limit, ns in _UNIX_SCALES if number < limit)
-        return int(value) * scale if value.isdigit() else round(number * scale)
+        number = Decimal(value)
+        scale = next(ns for limit, ns in _UNIX_SCALES if abs(number) < limit)
+        return int(number * scale)
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(
-            f"{text!r} is not a time (use now, -15m, now-7d, 2024-05-01T12:00:00Z or unix seconds)"
+            f"{text[:64]!r} is not a time (use now, -15m, now-7d, 2024-05-01T12:00:00Z or unix "
+            "seconds)"
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from aggregator.timeparse import MAX_ABS_NS
 from annotations.audit import list_audit
 from annotations.auth import PRINCIPAL
 from annotations.db import ControlDB
@@ -21,7 +22,7 @@ from annotations.deploys import (
 )
 from annotations.errors import BadRequestError
 from annotations.notes import KINDS, add_annotation, get_annotation, list_annotations
-from annotations.timespec import MAX_ABS_NS, parse_range, parse_time
+from annotations.timespec import parse_range, parse_time
 from annotations.tokens import create_token, list_tokens, revoke_token
 
 CONTROL_DB = web.AppKey("control_db", ControlDB)

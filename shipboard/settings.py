@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from aggregator.timeparse import parse_duration_ns
 from storage.records import NS_PER_S, RAW, Tier
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w|y)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
-
-
-def parse_duration_s(text: str) -> float:
-    """`90s`, `15m`, `2d`, `1y` or a bare number of seconds, as seconds."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"not a duration: {text!r} (use a number with ms, s, m, h, d, w or y)")
-    return float(match[1]) * _UNIT_S[match[2] or "s"]
 
 
 class Settings(BaseSettings):
@@ -65,15 +54,13 @@ class Settings(BaseSettings):
     @field_validator("retention_raw", "retention_1m", "retention_10m", "retention_1h")
     @classmethod
     def _check_duration(cls, value: str) -> str:
-        parse_duration_s(value)
+        parse_duration_ns(value)
         return value
 
     def tiers(self) -> tuple[Tier, ...]:
         """Raw plus the rollup tiers, finest first."""
 
-        def ns(text: str) -> int:
-            return int(parse_duration_s(text) * NS_PER_S)
-
+        ns = parse_duration_ns
         return (
             Tier(RAW, 0, ns(self.retention_raw)),
             Tier("1m", 60 * NS_PER_S, ns(self.retention_1m)),

@@ -60,7 +60,7 @@ def test_parse_time_returns_an_int_or_raises_value_error(text):
         result: int | str = parse_time(text, NOW)
     except ValueError as error:
         result = str(error)
-    assert isinstance(result, int) or "is not a time" in result
+    assert isinstance(result, int) or "is not a time" in result or "out of range" in result
 
 
 @pytest.mark.parametrize(

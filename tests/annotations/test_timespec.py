@@ -44,7 +44,7 @@ def test_iso_round_trips_to_the_microsecond(moment: datetime) -> None:
     assert ns % 1000 == 0
 
 
-@given(st.integers(min_value=-(9 * 10**9), max_value=9 * 10**9))
+@given(st.integers(min_value=0, max_value=9 * 10**9))
 def test_unix_seconds_round_trip(seconds: int) -> None:
     assert parse_time(str(seconds), NOW_NS) == seconds * S
 
@@ -70,8 +70,9 @@ def test_range_defaults_and_order() -> None:
     assert parse_range(None, None, NOW_NS, "-1h") == (NOW_NS - 3600 * S, NOW_NS)
     with pytest.raises(BadRequestError, match="after"):
         parse_range("now", "-1h", NOW_NS, "-1h")
-    with pytest.raises(BadRequestError, match="out of range"):
-        parse_time("1e300", NOW_NS)
-    for text in ("nan", "-inf", "9999-01-01", "-99999999999w", "1e10"):
+    for text in ("1e300", "nan", "-inf", "1e10", "-15"):
+        with pytest.raises(BadRequestError, match="is not a time"):
+            parse_time(text, NOW_NS)
+    for text in ("9999-01-01", "-99999999999w", "9999999999999999999"):
         with pytest.raises(BadRequestError, match="out of range"):
             parse_time(text, NOW_NS)
