@@ -13,7 +13,15 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from storage.records import FloatArray, IndexArray, IntArray, Rollups, Samples, Series
+from storage.records import (
+    FloatArray,
+    IndexArray,
+    IntArray,
+    Rollups,
+    Samples,
+    Series,
+    merge_series,
+)
 
 
 def floor_to(ts_ns: IntArray, width_ns: int) -> IntArray:
@@ -119,18 +127,10 @@ def concat(parts: Sequence[Rollups]) -> Rollups:
         return Rollups.empty()
     if len(parts) == 1:
         return parts[0]
-    positions: dict[Series, int] = {}
-    remapped = []
-    for part in parts:
-        mapping = np.fromiter(
-            (positions.setdefault(s, len(positions)) for s in part.series),
-            np.int32,
-            len(part.series),
-        )
-        remapped.append(mapping[part.index])
+    series, index = merge_series(parts)
     return Rollups(
-        tuple(positions),
-        np.concatenate(remapped),
+        series,
+        index,
         np.concatenate([p.bucket_ns for p in parts]),
         np.concatenate([p.min for p in parts]),
         np.concatenate([p.max for p in parts]),

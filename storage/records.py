@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -60,6 +61,28 @@ class Series:
         return self.metric + "{" + ",".join(f"{k}={v}" for k, v in self.tags) + "}"
 
 
+class _Indexed(Protocol):
+    @property
+    def series(self) -> Sequence[Series]: ...
+    @property
+    def index(self) -> IndexArray: ...
+
+
+def merge_series(parts: Sequence[_Indexed]) -> tuple[tuple[Series, ...], IndexArray]:
+    """The distinct series of `parts` in order of appearance, and every part's index rewritten
+    onto them, concatenated: what joining batches of columns needs."""
+    positions: dict[Series, int] = {}
+    remapped = []
+    for part in parts:
+        mapping = np.fromiter(
+            (positions.setdefault(s, len(positions)) for s in part.series),
+            np.int32,
+            len(part.series),
+        )
+        remapped.append(mapping[part.index])
+    return tuple(positions), np.concatenate(remapped)
+
+
 @dataclass(frozen=True, slots=True)
 class Samples:
     """A batch of points as columns: point i is (series[index[i]], ts_ns[i], values[i])."""
@@ -102,18 +125,10 @@ class Samples:
             return cls.empty()
         if len(batches) == 1:
             return batches[0]
-        positions: dict[Series, int] = {}
-        remapped = []
-        for b in batches:
-            mapping = np.fromiter(
-                (positions.setdefault(s, len(positions)) for s in b.series),
-                np.int32,
-                len(b.series),
-            )
-            remapped.append(mapping[b.index])
+        series, index = merge_series(batches)
         return cls(
-            tuple(positions),
-            np.concatenate(remapped),
+            series,
+            index,
             np.concatenate([b.ts_ns for b in batches]),
             np.concatenate([b.values for b in batches]),
         )
