@@ -4,7 +4,9 @@ StorageError
  ├── CorruptStoreError   a data file cannot be read (beyond a torn tail, which is discarded)
  ├── StoreClosedError    the store was used after close()
  ├── StoreLockedError    another process already writes to the data dir
- └── ReadOnlyStoreError  a write was made to a store opened read-only
+ ├── ReadOnlyStoreError  a write was made to a store opened read-only
+ ├── SpoolFullError      the metric server is away and the on-disk spool is full
+ └── ServerWriteError    the metric server refused a write as bad (4xx)
 """
 
 
@@ -26,3 +28,13 @@ class StoreLockedError(StorageError):
 
 class ReadOnlyStoreError(StorageError):
     """A write, retention or checkpoint was asked of a store opened with readonly=True."""
+
+
+class SpoolFullError(StorageError):
+    """The metric server is away and the spool holding writes for it is full: refuse writes."""
+
+    status = 503
+
+
+class ServerWriteError(StorageError):
+    """The metric server refused a write as malformed; retrying it would not help."""

@@ -10,6 +10,7 @@ import pytest
 from shipboard.settings import Settings
 from storage.embedded import EmbeddedStore
 from storage.records import Tier
+from tests.backends import BACKENDS, StoreOpener
 
 StoreFactory = Callable[..., EmbeddedStore]
 
@@ -32,3 +33,14 @@ def open_store(tmp_path: Path, tiers: tuple[Tier, ...]) -> Iterator[StoreFactory
     yield factory
     for store in reversed(opened):
         store.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def open_any_store(
+    request: pytest.FixtureRequest, tmp_path: Path, tiers: tuple[Tier, ...]
+) -> Iterator[StoreOpener]:
+    """Opens stores of each backend in turn (embedded in tmp_path, or a fresh database on the
+    test run's influxd); reopening gives the same data. Closes them after the test."""
+    opener = StoreOpener(request, request.param, tmp_path, tiers)
+    yield opener
+    opener.close()

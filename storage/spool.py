@@ -1,0 +1,111 @@
+"""A bounded on-disk spool: writes held durably while the metric server is away, drained in order.
+
+Each record is one file `<seq>.rec` (20-digit sequence number, so names sort in order): a header
+(magic, payload length, CRC-32) and the payload. A record is written to a temporary name,
+fsync'd, renamed and the directory fsync'd, so after a crash a record is either whole or absent;
+it is removed only after the server acknowledged it. Records are taken oldest first, one at a
+time, so the server sees writes in the order they were acknowledged to clients.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import zlib
+from pathlib import Path
+
+from storage.errors import CorruptStoreError, SpoolFullError
+
+_MAGIC = b"SBSP"
+_HEADER = struct.Struct("<4sII")  # magic, payload length, crc32
+_SUFFIX = ".rec"
+
+
+class Spool:
+    """Records appended durably and taken back oldest first; at most `max_bytes` on disk."""
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self._dir = Path(path)
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._max_bytes = max_bytes
+        self._lock = threading.Lock()
+        for stray in self._dir.glob("*.tmp"):  # an append that did not finish: never acknowledged
+            stray.unlink()
+        self._sizes: dict[int, int] = {}
+        for entry in sorted(self._dir.glob("*" + _SUFFIX)):
+            self._sizes[int(entry.stem)] = entry.stat().st_size
+        self._bytes = sum(self._sizes.values())
+        self._next = max(self._sizes, default=0) + 1
+
+    @property
+    def depth(self) -> int:
+        """Records waiting."""
+        return len(self._sizes)
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes on disk, headers included."""
+        return self._bytes
+
+    def append(self, payload: bytes) -> int:
+        """Store `payload` durably and return its sequence number; `SpoolFullError` if it would
+        take the spool past `max_bytes`."""
+        size = _HEADER.size + len(payload)
+        with self._lock:
+            if self._bytes + size > self._max_bytes:
+                raise SpoolFullError(
+                    f"the spool in {self._dir} holds {self._bytes} bytes of writes not yet "
+                    f"delivered and may hold {self._max_bytes} (--spool-max-bytes)"
+                )
+            seq = self._next
+            self._next += 1
+            self._bytes += size  # reserved now so concurrent appends cannot overshoot
+        try:
+            path = self._path(seq)
+            temporary = path.with_suffix(".tmp")
+            with open(temporary, "wb") as file:
+                file.write(_HEADER.pack(_MAGIC, len(payload), zlib.crc32(payload)))
+                file.write(payload)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+            _fsync_dir(self._dir)
+        except BaseException:
+            with self._lock:
+                self._bytes -= size
+            raise
+        with self._lock:
+            self._sizes[seq] = size
+        return seq
+
+    def oldest(self) -> tuple[int, bytes] | None:
+        """The oldest record (sequence number and payload), or None when the spool is empty."""
+        with self._lock:
+            if not self._sizes:
+                return None
+            seq = min(self._sizes)
+        data = self._path(seq).read_bytes()
+        magic, length, crc = _HEADER.unpack_from(data)
+        payload = data[_HEADER.size :]
+        if magic != _MAGIC or length != len(payload) or zlib.crc32(payload) != crc:
+            raise CorruptStoreError(f"spool record {self._path(seq)} is damaged")
+        return seq, payload
+
+    def remove(self, seq: int) -> None:
+        """Drop record `seq`, once the server acknowledged it."""
+        self._path(seq).unlink()
+        _fsync_dir(self._dir)
+        with self._lock:
+            self._bytes -= self._sizes.pop(seq)
+
+    def _path(self, seq: int) -> Path:
+        return self._dir / f"{seq:020d}{_SUFFIX}"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
