@@ -1,15 +1,17 @@
-"""A real embedded store in tmp_path, filled with known 10-second data, for queries and rollups."""
+"""A real store of each backend (embedded in tmp_path, InfluxDB on a real influxd), filled with
+known 10-second data, for queries and rollups."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from storage.embedded import EmbeddedStore
+from storage.base import Store
 from storage.records import NS_PER_S, Samples, Series, Tier
+from tests.backends import BACKENDS, StoreOpener
 
 S = NS_PER_S
 MIN = 60 * S
@@ -50,23 +52,16 @@ def known_points(start_ns: int, end_ns: int) -> Samples:
     )
 
 
-@pytest.fixture
-def open_store(tmp_path: Path) -> Iterator[Callable[[], EmbeddedStore]]:
-    """Opens (and reopens) the store in tmp_path; every store opened is closed at the end."""
-    opened: list[EmbeddedStore] = []
-
-    def factory() -> EmbeddedStore:
-        store = EmbeddedStore(tmp_path / "data", TIERS)
-        opened.append(store)
-        return store
-
-    yield factory
-    for store in opened:
-        store.close()
+@pytest.fixture(params=BACKENDS)
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreOpener]:
+    """Opens (and reopens) a store of each backend in turn; every one is closed at the end."""
+    opener = StoreOpener(request, request.param, tmp_path, TIERS)
+    yield opener
+    opener.close()
 
 
 @pytest.fixture
-def store(open_store: Callable[[], EmbeddedStore]) -> EmbeddedStore:
+def store(open_store: StoreOpener) -> Store:
     """A store holding the known points of the last 2 hours before NOW."""
     store = open_store()
     store.write(known_points(NOW - 2 * HOUR, NOW))

@@ -1,4 +1,4 @@
-"""Queries over known data in a real embedded store: aggregates, groups, filters, tiers, tails."""
+"""Queries over known data in a real store (both backends): aggregates, groups, filters, tails."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from aggregator.query import QueryRequest, QueryResult, run_query
 from aggregator.scheduler import RollupScheduler
-from storage.embedded import EmbeddedStore
+from storage.base import Store
 from storage.records import NS_PER_MS, Samples
 from tests.aggregator.conftest import HOST_C, HOUR, MIN, NOW, TIERS, S
 
@@ -15,7 +15,7 @@ NOW_MS = NOW // NS_PER_MS
 PER_MINUTE_C = {"mean": 2.5, "min": 0.0, "max": 5.0, "sum": 15.0, "count": 6.0, "last": 5.0}
 
 
-def query(store: EmbeddedStore, **params: str) -> QueryResult:
+def query(store: Store, **params: str) -> QueryResult:
     request = QueryRequest.from_params({"metric": "cpu", **params}, NOW, 1500)
     return run_query(store, TIERS, request)
 
@@ -29,7 +29,7 @@ def by_tags(result: QueryResult) -> dict[str, list[tuple[int, float]]]:
     }
 
 
-def roll_up_everything(store: EmbeddedStore, now_ns: int = NOW) -> RollupScheduler:
+def roll_up_everything(store: Store, now_ns: int = NOW) -> RollupScheduler:
     scheduler = RollupScheduler(store, TIERS, grace_ns=0)
     for _ in range(20):
         scheduler.run_once(now_ns)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aggregator.scheduler import RollupScheduler
-from storage.embedded import EmbeddedStore
+from storage.base import Store
 from storage.records import Samples, Series, Tier
 from tests.aggregator.conftest import DAY, HOST_C, HOUR, MIN, NOW, TIERS, S, known_points
 
@@ -13,7 +13,7 @@ ROLLUP_TIERS = ("1m", "10m", "1h")
 POINTS = 5 * 720  # known_points: five series, 720 points each over two hours
 
 
-def counts(store: EmbeddedStore) -> dict[str, float]:
+def counts(store: Store) -> dict[str, float]:
     """Points counted by each rollup tier, over everything it holds."""
     return {
         tier: float(store.read_rollups(tier, None, 0, NOW + 10 * HOUR).count.sum())
@@ -21,7 +21,7 @@ def counts(store: EmbeddedStore) -> dict[str, float]:
     }
 
 
-def watermarks(store: EmbeddedStore) -> list[int | None]:
+def watermarks(store: Store) -> list[int | None]:
     return [store.watermark(tier) for tier in ROLLUP_TIERS]
 
 
