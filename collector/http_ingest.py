@@ -2,7 +2,8 @@
 
 Telegraf and influxdb-client push here unchanged. A write is answered 204 only once every point
 it kept is durable; a body with bad lines keeps the good ones and is answered 400 naming the first
-bad line and how many were dropped, as InfluxDB does with a partial write.
+bad line and how many were dropped, as InfluxDB does with a partial write. A write the store
+cannot hold (InfluxDB away and the spool full) is refused whole with 503.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from aiohttp import web
 from collector.influx_line import parse_influx
 from collector.stats import IngestStats
 from collector.store_writer import StoreWriter
+from storage.errors import SpoolFullError
 
 STORE_WRITER = web.AppKey("store_writer", StoreWriter)
 INGEST_STATS = web.AppKey("ingest_stats", IngestStats)
@@ -66,7 +68,10 @@ async def _write(request: web.Request, precision: str) -> web.Response:
         stats.add_dropped("influx", "string_field", result.skipped_strings)
     refused = 0
     if len(result.samples):
-        written = await app[STORE_WRITER].write(result.samples, "influx")
+        try:
+            written = await app[STORE_WRITER].write(result.samples, "influx")
+        except SpoolFullError as error:  # nothing of this body was kept: the client retries
+            return _error(503, str(error), "unavailable")
         stats.add_received("influx", written.accepted)
         refused = written.refused_points
     if result.first_error is not None:

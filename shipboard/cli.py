@@ -35,6 +35,16 @@ _SETTING_FLAGS: dict[str, tuple[str, type]] = {
     "--control-db": ("control_db", str),
     "--ingest-token": ("ingest_token", str),
     "--public-url": ("public_url", str),
+    "--store": ("store", str),
+    "--influx-url": ("influx_url", str),
+    "--influx-api": ("influx_api", str),
+    "--influx-token": ("influx_token", str),
+    "--influx-org": ("influx_org", str),
+    "--influx-bucket": ("influx_bucket", str),
+    "--influx-user": ("influx_user", str),
+    "--influx-password": ("influx_password", str),
+    "--influx-db": ("influx_db", str),
+    "--spool-max-bytes": ("spool_max_bytes", int),
 }
 
 

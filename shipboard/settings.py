@@ -50,6 +50,22 @@ class Settings(BaseSettings):
     ingest_token: str = Field("", description="Token that HTTP ingest requires (empty: none).")
     token: str = Field("", description="API token the `shipboard` commands send.")
     public_url: str = Field("", description="Public URL of the dashboards, for links.")
+    store: str = Field(
+        "embedded", pattern="^(embedded|influxdb)$", description="Metric store: embedded, influxdb."
+    )
+    influx_url: str = Field("http://127.0.0.1:8086", description="InfluxDB's URL (store influxdb).")
+    influx_api: str = Field(
+        "v2", pattern="^(v1|v2)$", description="InfluxDB write API: v2 (token) or v1 (user)."
+    )
+    influx_token: str = Field("", description="InfluxDB API token (v2).")
+    influx_org: str = Field("", description="InfluxDB organization (v2).")
+    influx_bucket: str = Field("shipboard", description="InfluxDB bucket (v2).")
+    influx_user: str = Field("", description="InfluxDB user (v1).")
+    influx_password: str = Field("", description="InfluxDB password (v1).")
+    influx_db: str = Field("shipboard", description="InfluxDB database (v1).")
+    spool_max_bytes: int = Field(
+        1 << 30, gt=0, description="Disk the spool may use while InfluxDB is away; then 503."
+    )
 
     @field_validator("retention_raw", "retention_1m", "retention_10m", "retention_1h")
     @classmethod

@@ -248,6 +248,10 @@ class InfluxStore:
         """Writes waiting in the spool for InfluxDB."""
         return self._spool.depth
 
+    @property
+    def spool_bytes(self) -> int:
+        return self._spool.size_bytes
+
     def write_rollups(self, tier: str, rollups: Rollups, watermark_ns: int) -> None:
         self._check_open()
         self._check_rollup_tier(tier)
