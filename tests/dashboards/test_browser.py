@@ -133,11 +133,23 @@ def test_services_dashboard_marks_deploys_at_their_times_with_hover_text(
     # A failed deploy looks different: red and dashed where a good one is green and solid.
     lines = page.evaluate(
         "() => document.querySelector('#panel-0-0 .js-plotly-plot').layout.shapes"
-        ".filter(s => s.type === 'line' && s.yref === 'paper')"
-        ".map(s => [s.x0, s.line.color, s.line.dash])"
+        ".filter(s => s.type === 'path' && s.line.width > 0)"
+        ".map(s => [s.path, s.line.color, s.line.dash])"
     )
-    assert [seeded.deploy_ok_ns // 1_000_000, "#2e9d57", "solid"] in lines
-    assert [seeded.deploy_failed_ns // 1_000_000, "#d9534f", "dash"] in lines
+    assert [f"M{seeded.deploy_ok_ns // 1_000_000},0V1", "#2e9d57", "solid"] in lines
+    assert [f"M{seeded.deploy_failed_ns // 1_000_000},0V1", "#d9534f", "dash"] in lines
+    # ... and the browser draws them where the markers are.
+    drawn = page.evaluate(
+        """() => {
+            const gd = document.querySelector('#panel-0-0 .js-plotly-plot');
+            const marker = gd.querySelectorAll('.traceannotations-deploy .point')[1]
+                .getBoundingClientRect();
+            const line = [...gd.querySelectorAll('.shapelayer path')]
+                .find(p => p.style.stroke === 'rgb(217, 83, 79)').getBoundingClientRect();
+            return [marker.left + marker.width / 2, line.left];
+        }"""
+    )
+    assert drawn[0] == pytest.approx(drawn[1], abs=2)
     page.screenshot(path=str(artifacts / "services.png"), full_page=True)
     assert page.evaluate("() => window.__pwned") is None
     assert page_errors == []
@@ -302,12 +314,14 @@ def test_without_a_session_every_request_is_refused(closed_server: DashServer) -
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=10)
         assert refused.value.code == 401
+        refused.value.close()
     request = urllib.request.Request(
         closed_server.url + "/_dash-layout", headers={"Authorization": "Bearer sb_not-a-token"}
     )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 401
+    refused.value.close()
 
 
 def test_a_viewer_token_signs_a_browser_in_with_an_httponly_cookie(

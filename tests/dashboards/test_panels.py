@@ -142,16 +142,22 @@ def test_points_follow_the_panel_width() -> None:
 
 
 def test_a_failed_deploy_is_drawn_red_and_dashed() -> None:
+    ms = NOW_NS // NS_PER_MS
     failed = Annotation(
         1, "deploy", NOW_NS, NOW_NS + NS_PER_S, {}, "d", "", "x", {"status": "failed"}
     )
-    ok = Annotation(
-        2, "deploy", NOW_NS, NOW_NS + NS_PER_S, {}, "d", "", "x", {"status": "succeeded"}
-    )
+    later = NOW_NS + 10 * NS_PER_S
+    ok = Annotation(2, "deploy", later, later + NS_PER_S, {}, "d", "", "x", {"status": "succeeded"})
     empty = load_catalog(None).dashboards["hosts"].panels()[0]
     figure = panel_figure(QueryResult((), 10_000, "raw"), [failed, ok], empty, x_range_ms=(0, 1))
-    lines = [
-        s["line"] for s in figure["layout"]["shapes"] if s["type"] == "line" and s["xref"] == "x"
-    ]
-    assert {"color": "#d9534f", "width": 2, "dash": "dash"} in lines
-    assert {"color": "#2e9d57", "width": 2, "dash": "solid"} in lines
+    paths = [s for s in figure["layout"]["shapes"] if s["type"] == "path"]
+    by_path = {s["path"]: s for s in paths}
+    assert len(paths) == 4
+    red_line = by_path[f"M{ms},0V1"]["line"]
+    assert red_line == {"color": "#d9534f", "width": 2.0, "dash": "dash"}
+    green_line = by_path[f"M{ms + 10_000},0V1"]["line"]
+    assert green_line == {"color": "#2e9d57", "width": 2.0, "dash": "solid"}
+    red_region = by_path[f"M{ms},0H{ms + 1000}V1H{ms}Z"]
+    assert (red_region["fillcolor"], red_region["opacity"]) == ("#d9534f", 0.22)
+    green_region = by_path[f"M{ms + 10_000},0H{ms + 11_000}V1H{ms + 10_000}Z"]
+    assert (green_region["fillcolor"], green_region["opacity"]) == ("#2e9d57", 0.1)

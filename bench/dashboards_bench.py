@@ -1,0 +1,347 @@
+"""Dashboards benchmark: a 12-panel wall over 7 days of 100 hosts, drawn in headless Chromium.
+
+    .venv/bin/python -m bench.dashboards_bench [--runs 5] [--refresh-s 20]
+
+Data: 100 hosts (10 racks) x 12 host metrics at 10 s for 7 days, stored as the embedded store
+holds a week of it: 10-minute rollups (60 points each) for the week and raw 10 s points for the
+last hour, plus 50 deploys over the week in the control DB. The wall dashboard has 12 panels, each
+a metric's mean per rack (10 lines) with the deploys drawn, opened as `?kiosk=1&from=-7d`.
+
+Measured, medians of `--runs` page loads alternated with a bare Dash page (one empty graph)
+served the same way in the same run: time from navigation to every graph drawn. Then the wall
+refreshes every second while new points are written: per panel refresh, the server's time to
+answer (request start to response start, seen by the browser) and the response's size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import dash
+import numpy as np
+from dash import dcc
+from playwright.sync_api import ViewportSize, sync_playwright
+from waitress.server import BaseWSGIServer, create_server
+
+from annotations.db import ControlDB
+from annotations.deploys import DeployStart, finish_deploy, start_deploy
+from shipboard.settings import Settings
+from storage.embedded import EmbeddedStore
+from storage.records import NS_PER_S, Rollups, Samples, Series
+
+HOSTS = 100
+RACKS = 10
+DAYS = 7
+STEP_S = 10
+BUCKET_S = 600
+DEPLOYS = 50
+METRICS = (
+    ("cpu.user", 30.0, "percent"),
+    ("cpu.system", 8.0, "percent"),
+    ("cpu.iowait", 2.0, "percent"),
+    ("mem.percent", 55.0, "percent"),
+    ("mem.used", 8e9, "bytes"),
+    ("load.1m", 1.5, ""),
+    ("load.5m", 1.4, ""),
+    ("disk.used_percent", 60.0, "percent"),
+    ("disk.read_bytes_per_s", 4e6, "bytes/s"),
+    ("disk.write_bytes_per_s", 2e6, "bytes/s"),
+    ("net.recv_bytes_per_s", 3e7, "bytes/s"),
+    ("net.sent_bytes_per_s", 1e7, "bytes/s"),
+)
+VIEWPORT: ViewportSize = {"width": 1920, "height": 1080}
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+ALL_DRAWN = """(n) => {
+    const plots = [...document.querySelectorAll('.js-plotly-plot')];
+    return plots.length >= n && plots.every(p => p._fullLayout && p.querySelector('.main-svg')
+        && (n === 1 || (p.data && p.data.length > 1)));
+}"""
+
+
+def _series() -> list[Series]:
+    return [
+        Series.of(metric, {"host": f"h{h:03d}", "rack": f"r{h // (HOSTS // RACKS)}"})
+        for metric, _, _ in METRICS
+        for h in range(HOSTS)
+    ]
+
+
+def _levels(series: list[Series], times_ns: np.ndarray) -> np.ndarray:
+    """Each series' value at each time: a daily wave around the metric's level, per host."""
+    base = np.repeat([level for _, level, _ in METRICS], HOSTS)[:, None]
+    phase = np.tile(np.arange(HOSTS) * 0.37, len(METRICS))[:, None]
+    day = 2 * math.pi * (times_ns[None, :] / NS_PER_S) / 86400
+    wave = 1 + 0.3 * np.sin(day + phase)
+    out: np.ndarray = base * wave
+    return out
+
+
+def seed(data_dir: Path, now_ns: int) -> EmbeddedStore:
+    """The week of data and the deploys; returns the store, open for writing more."""
+    settings = Settings(data_dir=data_dir)
+    store = EmbeddedStore(data_dir / "metrics", settings.tiers())
+    series = _series()
+    bucket_ns = BUCKET_S * NS_PER_S
+    raw_from = (now_ns - 3600 * NS_PER_S) // bucket_ns * bucket_ns
+    buckets = np.arange(raw_from - DAYS * 86400 * NS_PER_S, raw_from, bucket_ns, dtype=np.int64)
+    mean = _levels(series, buckets + bucket_ns // 2)
+    n = len(buckets)
+    spread = 0.05 * mean
+    store.write_rollups(
+        "10m",
+        Rollups(
+            series,
+            np.repeat(np.arange(len(series), dtype=np.int32), n),
+            np.tile(buckets, len(series)),
+            (mean - spread).ravel(),
+            (mean + spread).ravel(),
+            (mean * 60).ravel(),
+            np.full(mean.size, 60.0),
+            mean.ravel(),
+        ),
+        raw_from,
+    )
+    times = np.arange(raw_from, now_ns, STEP_S * NS_PER_S, dtype=np.int64)
+    store.write(_samples(series, times))
+    control = ControlDB.open("", data_dir)
+    rng = np.random.default_rng(7)
+    starts = np.sort(
+        rng.integers(now_ns - DAYS * 86400 * NS_PER_S, now_ns - 600 * NS_PER_S, DEPLOYS)
+    )
+    for i, start in enumerate(starts.tolist()):
+        deploy = DeployStart(f"svc{i % 5}", "prod", f"1.{i}.0", description=f"change {i}")
+        deploy_id = start_deploy(control, deploy, who="bench", start_ns=start)
+        status = "failed" if i % 10 == 3 else "succeeded"
+        finish_deploy(control, str(deploy_id), status=status, end_ns=start + 240 * NS_PER_S)
+    control.close()
+    panels = "\n".join(
+        f"      - {{title: {metric}, metric: {metric}, group_by: [rack], unit: '{unit}'}}"
+        for metric, _, unit in METRICS
+    )
+    rows = "\n".join(
+        "  - panels:\n" + "\n".join(panels.splitlines()[i : i + 3]) for i in range(0, 12, 3)
+    )
+    folder = data_dir / "dashboards"
+    folder.mkdir()
+    (folder / "wall.yaml").write_text(
+        f"title: Wall\nannotations: [{{kind: deploy}}]\nrows:\n{rows}\n"
+    )
+    return store
+
+
+def _samples(series: list[Series], times: np.ndarray) -> Samples:
+    values = _levels(series, times)
+    return Samples(
+        tuple(series),
+        np.repeat(np.arange(len(series), dtype=np.int32), len(times)),
+        np.tile(times, len(series)),
+        values.ravel(),
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait(url: str, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the dashboards exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer in 60 s")
+
+
+def start_dashboards(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPBOARD_")}
+    env |= {
+        "SHIPBOARD_DATA_DIR": str(data_dir),
+        "SHIPBOARD_DASH_PORT": str(port),
+        "SHIPBOARD_ANONYMOUS_READ": "true",
+    }
+    code = (
+        "from dashboards.serve import serve_dashboards\n"
+        "from shipboard.settings import Settings\n"
+        "serve_dashboards(Settings())\n"
+    )
+    log = (data_dir / "dash.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT, env=env
+    )
+    url = f"http://127.0.0.1:{port}"
+    _wait(url + "/", process)
+    return process, url
+
+
+def start_bare() -> str:
+    """A bare Dash page with one empty graph, under waitress in a thread of this process."""
+    app = dash.Dash(__name__)
+    app.layout = dcc.Graph(id="empty", figure={"data": [], "layout": {}})
+    server = create_server(app.server, host="127.0.0.1", port=0, threads=4)
+    threading.Thread(target=server.run, daemon=True).start()
+    assert isinstance(server, BaseWSGIServer)  # one host, one socket
+    assert server.socket is not None
+    url = f"http://127.0.0.1:{server.socket.getsockname()[1]}"
+    _wait(url + "/")
+    return url
+
+
+def draw_ms(page: Any, url: str, graphs: int) -> float:
+    page.goto("about:blank")
+    page.goto(url)
+    page.wait_for_function(ALL_DRAWN, arg=graphs, timeout=120_000, polling="raf")
+    elapsed: float = page.evaluate("() => performance.now()")
+    return elapsed
+
+
+def cold_draw_ms(browser: Any, url: str, graphs: int) -> float:
+    """`draw_ms` in a fresh browser context: nothing cached, as a wall screen after a reboot."""
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        return draw_ms(context.new_page(), url, graphs)
+    finally:
+        context.close()
+
+
+def measure_refresh(page: Any, url: str, store: EmbeddedStore, seconds: float) -> dict[str, Any]:
+    """Open the wall refreshing every second, write new points every second, and collect the
+    refresh responses: server time and bytes per panel refresh, and the JS heap before/after."""
+    client = page.context.new_cdp_session(page)
+    page.goto(url)
+    page.wait_for_function(ALL_DRAWN, arg=12, timeout=120_000)
+    samples: list[tuple[float, int]] = []
+
+    def on_response(response: Any) -> None:
+        if "_dash-update-component" not in response.url:
+            return
+        body = response.request.post_data or ""
+        if '"tick"' not in body:
+            return
+        timing = response.request.timing
+        samples.append((timing["responseStart"] - timing["requestStart"], len(response.body())))
+
+    page.on("response", on_response)
+    client.send("HeapProfiler.collectGarbage")
+    heap_before = client.send("Runtime.getHeapUsage")["usedSize"]
+    series = _series()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        now_ns = time.time_ns()
+        store.write(
+            _samples(series, np.asarray([now_ns // (STEP_S * NS_PER_S) * STEP_S * NS_PER_S]))
+        )
+        page.wait_for_timeout(1000)
+    page.remove_listener("response", on_response)
+    client.send("HeapProfiler.collectGarbage")
+    heap_after = client.send("Runtime.getHeapUsage")["usedSize"]
+    times = [t for t, _ in samples]
+    sizes = [s for _, s in samples]
+    return {
+        "refreshes": len(samples),
+        "server_ms_median": statistics.median(times),
+        "server_ms_max": max(times),
+        "bytes_median": statistics.median(sizes),
+        "bytes_max": max(sizes),
+        "heap_before_mb": heap_before / 1e6,
+        "heap_after_mb": heap_after / 1e6,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--refresh-s", type=float, default=20.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="shipboard-dash-bench-") as tmp:
+        data_dir = Path(tmp)
+        started = time.perf_counter()
+        store = seed(data_dir, time.time_ns())
+        print(f"seeded in {time.perf_counter() - started:.1f} s", flush=True)
+        process, url = start_dashboards(data_dir)
+        try:
+            bare = start_bare()
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(
+                    executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+                )
+                page = browser.new_page(viewport=VIEWPORT)
+                wall = url + "/d/wall?kiosk=1&from=-7d"
+                draw_ms(page, wall, 12)  # warm both servers and the browser's cache alike
+                draw_ms(page, bare, 1)
+                warm: dict[str, list[float]] = {"wall": [], "bare": []}
+                cold: dict[str, list[float]] = {"wall": [], "bare": []}
+                for run in range(args.runs):
+                    warm["wall"].append(draw_ms(page, wall, 12))
+                    warm["bare"].append(draw_ms(page, bare, 1))
+                    cold["wall"].append(cold_draw_ms(browser, wall, 12))
+                    cold["bare"].append(cold_draw_ms(browser, bare, 1))
+                    print(
+                        f"run {run + 1}: cached: wall {warm['wall'][-1]:.0f} ms, bare "
+                        f"{warm['bare'][-1]:.0f} ms; cold: wall {cold['wall'][-1]:.0f} ms, "
+                        f"bare {cold['bare'][-1]:.0f} ms",
+                        flush=True,
+                    )
+                page.goto(wall)
+                page.wait_for_function(ALL_DRAWN, arg=12, timeout=120_000)
+                points = page.evaluate(
+                    "() => [...document.querySelectorAll('.js-plotly-plot')]"
+                    ".map(p => p.data.reduce((n, t) => n + t.x.length, 0))"
+                )
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "bench-wall.png"))
+                refresh = measure_refresh(
+                    page, url + "/d/wall?kiosk=1&from=-7d&refresh=1s", store, args.refresh_s
+                )
+                browser.close()
+        finally:
+            process.terminate()
+            process.wait(10)
+            store.close()
+    print(f"points per panel (lines and markers): {points}")
+    for name, runs in (("cached", warm), ("cold", cold)):
+        wall_ms, bare_ms = statistics.median(runs["wall"]), statistics.median(runs["bare"])
+        print(
+            f"{name}: wall drawn in {wall_ms:.0f} ms, bare Dash page {bare_ms:.0f} ms "
+            f"(medians of {args.runs}): ratio {wall_ms / bare_ms:.2f}"
+        )
+    print(
+        f"refresh: {refresh['refreshes']} panel refreshes, server time median "
+        f"{refresh['server_ms_median']:.1f} ms (max {refresh['server_ms_max']:.1f}), response "
+        f"median {refresh['bytes_median']:.0f} B (max {refresh['bytes_max']} B); JS heap "
+        f"{refresh['heap_before_mb']:.1f} MB -> {refresh['heap_after_mb']:.1f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()
