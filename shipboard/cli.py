@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="Start every listener, the API and the dashboards.")
     add_setting_flags(run)
+    run.add_argument(
+        "--role",
+        dest="setting_role",
+        choices=("all", "collector", "api", "dashboards", "aggregator"),
+        help=Settings.model_fields["role"].description,
+    )
     run.set_defaults(func=_run)
 
     agent = commands.add_parser("agent", help="Send this host's CPU, memory, disk and network.")

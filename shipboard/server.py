@@ -1,13 +1,15 @@
-"""`shipboard run`: wires the store, the collector, the aggregator and the API into one process."""
+"""`shipboard run`: starts the parts of a role (collector, API, aggregator, dashboards)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
 from importlib import resources
 
 import orjson
@@ -16,7 +18,8 @@ from aiohttp import web
 
 from aggregator.routes import add_query_routes
 from aggregator.scheduler import RollupScheduler
-from annotations.app import ControlPlane, setup_control
+from annotations.app import ControlPlane, error_middleware, setup_control
+from annotations.auth import auth_middleware
 from collector.graphite_server import start_graphite
 from collector.host_agent import HostSampler
 from collector.http_ingest import add_ingest_routes
@@ -25,9 +28,11 @@ from collector.stats import IngestStats
 from collector.statsd_aggregate import StatsdAggregator
 from collector.statsd_server import start_statsd
 from collector.store_writer import BatchingSink, StoreWriter
+from shipboard.aggregator_lock import AggregatorLock
 from shipboard.settings import Settings
-from storage.embedded import EmbeddedStore
-from storage.records import NS_PER_S
+from shipboard.stores import open_store, watch_store
+from storage.base import Store
+from storage.records import NS_PER_S, Samples
 
 log = logging.getLogger("shipboard")
 
@@ -45,24 +50,53 @@ async def _every(interval_s: float, action: Callable[[], Awaitable[None]], name:
             log.exception("%s failed; retrying in %.0f s", name, interval_s)
 
 
+PARTS = ("collector", "api", "aggregator", "dashboards")
+
+
+def parts_of(role: str) -> frozenset[str]:
+    """The parts a role runs: `all` runs every one."""
+    return frozenset(PARTS) if role == "all" else frozenset({role})
+
+
 def build_http_app(
     settings: Settings,
-    store: EmbeddedStore,
+    store: Store,
     control: ControlPlane,
-    writer: StoreWriter,
+    writer: StoreWriter | None,
     stats: IngestStats,
     metrics: ServiceMetrics,
+    parts: frozenset[str] = frozenset(PARTS),
 ) -> web.Application:
-    """The HTTP side: ingest, the query API, the control plane, /metrics and /healthz."""
+    """The HTTP side of `parts`: ingest (collector), the query API and the control plane (api);
+    every role serves /metrics and /healthz, for health checks."""
     app = web.Application(client_max_size=settings.max_body_bytes)
-    setup_control(
-        app, control, anonymous_read=settings.anonymous_read, ingest_token=settings.ingest_token
-    )
-    add_ingest_routes(app, writer, stats, settings.max_body_bytes)
-    add_query_routes(app, store, settings.tiers(), settings.max_points)
+    if "api" in parts:
+        setup_control(
+            app, control, anonymous_read=settings.anonymous_read, ingest_token=settings.ingest_token
+        )
+        add_query_routes(app, store, settings.tiers(), settings.max_points)
+        openapi = orjson.dumps(
+            yaml.safe_load(resources.files("shipboard").joinpath("openapi.yaml").read_text())
+        )
+
+        async def openapi_document(request: web.Request) -> web.Response:
+            return web.Response(body=openapi, content_type="application/json")
+
+        app.router.add_get("/api/v1/openapi.json", openapi_document)
+    else:  # the ingest token is still checked, by the same middleware
+        app.middlewares.append(error_middleware)
+        app.middlewares.append(
+            auth_middleware(
+                control.db,
+                anonymous_read=settings.anonymous_read,
+                ingest_token=settings.ingest_token,
+            )
+        )
+    if writer is not None:
+        add_ingest_routes(app, writer, stats, settings.max_body_bytes)
 
     async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        return web.json_response({"status": "ok", "role": settings.role})
 
     async def prometheus(request: web.Request) -> web.Response:
         return web.Response(
@@ -72,34 +106,40 @@ def build_http_app(
             headers={"X-Content-Type-Options": "nosniff"},
         )
 
-    openapi = orjson.dumps(
-        yaml.safe_load(resources.files("shipboard").joinpath("openapi.yaml").read_text())
-    )
-
-    async def openapi_document(request: web.Request) -> web.Response:
-        return web.Response(body=openapi, content_type="application/json")
-
-    app.router.add_get("/api/v1/openapi.json", openapi_document)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", prometheus)
     return app
 
 
-async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | None = None) -> None:
-    """Run every part until SIGINT or SIGTERM, then stop them in order, flushing what is held."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    tiers = settings.tiers()
-    store = await asyncio.to_thread(
-        EmbeddedStore, settings.data_dir / "metrics", tiers, max_series=settings.max_series
-    )
-    control = await asyncio.to_thread(ControlPlane.open, settings.control_db, settings.data_dir)
-    admin_token = await asyncio.to_thread(control.ensure_admin_token)
-    stats = IngestStats()
-    metrics = ServiceMetrics(stats, store.series_count)
-    scheduler = RollupScheduler(
-        store, tiers, grace_ns=int(2 * settings.flush_interval_s * NS_PER_S)
-    )
-    writer = StoreWriter(store, stats, metrics, scheduler.note_write)
+@dataclass
+class _Node:
+    """What the parts of one `shipboard run` share, and the stack that stops them in reverse."""
+
+    settings: Settings
+    store: Store
+    stats: IngestStats
+    metrics: ServiceMetrics
+    stack: contextlib.AsyncExitStack
+    listeners: dict[str, str] = field(default_factory=dict)
+
+    def every(self, interval_s: float, action: Callable[[], Awaitable[None]], name: str) -> None:
+        self.background(_every(interval_s, action, name))
+
+    def background(self, coroutine: Coroutine[None, None, None]) -> None:
+        """Run `coroutine` until the node stops (cancelled then, in reverse start order)."""
+        task = asyncio.create_task(coroutine)
+
+        async def stop() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        self.stack.push_async_callback(stop)
+
+
+async def _start_collector(node: _Node, writer: StoreWriter) -> None:
+    """StatsD and Graphite listeners, the batching sink, StatsD flushes, the host agent."""
+    settings, stats, metrics = node.settings, node.stats, node.metrics
     sink = BatchingSink(writer, stats)
     statsd = StatsdAggregator(
         stats,
@@ -107,89 +147,146 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
         percentiles=settings.percentiles,
         idle_flushes=settings.idle_flushes,
     )
-    tasks: list[asyncio.Task[None]] = []
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopping.set)
+    node.background(sink.run())  # stops last: the final flush below lands in it
 
     async def flush_statsd() -> None:
         started = time.perf_counter()
         sink.add(statsd.flush(time.time_ns()), "statsd")
         metrics.flush_seconds.observe(time.perf_counter() - started)
 
+    node.stack.push_async_callback(flush_statsd)
+    node.every(settings.flush_interval_s, flush_statsd, "flush")
+    if settings.statsd_port:
+        statsd_server = await start_statsd(
+            settings.ingest_host, settings.statsd_port, statsd, stats
+        )
+        node.stack.push_async_callback(statsd_server.close)
+        node.listeners["statsd"] = f"udp+tcp {settings.ingest_host}:{statsd_server.udp_port}"
+    if settings.graphite_port:
+        graphite_server = await start_graphite(
+            settings.ingest_host,
+            settings.graphite_port,
+            lambda samples: sink.add(samples, "graphite"),
+            stats,
+        )
+        node.stack.push_async_callback(graphite_server.wait_closed)
+        node.stack.callback(graphite_server.close)
+        node.listeners["graphite"] = f"tcp {settings.ingest_host}:{settings.graphite_port}"
+    if settings.agent:
+        sampler = await asyncio.to_thread(HostSampler)
+
+        async def sample_host() -> None:
+            sink.add(await asyncio.to_thread(sampler.sample), "agent")
+
+        node.every(settings.agent_interval_s, sample_host, "host agent")
+        node.listeners["agent"] = (
+            f"sampling host {sampler.host} every {settings.agent_interval_s:g} s"
+        )
+
+
+def _start_aggregator(node: _Node, scheduler: RollupScheduler) -> None:
+    """Rollups and retention, run only while this node holds the aggregator lock."""
+    settings, store = node.settings, node.store
+    lock = AggregatorLock(settings.control_db, settings.data_dir)
+    node.stack.push_async_callback(asyncio.to_thread, lock.release)
+
     async def roll_up() -> None:
-        started = time.perf_counter()
-        await asyncio.to_thread(scheduler.run_once, time.time_ns())
-        metrics.rollup_seconds.observe(time.perf_counter() - started)
+        if await asyncio.to_thread(lock.try_acquire):
+            started = time.perf_counter()
+            await asyncio.to_thread(scheduler.run_once, time.time_ns())
+            node.metrics.rollup_seconds.observe(time.perf_counter() - started)
 
     async def apply_retention() -> None:
-        await asyncio.to_thread(store.apply_retention, time.time_ns())
+        if await asyncio.to_thread(lock.try_acquire):
+            await asyncio.to_thread(store.apply_retention, time.time_ns())
 
-    listeners: dict[str, str] = {}
-    runner = web.AppRunner(build_http_app(settings, store, control, writer, stats, metrics))
-    statsd_server = None
-    graphite_server = None
-    try:
-        await runner.setup()
-        site = web.TCPSite(runner, settings.http_host, settings.http_port)
-        await site.start()
-        listeners["http"] = f"http://{settings.http_host}:{settings.http_port}"
-        if settings.statsd_port:
-            statsd_server = await start_statsd(
-                settings.ingest_host, settings.statsd_port, statsd, stats
-            )
-            listeners["statsd"] = f"udp+tcp {settings.ingest_host}:{statsd_server.udp_port}"
-        if settings.graphite_port:
-            graphite_server = await start_graphite(
-                settings.ingest_host,
-                settings.graphite_port,
-                lambda samples: sink.add(samples, "graphite"),
-                stats,
-            )
-            listeners["graphite"] = f"tcp {settings.ingest_host}:{settings.graphite_port}"
-        tasks.append(asyncio.create_task(sink.run()))
-        tasks.append(asyncio.create_task(_every(settings.flush_interval_s, flush_statsd, "flush")))
-        tasks.append(asyncio.create_task(_every(ROLLUP_INTERVAL_S, roll_up, "rollup")))
-        tasks.append(
-            asyncio.create_task(_every(RETENTION_INTERVAL_S, apply_retention, "retention"))
+    node.every(ROLLUP_INTERVAL_S, roll_up, "rollup")
+    node.every(RETENTION_INTERVAL_S, apply_retention, "retention")
+    node.listeners["aggregator"] = "rollups and retention, while holding the aggregator lock"
+
+
+async def _start_dashboards(node: _Node) -> None:
+    """The dashboards in a process of their own (Dash is synchronous and holds the GIL)."""
+    from dashboards.serve import open_link, serve_dashboards
+
+    settings = node.settings
+    process = multiprocessing.get_context("spawn").Process(
+        target=serve_dashboards, args=(settings,), name="shipboard-dashboards", daemon=True
+    )
+    process.start()
+
+    def stop() -> None:
+        process.terminate()
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+    node.stack.push_async_callback(asyncio.to_thread, stop)
+    node.listeners["dashboards"] = await asyncio.to_thread(open_link, settings)
+
+
+async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | None = None) -> None:
+    """Run the parts of `settings.role` until SIGINT or SIGTERM, then stop them in reverse
+    order, flushing what is held."""
+    parts = parts_of(settings.role)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    tiers = settings.tiers()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    async with contextlib.AsyncExitStack() as stack:
+        store = await asyncio.to_thread(open_store, settings)
+        stack.push_async_callback(asyncio.to_thread, store.close)
+        control = await asyncio.to_thread(ControlPlane.open, settings.control_db, settings.data_dir)
+        stack.push_async_callback(asyncio.to_thread, control.close)
+        stats = IngestStats()
+        node = _Node(settings, store, stats, ServiceMetrics(stats, store.series_count), stack)
+        watch_store(node.metrics.registry, store)
+        scheduler = RollupScheduler(
+            store, tiers, grace_ns=int(2 * settings.flush_interval_s * NS_PER_S)
         )
-        if settings.agent:
-            sampler = await asyncio.to_thread(HostSampler)
-
-            async def sample_host() -> None:
-                sink.add(await asyncio.to_thread(sampler.sample), "agent")
-
-            tasks.append(
-                asyncio.create_task(_every(settings.agent_interval_s, sample_host, "host agent"))
-            )
-            listeners["agent"] = (
-                f"sampling host {sampler.host} every {settings.agent_interval_s:g} s"
-            )
-        if admin_token is not None:
-            listeners["admin token"] = f"{admin_token}  (shown once: keep it, it manages tokens)"
+        # Late points reach the rollups only when the aggregator runs in this process.
+        note_write = scheduler.note_write if "aggregator" in parts else _ignore
+        writer = StoreWriter(store, stats, node.metrics, note_write)
+        app = build_http_app(
+            settings,
+            store,
+            control,
+            writer if "collector" in parts else None,
+            stats,
+            node.metrics,
+            parts,
+        )
+        runner = web.AppRunner(app)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+        node.listeners["http"] = f"http://{settings.http_host}:{settings.http_port}"
+        if "collector" in parts:
+            await _start_collector(node, writer)
+        if "aggregator" in parts:
+            _start_aggregator(node, scheduler)
+        if "dashboards" in parts and settings.dash_port:
+            await _start_dashboards(node)
+        if "api" in parts:
+            admin_token = await asyncio.to_thread(control.ensure_admin_token)
+            if admin_token is not None:
+                node.listeners["admin token"] = (
+                    f"{admin_token}  (shown once: keep it, it manages tokens)"
+                )
         if ready is not None:
-            ready(listeners)
+            ready(node.listeners)
         await stopping.wait()
-    finally:
-        if statsd_server is not None:
-            await statsd_server.close()
-        if graphite_server is not None:
-            graphite_server.close()
-            await graphite_server.wait_closed()
-        sink.add(statsd.flush(time.time_ns()), "statsd")
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await runner.cleanup()
-        await asyncio.to_thread(store.close)
-        await asyncio.to_thread(control.close)
+
+
+def _ignore(samples: Samples) -> None:
+    """A write callback for nodes that run no rollups."""
 
 
 def _print_banner(settings: Settings, listeners: dict[str, str]) -> None:
-    lines = [f"Shipboard is running, data in {settings.data_dir.resolve()}"]
+    lines = [f"Shipboard is running ({settings.role}), data in {settings.data_dir.resolve()}"]
     lines += [f"  {name:<9} {where}" for name, where in listeners.items()]
     http = listeners["http"]
     lines.append(f"Query the API:  curl '{http}/api/v1/query?metric=cpu.user&from=-15m'")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -65,6 +66,9 @@ class Settings(BaseSettings):
     influx_db: str = Field("shipboard", description="InfluxDB database (v1).")
     spool_max_bytes: int = Field(
         1 << 30, gt=0, description="Disk the spool may use while InfluxDB is away; then 503."
+    )
+    role: Literal["all", "collector", "api", "dashboards", "aggregator"] = Field(
+        "all", description="Which parts `run` starts: all, collector, api, dashboards, aggregator."
     )
 
     @field_validator("retention_raw", "retention_1m", "retention_10m", "retention_1h")

@@ -384,19 +384,24 @@ class InfluxStore:
         return sorted(chosen, key=sort_key)
 
     def series_count(self) -> int:
-        return len(self._listing())
+        """Series listed when last asked (`/metrics` calls this on the event loop, so it lists
+        anew only on its first call) plus those written since."""
+        never = self._listed_at == -float("inf")
+        return len(self._listing(self._listing_ttl_s if never else float("inf")))
 
-    def _listing(self) -> set[Series]:
+    def _listing(self, ttl_s: float | None = None) -> set[Series]:
         """Every raw series: InfluxDB's list (refreshed after `listing_ttl_s`) plus what this
         process wrote since."""
         self._check_open()
-        if time.monotonic() - self._listed_at >= self._listing_ttl_s:
+        if time.monotonic() - self._listed_at >= (self._listing_ttl_s if ttl_s is None else ttl_s):
             started = time.monotonic()
             query = f"SHOW SERIES FROM {codec.regex_literal(_RAW_MEASUREMENTS)}"
             try:
                 keys = codec.show_values(self._query(query))
             except StorageError:
                 _LOG.warning("InfluxDB is unavailable: series listing may be stale")
+                with self._lock:
+                    self._listed_at = started  # not again before the TTL: callers wait on it
             else:
                 listed = {codec.parse_series_key(k) for k in keys}
                 with self._lock:

@@ -26,7 +26,7 @@ HOST = "127.0.0.1"
 BACKENDS = ("embedded", "influxdb")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
@@ -42,12 +42,12 @@ class Influxd:
             pytest.fail("influxd is missing: scripts/test installs Debian's influxdb package")
         self.binary = binary
         self.home = home
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.config = home / "influxdb.conf"
         self.config.write_text(
             f"""reporting-enabled = false
-bind-address = "{HOST}:{_free_port()}"
+bind-address = "{HOST}:{free_port()}"
 [meta]
   dir = "{home}/meta"
   logging-enabled = false
