@@ -108,6 +108,13 @@ def _split(text: str, separator: str, limit: int = -1) -> list[str]:
 
 def show_values(body: bytes) -> list[str]:
     """The first column of every row of a `SHOW ...` answer (series keys, measurement names)."""
+    try:
+        return _show_values(body)
+    except (KeyError, TypeError, IndexError, AttributeError) as error:
+        raise ValueError(f"not an InfluxDB answer: {error!r}") from error
+
+
+def _show_values(body: bytes) -> list[str]:
     names: list[str] = []
     for line in body.splitlines():
         if line.strip():
@@ -117,7 +124,9 @@ def show_values(body: bytes) -> list[str]:
     return names
 
 
-def _results(answer: dict[str, Any]) -> list[dict[str, Any]]:
+def _results(answer: Any) -> list[dict[str, Any]]:
+    if not isinstance(answer, dict):
+        raise ValueError(f"not an InfluxDB answer: {str(answer)[:100]}")
     if "error" in answer:
         raise ValueError(answer["error"])
     results: list[dict[str, Any]] = answer.get("results", [])
@@ -141,7 +150,15 @@ def parse_query(body: bytes) -> list[ResultSeries]:
     """The series of a `/query?epoch=ns` answer, chunked (JSON lines) or not.
 
     Chunks of one series (marked partial) are joined; empty tag values (`GROUP BY *` across
-    measurements reports every tag key) are dropped. Raises ValueError on an error answer."""
+    measurements reports every tag key) are dropped. Raises ValueError on an error answer or
+    on anything that is not an answer."""
+    try:
+        return _parse_query(body)
+    except (KeyError, TypeError, IndexError, AttributeError, OverflowError) as error:
+        raise ValueError(f"not an InfluxDB answer: {error!r}") from error
+
+
+def _parse_query(body: bytes) -> list[ResultSeries]:
     pieces: dict[
         tuple[str, tuple[tuple[str, str], ...]], list[tuple[list[str], list[list[object]]]]
     ]
