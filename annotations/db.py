@@ -68,6 +68,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             updated_at BIGINT NOT NULL
         )""",
     ),
+    (
+        # The announcement queue: one row per announcement and target, deleted once delivered.
+        """CREATE TABLE announcements (
+            id {id},
+            target TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            created_ns BIGINT NOT NULL,
+            next_ns BIGINT NOT NULL,
+            tries INTEGER NOT NULL,
+            last_error TEXT NOT NULL
+        )""",
+        "CREATE INDEX announcements_target ON announcements (target, id)",
+    ),
 )
 
 _ID = {
@@ -84,6 +97,9 @@ class ControlDB:
         self.dialect = dialect
         self._lock = threading.RLock()
         self._in_transaction = False
+        # Called inside the transaction that adds (`added`) or changes (`updated`) an
+        # annotation, with its id: the announcement queue enqueues there, atomically.
+        self.annotation_hooks: list[Callable[[ControlDB, int, str], None]] = []
 
     @classmethod
     def open(cls, url: str, data_dir: Path) -> ControlDB:

@@ -6,6 +6,11 @@ ControlError                     500
  ├── ForbiddenError              403  a valid token whose role is too low
  ├── NotFoundError(LookupError)  404  no such deploy, token or flag
  └── ConflictError               409  a unique key already taken, a stale version
+
+Announcements, outside HTTP:
+TargetError(ValueError)          a notify target that is malformed or not allowed (at startup)
+DeliveryError                    one try to deliver an announcement failed; it is retried
+IrcParseError(ValueError)        a line from an IRC server that is not a message
 """
 
 from __future__ import annotations
@@ -45,3 +50,15 @@ class ConflictError(ControlError):
     """The write collides with existing state: a taken unique key, a stale version."""
 
     status = 409
+
+
+class TargetError(ValueError):
+    """A notify target URL is malformed, of an unknown kind, or names a host not allowed."""
+
+
+class DeliveryError(Exception):
+    """One try to deliver an announcement failed (refused, timed out, not connected)."""
+
+
+class IrcParseError(ValueError):
+    """A line received from an IRC server is not a well-formed message."""

@@ -100,6 +100,8 @@ def add_annotation(
             params,
         )
         if row is not None:
+            for hook in db.annotation_hooks:
+                hook(db, int(row["id"]), "added")
             return int(row["id"])
         existing = db.query_one(
             "SELECT id FROM annotations WHERE idempotency_key = ?", (idempotency_key,)
@@ -127,12 +129,15 @@ def update_annotation(
     db: ControlDB, annotation_id: int, *, end_ns: int | None, extra: Mapping[str, Any]
 ) -> None:
     """Set the end and replace the extra fields (a deploy's finish)."""
-    changed = db.execute(
-        "UPDATE annotations SET end_ns = ?, extra = ? WHERE id = ?",
-        (end_ns, _dumps(extra), annotation_id),
-    )
-    if not changed:
-        raise NotFoundError(f"no annotation {annotation_id}")
+    with db.transaction():
+        changed = db.execute(
+            "UPDATE annotations SET end_ns = ?, extra = ? WHERE id = ?",
+            (end_ns, _dumps(extra), annotation_id),
+        )
+        if not changed:
+            raise NotFoundError(f"no annotation {annotation_id}")
+        for hook in db.annotation_hooks:
+            hook(db, annotation_id, "updated")
 
 
 def list_annotations(

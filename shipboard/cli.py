@@ -45,6 +45,9 @@ _SETTING_FLAGS: dict[str, tuple[str, type]] = {
     "--influx-password": ("influx_password", str),
     "--influx-db": ("influx_db", str),
     "--spool-max-bytes": ("spool_max_bytes", int),
+    "--notify-max-tries": ("notify_max_tries", int),
+    "--notify-retry": ("notify_retry_s", float),
+    "--notify-timeout": ("notify_timeout_s", float),
 }
 
 
@@ -61,6 +64,18 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
         dest="setting_percentiles",
         type=lambda text: tuple(float(p) for p in text.split(",")),
         help="Timer percentiles, comma separated (90,95,99).",
+    )
+    group.add_argument(
+        "--notify",
+        dest="setting_notify",
+        action="append",
+        help="An announcement target (repeat for more): irc://…, https://…, json+https://…",
+    )
+    group.add_argument(
+        "--webhook-allowlist",
+        dest="setting_webhook_allowlist",
+        type=lambda text: tuple(h.strip() for h in text.split(",") if h.strip()),
+        help="Hosts webhook targets may name, comma separated (hooks.slack.com).",
     )
     group.add_argument(
         "--no-agent",

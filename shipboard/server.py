@@ -16,10 +16,14 @@ import orjson
 import yaml
 from aiohttp import web
 
+from aggregator.query import QueryRequest, run_query
 from aggregator.routes import add_query_routes
 from aggregator.scheduler import RollupScheduler
+from annotations.announce import Announcer
 from annotations.app import ControlPlane, error_middleware, setup_control
 from annotations.auth import auth_middleware
+from annotations.bot import GraphSummary
+from annotations.errors import TargetError
 from collector.graphite_server import start_graphite
 from collector.host_agent import HostSampler
 from collector.http_ingest import add_ingest_routes
@@ -32,7 +36,7 @@ from shipboard.aggregator_lock import AggregatorLock
 from shipboard.settings import Settings
 from shipboard.stores import open_store, watch_store
 from storage.base import Store
-from storage.records import NS_PER_S, Samples
+from storage.records import NS_PER_S, Samples, Tier
 
 log = logging.getLogger("shipboard")
 
@@ -226,6 +230,26 @@ async def _start_dashboards(node: _Node) -> None:
     node.listeners["dashboards"] = await asyncio.to_thread(open_link, settings)
 
 
+GRAPH_POINTS = 30
+
+
+def graph_summary(store: Store, tiers: tuple[Tier, ...]) -> Callable[[str, str], GraphSummary]:
+    """What the chat bot's `!graph METRIC RANGE` reads: the mean over `RANGE` back from now."""
+
+    def graph(metric: str, range_text: str) -> GraphSummary:
+        now_ns = time.time_ns()
+        params = {"metric": metric, "from": f"-{range_text}", "max_points": str(GRAPH_POINTS)}
+        request = QueryRequest.from_params(params, now_ns, GRAPH_POINTS)
+        result = run_query(store, tiers, request)
+        first = result.series[0] if result.series else None
+        values = () if first is None else tuple(float(v) for v in first.values)
+        name = metric if first is None else first.metric
+        others = max(0, len(result.series) - 1)
+        return GraphSummary(name, request.start_ns, request.end_ns, values, others)
+
+    return graph
+
+
 async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | None = None) -> None:
     """Run the parts of `settings.role` until SIGINT or SIGTERM, then stop them in reverse
     order, flushing what is held."""
@@ -244,6 +268,19 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
         stats = IngestStats()
         node = _Node(settings, store, stats, ServiceMetrics(stats, store.series_count), stack)
         watch_store(node.metrics.registry, store)
+        announcer = None
+        if "api" in parts:  # where annotations are made; hooked before the first request
+            announcer = Announcer.build(
+                control.db,
+                settings.notify,
+                allowlist=settings.webhook_allowlist,
+                public_url=settings.public_url,
+                graph=graph_summary(store, tiers),
+                max_tries=settings.notify_max_tries,
+                retry_s=settings.notify_retry_s,
+                timeout_s=settings.notify_timeout_s,
+            )
+            node.metrics.registry.register(announcer.notifier.collector())
         scheduler = RollupScheduler(
             store, tiers, grace_ns=int(2 * settings.flush_interval_s * NS_PER_S)
         )
@@ -264,6 +301,9 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
         stack.push_async_callback(runner.cleanup)
         await web.TCPSite(runner, settings.http_host, settings.http_port).start()
         node.listeners["http"] = f"http://{settings.http_host}:{settings.http_port}"
+        if announcer is not None and settings.notify:
+            node.background(announcer.run())
+            node.listeners["notify"] = ", ".join(t.name for t in announcer.notifier.targets)
         if "collector" in parts:
             await _start_collector(node, writer)
         if "aggregator" in parts:
@@ -309,7 +349,7 @@ def run_server(settings: Settings) -> int:
             uvloop.run(serve(settings, ready))
         else:
             asyncio.run(serve(settings, ready))
-    except OSError as error:
+    except (OSError, TargetError) as error:
         log.error("cannot start: %s", error)
         return 1
     return 0

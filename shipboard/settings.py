@@ -51,6 +51,24 @@ class Settings(BaseSettings):
     ingest_token: str = Field("", description="Token that HTTP ingest requires (empty: none).")
     token: str = Field("", description="API token the `shipboard` commands send.")
     public_url: str = Field("", description="Public URL of the dashboards, for links.")
+    notify: tuple[str, ...] = Field(
+        (),
+        description="Where deploys, flag changes and notes are announced:"
+        " `irc://nick[:password]@host:port/#chan?tls=1`, `https://…` (Slack-style webhook),"
+        " `json+https://…` (generic JSON webhook).",
+    )
+    webhook_allowlist: tuple[str, ...] = Field(
+        ("hooks.slack.com",),
+        description="Hosts webhook targets may name (`*.example.com` allows its subdomains).",
+    )
+    notify_max_tries: int = Field(8, ge=1, description="Tries per announcement before dropping.")
+    notify_retry_s: float = Field(
+        2.0, gt=0, description="Wait before the first retry; doubles each try, up to 5 min."
+    )
+    notify_timeout_s: float = Field(10.0, gt=0, description="Time one delivery try may take.")
+    role: Literal["all", "collector", "api", "dashboards", "aggregator"] = Field(
+        "all", description="Which parts `run` starts: all, collector, api, dashboards, aggregator."
+    )
     store: str = Field(
         "embedded", pattern="^(embedded|influxdb)$", description="Metric store: embedded, influxdb."
     )
@@ -66,9 +84,6 @@ class Settings(BaseSettings):
     influx_db: str = Field("shipboard", description="InfluxDB database (v1).")
     spool_max_bytes: int = Field(
         1 << 30, gt=0, description="Disk the spool may use while InfluxDB is away; then 503."
-    )
-    role: Literal["all", "collector", "api", "dashboards", "aggregator"] = Field(
-        "all", description="Which parts `run` starts: all, collector, api, dashboards, aggregator."
     )
 
     @field_validator("retention_raw", "retention_1m", "retention_10m", "retention_1h")
