@@ -1,0 +1,182 @@
+"""Several nodes as one system, as docker-compose runs them, here as plain processes on loopback:
+a real influxd, the PostgreSQL server, the relay, two collectors and two API nodes."""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import signal
+import socket
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from collector.relay import HashRing
+from shipboard.aggregator_lock import AggregatorLock
+from tests.annotations.conftest import pg_database_url  # noqa: F401 (the PostgreSQL fixture)
+from tests.backends import Influxd
+from tests.running import RunningShipboard, wait_for
+from tests.running_relay import RunningRelay
+
+
+@pytest.fixture
+def control_schema(pg_database_url: str) -> Iterator[str]:  # noqa: F811 (fixture argument)
+    """A control-DB URL on an empty schema of the test database, shared by every node."""
+    schema = f"topology_{secrets.token_hex(4)}"
+    with psycopg.connect(pg_database_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    yield f"{pg_database_url}?options=-csearch_path%3D{schema}"
+    with psycopg.connect(pg_database_url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@dataclass
+class Cluster:
+    collectors: list[RunningShipboard]
+    apis: list[RunningShipboard]
+    relay: RunningRelay
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, influxd: Influxd, control_schema: str) -> Iterator[Cluster]:
+    shared = [
+        "--store", "influxdb", "--influx-api", "v1", "--influx-url", influxd.url,
+        "--influx-db", influxd.new_database(), "--control-db", control_schema,
+        "--no-agent", "--flush-interval", "0.5", "--idle-flushes", "0",
+    ]  # fmt: skip
+    collectors = [
+        RunningShipboard(tmp_path / f"collector{i}", [*shared, "--role", "collector"])
+        for i in range(2)
+    ]
+    apis = [RunningShipboard(tmp_path / f"api{i}", [*shared, "--role", "api"]) for i in range(2)]
+    started: list[RunningShipboard] = []
+    try:
+        for node in [apis[0], apis[1], *collectors]:  # the first API node makes the admin token
+            started.append(node.start())
+        for node in [apis[1], *collectors]:
+            node.token = apis[0].token
+        relay = RunningRelay(
+            tmp_path / "relay.log", [f"127.0.0.1:{node.statsd_port}" for node in collectors]
+        ).start()
+        yield Cluster(collectors, apis, relay)
+        assert relay.stop() == 0
+    finally:
+        for node in started:
+            node.stop(signal.SIGKILL)
+
+
+def _values(node: RunningShipboard, metric: str) -> list[float]:
+    result = node.query(metric=metric, **{"from": "-10m", "step": "1s"})
+    return [v for series in result["series"] for _, v in series["points"] if v is not None]
+
+
+def test_a_point_written_through_one_node_is_read_through_the_others(cluster: Cluster):
+    a, b = cluster.collectors
+    now_s = int(time.time())
+    for i, node in enumerate((a, b)):
+        status, body = node.post(
+            "/write?precision=s", f"topo,host=n{i} load={i + 0.5} {now_s}".encode()
+        )
+        assert status == 204, body
+    for api in cluster.apis:
+        wait_for(lambda api=api: sorted(_values(api, "topo.load")) == [0.5, 1.5])
+    # A collector serves ingest and health, not the query API.
+    assert a.get("/api/v1/query?metric=topo.load")[0] == 404
+    assert a.get("/healthz")[0] == 200
+
+
+def test_timers_through_the_relay_are_each_aggregated_by_one_collector(cluster: Cluster):
+    rng = random.Random(7)
+    sent = {f"topo.t{i}": [float(rng.randrange(1, 1000)) for _ in range(20)] for i in range(12)}
+    for name, values in sent.items():
+        cluster.relay.send(b"\n".join(f"{name}:{v:g}|ms".encode() for v in values))
+    api = cluster.apis[1]
+    wait_for(lambda: len(_values(api, "topo.*.count")) == len(sent), timeout_s=20)
+    ring = HashRing(cluster.relay.nodes)
+    assert {ring.node_for(name.encode()) for name in sent} == set(cluster.relay.nodes)
+    for name, values in sent.items():
+        assert _values(api, f"{name}.count") == [20.0]
+        assert _values(api, f"{name}.p90") == [sorted(values)[17]]  # round(0.9 * 20) = 18th
+        assert _values(api, f"{name}.upper") == [max(values)]
+
+
+def _snapshot_etag(node: RunningShipboard) -> str:
+    request = urllib.request.Request(
+        node.url + "/api/v1/flags/snapshot?environment=prod",
+        headers={"Authorization": f"Bearer {node.token}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return str(response.headers["ETag"])
+
+
+def test_deploys_and_flag_changes_on_one_api_node_are_seen_on_the_other_at_once(
+    cluster: Cluster,
+):
+    a, b = cluster.apis
+    deploy = {"service": "web", "environment": "prod", "version": "3f2c1a9"}
+    status, body = a.post("/api/v1/deploys", json.dumps(deploy).encode())
+    assert status == 201, body
+    status, body = b.get("/api/v1/deploys?service=web")
+    assert status == 200
+    assert [d["version"] for d in json.loads(body)["deploys"]] == ["3f2c1a9"]
+
+    before = _snapshot_etag(a)
+    assert _snapshot_etag(b) == before
+    flag = {"key": "new-search", "environments": {"prod": {"enabled": True, "percentage": 5}}}
+    status, body = a.post("/api/v1/flags", json.dumps(flag).encode())
+    assert status == 201, body
+    after = _snapshot_etag(b)
+    assert after != before
+    assert _snapshot_etag(a) == after
+
+
+def test_exactly_one_aggregator_holds_the_lock_with_postgresql(control_schema: str, tmp_path: Path):
+    first = AggregatorLock(control_schema, tmp_path / "a")
+    second = AggregatorLock(control_schema, tmp_path / "b")
+    try:
+        assert first.try_acquire()
+        assert first.try_acquire()  # still held: the session is alive
+        assert not second.try_acquire()
+        first.release()
+        assert second.try_acquire()
+        assert not first.try_acquire()
+    finally:
+        first.release()
+        second.release()
+
+
+def test_exactly_one_aggregator_holds_the_lock_on_one_machine_with_sqlite(tmp_path: Path):
+    first = AggregatorLock("", tmp_path)
+    second = AggregatorLock("", tmp_path)
+    try:
+        assert first.try_acquire()
+        assert not second.try_acquire()
+        first.release()
+        assert second.try_acquire()
+    finally:
+        first.release()
+        second.release()
+
+
+def test_an_aggregator_node_starts_beside_a_lock_holder_and_opens_no_ingest_port(
+    tmp_path: Path, control_schema: str
+):
+    holder = AggregatorLock(control_schema, tmp_path)
+    assert holder.try_acquire()
+    node = RunningShipboard(
+        tmp_path / "aggregator", ["--role", "aggregator", "--control-db", control_schema]
+    )
+    try:
+        node.start()
+        assert node.get("/healthz") == (200, b'{"status": "ok", "role": "aggregator"}')
+        with socket.socket() as probe:  # an aggregator opens no StatsD or Graphite port
+            assert probe.connect_ex(("127.0.0.1", node.graphite_port)) != 0
+    finally:
+        node.stop()
+        holder.release()
