@@ -18,6 +18,8 @@ KINDS = ("deploy", "flag", "note")
 UNITS = ("", "percent", "bytes", "bytes/s", "ms", "s", "req/s", "ops/s", "count")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _VARIABLE = re.compile(r"^\$([a-z_][a-z0-9_]*)$")
+RESERVED = frozenset({"from", "to", "kiosk", "playlist", "rotate", "refresh", "points"})
+"""URL query keys of a view, so no variable may take these names."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +211,8 @@ def parse_dashboard(text: str, slug: str, source: str) -> Dashboard:
         name = reader.required(parts, "name", item)
         if not re.match(r"^[a-z_][a-z0-9_]*$", name):
             raise reader.fail(parts["name"], "a variable name is lowercase letters, digits, _")
+        if name in RESERVED:
+            raise reader.fail(parts["name"], f"{name!r} is taken by the URL; choose another name")
         label = reader.text(parts["label"]) if "label" in parts else name
         tag = reader.text(parts["tag"]) if "tag" in parts else name
         variables.append(Variable(name, label, reader.required(parts, "metric", item), tag))

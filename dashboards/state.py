@@ -27,7 +27,7 @@ PRESETS = (
 )
 DEFAULT_FROM = "-1h"
 DEFAULT_ROTATE_S = 60
-RESERVED = frozenset({"from", "to", "kiosk", "playlist", "rotate", "refresh"})
+LATEST_NS = 2**62  # what the query engine accepts
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +97,8 @@ class ViewState:
             start_ns, end_ns = parse_time(self.start, now_ns), parse_time(self.end, now_ns)
             if start_ns >= end_ns:
                 raise ValueError(f"from ({self.start}) must be before to ({self.end})")
+            if start_ns < 0 or end_ns >= LATEST_NS:
+                raise ValueError("the range must lie between 1970 and 2116")
         except ValueError as error:
             start_ns = parse_time(DEFAULT_FROM, now_ns)
             return TimeRange(DEFAULT_FROM, "now", start_ns, now_ns), str(error)

@@ -80,6 +80,14 @@ def _controls(board: Board, dashboard: Dashboard, view: ViewState) -> Component:
         )
     wall = ViewState(**{**_fields(view), "kiosk": True})
     controls.append(html.A("Wall screen", href=wall.href(), className="kiosk-link"))
+    controls.append(
+        html.Form(
+            html.Button("Sign out", type="submit"),
+            action="/signout",
+            method="POST",
+            className="signout",
+        )
+    )
     return html.Div(controls, className="controls", id="controls")
 
 

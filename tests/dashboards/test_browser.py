@@ -223,7 +223,8 @@ def test_drag_to_zoom_sets_the_range_of_every_panel(
     assert query["to"][0].endswith("Z")
     page.wait_for_function(
         "() => [...document.querySelectorAll('.panel .js-plotly-plot')]"
-        ".every(p => p.layout && p.layout.xaxis.range[1] - p.layout.xaxis.range[0] < 25 * 60000)"
+        ".every(p => { const r = p.layout && p.layout.xaxis.range;"
+        " return r && r[1] - r[0] > 60000 && r[1] - r[0] < 25 * 60000; })"
     )
     ranges = page.evaluate(
         "() => [...document.querySelectorAll('.panel .js-plotly-plot')]"

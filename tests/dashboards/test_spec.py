@@ -70,6 +70,7 @@ def test_a_good_file_loads_with_defaults_filled_in() -> None:
         ("title: A\nannotations: [{kind: release}]\nrows: []\n", 2, "kind must be one of"),
         ("rows: []\n", 1, "missing 'title'"),
         ("title: A\nrefresh: soon\nrows: []\n", 2, "not a duration"),
+        ("title: A\nvariables:\n  - {name: from, metric: m}\nrows: []\n", 3, "taken by the URL"),
     ],
 )
 def test_a_mistake_names_the_file_and_line(text: str, line: int, message: str) -> None:

@@ -41,6 +41,12 @@ def test_a_view_round_trips_through_its_url(
     assert again == view
 
 
+def test_a_range_beyond_what_can_be_queried_falls_back() -> None:
+    span, problem = ViewState("services", "-1d", "2200-01-01T00:00:00Z").time_range(NOW_NS)
+    assert "between 1970 and 2116" in problem
+    assert span.start == "-1h"
+
+
 def test_unknown_and_bad_values_fall_back_to_defaults() -> None:
     view = ViewState.from_query(SERVICES, {"host": "x", "rotate": "soon", "refresh": "often"})
     assert view == ViewState("services")
@@ -66,3 +72,13 @@ def test_a_drag_to_zoom_becomes_an_absolute_range() -> None:
     )
     assert zoom_range({"autosize": True}) is None
     assert zoom_range({"xaxis.range[0]": "junk", "xaxis.range[1]": "2024-05-01"}) is None
+
+
+@given(st.dictionaries(st.text(max_size=10), st.text(max_size=40), max_size=8))
+def test_any_query_gives_a_view_and_a_range_never_an_error(query: dict[str, str]) -> None:
+    view = ViewState.from_query(SERVICES, query)
+    span, _problem = view.time_range(NOW_NS)
+    assert 0 <= span.start_ns < span.end_ns < 2**62
+    assert view.refresh_ms(SERVICES) >= 1000
+    again = ViewState.from_query(SERVICES, dict(parse_qsl(urlsplit(view.href()).query)))
+    assert again == view
