@@ -95,3 +95,16 @@ def test_anonymous_read_lets_everyone_read(
     page = http.get("/d/hosts")
     assert page.status_code == 200
     assert page.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_viewer_link_for_a_wall_screen_signs_in_and_lands_on_the_wall(
+    parts: tuple[Settings, EmbeddedStore, ControlDB],
+) -> None:
+    settings, store, control = parts
+    http = client(settings, store, control)
+    _, token = create_token(control, "lobby screen", "viewer")
+    wall = "/d/hosts?kiosk=1&playlist=hosts,services"
+    response = http.get("/signin", query_string={"token": token, "next": wall})
+    assert response.status_code == 303
+    assert response.headers["Location"] == wall
+    assert http.get("/_dash-layout").status_code == 200
