@@ -83,7 +83,9 @@ ALL_DRAWN = """(n) => {
 
 def _series() -> list[Series]:
     return [
-        Series.of(metric, {"host": f"h{h:03d}", "rack": f"r{h // (HOSTS // RACKS)}"})
+        Series.of(
+            metric, {"host": f"h{h:03d}", "rack": f"r{h // (HOSTS // RACKS)}", "site": "main"}
+        )
         for metric, _, _ in METRICS
         for h in range(HOSTS)
     ]
@@ -99,8 +101,9 @@ def _levels(series: list[Series], times_ns: np.ndarray) -> np.ndarray:
     return out
 
 
-def seed(data_dir: Path, now_ns: int) -> EmbeddedStore:
-    """The week of data and the deploys; returns the store, open for writing more."""
+def seed(data_dir: Path, now_ns: int, *, per_rack: bool = True) -> EmbeddedStore:
+    """The week of data, the deploys and the wall (a line per rack, or one line per panel:
+    the mean of all hosts); returns the store, open for writing more."""
     settings = Settings(data_dir=data_dir)
     store = EmbeddedStore(data_dir / "metrics", settings.tiers())
     series = _series()
@@ -137,8 +140,9 @@ def seed(data_dir: Path, now_ns: int) -> EmbeddedStore:
         status = "failed" if i % 10 == 3 else "succeeded"
         finish_deploy(control, str(deploy_id), status=status, end_ns=start + 240 * NS_PER_S)
     control.close()
+    group = "rack" if per_rack else "site"
     panels = "\n".join(
-        f"      - {{title: {metric}, metric: {metric}, group_by: [rack], unit: '{unit}'}}"
+        f"      - {{title: {metric}, metric: {metric}, group_by: [{group}], unit: '{unit}'}}"
         for metric, _, unit in METRICS
     )
     rows = "\n".join(
@@ -282,11 +286,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--refresh-s", type=float, default=20.0)
+    parser.add_argument(
+        "--one-line", action="store_true", help="one line per panel (all hosts) instead of a rack's"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="shipboard-dash-bench-") as tmp:
         data_dir = Path(tmp)
         started = time.perf_counter()
-        store = seed(data_dir, time.time_ns())
+        store = seed(data_dir, time.time_ns(), per_rack=not args.one_line)
         print(f"seeded in {time.perf_counter() - started:.1f} s", flush=True)
         process, url = start_dashboards(data_dir)
         try:

@@ -14,7 +14,7 @@ from dashboards import current_board
 from dashboards.data import ALL as ALL_VALUES
 from dashboards.data import Board, TimeRange
 from dashboards.figures import deploy_status, safe_url, time_text
-from dashboards.panels import Meta, points_for, refresh_panel, render_panel
+from dashboards.panels import Meta, meta_changes, points_for, refresh_panel, render_panel
 from dashboards.spec import Dashboard, Panel
 from dashboards.state import PRESETS, ViewState, zoom_range
 
@@ -248,7 +248,12 @@ def refresh(_: int, data: dict[str, Any], meta: Meta | None) -> Any:
     board = current_board()
     view, _span = _view(data)
     dashboard, panel = _find(board, view.slug, meta["panel"])
-    return refresh_panel(board, dashboard, panel, view.variables, meta, kiosk=view.kiosk)
+    figure, new_meta = refresh_panel(
+        board, dashboard, panel, view.variables, meta, kiosk=view.kiosk
+    )
+    if isinstance(figure, dict):
+        return figure, new_meta
+    return figure, meta_changes(meta, new_meta)
 
 
 def navigate(

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from dash import Patch
+from dash import Patch, no_update
 
 from aggregator.query import QueryResult
 from annotations.db import ControlDB
@@ -16,7 +16,7 @@ from annotations.deploys import DeployStart, start_deploy
 from annotations.notes import Annotation, add_annotation, list_annotations
 from dashboards.data import Board, TimeRange
 from dashboards.figures import hover_text, panel_figure, safe_url
-from dashboards.panels import points_for, refresh_panel, render_panel
+from dashboards.panels import meta_changes, points_for, refresh_panel, render_panel
 from dashboards.spec import load_catalog
 from shipboard.settings import Settings
 from storage.embedded import EmbeddedStore
@@ -161,3 +161,14 @@ def test_a_failed_deploy_is_drawn_red_and_dashed() -> None:
     assert (red_region["fillcolor"], red_region["opacity"]) == ("#d9534f", 0.22)
     green_region = by_path[f"M{ms + 10_000},0H{ms + 11_000}V1H{ms + 10_000}Z"]
     assert (green_region["fillcolor"], green_region["opacity"]) == ("#2e9d57", 0.1)
+
+
+def test_a_refresh_sends_only_the_changed_part_of_the_meta() -> None:
+    old = {"panel": "0-0", "last": {"a": 1, "b": 2}, "index": {"a": 0, "b": 1}}
+    assert meta_changes(old, old) is no_update
+    patch = meta_changes(old, {**old, "last": {"a": 1, "b": 3}})
+    assert isinstance(patch, Patch)
+    ops = operations(patch)
+    assert [(op["operation"], op["location"], op["params"]["value"]) for op in ops] == [
+        ("Assign", ["last", "b"], 3)
+    ]
