@@ -53,10 +53,11 @@ class Theme:
     text: str
     grid: str
     font_size: int
+    is_wall: bool
 
 
-LIGHT = Theme("light", "#ffffff", "#ffffff", "#1f2328", "#e6e8eb", 12)
-DARK = Theme("dark", "#111418", "#111418", "#e6e8eb", "#2a2f36", 18)
+LIGHT = Theme("light", "#ffffff", "#ffffff", "#1f2328", "#e6e8eb", 12, False)
+DARK = Theme("dark", "#111418", "#111418", "#e6e8eb", "#2a2f36", 16, True)
 
 
 def series_key(series: ResultSeries) -> str:
@@ -265,6 +266,31 @@ def _threshold_shapes(panel: Panel) -> list[dict[str, Any]]:
     ]
 
 
+def _legend(theme: Theme) -> dict[str, Any]:
+    """Desk: below the axis, from the figure's bottom edge (clear of the date labels). Wall: a
+    small column at the right, so a panel's height goes to its lines, not to a legend."""
+    if theme.is_wall:
+        return {"orientation": "v", "x": 1.01, "y": 0.45, "yanchor": "middle", "font": {"size": 10}}
+    return {
+        "orientation": "h",
+        "yref": "container",
+        "y": 0,
+        "yanchor": "bottom",
+        "font": {"size": theme.font_size - 2},
+    }
+
+
+def _margin(theme: Theme, legend: bool) -> dict[str, int]:
+    if theme.is_wall:
+        return {
+            "l": 5 * theme.font_size,
+            "r": 110 if legend else 16,
+            "t": 20,
+            "b": 2 * theme.font_size,
+        }
+    return {"l": 6 * theme.font_size, "r": 16, "t": 26, "b": 44 + 2 * theme.font_size}
+
+
 def series_traces(result: QueryResult, panel: Panel) -> list[dict[str, Any]]:
     hover = "%{y:.4s}" if panel.unit not in ("percent", "") else "%{y:.4g}"
     traces = []
@@ -299,26 +325,20 @@ def panel_figure(
     """The whole figure of a panel: its series, then the annotation markers, on one time axis."""
     axis = {"gridcolor": theme.grid, "zeroline": False, "color": theme.text}
     traces = series_traces(result, panel)
+    legend = len(traces) > 1
     return {
         "data": traces + _marker_traces(annotations),
         "layout": {
             "uirevision": revision,
             # The top margin holds the mode bar, which would otherwise cover the markers.
-            "margin": {"l": 6 * theme.font_size, "r": 16, "t": 26, "b": 44 + 2 * theme.font_size},
+            "margin": _margin(theme, legend),
             "paper_bgcolor": theme.paper,
             "plot_bgcolor": theme.plot,
             "font": {"color": theme.text, "size": theme.font_size},
             "hovermode": "closest",
             "hoverlabel": {"align": "left"},
-            "showlegend": len(traces) > 1,
-            # Below the axis, measured from the bottom of the figure: clear of the date labels.
-            "legend": {
-                "orientation": "h",
-                "yref": "container",
-                "y": 0,
-                "yanchor": "bottom",
-                "font": {"size": theme.font_size - 2},
-            },
+            "showlegend": legend,
+            "legend": _legend(theme),
             "xaxis": axis | {"type": "date", "range": list(x_range_ms)},
             # Markers get a strip of their own above the data, so they never hide a line.
             "yaxis": axis
