@@ -286,7 +286,7 @@ def _margin(theme: Theme, legend: bool) -> dict[str, int]:
             "l": 5 * theme.font_size,
             "r": 110 if legend else 16,
             "t": 20,
-            "b": 2 * theme.font_size,
+            "b": 3 * theme.font_size,
         }
     return {"l": 6 * theme.font_size, "r": 16, "t": 26, "b": 44 + 2 * theme.font_size}
 
