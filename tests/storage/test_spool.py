@@ -1,28 +1,21 @@
 """The spool on its own, and the InfluxDB store riding out a stopped influxd: acknowledged points
-arrive once, in order; a full spool refuses writes, and HTTP ingest answers 503."""
+arrive once, in order; a full spool refuses writes."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from aiohttp import web
 
-from collector.http_ingest import add_ingest_routes
-from collector.service_metrics import ServiceMetrics
-from collector.stats import IngestStats
-from collector.store_writer import StoreWriter
 from shipboard.settings import Settings
-from shipboard.stores import watch_store
 from storage.errors import SpoolFullError
 from storage.influx import InfluxConfig, InfluxStore
 from storage.records import Samples, Series
 from storage.spool import Spool
-from tests.backends import Influxd, free_port
+from tests.backends import Influxd
 
 HOST = Series.of("load", {"host": "a"})
 
@@ -107,33 +100,3 @@ def test_influxd_restarted_mid_ingest_gets_every_acknowledged_point_once(
         store.close()
     finally:
         server.stop()
-
-
-@pytest.fixture
-def unreachable_store(tmp_path: Path) -> Iterator[InfluxStore]:
-    """An InfluxDB store whose server never answers, with room in its spool for one write."""
-    config = InfluxConfig(f"http://127.0.0.1:{free_port()}", api="v1", timeout_s=0.5)
-    store = InfluxStore(
-        config, Settings().tiers(), tmp_path / "spool", spool_max_bytes=600, listing_ttl_s=60
-    )
-    yield store
-    store.close()
-
-
-async def test_ingest_answers_503_once_the_spool_is_full(
-    unreachable_store: InfluxStore, aiohttp_client
-) -> None:
-    stats = IngestStats()
-    metrics = ServiceMetrics(stats, lambda: 0)
-    watch_store(metrics.registry, unreachable_store)
-    writer = StoreWriter(unreachable_store, stats, metrics, lambda samples: None)
-    app = web.Application()
-    add_ingest_routes(app, writer, stats, 1 << 20)
-    client = await aiohttp_client(app)
-    body = "\n".join(f"cpu,host=a usage={i} {i}" for i in range(12)).encode()
-    first = await client.post("/write", data=body)
-    assert first.status == 204  # spooled: durable, so acknowledged
-    second = await client.post("/write", data=body)
-    assert second.status == 503
-    assert "spool" in (await second.json())["error"]
-    assert b"shipboard_spool_depth 1.0" in metrics.render()
