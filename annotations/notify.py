@@ -218,16 +218,16 @@ class Notifier:
                 log.warning(
                     "announcement to %s dropped after %d tries: %s", target.name, tries, reason
                 )
-                self.dropped[target.kind, "tries"] += 1
                 await self.db.run(settle, self.db, row_id, retry_ns=None, tries=tries, error="")
+                self.dropped[target.kind, "tries"] += 1
                 return
             self.retried[target.kind] += 1
             retry_ns = self.clock() + int(self._backoff_s(tries) * NS_PER_S)
             log.info("announcement to %s failed (try %d): %s", target.name, tries, reason)
             await self.db.run(settle, self.db, row_id, retry_ns=retry_ns, tries=tries, error=reason)
             return
-        self.delivered[target.kind] += 1
         await self.db.run(settle, self.db, row_id, retry_ns=None, tries=tries, error="")
+        self.delivered[target.kind] += 1
 
     def collector(self) -> Collector:
         """A Prometheus collector of the counts, for the service's /metrics registry."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from annotations.irc import IrcMessage
 from tests.annotations.ircd import Watcher, make_ircd
-from tests.running import RunningShipboard
+from tests.running import RunningShipboard, wait_for
 
 
 def _privmsg_from(nick: str, text_start: str) -> Callable[[IrcMessage], bool]:
@@ -75,7 +75,12 @@ def test_deploys_are_announced_answered_and_delivered_after_an_ircd_restart(tmp_
         # The bot is back under its own nick: the squatter is gone.
         finished = alice.wait_for(_privmsg_from("shipbot", "[deploy] web 3f2c1a9 succeeded in"), 30)
         assert finished.params[0] == "#ship"
-        assert shipboard.metric_value("shipboard_announcements_delivered_total", target="irc") == 2
+        # Counted once the queue row is gone, just after the line went out.
+        wait_for(
+            lambda: (
+                shipboard.metric_value("shipboard_announcements_delivered_total", target="irc") == 2
+            )
+        )
     finally:
         alice.close()
         squatter.close()
