@@ -24,11 +24,12 @@ DB = "bench"
 
 
 def shipboard(workdir: Path) -> Server:
-    ports = {name: free_port() for name in ("http", "statsd", "graphite", "dash")}
+    # The metric path only: no dashboards process (--dash-port 0); queries need no token.
+    ports = {name: free_port() for name in ("http", "statsd", "graphite")}
     argv = [
         str(SHIPBOARD), "run", "--data-dir", str(workdir / "data"),
         "--http-port", str(ports["http"]), "--statsd-port", str(ports["statsd"]),
-        "--graphite-port", str(ports["graphite"]), "--dash-port", str(ports["dash"]),
+        "--graphite-port", str(ports["graphite"]), "--dash-port", "0", "--anonymous-read",
         "--no-agent", "--flush-interval", str(FLUSH_INTERVAL_S),
     ]  # fmt: skip
     server = Server("shipboard", pinned(argv, SERVER_CPU), workdir, ports)

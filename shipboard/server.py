@@ -209,13 +209,20 @@ def _start_aggregator(node: _Node, scheduler: RollupScheduler) -> None:
     node.listeners["aggregator"] = "rollups and retention, while holding the aggregator lock"
 
 
+def _dashboards_process(settings: Settings) -> None:
+    """The dashboards process: the configured store, read-only, under the Dash app."""
+    from dashboards.serve import serve_dashboards
+
+    serve_dashboards(settings, open_store(settings, readonly=True))
+
+
 async def _start_dashboards(node: _Node) -> None:
     """The dashboards in a process of their own (Dash is synchronous and holds the GIL)."""
-    from dashboards.serve import open_link, serve_dashboards
+    from dashboards.serve import open_link
 
     settings = node.settings
     process = multiprocessing.get_context("spawn").Process(
-        target=serve_dashboards, args=(settings,), name="shipboard-dashboards", daemon=True
+        target=_dashboards_process, args=(settings,), name="shipboard-dashboards", daemon=True
     )
     process.start()
 

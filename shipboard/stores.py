@@ -14,11 +14,14 @@ from storage.embedded import EmbeddedStore
 from storage.influx import InfluxConfig, InfluxStore
 
 
-def open_store(settings: Settings) -> Store:
-    """Open the configured store; blocking (call it through `asyncio.to_thread`)."""
+def open_store(settings: Settings, *, readonly: bool = False) -> Store:
+    """Open the configured store; blocking (call it through `asyncio.to_thread`). A reader
+    (the dashboards process) gets no write path: no spool, no WAL of its own."""
     tiers = settings.tiers()
     if settings.store == "embedded":
-        return EmbeddedStore(settings.data_dir / "metrics", tiers, max_series=settings.max_series)
+        return EmbeddedStore(
+            settings.data_dir / "metrics", tiers, max_series=settings.max_series, readonly=readonly
+        )
     config = InfluxConfig(
         url=settings.influx_url,
         api=settings.influx_api,
@@ -32,7 +35,7 @@ def open_store(settings: Settings) -> Store:
     return InfluxStore(
         config,
         tiers,
-        settings.data_dir / "spool",
+        None if readonly else settings.data_dir / "spool",
         spool_max_bytes=settings.spool_max_bytes,
         max_series=settings.max_series,
     )

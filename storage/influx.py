@@ -44,7 +44,12 @@ from influxdb_client.rest import ApiException
 from storage import influx_codec as codec
 from storage.base import WriteResult
 from storage.columns import ROLLUP_WIDTH, Columns, IdArray, merge
-from storage.errors import ServerWriteError, StorageError, StoreClosedError
+from storage.errors import (
+    ReadOnlyStoreError,
+    ServerWriteError,
+    StorageError,
+    StoreClosedError,
+)
 from storage.records import (
     RAW,
     FloatArray,
@@ -99,7 +104,7 @@ class InfluxStore:
         self,
         config: InfluxConfig,
         tiers: Sequence[Tier],
-        spool_dir: Path,
+        spool_dir: Path | None,
         *,
         spool_max_bytes: int = 1 << 30,
         max_series: int = 1_000_000,
@@ -128,7 +133,8 @@ class InfluxStore:
                 retries=retries,
             )
             self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
-        self._spool = Spool(spool_dir, spool_max_bytes)
+        # No spool: a reader (the dashboards process), which never writes.
+        self._spool = Spool(spool_dir, spool_max_bytes) if spool_dir is not None else None
         self._lock = threading.Lock()  # guards the series listing and prefixes
         self._rollup_lock = threading.Lock()  # one read-combine-write of rollups at a time
         self._prefixes: dict[Series, str] = {}  # series this process wrote
@@ -137,13 +143,15 @@ class InfluxStore:
         self._closed = False
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._drainer = threading.Thread(target=self._drain, name="influx-spool-drainer")
-        self._drainer.start()
+        self._drainer = None
+        if self._spool is not None:
+            self._drainer = threading.Thread(target=self._drain, name="influx-spool-drainer")
+            self._drainer.start()
 
     # -- writes ---------------------------------------------------------------------------
 
     def write(self, samples: Samples) -> WriteResult:
-        self._check_open()
+        self._check_writable()
         if not len(samples):
             return WriteResult(0)
         prefixes, refused_series = self._admit(samples)
@@ -185,6 +193,7 @@ class InfluxStore:
 
     def _deliver(self, payload: bytes) -> None:
         """Send now, or spool when InfluxDB is away or writes are already queued (order)."""
+        assert self._spool is not None  # writes are checked by _check_writable
         if not self._spool.depth:
             try:
                 self._post_write(payload)
@@ -224,6 +233,7 @@ class InfluxStore:
 
     def _drain(self) -> None:
         """Deliver spooled writes oldest first, each removed only once InfluxDB took it."""
+        assert self._spool is not None
         delay = _RETRY_S[0]
         while not self._stop.is_set():
             record = self._spool.oldest()
@@ -246,14 +256,14 @@ class InfluxStore:
     @property
     def spool_depth(self) -> int:
         """Writes waiting in the spool for InfluxDB."""
-        return self._spool.depth
+        return self._spool.depth if self._spool is not None else 0
 
     @property
     def spool_bytes(self) -> int:
-        return self._spool.size_bytes
+        return self._spool.size_bytes if self._spool is not None else 0
 
     def write_rollups(self, tier: str, rollups: Rollups, watermark_ns: int) -> None:
-        self._check_open()
+        self._check_writable()
         self._check_rollup_tier(tier)
         lines = []
         with self._rollup_lock:
@@ -413,7 +423,7 @@ class InfluxStore:
     # -- maintenance ----------------------------------------------------------------------
 
     def apply_retention(self, now_ns: int) -> None:
-        self._check_open()
+        self._check_writable()
         statements = []
         for name, tier in self._tiers.items():
             pattern = _RAW_MEASUREMENTS if name == RAW else "^" + re.escape(f"~{name}:")
@@ -430,7 +440,8 @@ class InfluxStore:
         self._closed = True
         self._stop.set()
         self._wake.set()
-        self._drainer.join()
+        if self._drainer is not None:
+            self._drainer.join()
         if self._client is not None:
             self._client.close()  # type: ignore[no-untyped-call]
         self._http.clear()
@@ -465,3 +476,8 @@ class InfluxStore:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreClosedError(f"store on {self._url} is closed")
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self._spool is None:
+            raise ReadOnlyStoreError(f"store on {self._url} was opened to read only")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from shipboard.settings import Settings
-from storage.errors import SpoolFullError
+from storage.errors import ReadOnlyStoreError, SpoolFullError
 from storage.influx import InfluxConfig, InfluxStore
 from storage.records import Samples, Series
 from storage.spool import Spool
@@ -100,3 +100,23 @@ def test_influxd_restarted_mid_ingest_gets_every_acknowledged_point_once(
         store.close()
     finally:
         server.stop()
+
+
+def test_a_reader_without_a_spool_reads_what_a_writer_stored_and_refuses_writes(
+    tmp_path: Path, influxd: Influxd
+) -> None:
+    config = InfluxConfig(influxd.url, api="v1", database=influxd.new_database())
+    writer = InfluxStore(config, Settings().tiers(), tmp_path / "spool", listing_ttl_s=0.0)
+    reader = InfluxStore(config, Settings().tiers(), None, listing_ttl_s=0.0)
+    try:
+        writer.write(batch(0, 10))
+        got = reader.read([HOST], 0, 1000)
+        assert got.ts_ns.tolist() == list(range(10))
+        assert reader.spool_depth == 0
+        with pytest.raises(ReadOnlyStoreError):
+            reader.write(batch(10, 1))
+        with pytest.raises(ReadOnlyStoreError):
+            reader.apply_retention(0)
+    finally:
+        reader.close()
+        writer.close()
