@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -72,8 +73,21 @@ class RollupScheduler:
             with self._lock:
                 self._noted.append(_subset(samples, late))
 
-    def run_once(self, now_ns: int) -> None:
-        """Roll up every tier as far as `now_ns - grace_ns` allows (within the chunk budget)."""
+    def catch_up(self, now_ns: int, budget_s: float) -> None:
+        """Run until every tier is up to date, or for about `budget_s` seconds: a backfill of
+        days is rolled up in a few passes instead of one chunk per pass."""
+        deadline = time.monotonic() + budget_s
+        while not self.run_once(now_ns) and time.monotonic() < deadline:
+            pass
+
+    def lag_ns(self, now_ns: int) -> dict[str, int]:
+        """How far behind `now_ns` each rollup tier's watermark is (0 when never run)."""
+        with self._lock:
+            return {t.name: now_ns - self._watermarks.get(t.name, now_ns) for t in self._tiers}
+
+    def run_once(self, now_ns: int) -> bool:
+        """Roll up every tier as far as `now_ns - grace_ns` allows (within the chunk budget);
+        True when every tier got there."""
         with self._run_lock:
             with self._lock:
                 noted, self._noted = Samples.concat(self._noted), []
@@ -84,16 +98,21 @@ class RollupScheduler:
                 late = noted.ts_ns < watermark if watermark is not None else None
                 if late is not None and late.any():
                     self._late[tier.name].append(_subset(noted, late))
+            caught_up = True
             try:
                 source_mark: int | None = None
                 for tier in self._tiers:
-                    source_mark = self._run_tier(tier, now_ns, source_mark)
+                    mark, target = self._run_tier(tier, now_ns, source_mark)
+                    caught_up &= mark >= target
+                    source_mark = mark
             except BaseException:
                 with self._lock:
                     self._watermarks.clear()  # reread them: the failed write may have landed
                 raise
+            return caught_up
 
-    def _run_tier(self, tier: Tier, now_ns: int, source_mark: int | None) -> int:
+    def _run_tier(self, tier: Tier, now_ns: int, source_mark: int | None) -> tuple[int, int]:
+        """Roll up one chunk of `tier`; its new watermark, and where it would be up to date."""
         width = tier.width_ns
         ready = now_ns - self._grace_ns
         target = ready - ready % width
@@ -121,7 +140,7 @@ class RollupScheduler:
         self._late[tier.name] = []
         with self._lock:
             self._watermarks[tier.name] = mark
-        return mark
+        return mark, target
 
     def _known_watermark(self, tier: Tier) -> int | None:
         with self._lock:

@@ -41,6 +41,7 @@ from storage.records import NS_PER_S, Samples, Tier
 log = logging.getLogger("shipboard")
 
 ROLLUP_INTERVAL_S = 10.0
+ROLLUP_BUDGET_S = 2.0  # a backfill is caught up in passes of at most this much work
 RETENTION_INTERVAL_S = 600.0
 
 
@@ -197,8 +198,11 @@ def _start_aggregator(node: _Node, scheduler: RollupScheduler) -> None:
     async def roll_up() -> None:
         if await asyncio.to_thread(lock.try_acquire):
             started = time.perf_counter()
-            await asyncio.to_thread(scheduler.run_once, time.time_ns())
+            now_ns = time.time_ns()
+            await asyncio.to_thread(scheduler.catch_up, now_ns, ROLLUP_BUDGET_S)
             node.metrics.rollup_seconds.observe(time.perf_counter() - started)
+            for tier, lag_ns in scheduler.lag_ns(now_ns).items():
+                node.metrics.gauges[f"rollup_lag_{tier}_seconds"] = lag_ns / NS_PER_S
 
     async def apply_retention() -> None:
         if await asyncio.to_thread(lock.try_acquire):

@@ -54,10 +54,22 @@ def test_a_backlog_is_caught_up_one_chunk_per_run(open_store):
     scheduler.run_once(NOW - 2 * HOUR)
     assert watermarks(store) == [NOW - 2 * HOUR] * 3
     store.write(known_points(NOW - 2 * HOUR, NOW))
-    scheduler.run_once(NOW)
+    assert scheduler.run_once(NOW) is False
     assert watermarks(store) == [NOW - HOUR] * 3
     assert counts(store) == {tier: POINTS / 2 for tier in ROLLUP_TIERS}
-    scheduler.run_once(NOW)
+    assert scheduler.lag_ns(NOW) == dict.fromkeys(ROLLUP_TIERS, HOUR)
+    assert scheduler.run_once(NOW) is True
+    assert watermarks(store) == [NOW] * 3
+    assert counts(store) == {tier: POINTS for tier in ROLLUP_TIERS}
+    assert scheduler.lag_ns(NOW) == dict.fromkeys(ROLLUP_TIERS, 0)
+
+
+def test_catch_up_runs_chunks_until_up_to_date(open_store):
+    store = open_store()
+    scheduler = RollupScheduler(store, TIERS, grace_ns=0)
+    scheduler.run_once(NOW - 2 * HOUR)
+    store.write(known_points(NOW - 2 * HOUR, NOW))
+    scheduler.catch_up(NOW, budget_s=60.0)
     assert watermarks(store) == [NOW] * 3
     assert counts(store) == {tier: POINTS for tier in ROLLUP_TIERS}
 
