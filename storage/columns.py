@@ -121,11 +121,21 @@ def select_sorted(run: Columns, sids: IdArray | None, start_ns: int, end_ns: int
     return run.take(rows)
 
 
+_FEW_SLICES = 16
+
+
 def _lower_bound(
     ts: IntArray, lo: NDArray[np.intp], hi: NDArray[np.intp], value: int
 ) -> NDArray[np.intp]:
     """For each sorted slice ts[lo[i]:hi[i]], the first position whose ts >= value: one
-    vectorised binary search over all slices at once."""
+    vectorised binary search over all slices at once (for a few slices, one searchsorted each:
+    a dashboard panel of one series pays a few C calls, not a Python loop of numpy steps)."""
+    if len(lo) <= _FEW_SLICES:
+        found = [
+            start + int(np.searchsorted(ts[start:end], value))
+            for start, end in zip(lo.tolist(), hi.tolist(), strict=True)
+        ]
+        return np.asarray(found, np.intp)
     lo, hi = lo.copy(), hi.copy()
     while True:
         open_ = lo < hi

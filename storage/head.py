@@ -1,6 +1,6 @@
 """The head: rows of one tier not yet in a block, as sorted parts plus a few unsorted chunks.
 
-Writes append small chunks; once enough rows wait they are sorted into a part, and runs of
+Writes append small chunks; once enough rows or chunks wait they are sorted into a part, and runs of
 four parts of one size are merged into one (from the maintenance thread), so a read scans a
 short unsorted tail and binary-searches a handful of parts. The caller serialises mutations;
 `snapshot()` hands readers immutable runs.
@@ -14,6 +14,9 @@ from storage.columns import Columns, merge
 
 SORT_ROWS = 65_536
 """Unsorted rows kept before sorting them into a part: a bounded scan for reads."""
+
+SORT_CHUNKS = 16
+"""Unsorted chunks kept at most: rollup writes are many and small, and a read scans each chunk."""
 
 MERGE_FAN_IN = 4
 
@@ -45,7 +48,7 @@ class Head:
         self._chunks.append(chunk)
         self._chunk_rows += len(chunk)
         self.rows += len(chunk)
-        if self._chunk_rows >= self._sort_rows:
+        if self._chunk_rows >= self._sort_rows or len(self._chunks) >= SORT_CHUNKS:
             self._parts.append(merge(self._chunks, self.width))
             self._levels.append(0)
             self._chunks = []
