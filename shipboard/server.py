@@ -41,7 +41,7 @@ from storage.records import NS_PER_S, Samples, Tier
 log = logging.getLogger("shipboard")
 
 ROLLUP_INTERVAL_S = 10.0
-ROLLUP_BUDGET_S = 2.0  # a backfill is caught up in passes of at most this much work
+ROLLUP_BUDGET_S = 1.0  # a backfill is caught up in passes of at most this much work
 RETENTION_INTERVAL_S = 600.0
 
 

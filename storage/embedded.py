@@ -81,7 +81,7 @@ class EmbeddedStore:
         *,
         max_series: int = 1_000_000,
         readonly: bool = False,
-        checkpoint_rows: int = 4_000_000,
+        checkpoint_rows: int = 8_000_000,
         checkpoint_interval_s: float = 900.0,
     ) -> None:
         self._root = Path(path)
