@@ -26,7 +26,7 @@ import numpy as np
 
 from collector.errors import ParseError
 from collector.parse_result import ParseResult, parse_in_parts
-from storage.records import FloatArray, IntArray, Samples, Series, Tags
+from storage.records import FloatArray, IndexArray, IntArray, Samples, Series, Tags
 
 PRECISION_NS: dict[str, int] = {
     "ns": 1,
@@ -78,6 +78,9 @@ _NAME_ESCAPE = re.compile(rb"\\([,= ])")
 # floods of distinct series.
 _KEYS: dict[bytes, _Key] = {}
 _KEYS_MAX = 100_000
+# Whole bodies' series, by their key and field-name sequence (see _body_shape); oldest evicted.
+_SHAPES: dict[bytes, tuple[tuple[Series, ...], IndexArray]] = {}
+_SHAPES_MAX = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +140,46 @@ def _parse_fast(body: bytes, now_ns: int, unit_ns: int) -> ParseResult | None:
         return None
     pairs = all_fields.replace(b"=", b",").split(b",")
     names, values = pairs[0::2], pairs[1::2]
-    per_line = np.array(list(map(bytes.count, field_lists, repeat(b"="))), np.int64)
+    single = len(names) == count  # one field per line: no per-line counts needed
+    per_line = (
+        None if single else np.array(list(map(bytes.count, field_lists, repeat(b"="))), np.int64)
+    )
+    shape = _body_shape(keys, names, per_line)
+    if shape is None:
+        return None
+    series, index = shape
+    value_array = _fast_values(values)
+    ts_ns: IntArray | None = np.full(count, now_ns, np.int64)
+    if width == 3:
+        ts_ns = _fast_timestamps(tokens[2::3], unit_ns)
+    if value_array is None or ts_ns is None:
+        return None
+    return ParseResult(
+        Samples(
+            series, index, ts_ns if per_line is None else np.repeat(ts_ns, per_line), value_array
+        )
+    )
+
+
+def _body_shape(
+    keys: list[bytes], names: list[bytes], per_line: IntArray | None
+) -> tuple[tuple[Series, ...], IndexArray] | None:
+    """The series of a body's points and each point's position among them; None when a key
+    or field name is bad. Agents send the same series in the same order at every interval, so
+    shapes are cached by the exact key and name sequence: a repeated body pays one lookup
+    instead of a dict operation per line."""
+    # No key or name holds a newline, and the counts fix where each section ends.
+    blob = b"\n".join(
+        [
+            b"%d %d" % (len(keys), len(names)),
+            *keys,
+            *names,
+            b"" if per_line is None else per_line.tobytes(),
+        ]
+    )
+    cached = _SHAPES.get(blob)
+    if cached is not None:
+        return cached
     key_positions = {key: i for i, key in enumerate(dict.fromkeys(keys))}
     name_positions = {name: i for i, name in enumerate(dict.fromkeys(names))}
     try:
@@ -145,25 +187,25 @@ def _parse_fast(body: bytes, now_ns: int, unit_ns: int) -> ParseResult | None:
         parsed_names = [_field_name(name) for name in name_positions]
     except ParseError:
         return None
-    value_array = _fast_values(values)
-    ts_ns: IntArray | None = np.full(count, now_ns, np.int64)
-    if width == 3:
-        ts_ns = _fast_timestamps(tokens[2::3], unit_ns)
-    if value_array is None or ts_ns is None:
-        return None
     # Series of point i: (key of its line, its field name), coded as one integer.
-    key_ids = np.fromiter(map(key_positions.__getitem__, keys), np.int64, count)
+    key_ids = np.fromiter(map(key_positions.__getitem__, keys), np.int64, len(keys))
     name_ids = np.fromiter(map(name_positions.__getitem__, names), np.int64, len(names))
-    codes = np.repeat(key_ids, per_line) * len(parsed_names) + name_ids
-    series_codes, index = _distinct(codes, len(parsed_keys) * len(parsed_names))
+    if per_line is not None:
+        key_ids = np.repeat(key_ids, per_line)
     names_count = len(parsed_names)
-    series = [
+    series_codes, codes_index = _distinct(
+        key_ids * names_count + name_ids, len(parsed_keys) * names_count
+    )
+    series = tuple(
         parsed_keys[code // names_count].series_of(parsed_names[code % names_count])
         for code in series_codes.tolist()
-    ]
-    return ParseResult(
-        Samples(series, index.astype(np.int32), np.repeat(ts_ns, per_line), value_array)
     )
+    index = codes_index.astype(np.int32)
+    index.setflags(write=False)  # shared by every body of this shape
+    if len(_SHAPES) >= _SHAPES_MAX:
+        del _SHAPES[next(iter(_SHAPES))]
+    _SHAPES[blob] = series, index
+    return series, index
 
 
 def _parse_with_strings(body: bytes, now_ns: int, unit_ns: int) -> ParseResult | None:

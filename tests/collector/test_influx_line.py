@@ -248,3 +248,21 @@ def test_a_large_body_with_a_few_bad_lines_keeps_every_good_line() -> None:
     assert result.samples.values.tolist() == [
         float(i) for i in range(5000) if i not in (7, 2500, 4999)
     ]
+
+
+def test_bodies_of_one_shape_reuse_series_but_keep_their_own_values_and_times():
+    first = parse_influx(b"cpu,host=a u=1,s=2 10\nmem,host=a used=3 10\n", 0, "s")
+    second = parse_influx(b"cpu,host=a u=4,s=5 20\nmem,host=a used=6 20\n", 0, "s")
+    assert first.samples.series == second.samples.series
+    assert [(str(s), t, v) for s, t, v in second.samples.points()] == [
+        ("cpu.u{host=a}", 20 * 10**9, 4.0),
+        ("cpu.s{host=a}", 20 * 10**9, 5.0),
+        ("mem.used{host=a}", 20 * 10**9, 6.0),
+    ]
+
+
+def test_same_keys_and_names_spread_differently_over_lines_are_different_shapes():
+    one = parse_influx(b"a x=1,y=2\nb z=3\n", 7, "ns")
+    other = parse_influx(b"a x=1\nb y=2,z=3\n", 7, "ns")
+    assert [str(s) for s, _, _ in one.samples.points()] == ["a.x", "a.y", "b.z"]
+    assert [str(s) for s, _, _ in other.samples.points()] == ["a.x", "b.y", "b.z"]
