@@ -338,9 +338,12 @@ def _ignore(samples: Samples) -> None:
 
 def _print_banner(settings: Settings, listeners: dict[str, str]) -> None:
     lines = [f"Shipboard is running ({settings.role}), data in {settings.data_dir.resolve()}"]
-    lines += [f"  {name:<9} {where}" for name, where in listeners.items()]
+    lines += [f"  {name:<11} {where}" for name, where in listeners.items()]
     http = listeners["http"]
-    lines.append(f"Query the API:  curl '{http}/api/v1/query?metric=cpu.user&from=-15m'")
+    if "dashboards" in listeners:
+        lines.append(f"Open the dashboards: {listeners['dashboards']}")
+    auth = "" if settings.anonymous_read else '-H "Authorization: Bearer $SHIPBOARD_TOKEN" '
+    lines.append(f"Query the API:  curl {auth}'{http}/api/v1/query?metric=cpu.user&from=-15m'")
     lines.append(f"Own health:     {http}/metrics")
     print("\n".join(lines), flush=True)
 
