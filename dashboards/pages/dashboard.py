@@ -256,40 +256,48 @@ def refresh(_: int, data: dict[str, Any], meta: Meta | None) -> Any:
     return figure, meta_changes(meta, new_meta)
 
 
-def navigate(
-    controls: list[str | None], relayouts: list[dict[str, Any] | None], data: dict[str, Any]
-) -> Any:
-    """Any control, or a drag-to-zoom on any panel, becomes a new URL."""
+def navigate(controls: list[str | None], data: dict[str, Any]) -> Any:
+    """Any control becomes a new URL."""
+    view, _span = _view(data)
+    trigger = dash.ctx.triggered_id
+    if not isinstance(trigger, dict) or trigger["view"] != view.href():
+        raise dash.exceptions.PreventUpdate
+    fields = _fields(view)
+    values = {
+        (i["id"]["kind"], i["id"]["name"]): (v or "").strip()
+        for i, v in zip(dash.ctx.inputs_list[0], controls, strict=True)
+    }
+    if trigger["kind"] == "preset":
+        if values["preset", ""] == CUSTOM:
+            raise dash.exceptions.PreventUpdate
+        fields |= {"start": values["preset", ""], "end": "now"}
+    elif trigger["kind"] in ("from", "to"):
+        fields |= {"start": values["from", ""], "end": values["to", ""] or "now"}
+    else:
+        fields["variables"] = {
+            name: v
+            for (kind, name), v in values.items()
+            if kind == "variable" and name and v and v != ALL_VALUES
+        }
+    return _go(view, fields)
+
+
+def zoom(relayouts: list[dict[str, Any] | None], data: dict[str, Any]) -> Any:
+    """A drag-to-zoom on any panel becomes a new URL. A callback of its own: Dash drops the
+    answer of a callback that fires again before it answers, and plotly reports a relayout
+    whenever a graph is drawn, which must not swallow a control's change."""
     view, _span = _view(data)
     trigger = dash.ctx.triggered_id
     if not isinstance(trigger, dict):
         raise dash.exceptions.PreventUpdate
-    fields = _fields(view)
-    if trigger["type"] == "graph":
-        ids = [i["id"] for i in dash.ctx.inputs_list[1]]
-        zoomed = zoom_range(relayouts[ids.index(trigger)] or {})
-        if zoomed is None:
-            raise dash.exceptions.PreventUpdate
-        fields |= {"start": zoomed[0], "end": zoomed[1]}
-    else:
-        if trigger["view"] != view.href():
-            raise dash.exceptions.PreventUpdate
-        values = {
-            (i["id"]["kind"], i["id"]["name"]): (v or "").strip()
-            for i, v in zip(dash.ctx.inputs_list[0], controls, strict=True)
-        }
-        if trigger["kind"] == "preset":
-            if values["preset", ""] == CUSTOM:
-                raise dash.exceptions.PreventUpdate
-            fields |= {"start": values["preset", ""], "end": "now"}
-        elif trigger["kind"] in ("from", "to"):
-            fields |= {"start": values["from", ""], "end": values["to", ""] or "now"}
-        else:
-            fields["variables"] = {
-                name: v
-                for (kind, name), v in values.items()
-                if kind == "variable" and name and v and v != ALL_VALUES
-            }
+    ids = [i["id"] for i in dash.ctx.inputs_list[0]]
+    zoomed = zoom_range(relayouts[ids.index(trigger)] or {})
+    if zoomed is None:
+        raise dash.exceptions.PreventUpdate
+    return _go(view, _fields(view) | {"start": zoomed[0], "end": zoomed[1]})
+
+
+def _go(view: ViewState, fields: dict[str, Any]) -> Any:
     target = ViewState(**fields).href()
     return target if target != view.href() else no_update
 
@@ -321,10 +329,15 @@ def register(app: dash.Dash) -> None:
     app.callback(
         Output("nav", "href", allow_duplicate=True),
         Input({"type": "control", "kind": ALL, "name": ALL, "view": ALL}, "value"),
-        Input({"type": "graph", "panel": ALL}, "relayoutData"),
         State("view", "data"),
         prevent_initial_call=True,
     )(navigate)
+    app.callback(
+        Output("nav", "href", allow_duplicate=True),
+        Input({"type": "graph", "panel": ALL}, "relayoutData"),
+        State("view", "data"),
+        prevent_initial_call=True,
+    )(zoom)
     # The hourly reload and the playlist load a whole page, which frees everything drawn.
     app.clientside_callback(
         """function(n, data) {
