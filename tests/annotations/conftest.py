@@ -12,7 +12,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from annotations.app import ControlPlane
 from annotations.db import ControlDB
+from tests.annotations.flag_server import LiveServer
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -76,3 +78,13 @@ def control_db(control_url: str, tmp_path: Path) -> Iterator[ControlDB]:
     db = ControlDB.open(control_url, tmp_path)
     yield db
     db.close()
+
+
+@pytest.fixture
+def server(control: ControlPlane) -> Iterator[LiveServer]:
+    """The control app over the test module's own `control` plane, served on a free port from a
+    background thread until the test ends (for the blocking SDK and CLI)."""
+    live = LiveServer(control)
+    live.start()
+    yield live
+    live.close()

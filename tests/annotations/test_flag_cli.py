@@ -49,14 +49,6 @@ def control(control_url: str, tmp_path: Path) -> Iterator[ControlPlane]:
 
 
 @pytest.fixture
-def server(control: ControlPlane) -> Iterator[LiveServer]:
-    live = LiveServer(control)
-    live.start()
-    yield live
-    live.close()
-
-
-@pytest.fixture
 def operator(control: ControlPlane) -> str:
     return create_token(control.db, "deployer", "operator")[1]
 

@@ -43,14 +43,6 @@ def control(control_url: str, tmp_path: Path) -> Iterator[ControlPlane]:
 
 
 @pytest.fixture
-def server(control: ControlPlane) -> Iterator[LiveServer]:
-    live = LiveServer(control)
-    live.start()
-    yield live
-    live.close()
-
-
-@pytest.fixture
 def token(control: ControlPlane) -> str:
     return create_token(control.db, "app", "viewer")[1]
 
