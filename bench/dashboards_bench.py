@@ -37,6 +37,7 @@ from waitress.server import BaseWSGIServer, create_server
 
 from annotations.db import ControlDB
 from annotations.deploys import DeployStart, finish_deploy, start_deploy
+from bench.launch import CHROMIUM, CHROMIUM_ARGS
 from shipboard.settings import Settings
 from storage.embedded import EmbeddedStore
 from storage.records import NS_PER_S, Rollups, Samples, Series
@@ -63,17 +64,6 @@ METRICS = (
 )
 VIEWPORT: ViewportSize = {"width": 1920, "height": 1080}
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
 ALL_DRAWN = """(n) => {
     const plots = [...document.querySelectorAll('.js-plotly-plot')];
     return plots.length >= n && plots.every(p => p._fullLayout && p.querySelector('.main-svg')
@@ -299,9 +289,7 @@ def main() -> None:
         try:
             bare = start_bare()
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(
-                    executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-                )
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport=VIEWPORT)
                 wall = url + "/d/wall?kiosk=1&from=-7d"
                 draw_ms(page, wall, 12)  # warm both servers and the browser's cache alike

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.launch import influxd_config
 from bench.procs import HOST, SERVER_CPU, Server, free_port, http_get, http_ok, pinned, tcp_open
 
 REPO = Path(__file__).resolve().parent.parent
@@ -114,25 +115,7 @@ LOG_LISTENER_CONNECTIONS = False
 def influxd(workdir: Path) -> Server:
     ports = {"http": free_port(), "rpc": free_port()}
     (workdir / "influxdb.conf").write_text(
-        f"""reporting-enabled = false
-bind-address = "{HOST}:{ports["rpc"]}"
-[meta]
-  dir = "{workdir}/meta"
-  logging-enabled = false
-[data]
-  dir = "{workdir}/data"
-  wal-dir = "{workdir}/wal"
-  wal-fsync-delay = "0s"
-  query-log-enabled = false
-  max-values-per-tag = 0
-  max-series-per-database = 0
-[monitor]
-  store-enabled = false
-[http]
-  bind-address = "{HOST}:{ports["http"]}"
-  auth-enabled = false
-  log-enabled = false
-"""
+        influxd_config(workdir, HOST, ports["http"], ports["rpc"])
     )
     argv = ["influxd", "run", "-config", str(workdir / "influxdb.conf")]
     server = Server("influxd", pinned(argv, SERVER_CPU), workdir, ports)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from bench.launch import influxd_config
 from storage.base import Store
 from storage.embedded import EmbeddedStore
 from storage.influx import InfluxConfig, InfluxStore
@@ -45,29 +46,7 @@ class Influxd:
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.config = home / "influxdb.conf"
-        self.config.write_text(
-            f"""reporting-enabled = false
-bind-address = "{HOST}:{free_port()}"
-[meta]
-  dir = "{home}/meta"
-  logging-enabled = false
-[data]
-  dir = "{home}/data"
-  wal-dir = "{home}/wal"
-  wal-fsync-delay = "0s"
-  query-log-enabled = false
-  max-values-per-tag = 0
-  max-series-per-database = 0
-[monitor]
-  store-enabled = false
-[http]
-  bind-address = "{HOST}:{self.port}"
-  auth-enabled = false
-  log-enabled = false
-[continuous_queries]
-  enabled = false
-"""
-        )
+        self.config.write_text(influxd_config(home, HOST, self.port, free_port()))
         self.process: subprocess.Popen[bytes] | None = None
         self._databases = itertools.count()
 

@@ -9,6 +9,7 @@ import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 
 from tests.backends import influxd  # noqa: F401 (the influxd fixture, for every package)
+from tests.postgres import pg_database_url  # noqa: F401 (the PostgreSQL fixture, likewise)
 
 
 @pytest.fixture(autouse=True)

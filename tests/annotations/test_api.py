@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,6 @@ AiohttpClient = Callable[[web.Application], Awaitable[Client]]
 Headers = dict[str, dict[str, str]]
 
 DEPLOY = {"service": "web", "environment": "prod", "version": "abc123", "description": "d"}
-
-
-@pytest.fixture
-def control(control_url: str, tmp_path: Path) -> Iterator[ControlPlane]:
-    plane = ControlPlane.open(control_url, tmp_path)
-    yield plane
-    plane.close()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,6 @@ from annotations.tokens import create_token
 
 AiohttpServer = Callable[[web.Application], Awaitable[TestServer]]
 DEPLOY_ARGS = ("deploy", "--service", "web", "--env", "prod", "--version", "v1")
-
-
-@pytest.fixture
-def control(control_url: str, tmp_path: Path) -> Iterator[ControlPlane]:
-    plane = ControlPlane.open(control_url, tmp_path)
-    yield plane
-    plane.close()
 
 
 @pytest.fixture

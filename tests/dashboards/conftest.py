@@ -17,23 +17,12 @@ from typing import Any
 import pytest
 
 from annotations.db import ControlDB
+from bench.launch import CHROMIUM, CHROMIUM_ARGS
 from shipboard.settings import Settings
 from storage.embedded import EmbeddedStore
 from tests.dashboards.seed import Seeded, seed
 from tests.running import free_port
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import secrets
 import signal
 import socket
 import time
@@ -14,26 +13,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from collector.relay import HashRing
 from shipboard.aggregator_lock import AggregatorLock
-from tests.annotations.conftest import pg_database_url  # noqa: F401 (the PostgreSQL fixture)
 from tests.backends import Influxd
+from tests.postgres import fresh_schema
 from tests.running import RunningShipboard, wait_for
 from tests.running_relay import RunningRelay
 
 
 @pytest.fixture
-def control_schema(pg_database_url: str) -> Iterator[str]:  # noqa: F811 (fixture argument)
+def control_schema(pg_database_url: str) -> Iterator[str]:
     """A control-DB URL on an empty schema of the test database, shared by every node."""
-    schema = f"topology_{secrets.token_hex(4)}"
-    with psycopg.connect(pg_database_url, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    yield f"{pg_database_url}?options=-csearch_path%3D{schema}"
-    with psycopg.connect(pg_database_url, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    with fresh_schema(pg_database_url, "topology") as url:
+        yield url
 
 
 @dataclass
