@@ -348,3 +348,28 @@ def panel_figure(
             "shapes": _marker_shapes(annotations) + _threshold_shapes(panel),
         },
     }
+
+
+def problem_figure(message: str, *, theme: Theme) -> Figure:
+    """An empty panel that says, where its lines would be, why it could not be drawn."""
+    return {
+        "data": [],
+        "layout": {
+            "paper_bgcolor": theme.paper,
+            "plot_bgcolor": theme.plot,
+            "font": {"color": theme.text, "size": theme.font_size},
+            "xaxis": {"visible": False},
+            "yaxis": {"visible": False},
+            "annotations": [
+                {
+                    "text": html.escape(_short(message), quote=False),
+                    "xref": "paper",
+                    "yref": "paper",
+                    "x": 0.5,
+                    "y": 0.5,
+                    "showarrow": False,
+                    "font": {"color": DEPLOY_COLORS["failed"]},
+                }
+            ],
+        },
+    }

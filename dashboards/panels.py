@@ -8,6 +8,8 @@ from typing import Any
 
 from dash import Patch, no_update
 
+from aggregator.errors import QueryError
+from aggregator.query import QueryResult
 from dashboards.data import Board, TimeRange
 from dashboards.figures import (
     DARK,
@@ -17,11 +19,13 @@ from dashboards.figures import (
     complete,
     deploy_status,
     panel_figure,
+    problem_figure,
     rounded,
     series_key,
     spacing_ms,
 )
 from dashboards.spec import Dashboard, Panel
+from storage.errors import StorageError
 from storage.records import NS_PER_MS
 
 MIN_POINTS = 100
@@ -52,24 +56,36 @@ def render_panel(
     points: int,
     kiosk: bool,
 ) -> tuple[Figure, Meta]:
-    """The panel's figure over `span` and the meta a later refresh needs to extend it."""
-    result = board.query(panel, variables, span, max_points=str(points))
+    """The panel's figure over `span` and the meta a later refresh needs to extend it. When the
+    store or the query fails, a figure that says why and a meta with no lines, so the next
+    refresh tries again: one failing panel never blanks a page."""
+    theme = DARK if kiosk else LIGHT
+    try:
+        result = board.query(panel, variables, span, max_points=str(points))
+        annotations = board.annotations(panel.overlays, variables, span)
+    except (QueryError, StorageError) as error:
+        figure = problem_figure(f"{panel.title}: {error}", theme=theme)
+        return figure, _meta(panel, span, points, QueryResult((), 0, ""), "")
     if span.is_live:
         result = complete(result, board.clock())
-    annotations = board.annotations(panel.overlays, variables, span)
     figure = panel_figure(
         result,
         annotations,
         panel,
         x_range_ms=(span.start_ns // NS_PER_MS, span.end_ns // NS_PER_MS),
-        theme=DARK if kiosk else LIGHT,
+        theme=theme,
         revision=f"{dashboard.slug}/{panel.id}/{span.start}/{span.end}",
     )
     if kiosk:
         figure["layout"]["xaxis"]["fixedrange"] = True
         figure["layout"]["yaxis"]["fixedrange"] = True
+    return figure, _meta(panel, span, points, result, _annotation_stamp(annotations))
+
+
+def _meta(panel: Panel, span: TimeRange, points: int, result: QueryResult, stamp: str) -> Meta:
+    """What a refresh needs to extend the panel: each line's last point, index and gap."""
     keys = [series_key(s) for s in result.series]
-    meta: Meta = {
+    return {
         "panel": panel.id,
         "step_ms": result.step_ms,
         "span_ms": (span.end_ns - span.start_ns) // NS_PER_MS,
@@ -80,9 +96,8 @@ def render_panel(
             for k, s in zip(keys, result.series, strict=True)
         },
         "index": {k: i for i, k in enumerate(keys)},
-        "annotations": _annotation_stamp(annotations),
+        "annotations": stamp,
     }
-    return figure, meta
 
 
 def refresh_panel(

@@ -13,7 +13,7 @@ from storage.base import Store
 
 log = logging.getLogger("shipboard.dashboards")
 
-THREADS = 8  # concurrent panel requests of a few open dashboards; figure work holds the GIL
+THREADS = 8  # page loads and panel refreshes of several screens at once; figure work holds the GIL
 
 
 def dashboards_url(settings: Settings) -> str:

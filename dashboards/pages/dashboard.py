@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 import dash
+import flask
 from dash import ALL, MATCH, Input, Output, State, dcc, html, no_update
 from dash.development.base_component import Component
 
@@ -20,6 +21,10 @@ from dashboards.state import PRESETS, ViewState, zoom_range
 
 CUSTOM = "custom"
 HOUR_MS = 3_600_000
+WIDTH_COOKIE = "shipboard_width"
+"""The browser's window width, set by assets/screen-width.js before the page asks for its layout."""
+DEFAULT_WIDTH = 1920
+DESK_ASIDE_PX = 320  # the change list beside the panels on a desk
 
 
 def _graph_config(kiosk: bool) -> Any:
@@ -28,21 +33,54 @@ def _graph_config(kiosk: bool) -> Any:
     return {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["lasso2d"]}
 
 
-def _panel_card(dashboard: Dashboard, panel: Panel, view: ViewState) -> Component:
+class DrawnPanel(NamedTuple):
+    figure: Any
+    meta: Meta
+    csv_href: str
+
+
+def _screen_width() -> int:
+    raw = flask.request.cookies.get(WIDTH_COOKIE, "")
+    return int(raw) if raw.isdigit() and 0 < int(raw) < 100_000 else DEFAULT_WIDTH
+
+
+def _draw(
+    board: Board, dashboard: Dashboard, panel: Panel, view: ViewState, span: TimeRange
+) -> DrawnPanel:
+    """A panel drawn whole, with about one point per pixel of its width, and its CSV link."""
+    per_row = next(len(r.panels) for r in dashboard.rows if panel in r.panels)
+    width = _screen_width() - (0 if view.kiosk else DESK_ASIDE_PX)
+    points = points_for(width, per_row, board.max_points)
+    figure, meta = render_panel(
+        board, dashboard, panel, view.variables, span, points=points, kiosk=view.kiosk
+    )
+    csv_query = {k: v for k, v in view.query().items() if k not in ("kiosk", "playlist")}
+    csv_query |= {"from": str(span.start_ns), "to": str(span.end_ns), "points": str(points)}
+    href = dash.get_relative_path(f"/csv/{view.slug}/{panel.id}") + "?" + urlencode(csv_query)
+    return DrawnPanel(figure, meta, href)
+
+
+def _panel_card(panel: Panel, view: ViewState, drawn: DrawnPanel) -> Component:
     key = {"panel": panel.id}
     header = [
         html.H3(panel.title, className="panel-title"),
-        html.A("CSV", id={"type": "csv", **key}, className="csv-link", download=""),
+        html.A(
+            "CSV", id={"type": "csv", **key}, className="csv-link", download="", href=drawn.csv_href
+        ),
     ]
     return html.Div(
         [
             html.Div(header, className="panel-header"),
             # dcc.Graph sets its own height to 100%: the box around it sets the height.
             html.Div(
-                dcc.Graph(id={"type": "graph", **key}, config=_graph_config(view.kiosk)),
+                dcc.Graph(
+                    id={"type": "graph", **key},
+                    figure=drawn.figure,
+                    config=_graph_config(view.kiosk),
+                ),
                 className="panel-graph",
             ),
-            dcc.Store(id={"type": "meta", **key}),
+            dcc.Store(id={"type": "meta", **key}, data=drawn.meta),
         ],
         className="panel",
         id=f"panel-{panel.id}",
@@ -142,6 +180,7 @@ def _changes(board: Board, dashboard: Dashboard, view: ViewState, span: TimeRang
 
 
 def layout(slug: str | None = None, **query: str) -> Component:
+    """The whole page, every panel drawn: one request, and the browser draws as it arrives."""
     board = current_board()
     catalog = board.catalog()
     dashboard = catalog.dashboards.get(slug or "")
@@ -156,7 +195,10 @@ def layout(slug: str | None = None, **query: str) -> Component:
             [
                 html.H2(row.title, className="row-title") if row.title else None,
                 html.Div(
-                    [_panel_card(dashboard, p, view) for p in row.panels],
+                    [
+                        _panel_card(p, view, _draw(board, dashboard, p, view, span))
+                        for p in row.panels
+                    ],
                     className="row-panels",
                     style={"gridTemplateColumns": f"repeat({len(row.panels)}, minmax(0, 1fr))"},
                 ),
@@ -178,14 +220,11 @@ def layout(slug: str | None = None, **query: str) -> Component:
     live = span.is_live and (view.kiosk or bool(view.refresh))
     store = {
         "view": _fields(view) | {"playlist": list(view.playlist)},
-        "start_ns": span.start_ns,
-        "end_ns": span.end_ns,
         "next": view.next_in_playlist(),
     }
     return html.Div(
         [
             dcc.Store(id="view", data=store),
-            dcc.Store(id="screen"),
             # A live page reloads itself every hour: a wall screen left on for a week keeps
             # the memory of one hour (points appended, the renderer's record of inputs).
             dcc.Interval(
@@ -207,12 +246,10 @@ def layout(slug: str | None = None, **query: str) -> Component:
     )
 
 
-def _view(data: dict[str, Any]) -> tuple[ViewState, TimeRange]:
+def _view(data: dict[str, Any]) -> ViewState:
     fields = dict(data["view"])
     fields["playlist"] = tuple(fields["playlist"])
-    view = ViewState(**fields)
-    span = TimeRange(view.start, view.end, int(data["start_ns"]), int(data["end_ns"]))
-    return view, span
+    return ViewState(**fields)
 
 
 def _find(board: Board, slug: str, panel_id: str) -> tuple[Dashboard, Panel]:
@@ -223,30 +260,12 @@ def _find(board: Board, slug: str, panel_id: str) -> tuple[Dashboard, Panel]:
     return dashboard, panel
 
 
-def draw(data: dict[str, Any], width: int | None, graph_id: dict[str, str]) -> Any:
-    """A panel drawn whole when the page opens."""
-    if not data or width is None:
-        raise dash.exceptions.PreventUpdate
-    board = current_board()
-    view, span = _view(data)
-    dashboard, panel = _find(board, view.slug, graph_id["panel"])
-    per_row = next(len(r.panels) for r in dashboard.rows if panel in r.panels)
-    points = points_for(int(width) - (0 if view.kiosk else 320), per_row, board.max_points)
-    figure, meta = render_panel(
-        board, dashboard, panel, view.variables, span, points=points, kiosk=view.kiosk
-    )
-    csv_query = {k: v for k, v in view.query().items() if k not in ("kiosk", "playlist")}
-    csv_query |= {"from": str(span.start_ns), "to": str(span.end_ns), "points": str(points)}
-    href = dash.get_relative_path(f"/csv/{view.slug}/{panel.id}") + "?" + urlencode(csv_query)
-    return figure, meta, href
-
-
 def refresh(_: int, data: dict[str, Any], meta: Meta | None) -> Any:
     """A live panel brought up to date on each tick."""
     if not data or not meta:
         raise dash.exceptions.PreventUpdate
     board = current_board()
-    view, _span = _view(data)
+    view = _view(data)
     dashboard, panel = _find(board, view.slug, meta["panel"])
     figure, new_meta = refresh_panel(
         board, dashboard, panel, view.variables, meta, kiosk=view.kiosk
@@ -258,7 +277,7 @@ def refresh(_: int, data: dict[str, Any], meta: Meta | None) -> Any:
 
 def navigate(controls: list[str | None], data: dict[str, Any]) -> Any:
     """Any control becomes a new URL."""
-    view, _span = _view(data)
+    view = _view(data)
     trigger = dash.ctx.triggered_id
     if not isinstance(trigger, dict) or trigger["view"] != view.href():
         raise dash.exceptions.PreventUpdate
@@ -286,7 +305,7 @@ def zoom(relayouts: list[dict[str, Any] | None], data: dict[str, Any]) -> Any:
     """A drag-to-zoom on any panel becomes a new URL. A callback of its own: Dash drops the
     answer of a callback that fires again before it answers, and plotly reports a relayout
     whenever a graph is drawn, which must not swallow a control's change."""
-    view, _span = _view(data)
+    view = _view(data)
     trigger = dash.ctx.triggered_id
     if not isinstance(trigger, dict):
         raise dash.exceptions.PreventUpdate
@@ -305,22 +324,9 @@ def _go(view: ViewState, fields: dict[str, Any]) -> Any:
 def register(app: dash.Dash) -> None:
     """Register the page and its callbacks on `app`."""
     dash.register_page(__name__, path_template="/d/<slug>", layout=layout, title="Shipboard")
-    app.clientside_callback(
-        "function(data) { return data ? window.innerWidth : window.dash_clientside.no_update; }",
-        Output("screen", "data"),
-        Input("view", "data"),
-    )
     app.callback(
         Output({"type": "graph", "panel": MATCH}, "figure"),
         Output({"type": "meta", "panel": MATCH}, "data"),
-        Output({"type": "csv", "panel": MATCH}, "href"),
-        Input("view", "data"),
-        Input("screen", "data"),
-        State({"type": "graph", "panel": MATCH}, "id"),
-    )(draw)
-    app.callback(
-        Output({"type": "graph", "panel": MATCH}, "figure", allow_duplicate=True),
-        Output({"type": "meta", "panel": MATCH}, "data", allow_duplicate=True),
         Input("tick", "n_intervals"),
         State("view", "data"),
         State({"type": "meta", "panel": MATCH}, "data"),

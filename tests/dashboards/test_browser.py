@@ -288,6 +288,27 @@ def test_a_panel_downloads_as_csv_with_its_values(page: Any, open_server: DashSe
     assert {float(row["value"]) for row in rows} == {HOSTS["web-2"]}
 
 
+def test_a_panel_gets_about_a_point_per_pixel_of_the_window_it_is_drawn_in(
+    page: Any, open_server: DashServer
+) -> None:
+    def drawn(browser_page: Any) -> tuple[int, int]:
+        open_dashboard(browser_page, open_server.url + "/d/hosts?from=-1h", 8)
+        href = browser_page.get_attribute("#panel-0-0 .csv-link", "href")
+        longest = max(len(t["x"]) for t in figure_data(browser_page, "0-0"))
+        return int(parse_qs(urlsplit(href).query)["points"][0]), longest
+
+    wide_points, wide_longest = drawn(page)
+    narrow = page.context.browser.new_context(viewport={"width": 1000, "height": 1000})
+    try:
+        narrow_points, narrow_longest = drawn(narrow.new_page())
+    finally:
+        narrow.close()
+    # Three panels a row beside the 320 px change list, less 90 px of axis per panel:
+    # (1600 - 320) // 3 - 90 and (1000 - 320) // 3 - 90.
+    assert (wide_points, narrow_points) == (336, 136)
+    assert 100 < narrow_longest <= narrow_points < wide_longest <= wide_points
+
+
 def test_a_bad_dashboard_file_is_named_with_its_line_and_the_others_still_work(
     page: Any, open_server: DashServer, world: World
 ) -> None:
@@ -341,7 +362,9 @@ def test_a_viewer_token_signs_a_browser_in_with_an_httponly_cookie(
     assert cookie["httpOnly"] is True
     assert cookie["sameSite"] == "Lax"
     assert world.seeded.viewer_token not in cookie["value"]
-    assert page.evaluate("() => document.cookie") == ""
+    # JavaScript sees the window-width cookie only, never the session.
+    width = page.evaluate("() => window.innerWidth")
+    assert page.evaluate("() => document.cookie") == f"shipboard_width={width}"
     # The two refusals above are logged as failed loads (at any time); nothing else may be.
     assert [e for e in page_errors if "status of 401" not in e] == []
 

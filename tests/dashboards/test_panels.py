@@ -16,10 +16,16 @@ from annotations.deploys import DeployStart, start_deploy
 from annotations.notes import Annotation, add_annotation, list_annotations
 from dashboards.data import Board, TimeRange
 from dashboards.figures import hover_text, panel_figure, safe_url
-from dashboards.panels import meta_changes, points_for, refresh_panel, render_panel
+from dashboards.panels import (
+    meta_changes,
+    points_for,
+    refresh_panel,
+    render_panel,
+)
 from dashboards.spec import load_catalog
 from shipboard.settings import Settings
 from storage.embedded import EmbeddedStore
+from storage.errors import StorageError
 from storage.records import NS_PER_MS, NS_PER_S
 from tests.dashboards.seed import HOSTS, metric_points
 
@@ -113,6 +119,33 @@ def test_a_new_deploy_redraws_the_panel_with_its_marker(board: Board, clock: Clo
     (deploys,) = [t for t in figure["data"] if t.get("uid") == "annotations-deploy"]
     assert deploys["x"] == [NOW_NS // NS_PER_MS]
     assert "deploy web 2.0 to prod" in deploys["hovertext"][0]
+
+
+def test_a_panel_whose_store_fails_says_why_and_is_drawn_once_it_is_back(
+    board: Board, tmp_path: Path
+) -> None:
+    working = board.store
+    broken = EmbeddedStore(tmp_path / "broken", Settings(data_dir=tmp_path).tiers())
+    broken.close()
+    board.store = broken
+    figure, meta = render_panel(
+        board, HOSTS_BOARD, CPU, {}, last_hour(NOW_NS), points=360, kiosk=True
+    )
+    assert figure["data"] == []
+    (note,) = figure["layout"]["annotations"]
+    assert note["text"] == f"CPU user: {broken_message(broken)}"
+    assert meta["last"] == {}
+    board.store = working
+    redrawn, new_meta = refresh_panel(board, HOSTS_BOARD, CPU, {}, meta, kiosk=True)
+    assert isinstance(redrawn, dict)
+    assert {t["name"] for t in redrawn["data"]} == {"host=web-1", "host=web-2"}
+    assert set(new_meta["last"]) == {"host=web-1", "host=web-2"}
+
+
+def broken_message(store: EmbeddedStore) -> str:
+    with pytest.raises(StorageError) as raised:
+        store.series("cpu.user")
+    return str(raised.value)
 
 
 def test_hover_text_escapes_what_people_typed(board: Board) -> None:
