@@ -8,7 +8,9 @@ last hour, plus 50 deploys over the week in the control DB. The wall dashboard h
 a metric's mean per rack (10 lines) with the deploys drawn, opened as `?kiosk=1&from=-7d`.
 
 Measured, medians of `--runs` page loads alternated with a bare Dash page (one empty graph)
-served the same way in the same run: time from navigation to every graph drawn. Then the wall
+served the same way in the same run: time from navigation to every graph drawn. The bare page
+is plain Dash (the full plotly.js bundle); a second bare page loads plotly.js's basic bundle, as
+the dashboards do, to show the cost of drawing alone. Then the wall
 refreshes every second while new points are written: per panel refresh, the server's time to
 answer (request start to response start, seen by the browser) and the response's size.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -38,6 +41,7 @@ from waitress.server import BaseWSGIServer, create_server
 from annotations.db import ControlDB
 from annotations.deploys import DeployStart, finish_deploy, start_deploy
 from bench.launch import CHROMIUM, CHROMIUM_ARGS
+from dashboards.app import ASSETS
 from shipboard.settings import Settings
 from storage.embedded import EmbeddedStore
 from storage.records import NS_PER_S, Rollups, Samples, Series
@@ -64,6 +68,7 @@ METRICS = (
 )
 VIEWPORT: ViewportSize = {"width": 1920, "height": 1080}
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+BASIC_BUNDLE = ASSETS / "plotly-basic.min.js"
 ALL_DRAWN = """(n) => {
     const plots = [...document.querySelectorAll('.js-plotly-plot')];
     return plots.length >= n && plots.every(p => p._fullLayout && p.querySelector('.main-svg')
@@ -198,9 +203,10 @@ def start_dashboards(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     return process, url
 
 
-def start_bare() -> str:
-    """A bare Dash page with one empty graph, under waitress in a thread of this process."""
-    app = dash.Dash(__name__)
+def start_bare(assets: Path | None = None) -> str:
+    """A bare Dash page with one empty graph, under waitress in a thread of this process;
+    `assets` is an assets folder (plain Dash has none)."""
+    app = dash.Dash(__name__, assets_folder=str(assets) if assets else "assets")
     app.layout = dcc.Graph(id="empty", figure={"data": [], "layout": {}})
     server = create_server(app.server, host="127.0.0.1", port=0, threads=4)
     threading.Thread(target=server.run, daemon=True).start()
@@ -286,27 +292,35 @@ def main() -> None:
         store = seed(data_dir, time.time_ns(), per_rack=not args.one_line)
         print(f"seeded in {time.perf_counter() - started:.1f} s", flush=True)
         process, url = start_dashboards(data_dir)
+        basic_assets = data_dir / "basic-assets"
+        basic_assets.mkdir()
+        shutil.copy(BASIC_BUNDLE, basic_assets)
         try:
-            bare = start_bare()
+            pages = {
+                "wall": (url + "/d/wall?kiosk=1&from=-7d", 12),
+                "bare": (start_bare(), 1),
+                "bare-basic": (start_bare(basic_assets), 1),
+            }
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport=VIEWPORT)
-                wall = url + "/d/wall?kiosk=1&from=-7d"
-                draw_ms(page, wall, 12)  # warm both servers and the browser's cache alike
-                draw_ms(page, bare, 1)
-                warm: dict[str, list[float]] = {"wall": [], "bare": []}
-                cold: dict[str, list[float]] = {"wall": [], "bare": []}
+                for target, graphs in pages.values():
+                    draw_ms(page, target, graphs)  # warm the servers and the browser's cache
+                warm: dict[str, list[float]] = {name: [] for name in pages}
+                cold: dict[str, list[float]] = {name: [] for name in pages}
                 for run in range(args.runs):
-                    warm["wall"].append(draw_ms(page, wall, 12))
-                    warm["bare"].append(draw_ms(page, bare, 1))
-                    cold["wall"].append(cold_draw_ms(browser, wall, 12))
-                    cold["bare"].append(cold_draw_ms(browser, bare, 1))
+                    for name, (target, graphs) in pages.items():
+                        warm[name].append(draw_ms(page, target, graphs))
+                        cold[name].append(cold_draw_ms(browser, target, graphs))
                     print(
-                        f"run {run + 1}: cached: wall {warm['wall'][-1]:.0f} ms, bare "
-                        f"{warm['bare'][-1]:.0f} ms; cold: wall {cold['wall'][-1]:.0f} ms, "
-                        f"bare {cold['bare'][-1]:.0f} ms",
+                        f"run {run + 1}: "
+                        + "; ".join(
+                            f"{name} cached {warm[name][-1]:.0f} ms, cold {cold[name][-1]:.0f} ms"
+                            for name in pages
+                        ),
                         flush=True,
                     )
+                wall = pages["wall"][0]
                 page.goto(wall)
                 page.wait_for_function(ALL_DRAWN, arg=12, timeout=120_000)
                 points = page.evaluate(
@@ -325,10 +339,13 @@ def main() -> None:
             store.close()
     print(f"points per panel (lines and markers): {points}")
     for name, runs in (("cached", warm), ("cold", cold)):
-        wall_ms, bare_ms = statistics.median(runs["wall"]), statistics.median(runs["bare"])
+        wall_ms, bare_ms, basic_ms = (
+            statistics.median(runs[page]) for page in ("wall", "bare", "bare-basic")
+        )
         print(
-            f"{name}: wall drawn in {wall_ms:.0f} ms, bare Dash page {bare_ms:.0f} ms "
-            f"(medians of {args.runs}): ratio {wall_ms / bare_ms:.2f}"
+            f"{name}: wall drawn in {wall_ms:.0f} ms, bare Dash page {bare_ms:.0f} ms: ratio "
+            f"{wall_ms / bare_ms:.2f}; bare page on the basic bundle {basic_ms:.0f} ms: ratio "
+            f"{wall_ms / basic_ms:.2f} (medians of {args.runs})"
         )
     print(
         f"refresh: {refresh['refreshes']} panel refreshes, server time median "
