@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, BrowserType, Playwright, sync_playwright
 
 from annotations.db import ControlDB
 from bench.launch import CHROMIUM, CHROMIUM_ARGS
@@ -32,6 +33,31 @@ def base_url() -> None:
     return None
 
 
+# pytest-playwright keeps one Playwright for the whole session, and a live sync Playwright marks
+# its event loop as running on the main thread: blockbuster (tests/conftest.py) would then take
+# every later async test's plain code for code on an event loop. So Playwright and its browser
+# live as long as this package's tests.
+@pytest.fixture(scope="package")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="package")
+def browser_type(playwright: Playwright, browser_name: str) -> BrowserType:
+    chosen: BrowserType = getattr(playwright, browser_name)
+    return chosen
+
+
+@pytest.fixture(scope="package")
+def browser(
+    browser_type: BrowserType, browser_type_launch_args: dict[str, Any]
+) -> Iterator[Browser]:
+    launched = browser_type.launch(**browser_type_launch_args)
+    yield launched
+    launched.close()
+
+
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
     if not Path(CHROMIUM).exists():
@@ -40,8 +66,9 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
 
 
 @pytest.fixture(scope="session")
-def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
-    return {**browser_context_args, "viewport": {"width": 1600, "height": 1000}}
+def browser_context_args() -> dict[str, Any]:
+    # Not pytest-playwright's: that one asks for its session-long Playwright (for --device).
+    return {"viewport": {"width": 1600, "height": 1000}}
 
 
 @pytest.fixture(scope="session")
