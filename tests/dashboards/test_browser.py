@@ -309,6 +309,20 @@ def test_a_panel_gets_about_a_point_per_pixel_of_the_window_it_is_drawn_in(
     assert 100 < narrow_longest <= narrow_points < wide_longest <= wide_points
 
 
+def test_the_page_and_its_scripts_travel_compressed(page: Any, open_server: DashServer) -> None:
+    open_dashboard(page, open_server.url + "/d/hosts", 8)
+    sizes = page.evaluate(
+        "() => performance.getEntriesByType('resource')"
+        ".map(r => [new URL(r.name).pathname, r.transferSize, r.decodedBodySize])"
+    )
+    updates = [s for s in sizes if s[0] == "/_dash-update-component"]
+    _, page_wire, page_size = max(updates, key=lambda s: s[2])
+    assert page_size > 50_000  # the page, every panel's figure in it
+    assert page_wire < page_size / 4
+    (plotly,) = [s for s in sizes if s[0] == "/assets/plotly-basic.min.js"]
+    assert plotly[1] < plotly[2] / 2
+
+
 def test_a_bad_dashboard_file_is_named_with_its_line_and_the_others_still_work(
     page: Any, open_server: DashServer, world: World
 ) -> None:
