@@ -14,7 +14,7 @@ from annotations.notes import Annotation
 from dashboards import current_board
 from dashboards.data import ALL as ALL_VALUES
 from dashboards.data import Board, TimeRange
-from dashboards.figures import deploy_status, safe_url, time_text
+from dashboards.figures import Figure, deploy_status, safe_url, time_text
 from dashboards.panels import Meta, meta_changes, points_for, refresh_panel, render_panel
 from dashboards.spec import Dashboard, Panel
 from dashboards.state import PRESETS, ViewState, zoom_range
@@ -34,7 +34,7 @@ def _graph_config(kiosk: bool) -> Any:
 
 
 class DrawnPanel(NamedTuple):
-    figure: Any
+    figure: Figure
     meta: Meta
     csv_href: str
 
@@ -64,9 +64,7 @@ def _panel_card(panel: Panel, view: ViewState, drawn: DrawnPanel) -> Component:
     key = {"panel": panel.id}
     header = [
         html.H3(panel.title, className="panel-title"),
-        html.A(
-            "CSV", id={"type": "csv", **key}, className="csv-link", download="", href=drawn.csv_href
-        ),
+        html.A("CSV", className="csv-link", download="", href=drawn.csv_href),
     ]
     return html.Div(
         [
