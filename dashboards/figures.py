@@ -82,6 +82,9 @@ def rounded(values: FloatArray) -> list[float]:
     return result
 
 
+LINE_POINTS = 3
+"""Series with fewer points are drawn with dots as well as a line."""
+
 GAP_FACTOR = 2.5
 """Points further apart than this many times their usual spacing are a gap: the line breaks."""
 
@@ -297,19 +300,22 @@ def series_traces(result: QueryResult, panel: Panel) -> list[dict[str, Any]]:
     for s in result.series:
         x, y = with_gaps(s, GAP_FACTOR * spacing_ms(s, result.step_ms))
         name = series_key(s)
-        traces.append(
-            {
-                "type": "scatter",
-                "mode": "lines",
-                "name": name,
-                "uid": trace_uid(name),
-                "x": x,
-                "y": y,
-                "line": {"width": 1.5},
-                "hovertemplate": f"{hover}{_UNIT_AXES.get(panel.unit, {}).get('ticksuffix', '')}"
-                "<extra>%{fullData.name}</extra>",
-            }
-        )
+        trace = {
+            "type": "scatter",
+            "mode": "lines",
+            "name": name,
+            "uid": trace_uid(name),
+            "x": x,
+            "y": y,
+            "line": {"width": 1.5},
+            "hovertemplate": f"{hover}{_UNIT_AXES.get(panel.unit, {}).get('ticksuffix', '')}"
+            "<extra>%{fullData.name}</extra>",
+        }
+        if len(s.ts_ms) < LINE_POINTS:
+            # One point draws no line and two a stub: a series just begun gets dots too, or a
+            # newcomer's first minute would show empty panels.
+            trace |= {"mode": "lines+markers", "marker": {"size": 6}}
+        traces.append(trace)
     return traces
 
 

@@ -6,11 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from dash import Patch, no_update
 
-from aggregator.query import QueryResult
+from aggregator.query import QueryResult, ResultSeries
 from annotations.db import ControlDB
 from annotations.deploys import DeployStart, start_deploy
 from annotations.notes import Annotation, add_annotation, list_annotations
@@ -194,6 +195,24 @@ def test_a_failed_deploy_is_drawn_red_and_dashed() -> None:
     assert (red_region["fillcolor"], red_region["opacity"]) == ("#d9534f", 0.22)
     green_region = by_path[f"M{ms + 10_000},0H{ms + 11_000}V1H{ms + 10_000}Z"]
     assert (green_region["fillcolor"], green_region["opacity"]) == ("#2e9d57", 0.1)
+
+
+def test_a_series_just_begun_is_drawn_with_dots() -> None:
+    ts = np.arange(10, dtype=np.int64) * 10_000
+    result = QueryResult(
+        (
+            ResultSeries("cpu.user", {"host": "new"}, ts[:1], np.array([5.0])),
+            ResultSeries("cpu.user", {"host": "old"}, ts, np.full(10, 7.0)),
+        ),
+        10_000,
+        "raw",
+    )
+    figure = panel_figure(result, [], CPU, x_range_ms=(0, 100_000))
+    modes = {t["name"]: (t["mode"], t.get("marker")) for t in figure["data"]}
+    assert modes == {
+        "host=new": ("lines+markers", {"size": 6}),
+        "host=old": ("lines", None),
+    }
 
 
 def test_a_refresh_sends_only_the_changed_part_of_the_meta() -> None:
