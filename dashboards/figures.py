@@ -269,29 +269,46 @@ def _threshold_shapes(panel: Panel) -> list[dict[str, Any]]:
     ]
 
 
+LEGEND_ROW_PX = 19  # one row of legend entries (plotly's minimum entry height plus its gap)
+LEGEND_MAX_ROWS = 4  # past this the legend scrolls instead of taking the plot's height
+
+
 def _legend(theme: Theme) -> dict[str, Any]:
-    """Desk: below the axis, from the figure's bottom edge (clear of the date labels). Wall: a
-    small column at the right, so a panel's height goes to its lines, not to a legend."""
-    if theme.is_wall:
-        return {"orientation": "v", "x": 1.01, "y": 0.45, "yanchor": "middle", "font": {"size": 10}}
+    """Below the axis, from the figure's bottom edge (clear of the date labels), wrapped into
+    rows: every line is named, on a wall screen too, where nobody can scroll a legend."""
     return {
         "orientation": "h",
         "yref": "container",
         "y": 0,
         "yanchor": "bottom",
-        "font": {"size": theme.font_size - 2},
+        "font": {"size": 11 if theme.is_wall else theme.font_size - 2},
     }
 
 
-def _margin(theme: Theme, legend: bool) -> dict[str, int]:
-    if theme.is_wall:
-        return {
-            "l": 5 * theme.font_size,
-            "r": 110 if legend else 16,
-            "t": 20,
-            "b": 3 * theme.font_size,
-        }
-    return {"l": 6 * theme.font_size, "r": 16, "t": 26, "b": 44 + 2 * theme.font_size}
+def legend_rows(names: Sequence[str], width_px: int, font_px: int) -> int:
+    """How many rows plotly wraps a legend of `names` into across `width_px`, estimated from
+    the text lengths, so the margin under the axis is made that tall (a margin plotly had to
+    grow itself would cost a second draw)."""
+    rows, used = 1, 0.0
+    for name in names:
+        entry = 40 + 0.6 * font_px * len(name)  # the line sample, the gaps and the text
+        if used and used + entry > width_px:
+            rows, used = rows + 1, 0.0
+        used += entry
+    return min(rows, LEGEND_MAX_ROWS)
+
+
+def _margin(theme: Theme, rows: int) -> dict[str, int]:
+    """Fixed margins (plotly's automargin draws twice); the bottom holds the date labels and
+    `rows` rows of legend."""
+    font = theme.font_size
+    axis = 3 * font if theme.is_wall else 2 * font + 25
+    return {
+        "l": (5 if theme.is_wall else 6) * font,
+        "r": 16,
+        "t": 20 if theme.is_wall else 26,
+        "b": axis + rows * LEGEND_ROW_PX,
+    }
 
 
 def series_traces(result: QueryResult, panel: Panel) -> list[dict[str, Any]]:
@@ -325,26 +342,30 @@ def panel_figure(
     panel: Panel,
     *,
     x_range_ms: tuple[int, int],
+    plot_width_px: int = 600,
     theme: Theme = LIGHT,
     revision: str = "",
 ) -> Figure:
-    """The whole figure of a panel: its series, then the annotation markers, on one time axis."""
+    """The whole figure of a panel: its series, then the annotation markers, on one time axis.
+    `plot_width_px` is about how wide the plot is drawn, which decides how the legend wraps."""
     axis = {"gridcolor": theme.grid, "zeroline": False, "color": theme.text}
     traces = series_traces(result, panel)
-    legend = len(traces) > 1
+    legend = _legend(theme)
+    names = [t["name"] for t in traces] if len(traces) > 1 else []
+    rows = legend_rows(names, plot_width_px, legend["font"]["size"]) if names else 0
     return {
         "data": traces + _marker_traces(annotations),
         "layout": {
             "uirevision": revision,
             # The top margin holds the mode bar, which would otherwise cover the markers.
-            "margin": _margin(theme, legend),
+            "margin": _margin(theme, rows),
             "paper_bgcolor": theme.paper,
             "plot_bgcolor": theme.plot,
             "font": {"color": theme.text, "size": theme.font_size},
             "hovermode": "closest",
             "hoverlabel": {"align": "left"},
-            "showlegend": legend,
-            "legend": _legend(theme),
+            "showlegend": bool(names),
+            "legend": legend,
             "xaxis": axis | {"type": "date", "range": list(x_range_ms)},
             # Markers get a strip of their own above the data, so they never hide a line.
             "yaxis": axis

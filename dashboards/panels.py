@@ -73,6 +73,7 @@ def render_panel(
         annotations,
         panel,
         x_range_ms=(span.start_ns // NS_PER_MS, span.end_ns // NS_PER_MS),
+        plot_width_px=points,  # about one point per pixel of the plot (points_for)
         theme=theme,
         revision=f"{dashboard.slug}/{panel.id}/{span.start}/{span.end}",
     )

@@ -255,6 +255,20 @@ def test_kiosk_hides_controls_goes_dark_and_appends_new_points(
         "() => parseFloat(getComputedStyle(document.querySelector('h1')).fontSize)"
     )
     assert title_px >= 28
+    # The legend's names sit under the date labels, every entry in view.
+    legend_gap = page.evaluate(
+        """() => {
+            const gd = document.querySelector('#panel-0-0 .js-plotly-plot');
+            const dates = [...gd.querySelectorAll('.xtick text')]
+                .map(t => t.getBoundingClientRect().bottom);
+            const names = [...gd.querySelectorAll('.legend .legendtext')]
+                .map(t => t.getBoundingClientRect().top);
+            return Math.min(...names) - Math.max(...dates);
+        }"""
+    )
+    assert legend_gap >= 0
+    scrollbar = "() => document.querySelector('#panel-0-0 .legend .scrollbar').getBBox().height"
+    assert page.evaluate(scrollbar) == 0
     before = {
         t["name"]: t["x"][-1] for t in figure_data(page, "0-0") if t["name"].startswith("host=")
     }

@@ -16,7 +16,15 @@ from annotations.db import ControlDB
 from annotations.deploys import DeployStart, start_deploy
 from annotations.notes import Annotation, add_annotation, list_annotations
 from dashboards.data import Board, TimeRange
-from dashboards.figures import hover_text, panel_figure, safe_url
+from dashboards.figures import (
+    DARK,
+    LEGEND_MAX_ROWS,
+    LEGEND_ROW_PX,
+    hover_text,
+    legend_rows,
+    panel_figure,
+    safe_url,
+)
 from dashboards.panels import (
     meta_changes,
     points_for,
@@ -213,6 +221,28 @@ def test_a_series_just_begun_is_drawn_with_dots() -> None:
         "host=new": ("lines+markers", {"size": 6}),
         "host=old": ("lines", None),
     }
+
+
+def test_the_legend_wraps_into_rows_and_the_margin_makes_room_for_them() -> None:
+    racks = [f"rack=r{i}" for i in range(10)]
+    # An entry is about 40 px plus 0.6 em per character: 86 px at 11 px, so five to 500 px.
+    assert [legend_rows(racks[:n], 500, 11) for n in (1, 5, 6, 10)] == [1, 1, 2, 2]
+    assert legend_rows(racks, 2000, 11) == 1
+    many = [f"host=h{i:03d},path=/data/{i}" for i in range(100)]
+    assert legend_rows(many, 500, 11) == LEGEND_MAX_ROWS
+    ts = np.arange(10, dtype=np.int64) * 10_000
+    result = QueryResult(
+        tuple(ResultSeries("cpu.user", {"rack": r[5:]}, ts, np.ones(10)) for r in racks),
+        10_000,
+        "raw",
+    )
+    wall = panel_figure(result, [], CPU, x_range_ms=(0, 1), plot_width_px=500, theme=DARK)
+    assert wall["layout"]["showlegend"] is True
+    assert wall["layout"]["margin"]["b"] == 3 * DARK.font_size + 2 * LEGEND_ROW_PX
+    one = QueryResult(result.series[:1], 10_000, "raw")
+    alone = panel_figure(one, [], CPU, x_range_ms=(0, 1), plot_width_px=500, theme=DARK)
+    assert alone["layout"]["showlegend"] is False
+    assert alone["layout"]["margin"]["b"] == 3 * DARK.font_size
 
 
 def test_a_refresh_sends_only_the_changed_part_of_the_meta() -> None:
