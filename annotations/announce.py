@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Sequence
+from typing import Protocol
 
 from annotations.bot import Bot, Graph
 from annotations.db import ControlDB
@@ -11,6 +14,20 @@ from annotations.errors import TargetError
 from annotations.irc import IrcClient, IrcConfig
 from annotations.notify import Notifier, Target
 from annotations.webhooks import WebhookTarget
+
+log = logging.getLogger(__name__)
+
+LEASE_CHECK_S = 5.0
+"""How often a node checks its chat lease: the longest a bot is away when its node dies."""
+
+
+class Lease(Protocol):
+    """The right to keep the chat connections, held by one node of those sharing the control
+    DB (so one bot answers in a channel); both calls may block."""
+
+    def try_acquire(self) -> bool: ...
+
+    def release(self) -> None: ...
 
 
 def parse_targets(
@@ -67,9 +84,45 @@ class Announcer:
         notifier.install()
         return cls(notifier)
 
-    async def run(self) -> None:
-        """Deliver and keep IRC connected until cancelled."""
+    async def run(self, lease: Lease | None = None, check_s: float = LEASE_CHECK_S) -> None:
+        """Deliver until cancelled; the IRC connections (and the bot) are kept up only while
+        this node holds `lease`, if one is given, and their announcements wait for that."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self.notifier.run())
+            if self.irc:
+                group.create_task(self._keep_chat(lease, check_s))
+
+    async def _keep_chat(self, lease: Lease | None, check_s: float) -> None:
+        if lease is None:
+            self.notifier.chat_open.set()
+            await self._connect_all()
+            return
+        connections: asyncio.Task[None] | None = None
+        try:
+            while True:
+                held = await asyncio.to_thread(lease.try_acquire)
+                if held and connections is None:
+                    log.info("this node holds the chat lease: its bot connects")
+                    connections = asyncio.create_task(self._connect_all())
+                    self.notifier.chat_open.set()
+                elif not held and connections is not None:
+                    log.warning("chat lease lost: this node's bot leaves")
+                    self.notifier.chat_open.clear()
+                    await _cancelled(connections)
+                    connections = None
+                await asyncio.sleep(check_s)
+        finally:
+            self.notifier.chat_open.clear()
+            if connections is not None:
+                await _cancelled(connections)
+
+    async def _connect_all(self) -> None:
+        async with asyncio.TaskGroup() as group:
             for client in self.irc:
                 group.create_task(client.run())
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -147,6 +147,8 @@ class Notifier:
         self.retried: Counter[str] = Counter()
         self.dropped: Counter[tuple[str, str]] = Counter()
         self._wakes = {target.name: asyncio.Event() for target in self.targets}
+        self.chat_open = asyncio.Event()
+        """Set while this node keeps the chat connections: only then are chat rows claimed."""
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def install(self) -> None:
@@ -193,6 +195,8 @@ class Notifier:
     async def _work(self, target: Target) -> None:
         wake = self._wakes[target.name]
         while True:
+            if target.kind == "irc":
+                await self.chat_open.wait()  # another node's bot may be the one connected
             wake.clear()
             row = await self.db.run(head, self.db, target.name)
             now_ns = self.clock()
@@ -260,6 +264,12 @@ class _NotifierCollector(Collector):
         for (kind, reason), count in sorted(notifier.dropped.items()):
             if reason != "tries":
                 dropped.add_metric([kind, reason], count)
+        chat = GaugeMetricFamily(
+            "shipboard_chat_connected",
+            "1 while this node keeps the chat connections (one node of those sharing a DB).",
+        )
+        chat.add_metric([], 1.0 if notifier.chat_open.is_set() else 0.0)
         yield delivered
         yield retried
         yield dropped
+        yield chat

@@ -32,7 +32,7 @@ from collector.stats import IngestStats
 from collector.statsd_aggregate import StatsdAggregator
 from collector.statsd_server import start_statsd
 from collector.store_writer import BatchingSink, StoreWriter
-from shipboard.aggregator_lock import AggregatorLock
+from shipboard.node_lock import NodeLock
 from shipboard.settings import Settings
 from shipboard.stores import open_store, watch_store
 from storage.base import Store
@@ -192,7 +192,7 @@ async def _start_collector(node: _Node, writer: StoreWriter) -> None:
 def _start_aggregator(node: _Node, scheduler: RollupScheduler) -> None:
     """Rollups and retention, run only while this node holds the aggregator lock."""
     settings, store = node.settings, node.store
-    lock = AggregatorLock(settings.control_db, settings.data_dir)
+    lock = NodeLock("aggregator", settings.control_db, settings.data_dir)
     node.stack.push_async_callback(asyncio.to_thread, lock.release)
 
     async def roll_up() -> None:
@@ -313,7 +313,10 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
         await web.TCPSite(runner, settings.http_host, settings.http_port).start()
         node.listeners["http"] = f"http://{settings.http_host}:{settings.http_port}"
         if announcer is not None and settings.notify:
-            node.background(announcer.run())
+            # One node's bot in a channel, whatever the number of API nodes on one control DB.
+            chat_lease = NodeLock("chat", settings.control_db, settings.data_dir)
+            stack.push_async_callback(asyncio.to_thread, chat_lease.release)
+            node.background(announcer.run(chat_lease))
             node.listeners["notify"] = ", ".join(t.name for t in announcer.notifier.targets)
         if "collector" in parts:
             await _start_collector(node, writer)

@@ -1,5 +1,6 @@
 """Several nodes as one system, as docker-compose runs them, here as plain processes on loopback:
-a real influxd, the PostgreSQL server, the relay, two collectors and two API nodes."""
+a real influxd, the PostgreSQL server, the relay, two collectors and two API nodes (and a real
+IRC server for the one chat bot among them)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ import signal
 import socket
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from annotations.irc import IrcMessage
 from collector.relay import HashRing
-from shipboard.aggregator_lock import AggregatorLock
+from shipboard.node_lock import NodeLock
+from tests.annotations.ircd import Watcher, make_ircd
 from tests.backends import Influxd
 from tests.postgres import fresh_schema
 from tests.running import RunningShipboard, wait_for
@@ -131,8 +134,8 @@ def test_deploys_and_flag_changes_on_one_api_node_are_seen_on_the_other_at_once(
 
 
 def test_exactly_one_aggregator_holds_the_lock_with_postgresql(control_schema: str, tmp_path: Path):
-    first = AggregatorLock(control_schema, tmp_path / "a")
-    second = AggregatorLock(control_schema, tmp_path / "b")
+    first = NodeLock("aggregator", control_schema, tmp_path / "a")
+    second = NodeLock("aggregator", control_schema, tmp_path / "b")
     try:
         assert first.try_acquire()
         assert first.try_acquire()  # still held: the session is alive
@@ -146,8 +149,8 @@ def test_exactly_one_aggregator_holds_the_lock_with_postgresql(control_schema: s
 
 
 def test_exactly_one_aggregator_holds_the_lock_on_one_machine_with_sqlite(tmp_path: Path):
-    first = AggregatorLock("", tmp_path)
-    second = AggregatorLock("", tmp_path)
+    first = NodeLock("aggregator", "", tmp_path)
+    second = NodeLock("aggregator", "", tmp_path)
     try:
         assert first.try_acquire()
         assert not second.try_acquire()
@@ -161,7 +164,7 @@ def test_exactly_one_aggregator_holds_the_lock_on_one_machine_with_sqlite(tmp_pa
 def test_an_aggregator_node_starts_beside_a_lock_holder_and_opens_no_ingest_port(
     tmp_path: Path, control_schema: str
 ):
-    holder = AggregatorLock(control_schema, tmp_path)
+    holder = NodeLock("aggregator", control_schema, tmp_path)
     assert holder.try_acquire()
     node = RunningShipboard(
         tmp_path / "aggregator", ["--role", "aggregator", "--control-db", control_schema]
@@ -174,3 +177,53 @@ def test_an_aggregator_node_starts_beside_a_lock_holder_and_opens_no_ingest_port
     finally:
         node.stop()
         holder.release()
+
+
+def test_one_api_node_keeps_the_chat_bot_and_another_takes_over_when_it_dies(
+    tmp_path: Path, control_schema: str
+):
+    (tmp_path / "irc").mkdir()
+    ircd = make_ircd(tmp_path / "irc")
+    alice = Watcher(ircd.port, "alice", "#ship")
+    shared = [
+        "--role", "api", "--control-db", control_schema, "--no-agent",
+        "--notify", f"irc://shipbot@127.0.0.1:{ircd.port}/#ship", "--notify-retry", "0.2",
+    ]  # fmt: skip
+    nodes = [RunningShipboard(tmp_path / f"api{i}", shared) for i in range(2)]
+    try:
+        for node in nodes:
+            node.start()
+        nodes[1].token = nodes[0].token
+        alice.wait_for(lambda m: m.command == "JOIN" and m.nick == "shipbot")
+        wait_for(lambda: sum(n.metric_value("shipboard_chat_connected") for n in nodes) == 1)
+        holder, other = nodes if nodes[0].metric_value("shipboard_chat_connected") else nodes[::-1]
+
+        # One bot in the channel: a deploy made on the other node is announced once, and a
+        # command is answered once.
+        deploy = {"service": "web", "environment": "prod", "version": "3f2c1a9", "who": "alice"}
+        status, body = other.post("/api/v1/deploys", json.dumps(deploy).encode())
+        assert status == 201, body
+        deploy_id = json.loads(body)["id"]
+        alice.wait_for(_said("shipbot", "[deploy] alice started web 3f2c1a9"))
+        alice.say("#ship", "!deploys")
+        heard = alice.privmsgs(4.0)
+        assert [t for t in heard if t.startswith("[deploy]")] == []
+        assert len([t for t in heard if t.startswith(f"#{deploy_id} web 3f2c1a9")]) == 1
+
+        holder.stop(signal.SIGKILL)
+        alice.wait_for(lambda m: m.command == "JOIN" and m.nick == "shipbot", 30)
+        assert other.metric_value("shipboard_chat_connected") == 1
+        alice.say("#ship", "!deploys")
+        alice.wait_for(_said("shipbot", f"#{deploy_id} web 3f2c1a9"))
+    finally:
+        alice.close()
+        for node in nodes:
+            if node.process is not None and node.process.poll() is None:
+                node.stop(signal.SIGKILL)
+        ircd.stop()
+
+
+def _said(nick: str, text_start: str) -> Callable[[IrcMessage], bool]:
+    return lambda m: (
+        m.command == "PRIVMSG" and m.nick == nick and m.params[-1].startswith(text_start)
+    )
