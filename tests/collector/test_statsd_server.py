@@ -11,6 +11,7 @@ import pytest
 from collector.stats import IngestStats
 from collector.statsd_aggregate import StatsdAggregator
 from collector.statsd_server import MAX_LINE_BYTES, StatsdServer, start_statsd
+from tests.running import free_port
 
 HOST = "127.0.0.1"
 
@@ -123,14 +124,16 @@ async def test_many_tcp_connections_at_once(listener: Listener) -> None:
     assert sum(got[f"c{i}.count"] for i in range(10)) == 10_000
 
 
-async def test_udp_and_tcp_share_a_fixed_port(unused_udp_port: int) -> None:
+async def test_udp_and_tcp_share_a_fixed_port() -> None:
+    # Free for both kinds: a port free for UDP may be some TCP connection's local port.
+    port = free_port((socket.SOCK_DGRAM, socket.SOCK_STREAM))
     stats = IngestStats()
     aggregator = StatsdAggregator(stats, flush_interval_s=1.0)
-    server = await start_statsd(HOST, unused_udp_port, aggregator, stats)
+    server = await start_statsd(HOST, port, aggregator, stats)
     try:
-        assert server.udp_port == server.tcp_port == unused_udp_port
-        await send_udp(unused_udp_port, b"u:1|c")
-        await send_tcp(unused_udp_port, b"t:1|c\n")
+        assert server.udp_port == server.tcp_port == port
+        await send_udp(port, b"u:1|c")
+        await send_tcp(port, b"t:1|c\n")
         await wait_received(stats, 2)
     finally:
         await server.close()
