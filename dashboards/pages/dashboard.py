@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 import dash
 import flask
-from dash import ALL, MATCH, Input, Output, State, dcc, html, no_update
+from dash import ALL, Input, Output, State, dcc, html, no_update
 from dash.development.base_component import Component
 
+from aggregator.errors import QueryError
 from annotations.notes import Annotation
 from dashboards import current_board
 from dashboards.data import ALL as ALL_VALUES
@@ -18,6 +21,9 @@ from dashboards.figures import Figure, deploy_status, safe_url, time_text
 from dashboards.panels import Meta, meta_changes, points_for, refresh_panel, render_panel
 from dashboards.spec import Dashboard, Panel
 from dashboards.state import PRESETS, ViewState, zoom_range
+from storage.errors import StorageError
+
+log = logging.getLogger(__name__)
 
 CUSTOM = "custom"
 HOUR_MS = 3_600_000
@@ -250,27 +256,36 @@ def _view(data: dict[str, Any]) -> ViewState:
     return ViewState(**fields)
 
 
-def _find(board: Board, slug: str, panel_id: str) -> tuple[Dashboard, Panel]:
-    dashboard = board.dashboard(slug)
-    panel = dashboard.panel(panel_id) if dashboard else None
-    if dashboard is None or panel is None:
-        raise dash.exceptions.PreventUpdate
-    return dashboard, panel
-
-
-def refresh(_: int, data: dict[str, Any], meta: Meta | None) -> Any:
-    """A live panel brought up to date on each tick."""
-    if not data or not meta:
+def refresh(_: int, data: dict[str, Any], metas: Sequence[Meta | None]) -> Any:
+    """Every live panel of the page brought up to date on a tick, in one request. A panel
+    whose store fails now keeps what it shows until a later tick succeeds."""
+    if not data:
         raise dash.exceptions.PreventUpdate
     board = current_board()
     view = _view(data)
-    dashboard, panel = _find(board, view.slug, meta["panel"])
-    figure, new_meta = refresh_panel(
-        board, dashboard, panel, view.variables, meta, kiosk=view.kiosk
-    )
-    if isinstance(figure, dict):
-        return figure, new_meta
-    return figure, meta_changes(meta, new_meta)
+    dashboard = board.dashboard(view.slug)
+    if dashboard is None:
+        raise dash.exceptions.PreventUpdate
+    figures: list[Any] = []
+    new_metas: list[Any] = []
+    for meta in metas:
+        panel = dashboard.panel(meta["panel"]) if meta else None
+        if meta is None or panel is None:
+            figures.append(no_update)
+            new_metas.append(no_update)
+            continue
+        try:
+            figure, new_meta = refresh_panel(
+                board, dashboard, panel, view.variables, meta, kiosk=view.kiosk
+            )
+        except (QueryError, StorageError) as error:
+            log.warning("refresh of %s/%s failed: %s", view.slug, panel.id, error)
+            figures.append(no_update)
+            new_metas.append(no_update)
+            continue
+        figures.append(figure)
+        new_metas.append(new_meta if isinstance(figure, dict) else meta_changes(meta, new_meta))
+    return figures, new_metas
 
 
 def navigate(controls: list[str | None], data: dict[str, Any]) -> Any:
@@ -323,11 +338,11 @@ def register(app: dash.Dash) -> None:
     """Register the page and its callbacks on `app`."""
     dash.register_page(__name__, path_template="/d/<slug>", layout=layout, title="Shipboard")
     app.callback(
-        Output({"type": "graph", "panel": MATCH}, "figure"),
-        Output({"type": "meta", "panel": MATCH}, "data"),
+        Output({"type": "graph", "panel": ALL}, "figure"),
+        Output({"type": "meta", "panel": ALL}, "data"),
         Input("tick", "n_intervals"),
         State("view", "data"),
-        State({"type": "meta", "panel": MATCH}, "data"),
+        State({"type": "meta", "panel": ALL}, "data"),
         prevent_initial_call=True,
     )(refresh)
     app.callback(

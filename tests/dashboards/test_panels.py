@@ -15,6 +15,8 @@ from aggregator.query import QueryResult, ResultSeries
 from annotations.db import ControlDB
 from annotations.deploys import DeployStart, start_deploy
 from annotations.notes import Annotation, add_annotation, list_annotations
+from dashboards import current_board
+from dashboards.app import create_app
 from dashboards.data import Board, TimeRange
 from dashboards.figures import (
     DARK,
@@ -25,6 +27,7 @@ from dashboards.figures import (
     panel_figure,
     safe_url,
 )
+from dashboards.pages import dashboard as dashboard_page
 from dashboards.panels import (
     meta_changes,
     points_for,
@@ -149,6 +152,38 @@ def test_a_panel_whose_store_fails_says_why_and_is_drawn_once_it_is_back(
     assert isinstance(redrawn, dict)
     assert {t["name"] for t in redrawn["data"]} == {"host=web-1", "host=web-2"}
     assert set(new_meta["last"]) == {"host=web-1", "host=web-2"}
+
+
+def test_a_tick_brings_every_panel_up_to_date_in_one_call_and_a_failure_changes_nothing(
+    tmp_path: Path, clock: Clock
+) -> None:
+    settings = Settings(data_dir=tmp_path)
+    store = EmbeddedStore(tmp_path / "metrics", settings.tiers())
+    control = ControlDB.open("", tmp_path)
+    store.write(metric_points(NOW_NS - 3600 * NS_PER_S, NOW_NS))
+    app = create_app(settings, store=store, control=control, clock=clock)
+    try:
+        with app.server.app_context():
+            board = current_board()
+            metas = [
+                render_panel(board, HOSTS_BOARD, p, {}, last_hour(NOW_NS), points=360, kiosk=True)[
+                    1
+                ]
+                for p in HOSTS_BOARD.panels()
+            ]
+            data = {"view": {"slug": "hosts", "start": "-1h", "kiosk": True, "playlist": []}}
+            clock.now_ns = NOW_NS + 30 * NS_PER_S
+            store.write(metric_points(NOW_NS, clock.now_ns))
+            figures, new_metas = dashboard_page.refresh(1, data, [*metas, None])
+            assert len(figures) == len(new_metas) == len(metas) + 1
+            assert all(isinstance(f, Patch) for f in figures[:-1])
+            assert (figures[-1], new_metas[-1]) == (no_update, no_update)
+            store.close()  # the store fails: every panel keeps what it shows
+            figures, new_metas = dashboard_page.refresh(2, data, metas)
+            assert figures == new_metas == [no_update] * len(metas)
+    finally:
+        control.close()
+        store.close()
 
 
 def broken_message(store: EmbeddedStore) -> str:
