@@ -80,6 +80,13 @@ def setup_control(
     app.add_routes(flag_routes(CONTROL_DB, lambda request: request[PRINCIPAL].name))
     # Outermost first: audit sees the final status, refused calls included.
     app.middlewares.append(audit_middleware(control.db))
+    add_auth(app, control, anonymous_read=anonymous_read, ingest_token=ingest_token)
+
+
+def add_auth(
+    app: web.Application, control: ControlPlane, *, anonymous_read: bool, ingest_token: str
+) -> None:
+    """The error and auth middlewares, in that order: a refused call gets a JSON error."""
     app.middlewares.append(error_middleware)
     app.middlewares.append(
         auth_middleware(control.db, anonymous_read=anonymous_read, ingest_token=ingest_token)

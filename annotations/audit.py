@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -101,7 +100,7 @@ async def _detail(request: web.Request) -> str:
     return body[:MAX_DETAIL].decode("utf-8", "replace")
 
 
-def audit_middleware(db: ControlDB, clock: Callable[[], int] = time.time_ns) -> Middleware:
+def audit_middleware(db: ControlDB) -> Middleware:
     """Middleware that records every call that is not a read and not metric ingest, whatever
     its outcome (refused calls too)."""
 
@@ -109,7 +108,7 @@ def audit_middleware(db: ControlDB, clock: Callable[[], int] = time.time_ns) -> 
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method in READ_METHODS or request.rel_url.path in INGEST_PATHS:
             return await handler(request)
-        ts_ns = clock()
+        ts_ns = time.time_ns()
         detail = await _detail(request)
         status = 500
         try:

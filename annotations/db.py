@@ -183,8 +183,7 @@ class ControlDB:
                 # Two servers starting at once on one database: the second waits here.
                 self.execute("SELECT pg_advisory_xact_lock(7012026)")
             self.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = self.query_one("SELECT MAX(version) AS version FROM schema_version")
-            current = int(row["version"]) if row and row["version"] is not None else 0
+            current = self.schema_version()
             for number, statements in enumerate(MIGRATIONS, start=1):
                 if number <= current:
                     continue

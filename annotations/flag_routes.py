@@ -25,20 +25,15 @@ from annotations.flag_store import (
     patch_flag,
     snapshot,
 )
+from annotations.routes import json_response
 
 Who = Callable[[web.Request], str]
-Clock = Callable[[], int]
 
+PREFIX = "/api/v1"
 _JSON = "application/json"
 
 
-def flag_routes(
-    db_key: web.AppKey[ControlDB],
-    who: Who,
-    *,
-    prefix: str = "/api/v1",
-    clock: Clock = time.time_ns,
-) -> list[web.RouteDef]:
+def flag_routes(db_key: web.AppKey[ControlDB], who: Who) -> list[web.RouteDef]:
     """The routes, for `app.add_routes`; `who(request)` names the caller for the annotations."""
 
     def db_of(request: web.Request) -> ControlDB:
@@ -47,13 +42,13 @@ def flag_routes(
     async def list_all(request: web.Request) -> web.Response:
         db = db_of(request)
         flags = await db.run(list_flags, db)
-        return _json({"flags": [s.flag.to_doc() for s in flags]})
+        return json_response({"flags": [s.flag.to_doc() for s in flags]})
 
     async def create(request: web.Request) -> web.Response:
         db, doc = db_of(request), await _body(request)
-        stored = await db.run(create_flag, db, doc, who=who(request), now_ns=clock())
-        location = f"{prefix}/flags/{stored.flag.key}"
-        return _json(stored.flag.to_doc(), status=201, headers={"Location": location})
+        stored = await db.run(create_flag, db, doc, who=who(request), now_ns=time.time_ns())
+        location = f"{PREFIX}/flags/{stored.flag.key}"
+        return json_response(stored.flag.to_doc(), status=201, headers={"Location": location})
 
     async def snapshot_of(request: web.Request) -> web.StreamResponse:
         db = db_of(request)
@@ -68,17 +63,19 @@ def flag_routes(
     async def read(request: web.Request) -> web.Response:
         db = db_of(request)
         stored = await db.run(get_flag, db, request.match_info["key"])
-        return _json(stored.flag.to_doc())
+        return json_response(stored.flag.to_doc())
 
     async def patch(request: web.Request) -> web.Response:
         db, body = db_of(request), await _body(request)
         key = request.match_info["key"]
-        stored = await db.run(patch_flag, db, key, body, who=who(request), now_ns=clock())
-        return _json(stored.flag.to_doc())
+        stored = await db.run(patch_flag, db, key, body, who=who(request), now_ns=time.time_ns())
+        return json_response(stored.flag.to_doc())
 
     async def delete(request: web.Request) -> web.Response:
         db = db_of(request)
-        await db.run(delete_flag, db, request.match_info["key"], who=who(request), now_ns=clock())
+        await db.run(
+            delete_flag, db, request.match_info["key"], who=who(request), now_ns=time.time_ns()
+        )
         return web.Response(status=204)
 
     async def evaluate_one(request: web.Request) -> web.Response:
@@ -89,9 +86,9 @@ def flag_routes(
         groups = [g for value in request.query.getall("groups", []) for g in value.split(",") if g]
         stored = await db.run(get_flag, db, request.match_info["key"])
         result = evaluate(stored.flag, environment, request.query.get("user", ""), groups)
-        return _json(result.to_doc())
+        return json_response(result.to_doc())
 
-    base = f"{prefix}/flags"
+    base = f"{PREFIX}/flags"
     # The snapshot comes before `{key}` so that it is never read as a flag named "snapshot".
     return [
         web.get(base, list_all),
@@ -109,12 +106,6 @@ async def _body(request: web.Request) -> Any:
         return orjson.loads(await request.read())
     except orjson.JSONDecodeError as error:
         raise BadRequestError(f"the body is not valid JSON: {error}") from None
-
-
-def _json(doc: object, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    # nosniff: flag descriptions are data, never rendered as markup by a browser.
-    extra = {"X-Content-Type-Options": "nosniff", **(headers or {})}
-    return web.Response(body=orjson.dumps(doc), status=status, content_type=_JSON, headers=extra)
 
 
 def _matches(if_none_match: str, etag: str) -> bool:

@@ -4,7 +4,7 @@ It registers (PASS, NICK, USER), answers PING, takes another nick on a collision
 joins its channels (again after a KICK), keeps the link alive with its own PING, reconnects
 with a growing, jittered backoff, paces what it says with a token bucket so that the server
 never sees a flood, and splits long text into lines that fit 512 bytes once the server adds
-its prefix. Lines from the server are parsed strictly; a bad one is counted and skipped.
+its prefix. Lines from the server are parsed strictly; a bad one is logged and skipped.
 """
 
 from __future__ import annotations
@@ -221,7 +221,6 @@ class IrcClient:
         self.on_privmsg = on_privmsg
         self.ready = asyncio.Event()
         self.registrations = 0
-        self.bad_lines = 0
         self._bucket = TokenBucket(rate_per_s, burst)
         self._min_backoff_s = min_backoff_s
         self._max_backoff_s = max_backoff_s
@@ -345,7 +344,6 @@ class IrcClient:
                 awaiting_pong = True
                 continue
             except ValueError:  # a line past MAX_IN: asyncio has dropped it
-                self.bad_lines += 1
                 continue
             if not raw.endswith(b"\n"):
                 raise ConnectionError("connection closed by the server")
@@ -353,7 +351,6 @@ class IrcClient:
             try:
                 message = parse_line(raw)
             except IrcParseError as error:
-                self.bad_lines += 1
                 log.debug("irc %s: skipped a bad line (%s): %r", self.name, error, raw[:100])
                 continue
             self._handle(message)

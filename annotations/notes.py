@@ -148,7 +148,6 @@ def list_annotations(
     kinds: Sequence[str] = (),
     tags: Mapping[str, str] | None = None,
     newest_first: bool = False,
-    limit: int = MAX_LIST,
 ) -> list[Annotation]:
     """Annotations that overlap [start_ns, end_ns], of `kinds` (all if empty), whose tags hold
     every `tags` pair, ordered by start time."""
@@ -169,6 +168,6 @@ def list_annotations(
         annotation = Annotation.from_row(row)
         if all(annotation.tags.get(k) == v for k, v in wanted.items()):
             found.append(annotation)
-            if len(found) >= limit:
+            if len(found) >= MAX_LIST:
                 break
     return found

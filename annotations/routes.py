@@ -32,13 +32,15 @@ MAX_AUDIT = 1000
 routes = web.RouteTableDef()
 
 
-def json_response(data: Any, status: int = 200) -> web.Response:
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     """JSON that a browser never renders as markup, whatever text it carries."""
     return web.Response(
         body=orjson.dumps(data),
         status=status,
         content_type="application/json",
-        headers={"X-Content-Type-Options": "nosniff"},
+        headers={"X-Content-Type-Options": "nosniff", **(headers or {})},
     )
 
 

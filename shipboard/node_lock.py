@@ -36,10 +36,6 @@ class NodeLock:
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
         self._file: IO[bytes] | None = None
 
-    @property
-    def held(self) -> bool:
-        return self._conn is not None or self._file is not None
-
     def try_acquire(self) -> bool:
         """True when this process holds the lock now (taking it if free); checks that a held
         PostgreSQL lock's session is still alive, and lets it go otherwise."""

@@ -20,8 +20,7 @@ from aggregator.query import QueryRequest, run_query
 from aggregator.routes import add_query_routes
 from aggregator.scheduler import RollupScheduler
 from annotations.announce import Announcer
-from annotations.app import ControlPlane, error_middleware, setup_control
-from annotations.auth import auth_middleware
+from annotations.app import ControlPlane, add_auth, setup_control
 from annotations.bot import GraphSummary
 from annotations.errors import TargetError
 from collector.graphite_server import start_graphite
@@ -89,13 +88,8 @@ def build_http_app(
 
         app.router.add_get("/api/v1/openapi.json", openapi_document)
     else:  # the ingest token is still checked, by the same middleware
-        app.middlewares.append(error_middleware)
-        app.middlewares.append(
-            auth_middleware(
-                control.db,
-                anonymous_read=settings.anonymous_read,
-                ingest_token=settings.ingest_token,
-            )
+        add_auth(
+            app, control, anonymous_read=settings.anonymous_read, ingest_token=settings.ingest_token
         )
     if writer is not None:
         add_ingest_routes(app, writer, stats, settings.max_body_bytes)

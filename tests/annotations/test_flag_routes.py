@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -28,13 +27,6 @@ SEARCH = {
         "staging": {"percentage": 100},
     },
 }
-
-
-@pytest.fixture
-def control(control_url: str, tmp_path: Path) -> Iterator[ControlPlane]:
-    plane = ControlPlane.open(control_url, tmp_path)
-    yield plane
-    plane.close()
 
 
 @pytest.fixture
