@@ -8,12 +8,12 @@ import time
 from collections.abc import Callable
 
 from collector.graphite import parse_graphite
+from collector.line_framing import MAX_LINE_BYTES, LineFramer
 from collector.stats import IngestStats
 from storage.records import Samples
 
 logger = logging.getLogger(__name__)
 
-MAX_LINE_BYTES = 64 * 1024
 _PROTOCOL = "graphite"
 
 
@@ -51,41 +51,21 @@ class GraphiteProtocol(asyncio.Protocol):
         self._stats = stats
         self._clock = clock
         self._max_line_bytes = max_line_bytes
-        self._partial = b""
-        self._discarding = False  # inside an over-long line, waiting for its newline
+        self._framer = LineFramer(self._parse, self._drop_too_long, max_line_bytes)
         self._peer = "?"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._peer = str(transport.get_extra_info("peername"))
 
     def data_received(self, data: bytes) -> None:
-        if self._partial:
-            data = self._partial + data
-            self._partial = b""
-        cut = data.rfind(b"\n") + 1
-        complete, rest = data[:cut], data[cut:]
-        if self._discarding and cut:
-            complete = complete[complete.index(b"\n") + 1 :]
-            self._discarding = False
-        if not self._discarding:
-            if len(rest) > self._max_line_bytes:
-                self._drop_too_long(1)
-                self._discarding = True
-            else:
-                self._partial = rest
-        if complete:
-            self._parse(complete)
+        self._framer.feed(data)
 
     def eof_received(self) -> bool:
         # A last line without its newline still counts, as `printf 'a 1 2' | nc` expects.
-        if self._partial and not self._discarding:
-            self._parse(self._partial)
-        self._partial = b""
+        self._framer.finish()
         return False
 
     def _parse(self, complete: bytes) -> None:
-        if len(complete) > self._max_line_bytes:
-            complete = self._without_long_lines(complete)
         result = parse_graphite(complete, self._clock())
         for reason, count in result.dropped.items():
             self._stats.add_dropped(_PROTOCOL, reason, count)
@@ -106,14 +86,6 @@ class GraphiteProtocol(asyncio.Protocol):
             self._stats.add_dropped(_PROTOCOL, "sink_error", len(result.samples))
             return
         self._stats.add_received(_PROTOCOL, len(result.samples))
-
-    def _without_long_lines(self, complete: bytes) -> bytes:
-        lines = complete.split(b"\n")
-        kept = [line for line in lines if len(line) <= self._max_line_bytes]
-        if len(kept) == len(lines):
-            return complete
-        self._drop_too_long(len(lines) - len(kept))
-        return b"\n".join(kept)
 
     def _drop_too_long(self, count: int) -> None:
         self._stats.add_dropped(_PROTOCOL, "line_too_long", count)

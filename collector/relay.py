@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 
 import mmh3
 
+from collector.line_framing import LineFramer
+
 log = logging.getLogger(__name__)
 
 VNODES = 160  # points per node on the ring, as etsy's statsd proxy uses
 DATAGRAM_MAX_BYTES = 1400  # stays under a 1500-byte Ethernet MTU with IP and UDP headers
-MAX_LINE_BYTES = 64 * 1024
 _ROUTE_CACHE_MAX = 100_000  # names remembered with their node; cleared when it fills
 
 
@@ -176,25 +177,17 @@ class _TcpIn(asyncio.Protocol):
     """Newline-framed lines; a partial line waits for the next read, up to MAX_LINE_BYTES."""
 
     def __init__(self, router: Router, stats: RelayStats) -> None:
-        self._router = router
+        self._framer = LineFramer(router.route, self._drop_too_long)
         self._stats = stats
-        self._partial = b""
 
     def data_received(self, data: bytes) -> None:
-        end = data.rfind(b"\n")
-        if end < 0:
-            self._partial += data
-        else:
-            self._router.route(self._partial + data[:end])
-            self._partial = data[end + 1 :]
-        if len(self._partial) > MAX_LINE_BYTES:
-            self._stats.dropped["line_too_long"] += 1
-            self._partial = b""
+        self._framer.feed(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._partial:
-            self._router.route(self._partial)
-        self._partial = b""
+        self._framer.finish()
+
+    def _drop_too_long(self, count: int) -> None:
+        self._stats.dropped["line_too_long"] += count
 
 
 class _UdpOut(asyncio.DatagramProtocol):

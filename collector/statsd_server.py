@@ -6,12 +6,12 @@ import asyncio
 import logging
 import socket
 
+from collector.line_framing import LineFramer
 from collector.stats import IngestStats
 from collector.statsd_aggregate import StatsdAggregator
 
 log = logging.getLogger(__name__)
 
-MAX_LINE_BYTES = 64 * 1024
 _RECV_BUFFER_BYTES = 16 * 1024 * 1024  # absorbs bursts while the loop is busy parsing
 _DATAGRAM_MAX_BYTES = 65_535
 _READ_DELAY_S = 0.002  # a pass starts this long after a quiet socket becomes readable
@@ -73,54 +73,16 @@ class _TcpProtocol(asyncio.Protocol):
     """Newline-framed lines; a partial line waits for the next read, up to MAX_LINE_BYTES."""
 
     def __init__(self, aggregator: StatsdAggregator, stats: IngestStats) -> None:
-        self._aggregator = aggregator
-        self._stats = stats
-        self._partial = b""
-        self._skipping = False  # inside a line already dropped as too long
+        self._framer = LineFramer(
+            aggregator.ingest, lambda count: stats.add_dropped("statsd", "line_too_long", count)
+        )
 
     def data_received(self, data: bytes) -> None:
-        end = data.rfind(b"\n")
-        if end < 0:
-            self._hold(data)
-            return
-        head, tail = data[:end], data[end + 1 :]
-        if self._skipping:
-            cut = head.find(b"\n")
-            head = b"" if cut < 0 else head[cut + 1 :]
-            self._skipping = False
-        else:
-            head = self._partial + head
-        self._partial = b""
-        if len(head) > MAX_LINE_BYTES:
-            head = self._without_long_lines(head)
-        if head:
-            self._aggregator.ingest(head)
-        self._hold(tail)
-
-    def _hold(self, data: bytes) -> None:
-        if self._skipping:
-            return
-        self._partial += data
-        if len(self._partial) > MAX_LINE_BYTES:
-            self._drop_long()
-            self._partial = b""
-            self._skipping = True
-
-    def _without_long_lines(self, chunk: bytes) -> bytes:
-        lines = chunk.split(b"\n")
-        kept = [line for line in lines if len(line) <= MAX_LINE_BYTES]
-        for _ in range(len(lines) - len(kept)):
-            self._drop_long()
-        return b"\n".join(kept)
-
-    def _drop_long(self) -> None:
-        self._stats.add_dropped("statsd", "line_too_long")
+        self._framer.feed(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         # A client may close right after its last line without a newline.
-        if self._partial and not self._skipping:
-            self._aggregator.ingest(self._partial)
-        self._partial = b""
+        self._framer.finish()
 
 
 class StatsdServer:

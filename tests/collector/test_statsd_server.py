@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from collector.line_framing import MAX_LINE_BYTES
 from collector.stats import IngestStats
 from collector.statsd_aggregate import StatsdAggregator
-from collector.statsd_server import MAX_LINE_BYTES, StatsdServer, start_statsd
+from collector.statsd_server import StatsdServer, start_statsd
 from tests.running import free_port
 
 HOST = "127.0.0.1"
