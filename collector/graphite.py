@@ -18,7 +18,7 @@ from decimal import Decimal
 import numpy as np
 
 from collector.errors import ParseError
-from collector.parse_result import ParseResult, parse_in_parts
+from collector.parse_result import ParseResult, parse_in_parts, uniform_width
 from storage.records import NS_PER_S, Samples, Series
 
 _NUMBER = re.compile(rb"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
@@ -31,8 +31,6 @@ _TAG_KEY_FORBIDDEN = frozenset(";!^=")
 # splitting on single spaces finds exactly the fields the exact path finds.
 _PLAIN_BYTES = bytes(range(0x20, 0x7F)) + b"\n"
 _MAX_TS_S_INT = int(_MAX_TS_S)
-_NOT_SPACE_OR_NEWLINE = bytes(b for b in range(256) if b not in b" \n")
-_LINE_SEPARATORS = {2: b" \n", 3: b"  \n"}
 
 # Paths seen before, so a repeated series costs one dict lookup; bounded against floods of
 # distinct names.
@@ -70,12 +68,8 @@ def _parse_fast(data: bytes, now_ns: int) -> ParseResult | None:
     if data.translate(None, _PLAIN_BYTES):
         return None
     count = data.count(b"\n") + 1
-    # Every line `path value ts` or every line `path value`: the spaces and newlines of the
-    # chunk, in order, must be one pattern repeated.
-    separators = data.translate(None, _NOT_SPACE_OR_NEWLINE)
-    width = len(separators) // count + 1
-    expected = _LINE_SEPARATORS.get(width, b"") * count
-    if not expected or separators != expected[:-1]:
+    width = uniform_width(data, count)  # every line `path value ts`, or every `path value`
+    if not width:
         return None
     tokens = data.replace(b"\n", b" ").split(b" ")
     paths = tokens[0::width]

@@ -13,6 +13,7 @@ import time
 
 import psutil
 
+from storage.influx_codec import key_text, line_prefix
 from storage.records import Samples, Series
 
 _NET_SKIP = ("lo",)
@@ -76,12 +77,6 @@ class HostSampler:
         return Samples.from_points(points)
 
 
-def _escape(text: str, specials: str) -> str:
-    for char in "\\" + specials:
-        text = text.replace(char, "\\" + char)
-    return text
-
-
 def to_line_protocol(samples: Samples) -> bytes:
     """Samples as InfluxDB line protocol: metric `a.b` becomes measurement `a`, field `b`."""
     lines = []
@@ -89,8 +84,5 @@ def to_line_protocol(samples: Samples) -> bytes:
         measurement, _, field = series.metric.rpartition(".")
         if not measurement:
             measurement, field = series.metric, "value"
-        tags = "".join(f",{_escape(k, ', =')}={_escape(v, ', =')}" for k, v in series.tags if v)
-        lines.append(
-            f"{_escape(measurement, ', ')}{tags} {_escape(field, ', =')}={value!r} {ts_ns}"
-        )
+        lines.append(f"{line_prefix(series, measurement)} {key_text(field)}={value!r} {ts_ns}")
     return ("\n".join(lines) + "\n").encode()

@@ -13,7 +13,7 @@ import time
 import orjson
 from aiohttp import web
 
-from collector.influx_line import parse_influx
+from collector.influx_line import PRECISION_NS, parse_influx
 from collector.stats import IngestStats
 from collector.store_writer import StoreWriter
 from storage.errors import SpoolFullError
@@ -21,8 +21,6 @@ from storage.errors import SpoolFullError
 STORE_WRITER = web.AppKey("store_writer", StoreWriter)
 INGEST_STATS = web.AppKey("ingest_stats", IngestStats)
 MAX_BODY_BYTES = web.AppKey("max_body_bytes", int)
-
-_PRECISIONS = {"n", "ns", "u", "us", "ms", "s", "m", "h"}
 
 
 def _error(status: int, message: str, code: str) -> web.Response:
@@ -49,7 +47,7 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
 async def _write(request: web.Request, precision: str) -> web.Response:
     app = request.app
     limit = app[MAX_BODY_BYTES]
-    if precision not in _PRECISIONS:
+    if precision not in PRECISION_NS:
         return _error(400, f"precision {precision!r} is not one of ns, us, ms, s, m, h", "invalid")
     try:
         body = await _read_body(request, limit)

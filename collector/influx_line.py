@@ -25,7 +25,7 @@ from itertools import repeat
 import numpy as np
 
 from collector.errors import ParseError
-from collector.parse_result import ParseResult, parse_in_parts
+from collector.parse_result import ParseResult, parse_in_parts, uniform_width
 from storage.records import FloatArray, IndexArray, IntArray, Samples, Series, Tags
 
 PRECISION_NS: dict[str, int] = {
@@ -59,8 +59,6 @@ _DECIMAL_BYTES = b"0123456789.eE- "
 _I = ord("i")
 _NOT_SEPARATORS = bytes(b for b in range(256) if b not in b",=")
 _FIELD_SEPARATORS = b"=,"
-_NOT_SPACE_OR_NEWLINE = bytes(b for b in range(256) if b not in b" \n")
-_LINE_SEPARATORS = {2: b" \n", 3: b"  \n"}
 
 # The exact grammar. A backslash always takes the next byte with it while scanning (as
 # InfluxDB's scanner does); only the escapable bytes of each part lose their backslash.
@@ -128,7 +126,7 @@ def _parse_fast(body: bytes, now_ns: int, unit_ns: int) -> ParseResult | None:
     if b"\n\n" in body or body[0] in b"# " or b"\n#" in body or b"\n " in body:
         return None
     count = body.count(b"\n") + 1
-    width = _uniform_width(body, count)
+    width = uniform_width(body, count)
     if not width:
         return None
     tokens = body.replace(b"\n", b" ").split(b" ")
@@ -149,9 +147,9 @@ def _parse_fast(body: bytes, now_ns: int, unit_ns: int) -> ParseResult | None:
         return None
     series, index = shape
     value_array = _fast_values(values)
-    ts_ns: IntArray | None = np.full(count, now_ns, np.int64)
-    if width == 3:
-        ts_ns = _fast_timestamps(tokens[2::3], unit_ns)
+    ts_ns = (
+        _fast_timestamps(tokens[2::3], unit_ns) if width == 3 else np.full(count, now_ns, np.int64)
+    )
     if value_array is None or ts_ns is None:
         return None
     return ParseResult(
@@ -220,15 +218,6 @@ def _parse_with_strings(body: bytes, now_ns: int, unit_ns: int) -> ParseResult |
         return None
     plain = _parse_plain(b"\n".join([line for line in lines if b'"' not in line]), now_ns, unit_ns)
     return ParseResult.merge([plain, _parse_exact(b"\n".join(quoted), now_ns, unit_ns)])
-
-
-def _uniform_width(body: bytes, count: int) -> int:
-    """3 when every line is `a b c`, 2 when every line is `a b`, else 0: the spaces and
-    newlines of the body, in order, must be one pattern repeated."""
-    separators = body.translate(None, _NOT_SPACE_OR_NEWLINE)
-    width = len(separators) // count + 1
-    expected = _LINE_SEPARATORS.get(width, b"") * count
-    return width if expected and separators == expected[:-1] else 0
 
 
 def _distinct(codes: IntArray, size: int) -> tuple[IntArray, IntArray]:

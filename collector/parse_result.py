@@ -50,16 +50,28 @@ def parse_in_parts(
     result = fast(data)
     if result is not None:
         return result
-    if len(data) <= min_bytes:
+    halves = split_near_middle(data) if len(data) > min_bytes else None
+    if halves is None:
         return exact(data)
+    return ParseResult.merge([parse_in_parts(half, fast, exact, min_bytes) for half in halves])
+
+
+def split_near_middle(data: bytes) -> tuple[bytes, bytes] | None:
+    """`data` cut at the newline nearest after its middle (else before it), or None."""
     middle = data.find(b"\n", len(data) // 2)
     if middle < 0:
         middle = data.rfind(b"\n", 0, len(data) // 2)
-    if middle < 0:
-        return exact(data)
-    return ParseResult.merge(
-        [
-            parse_in_parts(data[:middle], fast, exact, min_bytes),
-            parse_in_parts(data[middle + 1 :], fast, exact, min_bytes),
-        ]
-    )
+    return None if middle < 0 else (data[:middle], data[middle + 1 :])
+
+
+_NOT_SPACE_OR_NEWLINE = bytes(b for b in range(256) if b not in b" \n")
+_LINE_SEPARATORS = {2: b" \n", 3: b"  \n"}
+
+
+def uniform_width(body: bytes, count: int) -> int:
+    """3 when each of the `count` lines is `a b c`, 2 when each is `a b`, else 0: the spaces
+    and newlines of the body, in order, must be one pattern repeated."""
+    separators = body.translate(None, _NOT_SPACE_OR_NEWLINE)
+    width = len(separators) // count + 1
+    expected = _LINE_SEPARATORS.get(width, b"") * count
+    return width if expected and separators == expected[:-1] else 0

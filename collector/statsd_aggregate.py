@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from collector.errors import ParseError
+from collector.parse_result import split_near_middle
 from collector.stats import IngestStats
 from collector.statsd import COUNTER, GAUGE, SET, TIMER, StatsdMetric, parse_line
 from collector.statsd_flush import SlotOutputs, output_names, timer_stats
@@ -111,16 +112,13 @@ class StatsdAggregator:
 
     def _ingest_split(self, data: bytes) -> None:
         # Halving keeps one bad line from sending a whole batch down the slow path.
-        if len(data) > _EXACT_BYTES:
-            mid = data.find(b"\n", len(data) // 2)
-            if mid < 0:
-                mid = data.rfind(b"\n", 0, len(data) // 2)
-            if mid >= 0:
-                for half in (data[:mid], data[mid + 1 :]):
-                    if not self._ingest_fast(half):
-                        self._ingest_split(half)
-                return
-        self.ingest_exact(data)
+        halves = split_near_middle(data) if len(data) > _EXACT_BYTES else None
+        if halves is None:
+            self.ingest_exact(data)
+            return
+        for half in halves:
+            if not self._ingest_fast(half):
+                self._ingest_split(half)
 
     def _ingest_fast(self, data: bytes) -> bool:
         # Splitting at the values gives the values and, joined back, the chunk with every

@@ -34,8 +34,13 @@ def writable(series: Series) -> bool:
 def line_prefix(series: Series, measurement: str) -> str:
     """`measurement,k=v,...` escaped for line protocol, empty tags left out."""
     parts = [measurement.translate(_MEASUREMENT)]
-    parts += [f"{k.translate(_TAG)}={v.translate(_TAG)}" for k, v in series.tags if k and v]
+    parts += [f"{key_text(k)}={key_text(v)}" for k, v in series.tags if k and v]
     return ",".join(parts)
+
+
+def key_text(text: str) -> str:
+    """A tag key or value, or a field key, escaped for line protocol."""
+    return text.translate(_TAG)
 
 
 def encode_samples(samples: Samples, prefixes: Sequence[str]) -> bytes:
