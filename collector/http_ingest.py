@@ -69,7 +69,7 @@ async def _write(request: web.Request, precision: str) -> web.Response:
         try:
             written = await app[STORE_WRITER].write(result.samples, "influx")
         except SpoolFullError as error:  # nothing of this body was kept: the client retries
-            return _error(503, str(error), "unavailable")
+            return _error(error.status, str(error), "unavailable")
         stats.add_received("influx", written.accepted)
         refused = written.refused_points
     if result.first_error is not None:

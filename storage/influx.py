@@ -277,7 +277,8 @@ class InfluxStore:
                 raise StorageError(f"InfluxDB is unavailable: {error}") from error
 
     def _combined_rollup_lines(self, tier: str, rollups: Rollups) -> list[str]:
-        series = [s for s in rollups.series if codec.writable(s)]
+        writable = [codec.writable(s) for s in rollups.series]
+        series = [s for s, ok in zip(rollups.series, writable, strict=True) if ok]
         position = {s: i for i, s in enumerate(rollups.series)}
         lo, hi = int(rollups.bucket_ns.min()), int(rollups.bucket_ns.max())
         stored = self.read_rollups(tier, series, lo, hi + 1)
@@ -291,18 +292,12 @@ class InfluxStore:
         wanted = {(int(s), int(t)) for s, t in zip(new.sid, new.ts, strict=True)}
         keep = [(int(s), int(t)) in wanted for s, t in zip(old.sid, old.ts, strict=True)]
         both = merge([old.take(np.asarray(keep, np.bool_)), new], ROLLUP_WIDTH)
-        combined = Rollups(rollups.series, both.sid.astype(np.int32), both.ts, *both.cols)
+        index = both.sid.astype(np.int32)
         prefixes = [codec.line_prefix(s, f"~{tier}:{s.metric}") for s in rollups.series]
-        ok = np.asarray([codec.writable(s) for s in rollups.series], np.bool_)[combined.index]
         finite = np.all([np.isfinite(c) for c in both.cols], axis=0)
-        mask = ok & finite
+        mask = np.asarray(writable, np.bool_)[index] & finite
         return codec.encode_rollups(
-            Rollups(
-                combined.series,
-                combined.index[mask],
-                combined.bucket_ns[mask],
-                *(c[mask] for c in both.cols),
-            ),
+            Rollups(rollups.series, index[mask], both.ts[mask], *(c[mask] for c in both.cols)),
             prefixes,
         )
 

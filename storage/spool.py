@@ -16,6 +16,7 @@ import zlib
 from pathlib import Path
 
 from storage.errors import CorruptStoreError, SpoolFullError
+from storage.wal import fsync_dir
 
 _MAGIC = b"SBSP"
 _HEADER = struct.Struct("<4sII")  # magic, payload length, crc32
@@ -70,7 +71,7 @@ class Spool:
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, path)
-            _fsync_dir(self._dir)
+            fsync_dir(self._dir)
         except BaseException:
             with self._lock:
                 self._bytes -= size
@@ -95,17 +96,9 @@ class Spool:
     def remove(self, seq: int) -> None:
         """Drop record `seq`, once the server acknowledged it."""
         self._path(seq).unlink()
-        _fsync_dir(self._dir)
+        fsync_dir(self._dir)
         with self._lock:
             self._bytes -= self._sizes.pop(seq)
 
     def _path(self, seq: int) -> Path:
         return self._dir / f"{seq:020d}{_SUFFIX}"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
