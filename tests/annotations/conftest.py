@@ -9,6 +9,7 @@ import pytest
 
 from annotations.app import ControlPlane
 from annotations.db import ControlDB
+from annotations.tokens import create_token
 from tests.annotations.flag_server import LiveServer
 from tests.postgres import fresh_schema
 
@@ -29,6 +30,16 @@ def control(control_url: str, tmp_path: Path) -> Iterator[ControlPlane]:
     plane = ControlPlane.open(control_url, tmp_path)
     yield plane
     plane.close()
+
+
+@pytest.fixture
+def tokens(control: ControlPlane) -> dict[str, dict[str, str]]:
+    """Authorization headers for one token of each role."""
+    headers = {}
+    for role in ("viewer", "operator", "admin"):
+        _, token = create_token(control.db, f"{role}-1", role)
+        headers[role] = {"Authorization": f"Bearer {token}"}
+    return headers
 
 
 @pytest.fixture

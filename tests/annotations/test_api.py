@@ -25,16 +25,6 @@ Headers = dict[str, dict[str, str]]
 DEPLOY = {"service": "web", "environment": "prod", "version": "abc123", "description": "d"}
 
 
-@pytest.fixture
-def tokens(control: ControlPlane) -> Headers:
-    """Authorization headers for one token of each role."""
-    headers = {}
-    for role in ("viewer", "operator", "admin"):
-        _, token = create_token(control.db, f"{role}-1", role)
-        headers[role] = {"Authorization": f"Bearer {token}"}
-    return headers
-
-
 async def _ingest(request: web.Request) -> web.Response:
     await request.read()
     return web.Response(status=204)

@@ -14,7 +14,6 @@ from aiohttp.test_utils import TestClient
 from annotations.app import ControlPlane, setup_control
 from annotations.flag_store import create_flag, get_flag, patch_flag
 from annotations.notes import Annotation, list_annotations
-from annotations.tokens import create_token
 
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 
@@ -27,16 +26,6 @@ SEARCH = {
         "staging": {"percentage": 100},
     },
 }
-
-
-@pytest.fixture
-def tokens(control: ControlPlane) -> dict[str, dict[str, str]]:
-    """Authorization headers for one token of each role."""
-    headers = {}
-    for role in ("viewer", "operator", "admin"):
-        _, token = create_token(control.db, f"{role}-1", role)
-        headers[role] = {"Authorization": f"Bearer {token}"}
-    return headers
 
 
 @pytest.fixture
