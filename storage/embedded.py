@@ -56,7 +56,7 @@ from storage.errors import (
 )
 from storage.head import Head, Snapshot
 from storage.manifest import MANIFEST, Manifest, read_manifest, write_manifest
-from storage.records import RAW, IndexArray, IntArray, Rollups, Samples, Series, Tier
+from storage.records import RAW, FloatArray, IndexArray, IntArray, Rollups, Samples, Series, Tier
 from storage.series_index import SeriesIndex, append_log, read_log, sort_key
 from storage.wal import Record, WalWriter, encode, read_records, segment_path, segments
 
@@ -141,15 +141,9 @@ class EmbeddedStore:
         if not len(samples):
             return WriteResult(0)
         with self._lock:
-            ids, new_series, refused_series = self._resolve(samples.series, samples.index)
-            sid = ids[samples.index]
-            rows = Columns(
-                sid.astype(np.uint32),
-                np.array(samples.ts_ns, np.int64),
-                (np.array(samples.values, np.float64),),
+            rows, new_series, refused_series = self._rows(
+                samples.series, samples.index, samples.ts_ns, (samples.values,)
             )
-            if refused_series:
-                rows = rows.take(sid >= 0)
             if not len(rows):
                 return WriteResult(0, len(samples), refused_series)
             ticket = self._wal.submit(encode(Record(RAW, rows, new_series)))
@@ -160,26 +154,41 @@ class EmbeddedStore:
 
     def write_rollups(self, tier: str, rollups: Rollups, watermark_ns: int) -> None:
         self._check_writable()
-        if tier == RAW or tier not in self._tiers:
-            raise ValueError(f"not a rollup tier: {tier!r}")
+        self._check_rollup_tier(tier)
         with self._lock:
-            ids, new_series, refused_series = self._resolve(rollups.series, rollups.index)
-            sid = ids[rollups.index]
-            rows = Columns(
-                sid.astype(np.uint32),
-                np.array(rollups.bucket_ns, np.int64),
-                tuple(
-                    np.array(c, np.float64)
-                    for c in (rollups.min, rollups.max, rollups.sum, rollups.count, rollups.last)
-                ),
+            rows, new_series, _ = self._rows(
+                rollups.series,
+                rollups.index,
+                rollups.bucket_ns,
+                (rollups.min, rollups.max, rollups.sum, rollups.count, rollups.last),
             )
-            if refused_series:
-                rows = rows.take(sid >= 0)
             ticket = self._wal.submit(encode(Record(tier, rows, new_series, watermark_ns)))
             if self._heads[tier].append(rows):
                 self._wake.set()
             self._watermarks[tier] = watermark_ns
         self._wal.wait(ticket)
+
+    def _rows(
+        self,
+        series: Sequence[Series],
+        index: IndexArray,
+        ts_ns: IntArray,
+        cols: tuple[FloatArray, ...],
+    ) -> tuple[Columns, tuple[tuple[int, Series], ...], int]:
+        """A batch as store rows, with the series it defines now and how many series were
+        refused (their rows left out). Called under `_lock`."""
+        ids, new_series, refused_series = self._resolve(series, index)
+        sid = ids[index]
+        rows = Columns(
+            sid.astype(np.uint32),
+            np.array(ts_ns, np.int64),
+            tuple(np.array(c, np.float64) for c in cols),
+        )
+        return (rows.take(sid >= 0) if refused_series else rows), new_series, refused_series
+
+    def _check_rollup_tier(self, tier: str) -> None:
+        if tier == RAW or tier not in self._tiers:
+            raise ValueError(f"not a rollup tier: {tier!r}")
 
     def _resolve(
         self,
@@ -227,8 +236,7 @@ class EmbeddedStore:
     def read_rollups(
         self, tier: str, series: Sequence[Series] | None, start_ns: int, end_ns: int
     ) -> Rollups:
-        if tier == RAW or tier not in self._tiers:
-            raise ValueError(f"not a rollup tier: {tier!r}")
+        self._check_rollup_tier(tier)
         keys, rows = self._select(tier, series, start_ns, end_ns)
         mins, maxs, sums, counts, lasts = (np.array(c) for c in rows.cols)
         return Rollups(
@@ -555,12 +563,7 @@ class EmbeddedStore:
             self._tail_segment(path)  # the writer moved on: this segment is complete now
             self._segment += 1
             self._offset = 0
-        for tier, width in self._widths.items():
-            head = self._heads[tier]
-            while (candidate := head.merge_candidate()) is not None:
-                merged = merge(candidate[1], width)
-                with self._lock:
-                    head.replace(candidate[0], merged)
+        self._merge_head_parts()
 
     def _tail_segment(self, path: Path) -> None:
         try:
