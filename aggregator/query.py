@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 
 from aggregator.errors import QueryError
-from aggregator.rollups import AGGREGATES, concat, regroup, rollup, select
+from aggregator.rollups import AGGREGATES, concat, regroup, rollup
 from aggregator.timeparse import nice_step_ns, parse_duration_ns
 from aggregator.timeparse import parse_time as parse_time
 from storage.base import Store
@@ -215,7 +215,7 @@ def run_query(store: Store, tiers: Sequence[Tier], request: QueryRequest) -> Que
     merged = regroup(rows, mapping, tuple(groups), step_ns)
     values = AGGREGATES[request.agg](merged)
     keep = ~np.isnan(values)
-    merged, values = select(merged, keep), values[keep]
+    merged, values = merged.take(keep), values[keep]
     bounds = np.searchsorted(merged.index, np.arange(len(groups) + 1))
     result = []
     for i, group in enumerate(groups):

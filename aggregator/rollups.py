@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from numpy.typing import NDArray
 
 from storage.records import (
     FloatArray,
@@ -137,20 +136,6 @@ def concat(parts: Sequence[Rollups]) -> Rollups:
         np.concatenate([p.sum for p in parts]),
         np.concatenate([p.count for p in parts]),
         np.concatenate([p.last for p in parts]),
-    )
-
-
-def select(rollups: Rollups, mask: NDArray[np.bool_] | IntArray) -> Rollups:
-    """The rows picked by a boolean mask or an index array, same series."""
-    return Rollups(
-        rollups.series,
-        rollups.index[mask],
-        rollups.bucket_ns[mask],
-        rollups.min[mask],
-        rollups.max[mask],
-        rollups.sum[mask],
-        rollups.count[mask],
-        rollups.last[mask],
     )
 
 

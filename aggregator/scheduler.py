@@ -21,7 +21,6 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-from numpy.typing import NDArray
 
 from aggregator.rollups import cascade, concat, rollup
 from storage.base import Store
@@ -71,7 +70,7 @@ class RollupScheduler:
         late = samples.ts_ns < watermark
         if late.any():
             with self._lock:
-                self._noted.append(_subset(samples, late))
+                self._noted.append(samples.take(late))
 
     def catch_up(self, now_ns: int, budget_s: float) -> None:
         """Run until every tier is up to date, or for about `budget_s` seconds: a backfill of
@@ -97,7 +96,7 @@ class RollupScheduler:
                 watermark = self._known_watermark(tier)
                 late = noted.ts_ns < watermark if watermark is not None else None
                 if late is not None and late.any():
-                    self._late[tier.name].append(_subset(noted, late))
+                    self._late[tier.name].append(noted.take(late))
             caught_up = True
             try:
                 source_mark: int | None = None
@@ -189,7 +188,3 @@ class RollupScheduler:
         return Rollups(
             series, rows.index, rows.bucket_ns, rows.min, rows.max, rows.sum, rows.count, last
         )
-
-
-def _subset(samples: Samples, mask: NDArray[np.bool_]) -> Samples:
-    return Samples(samples.series, samples.index[mask], samples.ts_ns[mask], samples.values[mask])

@@ -162,9 +162,7 @@ class InfluxStore:
                 "InfluxDB cannot hold NaN or infinity: %d points left out", (~finite).sum()
             )
         kept = keep & finite
-        subset = Samples(
-            samples.series, samples.index[kept], samples.ts_ns[kept], samples.values[kept]
-        )
+        subset = samples.take(kept)
         if len(subset):
             self._deliver(codec.encode_samples(subset, [p or "" for p in prefixes]))
         refused = int((~keep).sum())

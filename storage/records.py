@@ -95,6 +95,10 @@ class Samples:
     def __len__(self) -> int:
         return len(self.ts_ns)
 
+    def take(self, rows: NDArray[np.bool_] | IntArray) -> Samples:
+        """The points picked by a boolean mask or an index array, same series."""
+        return Samples(self.series, self.index[rows], self.ts_ns[rows], self.values[rows])
+
     @classmethod
     def empty(cls) -> Samples:
         return cls((), np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0, np.float64))
@@ -162,6 +166,19 @@ class Rollups:
 
     def __len__(self) -> int:
         return len(self.bucket_ns)
+
+    def take(self, rows: NDArray[np.bool_] | IntArray) -> Rollups:
+        """The rows picked by a boolean mask or an index array, same series."""
+        return Rollups(
+            self.series,
+            self.index[rows],
+            self.bucket_ns[rows],
+            self.min[rows],
+            self.max[rows],
+            self.sum[rows],
+            self.count[rows],
+            self.last[rows],
+        )
 
     @classmethod
     def empty(cls) -> Rollups:

@@ -14,7 +14,6 @@ from aggregator.rollups import (
     floor_to,
     regroup,
     rollup,
-    select,
 )
 from storage.records import NS_PER_S, Rollups, Samples, Series
 
@@ -87,7 +86,7 @@ def test_cascade_minutes_into_ten_minutes():
 
 def test_cascade_takes_last_from_the_latest_bucket_whatever_the_row_order():
     minutes = rollup(ten_second_points(CPU_A, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]), MIN)
-    reversed_rows = select(minutes, np.arange(len(minutes))[::-1])
+    reversed_rows = minutes.take(np.arange(len(minutes))[::-1])
     assert rows(cascade(reversed_rows, 10 * MIN)) == [("cpu{host=a}", 0, 1.0, 7.0, 28.0, 7.0, 7.0)]
 
 
