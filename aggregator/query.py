@@ -22,7 +22,7 @@ from aggregator.errors import QueryError
 from aggregator.rollups import AGGREGATES, concat, regroup, rollup
 from aggregator.timeparse import nice_step_ns, parse_duration_ns
 from aggregator.timeparse import parse_time as parse_time
-from storage.base import Store
+from storage.base import Store, bucket_spans
 from storage.records import NS_PER_MS, FloatArray, IntArray, Rollups, Series, Tier
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -175,22 +175,34 @@ def read_rows(
     store: Store,
     tiers: Sequence[Tier],
     tier: Tier,
-    series: Sequence[Series],
+    series: Sequence[Series] | None,
     start_ns: int,
     end_ns: int,
     width_ns: int,
 ) -> Rollups:
     """Rows covering [start, end) from `tier` up to its watermark, and after it from the finer
-    tiers; raw points are rolled up to `width_ns`, which `tier.width_ns` divides."""
+    tiers; the tier's dirty buckets (late points since they were rolled up) also come from the
+    finer tiers. Raw points are rolled up to `width_ns`, which `tier.width_ns` divides. Rows
+    never overlap: each (series, bucket of the finest width read) comes from one tier."""
     if tier.is_raw:
         return rollup(store.read(series, start_ns, end_ns), width_ns)
+    # Watermark, then dirty buckets, then rows: a bucket rolled up again between two of these
+    # reads is then taken from the finer tier or read whole, never read half-done.
     watermark = store.watermark(tier.name)
     cut_ns = min(max(watermark if watermark is not None else start_ns, start_ns), end_ns)
+    finer = max((t for t in tiers if t.width_ns < tier.width_ns), key=_width)
     parts = []
     if cut_ns > start_ns:
-        parts.append(store.read_rollups(tier.name, series, start_ns, cut_ns))
+        dirty = store.dirty(tier.name).within(start_ns - start_ns % tier.width_ns, cut_ns)
+        rows = store.read_rollups(tier.name, series, start_ns, cut_ns)
+        buckets = dirty.for_readers()
+        if len(buckets):
+            rows = rows.take(~np.isin(rows.bucket_ns, buckets))
+            for lo, hi in bucket_spans(buckets, tier.width_ns):
+                lo, hi = max(lo, start_ns), min(hi, cut_ns)
+                parts.append(read_rows(store, tiers, finer, series, lo, hi, tier.width_ns))
+        parts.append(rows)
     if cut_ns < end_ns:
-        finer = max((t for t in tiers if t.width_ns < tier.width_ns), key=_width)
         # Finer rows stay at this tier's width at most, so `last` still orders by bucket.
         parts.append(read_rows(store, tiers, finer, series, cut_ns, end_ns, tier.width_ns))
     return concat(parts)

@@ -1,32 +1,31 @@
 """The rollup scheduler: turns finished buckets into rollup rows, tier by tier, incrementally.
 
-Each rollup tier has a watermark: every bucket before it is rolled up. `run_once` rolls up the
-buckets between the watermark and `now - grace` from the next finer tier (raw points for the
-finest, rollup rows of the finer tier for the others) and stores the rows together with the new
-watermark, atomically, so a restart resumes exactly where the last write ended.
+Each rollup tier has a watermark: every bucket before it is rolled up. A pass of a tier first
+tells the store how far it will go (`Store.begin_rollup`), so a point written while it reads
+marks its bucket dirty instead of being missed; then it reads the buckets between the watermark
+and `now - grace` from the next finer tier (raw points for the finest, rows of the finer tier
+for the others) and stores the rows together with the new watermark, atomically, so a restart
+resumes exactly where the last write ended.
 
-Points that arrive behind a watermark (late data) are noted by `note_write` and become extra
-partial rows at the next `run_once`; reads combine them with the bucket's other rows.
-
-Known limit: a write racing the very read that rolls up its own bucket (a point older than
-`now - grace` written during that read) can be counted twice; `grace_ns` must exceed the delay
-between a point's time and its write for this to stay theoretical.
+Late points (behind a tier's bound when written) leave their bucket dirty in the store, durably
+with the write; readers take dirty buckets from the finer tier. Each pass also rolls up the
+dirty buckets of one chunk again, whole, from the finer tier, and clears them in the same write:
+a row written replaces the stored row of its bucket, so a bucket rolled up twice still counts
+every point once.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Sequence
 
 import numpy as np
 
-from aggregator.rollups import cascade, concat, rollup
-from storage.base import Store
-from storage.records import NS_PER_S, Rollups, Samples, Series, Tier
-
-log = logging.getLogger(__name__)
+from aggregator.query import read_rows
+from aggregator.rollups import cascade, concat
+from storage.base import DirtyBuckets, Store
+from storage.records import NS_PER_S, Rollups, Tier
 
 DEFAULT_CHUNK_NS = 3600 * NS_PER_S
 MAX_SKIP_CHUNKS = 64  # an empty read may span up to this many chunks
@@ -36,8 +35,9 @@ class RollupScheduler:
     """Rolls up raw -> finest tier -> ... -> coarsest tier; call `run_once` every few seconds.
 
     `chunk_ns` bounds the work of one run: at most one non-empty chunk of that span is read per
-    tier, so catching up on a long backlog spreads over several runs instead of one long stall
-    (only a tier's very first run may read more: the span after a long empty past).
+    tier, and the dirty buckets of one chunk rolled up again, so catching up on a long backlog
+    spreads over several runs instead of one long stall (only a tier's very first run may read
+    more: the span after a long empty past).
     """
 
     def __init__(
@@ -49,6 +49,7 @@ class RollupScheduler:
         chunk_ns: int = DEFAULT_CHUNK_NS,
     ) -> None:
         self._store = store
+        self._all_tiers = tuple(tiers)
         self._tiers = sorted((t for t in tiers if not t.is_raw), key=lambda t: t.width_ns)
         if any(c.width_ns % f.width_ns for f, c in zip(self._tiers, self._tiers[1:], strict=False)):
             raise ValueError("each rollup tier's width must be a multiple of the finer one's")
@@ -56,21 +57,9 @@ class RollupScheduler:
             raise ValueError("chunk_ns must be a multiple of the coarsest tier's width")
         self._grace_ns = grace_ns
         self._chunk_ns = chunk_ns
-        self._lock = threading.Lock()  # guards the watermark cache and the noted points
+        self._lock = threading.Lock()  # guards the watermark cache
         self._run_lock = threading.Lock()  # one run at a time
         self._watermarks: dict[str, int] = {}
-        self._noted: list[Samples] = []  # behind the finest watermark, not yet classified
-        self._late: dict[str, list[Samples]] = {t.name: [] for t in self._tiers}
-
-    def note_write(self, samples: Samples) -> None:
-        """Keep the points of a stored batch that are behind the finest tier's watermark."""
-        watermark = self._known_watermark(self._tiers[0])
-        if watermark is None or not len(samples):
-            return
-        late = samples.ts_ns < watermark
-        if late.any():
-            with self._lock:
-                self._noted.append(samples.take(late))
 
     def catch_up(self, now_ns: int, budget_s: float) -> None:
         """Run until every tier is up to date, or for about `budget_s` seconds: a backfill of
@@ -85,39 +74,30 @@ class RollupScheduler:
             return {t.name: now_ns - self._watermarks.get(t.name, now_ns) for t in self._tiers}
 
     def run_once(self, now_ns: int) -> bool:
-        """Roll up every tier as far as `now_ns - grace_ns` allows (within the chunk budget);
-        True when every tier got there."""
+        """Roll up every tier as far as `now_ns - grace_ns` allows, and its dirty buckets again
+        (within the chunk budget); True when every tier got there and is clean."""
         with self._run_lock:
-            with self._lock:
-                noted, self._noted = Samples.concat(self._noted), []
-            # Late points are sorted per tier before any write: a tier whose write fails keeps
-            # its own list for the next run, and the tiers already written do not see them again.
-            for tier in self._tiers:
-                watermark = self._known_watermark(tier)
-                late = noted.ts_ns < watermark if watermark is not None else None
-                if late is not None and late.any():
-                    self._late[tier.name].append(noted.take(late))
             caught_up = True
-            try:
-                source_mark: int | None = None
-                for tier in self._tiers:
-                    mark, target = self._run_tier(tier, now_ns, source_mark)
-                    caught_up &= mark >= target
-                    source_mark = mark
-            except BaseException:
-                with self._lock:
-                    self._watermarks.clear()  # reread them: the failed write may have landed
-                raise
+            source_mark: int | None = None
+            for tier in self._tiers:
+                mark, done = self._run_tier(tier, now_ns, source_mark)
+                caught_up &= done
+                source_mark = mark
             return caught_up
 
-    def _run_tier(self, tier: Tier, now_ns: int, source_mark: int | None) -> tuple[int, int]:
-        """Roll up one chunk of `tier`; its new watermark, and where it would be up to date."""
+    def _run_tier(self, tier: Tier, now_ns: int, source_mark: int | None) -> tuple[int, bool]:
+        """Roll up one chunk of `tier` and one chunk of its dirty buckets; its new watermark,
+        and whether it is up to date and clean."""
         width = tier.width_ns
         ready = now_ns - self._grace_ns
         target = ready - ready % width
         if source_mark is not None:
             target = min(target, source_mark - source_mark % width)
-        stored = self._known_watermark(tier)
+        self._store.begin_rollup(tier.name, target)
+        # Taken after the pass began and before it reads: every bucket dirty by now is read
+        # below, whole, so clearing these is safe; later marks stay for the next pass.
+        dirty = self._store.dirty(tier.name)
+        stored = self._store.watermark(tier.name)
         watermark = stored if stored is not None else self._first_watermark(tier, now_ns, target)
         parts: list[Rollups] = []
         mark, span = watermark, self._chunk_ns
@@ -131,60 +111,42 @@ class RollupScheduler:
                 parts.append(rows)
                 break
             span = min(2 * span, MAX_SKIP_CHUNKS * self._chunk_ns)
-        late = Samples.concat(self._late[tier.name])
-        if len(late):
-            parts.append(self._late_rows(late, width))
-        if parts or mark != stored:
-            self._store.write_rollups(tier.name, concat(parts), mark)
-        self._late[tier.name] = []
+        behind = dirty.within(-(2**63), watermark)
+        again = self._one_chunk(behind)
+        parts += [self._rows_from_finer(tier, lo, hi) for lo, hi in again.spans(width)]
+        cleared = DirtyBuckets(
+            np.concatenate([again.bucket_ns, dirty.within(watermark, mark).bucket_ns]), dirty.seq
+        )
+        if parts or mark != stored or len(cleared):
+            self._store.write_rollups(tier.name, concat(parts), mark, cleared)
         with self._lock:
             self._watermarks[tier.name] = mark
-        return mark, target
+        return mark, mark >= target and len(again) == len(behind)
 
-    def _known_watermark(self, tier: Tier) -> int | None:
-        with self._lock:
-            if tier.name in self._watermarks:
-                return self._watermarks[tier.name]
-        stored = self._store.watermark(tier.name)
-        if stored is not None:
-            with self._lock:
-                self._watermarks.setdefault(tier.name, stored)
-        return stored
+    def _one_chunk(self, dirty: DirtyBuckets) -> DirtyBuckets:
+        """The dirty buckets in the chunk of the oldest one."""
+        if not len(dirty):
+            return dirty
+        first = int(dirty.bucket_ns[0])
+        start = first - first % self._chunk_ns
+        return dirty.within(start, start + self._chunk_ns)
 
     def _first_watermark(self, tier: Tier, now_ns: int, target: int) -> int:
-        """Where a tier that was never rolled up starts: now on an empty store, else as far back
-        as the tier keeps data (the empty past before the oldest data is skipped quickly)."""
+        """Where a tier that was never rolled up starts: now on an empty store (a point written
+        since the pass began is marked dirty), else as far back as the tier keeps data (the
+        empty past before the oldest data is skipped quickly)."""
         if self._store.series_count() == 0:
             return target
         oldest = now_ns - tier.retention_ns
         return min(target, oldest - oldest % tier.width_ns)
 
     def _rows_from_finer(self, tier: Tier, start_ns: int, end_ns: int) -> Rollups:
-        finer = [t for t in self._tiers if t.width_ns < tier.width_ns]
-        if not finer:
-            return rollup(self._store.read(None, start_ns, end_ns), tier.width_ns)
-        source = self._store.read_rollups(finer[-1].name, None, start_ns, end_ns)
-        return cascade(source, tier.width_ns)
+        """Whole rows of `tier` for [start, end), from the finer tiers (their dirty buckets
+        from theirs)."""
+        finer = max((t for t in self._all_tiers if t.width_ns < tier.width_ns), key=_width)
+        rows = read_rows(self._store, self._all_tiers, finer, None, start_ns, end_ns, tier.width_ns)
+        return cascade(rows, tier.width_ns)
 
-    def _late_rows(self, late: Samples, width: int) -> Rollups:
-        """Partial rows for late points: their min, max, sum and count, and as `last` the
-        bucket's true last point read back from raw (a late point is rarely the latest)."""
-        used = np.unique(late.index)
-        series: tuple[Series, ...] = tuple(late.series[i] for i in used.tolist())
-        remap = np.zeros(len(late.series), np.int32)
-        remap[used] = np.arange(len(used), dtype=np.int32)
-        compact = Samples(series, remap[late.index], late.ts_ns, late.values)
-        rows = rollup(compact, width)
-        lo = int(rows.bucket_ns.min())
-        buckets = (int(rows.bucket_ns.max()) - lo) // width + 1
-        stored = rollup(self._store.read(series, lo, lo + buckets * width), width)
-        row_keys = rows.index.astype(np.int64) * buckets + (rows.bucket_ns - lo) // width
-        stored_keys = stored.index.astype(np.int64) * buckets + (stored.bucket_ns - lo) // width
-        last = rows.last
-        if len(stored):
-            pos = np.minimum(np.searchsorted(stored_keys, row_keys), len(stored_keys) - 1)
-            last = np.where(stored_keys[pos] == row_keys, stored.last[pos], rows.last)
-        log.info("rolled up %d late points into %d partial rows", len(late), len(rows))
-        return Rollups(
-            series, rows.index, rows.bucket_ns, rows.min, rows.max, rows.sum, rows.count, last
-        )
+
+def _width(tier: Tier) -> int:
+    return tier.width_ns

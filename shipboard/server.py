@@ -197,6 +197,8 @@ def _start_aggregator(node: _Node, scheduler: RollupScheduler) -> None:
             node.metrics.rollup_seconds.observe(time.perf_counter() - started)
             for tier, lag_ns in scheduler.lag_ns(now_ns).items():
                 node.metrics.gauges[f"rollup_lag_{tier}_seconds"] = lag_ns / NS_PER_S
+                dirty = await asyncio.to_thread(store.dirty, tier)
+                node.metrics.gauges[f"rollup_dirty_{tier}_buckets"] = len(dirty.for_readers())
 
     async def apply_retention() -> None:
         if await asyncio.to_thread(lock.try_acquire):
@@ -289,9 +291,7 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
         scheduler = RollupScheduler(
             store, tiers, grace_ns=int(2 * settings.flush_interval_s * NS_PER_S)
         )
-        # Late points reach the rollups only when the aggregator runs in this process.
-        note_write = scheduler.note_write if "aggregator" in parts else _ignore
-        writer = StoreWriter(store, stats, node.metrics, note_write)
+        writer = StoreWriter(store, stats, node.metrics, _ignore)
         app = build_http_app(
             settings,
             store,

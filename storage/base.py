@@ -2,25 +2,102 @@
 
 A backend keeps raw samples and rollup rows per tier. Every method is synchronous and may block:
 async callers go through `asyncio.to_thread` (or the backend's own executor).
+
+Late points: a raw point written behind a rollup tier's bound (its watermark, or the end of a
+rollup pass under way) makes its bucket of that tier dirty, in the same durable step as the
+write. Readers take a dirty bucket from the finer tier until a pass rolls it up again (whole,
+from the finer tier), so every acknowledged point is in every tier's answer at once, exactly
+once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from storage.records import Rollups, Samples, Series
+import numpy as np
+
+from storage.records import IntArray, Rollups, Samples, Series, Tier
 
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
-    """What a write kept: points stored, and points refused because their series was new and
-    the store already held `max_series` series."""
+    """What a write kept: points stored; points refused because their series was new and the
+    store already held `max_series` series; points refused as older than the raw retention."""
 
     accepted: int
     refused_points: int = 0
     refused_series: int = 0
+    too_old: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DirtyBuckets:
+    """Buckets of one rollup tier that took raw points after they were rolled up, as the store
+    held them after its write number `seq`: a pass that rolls them up again from what it reads
+    after taking this clears them, unless a later write made them dirty again. `recent_ns` are
+    dirty too but marked too recently for a pass to clear (a store whose writes may still be
+    landing); readers take both from the finer tier."""
+
+    bucket_ns: IntArray  # sorted bucket starts
+    seq: int = 0
+    recent_ns: IntArray = field(default_factory=lambda: np.empty(0, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.bucket_ns)
+
+    def within(self, start_ns: int, end_ns: int) -> DirtyBuckets:
+        """The buckets (and recent ones) that start in [start_ns, end_ns)."""
+        return DirtyBuckets(
+            _within(self.bucket_ns, start_ns, end_ns),
+            self.seq,
+            _within(self.recent_ns, start_ns, end_ns),
+        )
+
+    def for_readers(self) -> IntArray:
+        """Every dirty bucket, recent or not, sorted."""
+        if not len(self.recent_ns):
+            return self.bucket_ns
+        return np.union1d(self.bucket_ns, self.recent_ns)
+
+    def spans(self, width_ns: int) -> list[tuple[int, int]]:
+        """The buckets as [start, end) spans, adjacent buckets joined."""
+        return bucket_spans(self.bucket_ns, width_ns)
+
+
+def bucket_spans(bucket_ns: IntArray, width_ns: int) -> list[tuple[int, int]]:
+    """Sorted bucket starts as [start, end) spans, adjacent buckets joined."""
+    if not len(bucket_ns):
+        return []
+    breaks = np.flatnonzero(np.diff(bucket_ns) != width_ns) + 1
+    starts = bucket_ns[np.concatenate([[0], breaks])]
+    ends = bucket_ns[np.concatenate([breaks - 1, [len(bucket_ns) - 1]])] + width_ns
+    return list(zip(starts.tolist(), ends.tolist(), strict=True))
+
+
+def retention_floors(
+    tiers: Sequence[Tier], now_ns: int, oldest_dirty: dict[str, int]
+) -> dict[str, int]:
+    """Where each tier's retention cuts at `now_ns`: on the next coarser tier's bucket edges,
+    and never past the oldest dirty bucket (`oldest_dirty`, by tier) of a coarser tier, which
+    is rolled up again from the finer ones."""
+    floors = {}
+    by_width = sorted(tiers, key=lambda t: t.width_ns)
+    for tier, coarser in zip(by_width, [*by_width[1:], None], strict=True):
+        floor = now_ns - tier.retention_ns
+        if coarser is not None:
+            floor -= floor % coarser.width_ns
+        for other in by_width:
+            if other.width_ns > tier.width_ns and other.name in oldest_dirty:
+                floor = min(floor, oldest_dirty[other.name])
+        floors[tier.name] = floor
+    return floors
+
+
+def _within(bucket_ns: IntArray, start_ns: int, end_ns: int) -> IntArray:
+    lo, hi = np.searchsorted(bucket_ns, [start_ns, end_ns])
+    return bucket_ns[lo:hi]
 
 
 class Store(Protocol):
@@ -29,9 +106,26 @@ class Store(Protocol):
         return. Concurrent callers share one fsync (group commit)."""
         ...
 
-    def write_rollups(self, tier: str, rollups: Rollups, watermark_ns: int) -> None:
-        """Store rollup rows of `tier` and, atomically with them, the tier's watermark: the
-        time up to which raw data has been rolled up. Durable on return."""
+    def write_rollups(
+        self,
+        tier: str,
+        rollups: Rollups,
+        watermark_ns: int,
+        rerolled: DirtyBuckets | None = None,
+    ) -> None:
+        """Store rollup rows of `tier` (each replaces the stored row of its series and bucket)
+        and, atomically with them, the tier's watermark (the time up to which raw data has been
+        rolled up) and the clearing of the `rerolled` dirty buckets. Durable on return."""
+        ...
+
+    def begin_rollup(self, tier: str, end_ns: int) -> None:
+        """Announce a rollup pass of `tier` up to `end_ns`: from now on a raw point before
+        `end_ns` makes its bucket dirty, so a point written while the pass reads is never
+        missed."""
+        ...
+
+    def dirty(self, tier: str) -> DirtyBuckets:
+        """The dirty buckets of rollup tier `tier`."""
         ...
 
     def watermark(self, tier: str) -> int | None:
@@ -48,8 +142,9 @@ class Store(Protocol):
     def read_rollups(
         self, tier: str, series: Sequence[Series] | None, start_ns: int, end_ns: int
     ) -> Rollups:
-        """Rollup rows of `tier` with start_ns <= bucket_ns < end_ns, combined so that each
-        (series, bucket) appears once, sorted by (index, bucket_ns)."""
+        """Rollup rows of `tier` with start_ns <= bucket_ns < end_ns, one per (series, bucket)
+        (the last written), sorted by (index, bucket_ns). Dirty buckets are included as
+        stored: readers that want them whole take them from the finer tier."""
         ...
 
     def metrics(self, pattern: str = "*") -> list[str]:

@@ -2,7 +2,8 @@
 
 A raw run has one value column; a rollup run has five (min, max, sum, count, last). Runs are
 immutable once built. Sorting is always stable, so among rows with the same (series, ts) the
-order of writing survives: a raw read keeps the last, a rollup read combines them all.
+order of writing survives and the last one written wins: a raw point replaces the point of the
+same time, a rollup row the row of the same bucket (a bucket rolled up again is whole).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ IdArray = NDArray[np.uint32]
 
 RAW_WIDTH = 1
 ROLLUP_WIDTH = 5  # min, max, sum, count, last
-MIN, MAX, SUM, COUNT, LAST = range(ROLLUP_WIDTH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,31 +78,15 @@ def is_strictly_sorted(run: Columns) -> bool:
 
 
 def merge(runs: Sequence[Columns], width: int) -> Columns:
-    """One run sorted by (sid, ts) with one row per key: later rows replace earlier raw rows,
-    rollup rows are combined (min of mins, max of maxes, sums, last of the latest)."""
+    """One run sorted by (sid, ts) with one row per key: later rows replace earlier ones."""
     run = concat(runs, width)
     if is_strictly_sorted(run):
         return run
     run = run.take(np.lexsort((run.ts, run.sid)))  # lexsort is stable: write order survives
-    first = np.empty(len(run), np.bool_)
-    first[0] = True
-    first[1:] = (run.sid[1:] != run.sid[:-1]) | (run.ts[1:] != run.ts[:-1])
-    starts = np.flatnonzero(first)
-    ends = np.append(starts[1:], len(run)) - 1
-    if width == RAW_WIDTH:
-        return run.take(ends)
-    cols = run.cols
-    return Columns(
-        run.sid[starts],
-        run.ts[starts],
-        (
-            np.minimum.reduceat(cols[MIN], starts),
-            np.maximum.reduceat(cols[MAX], starts),
-            np.add.reduceat(cols[SUM], starts),
-            np.add.reduceat(cols[COUNT], starts),
-            cols[LAST][ends],
-        ),
-    )
+    last = np.empty(len(run), np.bool_)
+    last[-1] = True
+    last[:-1] = (run.sid[1:] != run.sid[:-1]) | (run.ts[1:] != run.ts[:-1])
+    return run.take(last)
 
 
 def select_sorted(run: Columns, sids: IdArray | None, start_ns: int, end_ns: int) -> Columns:

@@ -8,9 +8,13 @@ Data dir layout:
     wal/<n>.wal           write-ahead log segments written since the last checkpoint
     blocks/<tier>/<n>/    immutable column files sorted by (series id, ts), memmapped
 
-Write: under one lock a batch gets its series ids (new series beyond `max_series` refused),
-is framed as one WAL record of raw columns and appended to the in-memory head; then the caller
-waits outside the lock for group commit (`WalWriter`), so concurrent writers share one fsync.
+Write: under one lock a batch gets its series ids (new series beyond `max_series` refused,
+points older than the raw tier's retention floor too), is framed as one WAL record of raw
+columns and appended to the in-memory head, and the buckets it touches behind each rollup
+tier's bound are marked dirty; then the caller waits outside the lock for group commit
+(`WalWriter`), so concurrent writers share one fsync. Dirty marks are a function of the WAL's
+order (raw records number them; rollup records raise bounds and clear marks), so replay and a
+read-only follower rebuild exactly the writer's marks; checkpoints keep them in the manifest.
 Checkpoint (a maintenance thread, by head size or age): rotate the WAL, swap in a fresh head,
 write the old head as one block per tier, merge runs of four same-level blocks, append new
 series to the series log, replace the manifest atomically, then delete the covered segments.
@@ -36,7 +40,7 @@ from types import TracebackType
 import numpy as np
 
 from storage import blocks as block_files
-from storage.base import WriteResult
+from storage.base import DirtyBuckets, WriteResult, retention_floors
 from storage.blocks import Block
 from storage.columns import (
     RAW_WIDTH,
@@ -55,10 +59,25 @@ from storage.errors import (
     StoreLockedError,
 )
 from storage.head import Head, Snapshot
-from storage.manifest import MANIFEST, Manifest, read_manifest, write_manifest
+from storage.manifest import MANIFEST, Manifest, read_manifest, recover_manifest, write_manifest
 from storage.records import RAW, FloatArray, IndexArray, IntArray, Rollups, Samples, Series, Tier
-from storage.series_index import SeriesIndex, append_log, read_log, sort_key
-from storage.wal import Record, WalWriter, encode, read_records, segment_path, segments
+from storage.series_index import (
+    SeriesIndex,
+    append_log,
+    discard_uncommitted,
+    read_log,
+    sort_key,
+)
+from storage.wal import (
+    Cleared,
+    Record,
+    WalWriter,
+    cut_torn_tail,
+    encode,
+    read_records,
+    segment_path,
+    segments,
+)
 
 _LOG = logging.getLogger(__name__)
 
@@ -102,7 +121,12 @@ class EmbeddedStore:
         self._heads = self._new_heads()
         self._frozen: tuple[dict[str, Head], ...] = ()  # heads being written as blocks
         self._watermarks: dict[str, int] = {}
+        self._claims: dict[str, int] = {}
+        self._dirty: dict[str, dict[int, int]] = {t: {} for t in self._tiers if t != RAW}
+        self._seq = 0  # raw write records so far; numbers the dirty marks
         self._head_since = time.monotonic()
+        self._stop = threading.Event()
+        self._wake = threading.Event()  # the maintenance thread's: head parts to merge
         if readonly:
             self._refresh_lock = threading.Lock()
             self._stamp: _Stamp | None = None
@@ -118,8 +142,6 @@ class EmbeddedStore:
         except BaseException:
             os.close(self._lock_fd)
             raise
-        self._stop = threading.Event()
-        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._maintain, name="store-maintenance")
         self._thread.start()
 
@@ -141,18 +163,27 @@ class EmbeddedStore:
         if not len(samples):
             return WriteResult(0)
         with self._lock:
+            kept = samples.ts_ns >= self._manifest.floors.get(RAW, _NO_FLOOR)
+            too_old = len(samples) - int(np.count_nonzero(kept))
+            if too_old:
+                samples = samples.take(kept)
             rows, new_series, refused_series = self._rows(
                 samples.series, samples.index, samples.ts_ns, (samples.values,)
             )
             if not len(rows):
-                return WriteResult(0, len(samples), refused_series)
+                return WriteResult(0, len(samples), refused_series, too_old)
             ticket = self._wal.submit(encode(Record(RAW, rows, new_series)))
-            if self._heads[RAW].append(rows):
-                self._wake.set()
+            self._append_raw(rows)
         self._wal.wait(ticket)
-        return WriteResult(len(rows), len(samples) - len(rows), refused_series)
+        return WriteResult(len(rows), len(samples) - len(rows), refused_series, too_old)
 
-    def write_rollups(self, tier: str, rollups: Rollups, watermark_ns: int) -> None:
+    def write_rollups(
+        self,
+        tier: str,
+        rollups: Rollups,
+        watermark_ns: int,
+        rerolled: DirtyBuckets | None = None,
+    ) -> None:
         self._check_writable()
         self._check_rollup_tier(tier)
         with self._lock:
@@ -162,11 +193,68 @@ class EmbeddedStore:
                 rollups.bucket_ns,
                 (rollups.min, rollups.max, rollups.sum, rollups.count, rollups.last),
             )
-            ticket = self._wal.submit(encode(Record(tier, rows, new_series, watermark_ns)))
-            if self._heads[tier].append(rows):
-                self._wake.set()
-            self._watermarks[tier] = watermark_ns
+            cleared = None
+            if rerolled is not None and len(rerolled):
+                cleared = Cleared(rerolled.seq, tuple(rerolled.bucket_ns.tolist()))
+            record = Record(tier, rows, new_series, watermark_ns, cleared=cleared)
+            ticket = self._wal.submit(encode(record))
+            self._apply_rollup(record)
         self._wal.wait(ticket)
+
+    def begin_rollup(self, tier: str, end_ns: int) -> None:
+        self._check_writable()
+        self._check_rollup_tier(tier)
+        with self._lock:
+            if end_ns <= self._bound(tier):
+                return
+            # No wait: any later record that is fsync'd makes this one durable too.
+            record = Record(tier, Columns.empty(ROLLUP_WIDTH), claim_ns=end_ns)
+            self._wal.submit(encode(record))
+            self._apply_rollup(record)
+
+    def dirty(self, tier: str) -> DirtyBuckets:
+        self._check_open()
+        self._check_rollup_tier(tier)
+        self._refresh()
+        with self._lock:
+            buckets = np.fromiter(sorted(self._dirty[tier]), np.int64, len(self._dirty[tier]))
+            return DirtyBuckets(buckets, self._seq)
+
+    def _bound(self, tier: str) -> int:
+        """Raw points before this make their bucket of `tier` dirty."""
+        return max(self._watermarks.get(tier, _NO_FLOOR), self._claims.get(tier, _NO_FLOOR))
+
+    def _append_raw(self, rows: Columns) -> None:
+        """Append a raw record's rows and mark the buckets they make dirty; under `_lock`."""
+        self._seq += 1
+        if self._heads[RAW].append(rows):
+            self._wake.set()
+        if not len(rows):
+            return
+        oldest = int(rows.ts.min())
+        for tier, marks in self._dirty.items():
+            bound = self._bound(tier)
+            if oldest >= bound:
+                continue
+            width = self._tiers[tier].width_ns
+            late = rows.ts[rows.ts < bound]
+            for bucket in np.unique(late - late % width).tolist():
+                marks[bucket] = self._seq
+
+    def _apply_rollup(self, record: Record) -> None:
+        """Apply a rollup tier's record: rows, watermark, pass bound, cleared marks."""
+        tier = record.tier
+        if self._heads[tier].append(record.rows):
+            self._wake.set()
+        if record.watermark_ns is not None:
+            self._watermarks[tier] = record.watermark_ns
+        if record.claim_ns is not None:
+            self._claims[tier] = record.claim_ns
+        if record.cleared is not None:
+            marks, seq = self._dirty[tier], record.cleared.seq
+            for bucket in record.cleared.bucket_ns:
+                if marks.get(bucket, seq + 1) <= seq:
+                    del marks[bucket]
 
     def _rows(
         self,
@@ -318,6 +406,9 @@ class EmbeddedStore:
                 frozen = self._frozen
                 series_count = len(self._index)
                 watermarks = dict(self._watermarks)
+                claims = dict(self._claims)
+                dirty = {t: dict(marks) for t, marks in self._dirty.items() if marks}
+                write_seq = self._seq
             manifest = self._manifest
             blocks = dict(self._blocks)
             number = manifest.next_block
@@ -343,6 +434,9 @@ class EmbeddedStore:
                 next_block=number,
                 blocks={t: tuple(b.info for b in bs) for t, bs in blocks.items()},
                 watermarks=watermarks,
+                write_seq=write_seq,
+                claims=claims,
+                dirty=dirty,
             )
             write_manifest(self._root, manifest)
             with self._lock:
@@ -384,9 +478,12 @@ class EmbeddedStore:
             manifest = self._manifest
             floors = dict(manifest.floors)
             blocks = dict(self._blocks)
+            with self._lock:
+                oldest_dirty = {t: min(m) for t, m in self._dirty.items() if m}
             dropped: list[tuple[str, int]] = []
-            for name, tier in self._tiers.items():
-                floor = max(floors.get(name, _NO_FLOOR), now_ns - tier.retention_ns)
+            cuts = retention_floors(tuple(self._tiers.values()), now_ns, oldest_dirty)
+            for name in self._tiers:
+                floor = max(floors.get(name, _NO_FLOOR), cuts[name])
                 floors[name] = floor
                 dropped += [(name, b.info.number) for b in blocks[name] if b.info.max_ts < floor]
                 blocks[name] = tuple(b for b in blocks[name] if b.info.max_ts >= floor)
@@ -467,12 +564,17 @@ class EmbeddedStore:
         """Replay a WAL record into the index and head; the caller holds the write lock."""
         for sid, series in record.new_series:
             self._index.define(sid, series)
-        head = self._heads.get(record.tier)
-        if head is None:
-            return  # a tier no longer configured
-        head.append(record.rows)
-        if record.watermark_ns is not None:
-            self._watermarks[record.tier] = record.watermark_ns
+        if record.tier == RAW:
+            self._append_raw(record.rows)
+        elif record.tier in self._tiers:  # else a tier no longer configured
+            self._apply_rollup(record)
+
+    def _restore(self, manifest: Manifest) -> None:
+        """Take the manifest's watermarks, pass bounds and dirty marks; under `_lock`."""
+        self._watermarks = dict(manifest.watermarks)
+        self._claims = dict(manifest.claims)
+        self._dirty = {t: dict(manifest.dirty.get(t, {})) for t in self._dirty}
+        self._seq = manifest.write_seq
 
     def _load(self, manifest: Manifest) -> dict[str, tuple[Block, ...]]:
         """Series of the manifest not yet in the index, and its blocks (reusing open ones)."""
@@ -492,18 +594,13 @@ class EmbeddedStore:
 
     def _recover(self) -> WalWriter:
         """Open the committed state, replay the WAL (cutting a torn tail), start a segment."""
-        manifest = read_manifest(self._root)
-        if manifest is None:
-            manifest = Manifest()
-            write_manifest(self._root, manifest)
+        manifest = recover_manifest(self._root)
         self._blocks = self._load(manifest)
         self._manifest = manifest
-        self._watermarks = dict(manifest.watermarks)
+        self._restore(manifest)
         for tier in self._tiers:
-            listed = {b.number for b in manifest.blocks.get(tier, ())}
-            for number in block_files.block_numbers(self._root, tier):
-                if number not in listed:  # written by a checkpoint that did not finish
-                    block_files.remove_block(self._root, tier, number)
+            block_files.remove_unlisted(self._root, tier, manifest.blocks.get(tier, ()))
+        discard_uncommitted(self._root / _SERIES_LOG, manifest.series_bytes)
         wal_dir = self._root / "wal"
         numbers = segments(wal_dir)
         for number in [n for n in numbers if n < manifest.wal_start]:
@@ -518,8 +615,7 @@ class EmbeddedStore:
             if end != path.stat().st_size:
                 if number != numbers[-1]:
                     raise CorruptStoreError(f"{path} is damaged at byte {end}")
-                _LOG.warning("discarding a torn WAL tail: %s from byte %d", path, end)
-                os.truncate(path, end)
+                cut_torn_tail(path, end)
         return WalWriter(wal_dir, numbers[-1] + 1 if numbers else manifest.wal_start)
 
     def _refresh(self) -> None:
@@ -546,7 +642,7 @@ class EmbeddedStore:
             self._manifest = manifest
             self._blocks = blocks
             self._heads = self._new_heads()
-            self._watermarks = dict(manifest.watermarks)
+            self._restore(manifest)
         self._segment = manifest.wal_start
         self._offset = 0
 

@@ -5,6 +5,8 @@ Layout in one database (v1) or bucket (v2), all in its default retention policy:
     <metric>,<tags> value=<float>                       raw points
     ~<tier>:<metric>,<tags> min=,max=,sum=,count=,last=  rollup rows, one point per bucket
     ~meta,tier=<tier> watermark=<int>i 0                 each tier's watermark
+    ~meta,tier=raw floor=<int>i 0                        the raw retention floor
+    ~dirty,bucket=<ns>,tier=<tier> n=1i <when marked>    a dirty bucket of a rollup tier
 
 Names starting with `~` are the store's own, so a metric may not start with one. Retention is
 `DELETE ... WHERE time < now - retention` per tier (a measurement regex tells tiers apart):
@@ -16,8 +18,12 @@ Writes go to `/api/v2/write` through influxdb-client (gzip, retries with backoff
 204. When InfluxDB is down or slow the write goes to the spool instead (durable, bounded) and a
 drainer thread delivers spooled writes in order; while anything is spooled new writes queue
 behind it. Re-delivery after a crash is harmless: a point written twice is one point.
-Rollup rows are combined with the stored rows of the same bucket before they are written (read,
-combine, overwrite), since InfluxDB keeps one point per series and time; one aggregator writes.
+A rollup row overwrites the stored row of its bucket (InfluxDB keeps one point per series and
+time). Collectors and the aggregator may be separate processes, so a write cannot know how far
+a rollup pass has read: every point older than `late_margin_ns` marks its bucket of every
+rollup tier dirty with a `~dirty` point in the same body (a spooled body marks every bucket it
+touches, stamped when it is delivered). A pass clears a mark only if it was stamped
+`settle_ns` before the pass began, so the points it marks are visible to the pass's read.
 Reads are one InfluxQL query each over `/query` (chunked JSON, orjson, numpy).
 """
 
@@ -42,8 +48,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
 from storage import influx_codec as codec
-from storage.base import WriteResult
-from storage.columns import ROLLUP_WIDTH, Columns, IdArray, merge
+from storage.base import DirtyBuckets, WriteResult, retention_floors
 from storage.errors import (
     ReadOnlyStoreError,
     ServerWriteError,
@@ -66,11 +71,14 @@ from storage.spool import Spool
 _LOG = logging.getLogger(__name__)
 
 _META = "~meta"
+_DIRTY = "~dirty"
+_MARK = re.compile(rb"^(~dirty,[^ ]+ n=1i) \d+$", re.MULTILINE)
 _RAW_MEASUREMENTS = "^[^~]"
 _MIN_TS, _MAX_TS = -(2**63) + 2, 2**63 - 2  # InfluxDB's representable time range
 _CHUNK_ROWS = 50_000
 _MAX_FILTER_SERIES = 500  # above this a read filters by measurement only, then exactly here
 _RETRY_S = (0.2, 5.0)
+_FLOOR_TTL_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +117,8 @@ class InfluxStore:
         spool_max_bytes: int = 1 << 30,
         max_series: int = 1_000_000,
         listing_ttl_s: float = 2.0,
+        late_margin_ns: int = 10 * 1_000_000_000,
+        settle_ns: int | None = None,
     ) -> None:
         if config.api not in ("v1", "v2"):
             raise ValueError(f"influx api must be v1 or v2, not {config.api!r}")
@@ -118,6 +128,14 @@ class InfluxStore:
             raise ValueError("the tiers must include the raw tier")
         self._max_series = max_series
         self._listing_ttl_s = listing_ttl_s
+        self._late_margin_ns = late_margin_ns
+        # A body is in InfluxDB within its request's timeout, or failed and goes to the spool.
+        self._settle_ns = (
+            settle_ns if settle_ns is not None else int((config.timeout_s + 1) * 1_000_000_000)
+        )
+        self._rollup_widths = {n: t.width_ns for n, t in self._tiers.items() if n != RAW}
+        self._floor_ns: int | None = None
+        self._floor_at = -float("inf")
         self._url = config.url.rstrip("/")
         retries = urllib3.Retry(total=2, backoff_factor=0.05, allowed_methods=None)
         timeout = urllib3.Timeout(connect=config.timeout_s, read=config.timeout_s)
@@ -135,8 +153,7 @@ class InfluxStore:
             self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
         # No spool: a reader (the dashboards process), which never writes.
         self._spool = Spool(spool_dir, spool_max_bytes) if spool_dir is not None else None
-        self._lock = threading.Lock()  # guards the series listing and prefixes
-        self._rollup_lock = threading.Lock()  # one read-combine-write of rollups at a time
+        self._lock = threading.Lock()  # guards the series listing, prefixes and the floor
         self._prefixes: dict[Series, str] = {}  # series this process wrote
         self._listed: set[Series] = set()
         self._listed_at = -float("inf")
@@ -161,12 +178,44 @@ class InfluxStore:
             _LOG.warning(
                 "InfluxDB cannot hold NaN or infinity: %d points left out", (~finite).sum()
             )
-        kept = keep & finite
+        floor = self._floor()
+        recent = samples.ts_ns >= floor if floor is not None else np.ones(len(samples), np.bool_)
+        too_old = int(np.count_nonzero(~recent))
+        kept = keep & finite & recent
         subset = samples.take(kept)
         if len(subset):
-            self._deliver(codec.encode_samples(subset, [p or "" for p in prefixes]))
-        refused = int((~keep).sum())
-        return WriteResult(len(subset), refused, refused_series)
+            self._deliver(codec.encode_samples(subset, [p or "" for p in prefixes]), subset.ts_ns)
+        refused = int((~keep & recent).sum())
+        return WriteResult(len(subset), refused, refused_series, too_old)
+
+    def _marks(self, ts_ns: IntArray) -> bytes:
+        """`~dirty` lines for the bucket of each of `ts_ns` in every rollup tier, stamped now."""
+        stamp = time.time_ns()
+        lines = [
+            f"{_DIRTY},bucket={bucket},tier={codec.key_text(tier)} n=1i {stamp}"
+            for tier, width in self._rollup_widths.items()
+            for bucket in np.unique(ts_ns - ts_ns % width).tolist()
+        ]
+        return ("\n".join(lines) + "\n").encode() if lines else b""
+
+    def _floor(self) -> int | None:
+        """The raw retention floor: older points are refused, as their buckets are no longer
+        whole in raw to be rolled up again from (read from InfluxDB at most once a minute)."""
+        if time.monotonic() - self._floor_at >= _FLOOR_TTL_S:
+            query = f"SELECT {codec.ident('floor')} FROM {codec.ident(_META)} WHERE "
+            query += f"{codec.ident('tier')}={codec.literal(RAW)}"
+            try:
+                found = codec.parse_query(self._query(query))
+            except StorageError:
+                _LOG.warning("InfluxDB is unavailable: the raw retention floor may be stale")
+                found = []
+            with self._lock:
+                self._floor_at = time.monotonic()
+                for result in found:
+                    if len(result.ts_ns):
+                        self._floor_ns = int(result.columns["floor"][-1])
+        with self._lock:
+            return self._floor_ns
 
     def _admit(self, samples: Samples) -> tuple[list[str | None], int]:
         """Line prefixes of the batch's series (None: refused by the series limit or not
@@ -189,16 +238,19 @@ class InfluxStore:
                 prefixes.append(prefix)
         return prefixes, refused
 
-    def _deliver(self, payload: bytes) -> None:
-        """Send now, or spool when InfluxDB is away or writes are already queued (order)."""
+    def _deliver(self, payload: bytes, ts_ns: IntArray) -> None:
+        """Send now, or spool when InfluxDB is away or writes are already queued (order).
+        Points sent now mark their buckets dirty if they are older than the late margin;
+        spooled ones all do (they arrive late), stamped again when they are delivered."""
         assert self._spool is not None  # writes are checked by _check_writable
         if not self._spool.depth:
+            late = ts_ns[ts_ns < time.time_ns() - self._late_margin_ns]
             try:
-                self._post_write(payload)
+                self._post_write(payload + self._marks(late))
                 return
             except _Unavailable as error:
                 _LOG.warning("InfluxDB is unavailable (%s): spooling writes", error)
-        self._spool.append(payload)
+        self._spool.append(payload + self._marks(ts_ns))
         self._wake.set()
 
     def _post_write(self, payload: bytes) -> None:
@@ -241,7 +293,7 @@ class InfluxStore:
                 continue
             seq, payload = record
             try:
-                self._post_write(payload)
+                self._post_write(_MARK.sub(b"\\1 %d" % time.time_ns(), payload))
             except _Unavailable:
                 self._stop.wait(delay)
                 delay = min(2 * delay, _RETRY_S[1])
@@ -260,43 +312,58 @@ class InfluxStore:
     def spool_bytes(self) -> int:
         return self._spool.size_bytes if self._spool is not None else 0
 
-    def write_rollups(self, tier: str, rollups: Rollups, watermark_ns: int) -> None:
+    def write_rollups(
+        self,
+        tier: str,
+        rollups: Rollups,
+        watermark_ns: int,
+        rerolled: DirtyBuckets | None = None,
+    ) -> None:
         self._check_writable()
         self._check_rollup_tier(tier)
-        lines = []
-        with self._rollup_lock:
-            if len(rollups):
-                lines = self._combined_rollup_lines(tier, rollups)
-            meta = codec.line_prefix(Series.of(_META, {"tier": tier}), _META)
-            lines.append(f"{meta} watermark={watermark_ns}i 0")
-            try:
-                self._post_write(("\n".join(lines) + "\n").encode())
-            except _Unavailable as error:
-                raise StorageError(f"InfluxDB is unavailable: {error}") from error
-
-    def _combined_rollup_lines(self, tier: str, rollups: Rollups) -> list[str]:
         writable = [codec.writable(s) for s in rollups.series]
-        series = [s for s, ok in zip(rollups.series, writable, strict=True) if ok]
-        position = {s: i for i, s in enumerate(rollups.series)}
-        lo, hi = int(rollups.bucket_ns.min()), int(rollups.bucket_ns.max())
-        stored = self.read_rollups(tier, series, lo, hi + 1)
-        remap = np.asarray([position[s] for s in stored.series], np.uint32)
-
-        def columns(r: Rollups, sid: IdArray) -> Columns:
-            return Columns(sid, r.bucket_ns, (r.min, r.max, r.sum, r.count, r.last))
-
-        new = merge([columns(rollups, rollups.index.astype(np.uint32))], ROLLUP_WIDTH)
-        old = columns(stored, remap[stored.index] if len(stored) else np.empty(0, np.uint32))
-        wanted = {(int(s), int(t)) for s, t in zip(new.sid, new.ts, strict=True)}
-        keep = [(int(s), int(t)) in wanted for s, t in zip(old.sid, old.ts, strict=True)]
-        both = merge([old.take(np.asarray(keep, np.bool_)), new], ROLLUP_WIDTH)
-        index = both.sid.astype(np.int32)
+        finite = np.all([np.isfinite(c) for c in _rollup_columns(rollups)], axis=0)
+        mask = np.asarray(writable, np.bool_)[rollups.index] & finite
         prefixes = [codec.line_prefix(s, f"~{tier}:{s.metric}") for s in rollups.series]
-        finite = np.all([np.isfinite(c) for c in both.cols], axis=0)
-        mask = np.asarray(writable, np.bool_)[index] & finite
-        return codec.encode_rollups(
-            Rollups(rollups.series, index[mask], both.ts[mask], *(c[mask] for c in both.cols)),
-            prefixes,
+        lines = codec.encode_rollups(rollups.take(mask), prefixes)
+        meta = codec.line_prefix(Series.of(_META, {"tier": tier}), _META)
+        lines.append(f"{meta} watermark={watermark_ns}i 0")
+        try:
+            self._post_write(("\n".join(lines) + "\n").encode())
+        except _Unavailable as error:
+            raise StorageError(f"InfluxDB is unavailable: {error}") from error
+        if rerolled is not None and len(rerolled):
+            # After the rows: a crash in between leaves the marks, and the buckets are rolled
+            # up again, which a rewrite makes harmless.
+            where = f"{codec.ident('tier')}={codec.literal(tier)} AND time <= {rerolled.seq}"
+            self._query(
+                ";".join(
+                    f"DELETE FROM {codec.ident(_DIRTY)} WHERE {where} "
+                    f"AND {codec.ident('bucket')}={codec.literal(str(bucket))}"
+                    for bucket in rerolled.bucket_ns.tolist()
+                ),
+                chunked=False,
+            )
+
+    def begin_rollup(self, tier: str, end_ns: int) -> None:
+        """Nothing to do: writers mark every point older than the late margin, whatever pass
+        runs, so the pass's grace must exceed that margin."""
+        self._check_rollup_tier(tier)
+
+    def dirty(self, tier: str) -> DirtyBuckets:
+        self._check_open()
+        self._check_rollup_tier(tier)
+        # Marks stamped after `seq` may cover points not yet visible: a pass keeps them.
+        seq = time.time_ns() - self._settle_ns
+        query = f"SELECT last({codec.ident('n')}) FROM {codec.ident(_DIRTY)} WHERE "
+        query += f"{codec.ident('tier')}={codec.literal(tier)} GROUP BY {codec.ident('bucket')}"
+        settled: list[int] = []
+        recent: list[int] = []
+        for result in codec.parse_query(self._query(query)):
+            bucket = int(dict(result.tags)["bucket"])
+            (settled if int(result.ts_ns.max()) <= seq else recent).append(bucket)
+        return DirtyBuckets(
+            np.sort(np.asarray(settled, np.int64)), seq, np.sort(np.asarray(recent, np.int64))
         )
 
     def watermark(self, tier: str) -> int | None:
@@ -417,14 +484,22 @@ class InfluxStore:
 
     def apply_retention(self, now_ns: int) -> None:
         self._check_writable()
+        oldest_dirty = {
+            t: int(b[0]) for t in self._rollup_widths if len(b := self.dirty(t).for_readers())
+        }
         statements = []
-        for name, tier in self._tiers.items():
+        cuts = retention_floors(tuple(self._tiers.values()), now_ns, oldest_dirty)
+        for name, cut in cuts.items():
             pattern = _RAW_MEASUREMENTS if name == RAW else "^" + re.escape(f"~{name}:")
-            floor = max(now_ns - tier.retention_ns, _MIN_TS)
+            floor = max(cut, _MIN_TS)
             statements.append(f"DELETE FROM {codec.regex_literal(pattern)} WHERE time < {floor}")
         self._query(";".join(statements), chunked=False)
+        meta = codec.line_prefix(Series.of(_META, {"tier": RAW}), _META)
+        raw_floor = max(cuts[RAW], _MIN_TS)
+        self._post_write(f"{meta} floor={raw_floor}i 0\n".encode())
         with self._lock:
             self._listed_at = -float("inf")
+            self._floor_ns, self._floor_at = raw_floor, time.monotonic()
 
     def close(self) -> None:
         """Stop the drainer (spooled writes stay on disk for the next start)."""
@@ -474,3 +549,7 @@ class InfluxStore:
         self._check_open()
         if self._spool is None:
             raise ReadOnlyStoreError(f"store on {self._url} was opened to read only")
+
+
+def _rollup_columns(r: Rollups) -> tuple[FloatArray, ...]:
+    return (r.min, r.max, r.sum, r.count, r.last)

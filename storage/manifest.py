@@ -1,8 +1,14 @@
-"""The manifest: which blocks, series and WAL segments make up the store, replaced atomically."""
+"""The manifest: which blocks, series and WAL segments make up the store, replaced atomically.
+
+A replacement is written to `MANIFEST.json.tmp`, fsync'd and renamed over `MANIFEST.json`, so a
+power loss leaves the old manifest or the new one, whole, and maybe a half-written temporary
+file, which recovery removes (`recover_manifest`).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +18,9 @@ from storage.errors import CorruptStoreError
 from storage.wal import fsync_dir
 
 MANIFEST = "MANIFEST.json"
+_TMP = MANIFEST + ".tmp"
+
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +34,9 @@ class Manifest:
     blocks: dict[str, tuple[BlockInfo, ...]] = field(default_factory=dict)
     watermarks: dict[str, int] = field(default_factory=dict)
     floors: dict[str, int] = field(default_factory=dict)
+    write_seq: int = 0  # raw write records applied so far: what dirty marks are numbered by
+    claims: dict[str, int] = field(default_factory=dict)  # bounds of rollup passes begun
+    dirty: dict[str, dict[int, int]] = field(default_factory=dict)  # bucket -> write seq
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -37,6 +49,9 @@ class Manifest:
                 "blocks": {t: [b.to_json() for b in bs] for t, bs in self.blocks.items()},
                 "watermarks": self.watermarks,
                 "floors": self.floors,
+                "write_seq": self.write_seq,
+                "claims": self.claims,
+                "dirty": {t: sorted(d.items()) for t, d in self.dirty.items()},
             },
             indent=1,
         ).encode()
@@ -53,6 +68,12 @@ class Manifest:
                 {t: tuple(BlockInfo.from_json(b) for b in bs) for t, bs in raw["blocks"].items()},
                 {t: int(v) for t, v in raw["watermarks"].items()},
                 {t: int(v) for t, v in raw["floors"].items()},
+                int(raw.get("write_seq", 0)),
+                {t: int(v) for t, v in raw.get("claims", {}).items()},
+                {
+                    t: {int(b): int(seq) for b, seq in pairs}
+                    for t, pairs in raw.get("dirty", {}).items()
+                },
             )
         except (ValueError, KeyError, TypeError) as error:
             raise CorruptStoreError(f"unreadable manifest: {error}") from error
@@ -68,10 +89,30 @@ def read_manifest(root: Path) -> Manifest | None:
 
 def write_manifest(root: Path, manifest: Manifest) -> None:
     """Replace the manifest atomically: write a temporary file, fsync, rename, fsync the dir."""
-    tmp = root / (MANIFEST + ".tmp")
+    tmp = root / _TMP
     with tmp.open("wb") as f:
         f.write(manifest.to_json())
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, root / MANIFEST)
     fsync_dir(root)
+
+
+def recover_manifest(root: Path) -> Manifest:
+    """The writer's committed manifest (a new, empty one written if there is none), after
+    removing what a replacement that did not finish left behind."""
+    tmp = root / _TMP
+    if tmp.exists():
+        _LOG.warning(
+            "removing %s (%d bytes): a manifest replacement that did not finish; "
+            "%s stands as committed",
+            tmp,
+            tmp.stat().st_size,
+            MANIFEST,
+        )
+        tmp.unlink()
+    manifest = read_manifest(root)
+    if manifest is None:
+        manifest = Manifest()
+        write_manifest(root, manifest)
+    return manifest

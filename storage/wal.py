@@ -1,16 +1,24 @@
 """The write-ahead log: framed records in numbered segment files, appended with group commit.
 
 A record is a 12-byte frame (magic, payload length, CRC32 of the payload) and a payload: a
-20-byte body (kind, rows, meta length, watermark), a JSON meta (tier and new series definitions,
-absent for raw batches without new series) and the columns as raw little-endian bytes (ts int64,
+20-byte body (kind, rows, meta length, watermark), a JSON meta (tier, new series definitions,
+and for rollup records the pass bound and the dirty buckets cleared; absent for raw batches
+without new series) and the columns as raw little-endian bytes (ts int64,
 the float64 value columns, sid uint32). One record holds a whole batch, so encoding costs a few
 `tobytes()` and one CRC, never per-point work. A record whose frame or CRC does not check is a
 torn tail: everything before it was fsync'd and acknowledged, nothing after it was.
+
+A power loss leaves the last segment's bytes after its last fsync in any state: cut anywhere,
+zeros where the file grew but the data never landed, or stale bytes. Reading stops at the first
+record that does not check, and recovery cuts the segment there (`cut_torn_tail`), durably, so a
+second power loss finds the same clean end. Earlier segments were fsync'd whole before the next
+one was created: damage there is corruption, never a torn tail.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import struct
 import threading
@@ -24,7 +32,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from storage.columns import RAW_WIDTH, ROLLUP_WIDTH, Columns
+from storage.errors import CorruptStoreError
 from storage.records import RAW, Series
+
+_LOG = logging.getLogger(__name__)
 
 _FRAME = struct.Struct("<4sII")
 _BODY = struct.Struct("<BxxxIIq")
@@ -35,13 +46,24 @@ _SUFFIX = ".wal"
 
 
 @dataclass(frozen=True, slots=True)
+class Cleared:
+    """Dirty buckets a rollup record rolled up again: those not made dirty after write `seq`."""
+
+    seq: int
+    bucket_ns: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Record:
-    """One logged batch: rows of `tier`, the series first defined by it, the tier watermark."""
+    """One logged batch: rows of `tier`, the series first defined by it, the tier watermark;
+    for a rollup tier also the bound of a pass begun (`claim_ns`) and the buckets it cleared."""
 
     tier: str
     rows: Columns
     new_series: tuple[tuple[int, Series], ...] = ()
     watermark_ns: int | None = None
+    claim_ns: int | None = None
+    cleared: Cleared | None = None
 
 
 def encode(record: Record) -> bytes:
@@ -50,7 +72,12 @@ def encode(record: Record) -> bytes:
     meta = b""
     if record.tier != RAW or record.new_series:
         defs = [[sid, s.metric, s.tags] for sid, s in record.new_series]
-        meta = json.dumps({"tier": record.tier, "series": defs}).encode()
+        fields: dict[str, Any] = {"tier": record.tier, "series": defs}
+        if record.claim_ns is not None:
+            fields["claim"] = record.claim_ns
+        if record.cleared is not None:
+            fields["cleared"] = [record.cleared.seq, record.cleared.bucket_ns]
+        meta = json.dumps(fields).encode()
     kind = _KIND_RAW if record.tier == RAW else _KIND_ROLLUP
     watermark = _NO_WATERMARK if record.watermark_ns is None else record.watermark_ns
     parts = [
@@ -74,6 +101,8 @@ def decode(payload: bytes) -> Record:
     offset = _BODY.size
     tier = RAW
     new_series: tuple[tuple[int, Series], ...] = ()
+    claim_ns: int | None = None
+    cleared: Cleared | None = None
     if meta_len:
         meta = json.loads(payload[offset : offset + meta_len])
         tier = meta["tier"]
@@ -81,6 +110,10 @@ def decode(payload: bytes) -> Record:
             (sid, Series(metric, tuple((k, v) for k, v in tags)))
             for sid, metric, tags in meta["series"]
         )
+        claim_ns = meta.get("claim")
+        if "cleared" in meta:
+            seq, buckets = meta["cleared"]
+            cleared = Cleared(seq, tuple(buckets))
         offset += meta_len
     width = RAW_WIDTH if kind == _KIND_RAW else ROLLUP_WIDTH
 
@@ -98,6 +131,8 @@ def decode(payload: bytes) -> Record:
         Columns(sid, ts, cols),
         new_series,
         None if watermark == _NO_WATERMARK else watermark,
+        claim_ns,
+        cleared,
     )
 
 
@@ -105,21 +140,46 @@ def read_records(path: Path, offset: int = 0) -> Iterator[tuple[Record, int]]:
     """(record, offset after it) for each whole record of segment `path` from `offset`.
 
     Stops quietly at the first incomplete or damaged record: the caller compares the last
-    offset with the file size to tell a clean end from a torn tail."""
+    offset with the file size to tell a clean end from a torn tail. A record whose CRC checks
+    but which does not decode was written so, not torn: `CorruptStoreError`."""
     with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size  # a torn length must not make us read gigabytes
         f.seek(offset)
         while True:
             frame = f.read(_FRAME.size)
             if len(frame) < _FRAME.size:
                 return
             magic, length, crc = _FRAME.unpack(frame)
-            if magic != _MAGIC:
+            # A zero length is a frame whose length never landed (zeros): crc32(b"") is 0 too.
+            if magic != _MAGIC or length < _BODY.size or offset + _FRAME.size + length > size:
                 return
             payload = f.read(length)
             if len(payload) < length or zlib.crc32(payload) != crc:
                 return
+            try:
+                record = decode(payload)
+            except (ValueError, KeyError, TypeError, struct.error) as error:
+                raise CorruptStoreError(
+                    f"{path}: the record at byte {offset} checks but cannot be decoded: {error}"
+                ) from error
             offset += _FRAME.size + length
-            yield decode(payload), offset
+            yield record, offset
+
+
+def cut_torn_tail(path: Path, end: int) -> None:
+    """Drop the bytes of segment `path` from `end` on (a torn tail: never fsync'd, so never
+    acknowledged), durably, and log what was dropped."""
+    with path.open("r+b") as f:
+        size = os.fstat(f.fileno()).st_size
+        f.truncate(end)
+        os.fsync(f.fileno())
+    _LOG.warning(
+        "discarding a torn WAL tail: %d bytes of %s from byte %d (written after the last "
+        "fsync, never acknowledged)",
+        size - end,
+        path,
+        end,
+    )
 
 
 def segment_path(directory: Path, number: int) -> Path:
@@ -137,6 +197,19 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def mkdir_durable(directory: Path) -> None:
+    """Create `directory` and any missing parents, each new name fsync'd into its parent so a
+    power loss cannot take away a directory whose files were fsync'd."""
+    missing: list[Path] = []
+    path = directory
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for path in reversed(missing):
+        path.mkdir(exist_ok=True)
+        fsync_dir(path.parent)
 
 
 class WalWriter:

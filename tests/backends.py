@@ -122,9 +122,10 @@ class StoreOpener:
         if self._influx is None:
             store = EmbeddedStore(self._home / "data", self._tiers, **options)
         else:
-            store = InfluxStore(
-                self._influx, self._tiers, self._home / "spool", listing_ttl_s=0.0, **options
-            )
+            # A test's writes have landed once they return: no settle time before a pass clears
+            # the marks they leave.
+            options = {"listing_ttl_s": 0.0, "settle_ns": 0} | options
+            store = InfluxStore(self._influx, self._tiers, self._home / "spool", **options)
         self._opened.append(store)
         return store
 

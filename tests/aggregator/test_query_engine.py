@@ -169,20 +169,21 @@ def test_late_points_show_once_in_every_tier_with_the_true_last(store):
     scheduler = roll_up_everything(store)
     late = Samples.from_points([(HOST_C, NOW - 50 * MIN + 5 * S, 100.0)])
     store.write(late)
-    scheduler.note_write(late)
-    scheduler.run_once(NOW)
     late_ns = NOW - 50 * MIN + 5 * S
-    for step, step_ns, count in (
-        ("5m", 5 * MIN, 31.0),
-        ("10m", 10 * MIN, 61.0),
-        ("1h", HOUR, 361.0),
-    ):
-        bucket_ms = (late_ns - late_ns % step_ns) // NS_PER_MS
-        got = {}
-        for agg in ("count", "max", "last"):
-            result = query(store, tags="host:c", **{"from": "-1h"}, step=step, agg=agg)
-            got[agg] = dict(by_tags(result)["host=c,service=db"])[bucket_ms]
-        assert got == {"count": count, "max": 100.0, "last": 5.0}, step
+    for rolled_up_again in (False, True):  # answered at once, and the same after the next run
+        if rolled_up_again:
+            scheduler.run_once(NOW)
+        for step, step_ns, count in (
+            ("5m", 5 * MIN, 31.0),
+            ("10m", 10 * MIN, 61.0),
+            ("1h", HOUR, 361.0),
+        ):
+            bucket_ms = (late_ns - late_ns % step_ns) // NS_PER_MS
+            got = {}
+            for agg in ("count", "max", "last"):
+                result = query(store, tags="host:c", **{"from": "-1h"}, step=step, agg=agg)
+                got[agg] = dict(by_tags(result)["host=c,service=db"])[bucket_ms]
+            assert got == {"count": count, "max": 100.0, "last": 5.0}, (step, rolled_up_again)
 
 
 def test_values_stay_float64_and_times_int64(store):

@@ -109,8 +109,7 @@ def test_new_data_is_rolled_up_once_the_grace_has_passed(store):
     run_until_idle(scheduler, NOW + 20 * S)
     assert counts(store)["1m"] == POINTS
     fresh = known_points(NOW, NOW + MIN)
-    store.write(fresh)
-    scheduler.note_write(fresh)  # on time: nothing is late
+    store.write(fresh)  # on time: nothing is late
     scheduler.run_once(NOW + MIN + 10 * S)
     assert store.watermark("1m") == NOW
     scheduler.run_once(NOW + MIN + 20 * S)
@@ -129,10 +128,14 @@ def test_late_points_are_counted_once_per_tier(store):
         ]
     )
     store.write(late)
-    scheduler.note_write(late)
-    assert counts(store) == {tier: POINTS for tier in ROLLUP_TIERS}  # not before the next run
-    scheduler.run_once(NOW)
+    # Stored rows change at the next run (queries take the dirty buckets from raw meanwhile).
+    assert counts(store) == {tier: POINTS for tier in ROLLUP_TIERS}
+    assert [len(store.dirty(tier)) for tier in ROLLUP_TIERS] == [3, 3, 2]
+    assert scheduler.run_once(NOW) is False  # one chunk of dirty buckets per run
+    assert counts(store) == {tier: POINTS + 1 for tier in ROLLUP_TIERS}
+    assert scheduler.run_once(NOW) is True
     assert counts(store) == {tier: POINTS + 3 for tier in ROLLUP_TIERS}
+    assert [len(store.dirty(tier)) for tier in ROLLUP_TIERS] == [0, 0, 0]
     scheduler.run_once(NOW)
     assert counts(store) == {tier: POINTS + 3 for tier in ROLLUP_TIERS}
     new = store.read_rollups("1h", [Series.of("cpu", {"host": "new"})], NOW - HOUR, NOW)
@@ -143,7 +146,6 @@ def test_points_written_before_the_first_run_are_not_late(store):
     scheduler = RollupScheduler(store, TIERS, grace_ns=0)
     extra = Samples.from_points([(HOST_C, NOW - 30 * MIN + 5 * S, 1.0)])
     store.write(extra)
-    scheduler.note_write(extra)
     run_until_idle(scheduler, NOW)
     assert counts(store) == {tier: POINTS + 1 for tier in ROLLUP_TIERS}
 

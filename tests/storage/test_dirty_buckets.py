@@ -1,0 +1,91 @@
+"""Late points in the embedded store: dirty buckets marked with the write, durable, cleared by
+the pass that rolls them up again, and never lost to retention or to a pass under way."""
+
+from __future__ import annotations
+
+from storage.records import Rollups, Samples, Series
+
+S = 1_000_000_000
+MIN = 60 * S
+HOUR = 3600 * S
+NOW = 1_699_999_200 * S
+A = Series.of("cpu", {"host": "a"})
+
+
+def point(ts_ns: int, value: float = 1.0) -> Samples:
+    return Samples.from_points([(A, ts_ns, value)])
+
+
+def marks(store) -> dict[str, list[int]]:
+    return {tier: store.dirty(tier).bucket_ns.tolist() for tier in ("1m", "10m", "1h")}
+
+
+def rolled_up_to(store, now_ns: int) -> None:
+    for tier in ("1m", "10m", "1h"):
+        store.write_rollups(tier, Rollups.empty(), now_ns)
+
+
+def test_a_point_behind_a_watermark_marks_its_bucket_in_each_tier(open_store):
+    store = open_store()
+    rolled_up_to(store, NOW)
+    store.write(point(NOW + 5 * S))  # after every watermark: not late
+    assert marks(store) == {"1m": [], "10m": [], "1h": []}
+    late = NOW - 50 * MIN + 5 * S
+    store.write(point(late))
+    assert marks(store) == {"1m": [NOW - 50 * MIN], "10m": [NOW - 50 * MIN], "1h": [NOW - HOUR]}
+
+
+def test_marks_survive_a_restart_a_checkpoint_and_are_seen_by_a_reader(open_store, tmp_path):
+    store = open_store()
+    rolled_up_to(store, NOW)
+    store.write(point(NOW - 50 * MIN))
+    reader = open_store(readonly=True)
+    assert marks(reader) == marks(store)
+    store.checkpoint()
+    store.write(point(NOW - 2 * HOUR))
+    want = marks(store)
+    assert want["1h"] == [NOW - 2 * HOUR, NOW - HOUR]
+    assert marks(reader) == want
+    store.close()
+    assert marks(open_store()) == want
+
+
+def test_a_point_written_while_a_pass_reads_is_marked(open_store):
+    store = open_store()
+    rolled_up_to(store, NOW)
+    store.begin_rollup("1m", NOW + 10 * MIN)  # a pass that will read up to NOW + 10m
+    store.write(point(NOW + 5 * MIN))  # ahead of the watermark, but behind the pass
+    assert store.dirty("1m").bucket_ns.tolist() == [NOW + 5 * MIN]
+    assert store.dirty("10m").bucket_ns.tolist() == []
+    store.close()
+    assert open_store().dirty("1m").bucket_ns.tolist() == [NOW + 5 * MIN]  # the bound is logged
+
+
+def test_a_pass_clears_only_marks_no_write_renewed_since_it_looked(open_store):
+    store = open_store()
+    rolled_up_to(store, NOW)
+    store.write(point(NOW - 50 * MIN))
+    store.write(point(NOW - 30 * MIN))
+    seen = store.dirty("1m")
+    store.write(point(NOW - 30 * MIN + S))  # renews one bucket after the pass looked
+    store.write_rollups("1m", Rollups.empty(), NOW, seen)
+    assert store.dirty("1m").bucket_ns.tolist() == [NOW - 30 * MIN]
+    store.close()
+    assert open_store().dirty("1m").bucket_ns.tolist() == [NOW - 30 * MIN]
+
+
+def test_retention_keeps_the_raw_points_of_a_dirty_bucket_and_refuses_older_ones(open_store):
+    store = open_store()
+    raw_days = 2 * 24 * HOUR
+    rolled_up_to(store, NOW)
+    old = NOW - raw_days + 90 * S  # in the raw retention: accepted, and late for every tier
+    assert store.write(point(old, 7.0)).accepted == 1
+    store.apply_retention(NOW + 10 * MIN)  # raw's floor would pass the point's buckets
+    assert store.read([A], 0, NOW).values.tolist() == [7.0]  # kept until rolled up again
+    store.write_rollups("1h", Rollups.empty(), NOW, store.dirty("1h"))
+    store.write_rollups("10m", Rollups.empty(), NOW, store.dirty("10m"))
+    store.write_rollups("1m", Rollups.empty(), NOW, store.dirty("1m"))
+    store.apply_retention(NOW + 10 * MIN)
+    assert store.read([A], 0, NOW).values.tolist() == []
+    refused = store.write(point(old, 8.0))
+    assert (refused.accepted, refused.too_old) == (0, 1)
