@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -150,3 +151,43 @@ def test_late_points_reach_the_rollups_after_a_kill_9_before_their_rollup(tmp_pa
         check_every_tier(restarted, written, start_s, end_s)
     finally:
         assert restarted.stop() == 0
+
+
+def graphite_lines(start_s: int, path: int) -> bytes:
+    """One path's points, 10 s apart from `start_s`: value i at the i-th."""
+    return "".join(f"graphite.p{path:03d} {i} {start_s + 10 * i}\n" for i in range(POINTS)).encode()
+
+
+def count_of(server: RunningShipboard, metric: str, start_s: int, end_s: int, step: str) -> float:
+    result = server.query(
+        metric=metric, **{"from": str(start_s), "to": str(end_s)}, step=step, agg="count"
+    )
+    return sum(value for s in result["series"] for _, value in s["points"])
+
+
+def test_graphite_over_four_connections_is_counted_exactly_in_every_tier(tmp_path: Path):
+    server = RunningShipboard(tmp_path / "data", ["--no-agent"]).start()
+    try:
+        wait_for(lambda: rolled_up(server), timeout_s=30)
+        start_s = int(time.time()) - POINTS * 10 - 20
+        bodies = [graphite_lines(start_s, path) for path in range(SERIES)]
+
+        def send(part: list[bytes]) -> None:
+            with socket.create_connection(("127.0.0.1", server.graphite_port)) as connection:
+                for body in part:
+                    connection.sendall(body)
+
+        threads = [threading.Thread(target=send, args=(bodies[i::4],)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        end_s = int(time.time()) + 60
+        total = float(SERIES * POINTS)
+        wait_for(lambda: count_of(server, "graphite.*", start_s, end_s, "10s") == total)
+        for _ in range(3):  # before, while and after the rollups take them in
+            for step in ("10s", *STEPS):
+                assert count_of(server, "graphite.*", start_s, end_s, step) == total, step
+            time.sleep(5)
+    finally:
+        assert server.stop() == 0
