@@ -1,9 +1,18 @@
-"""InfluxDB line protocol parser: `measurement[,tag=v...] field=v[,field=v...] [timestamp]`.
+r"""InfluxDB line protocol parser: `measurement[,tag=v...] field=v[,field=v...] [timestamp]`.
 
 Each numeric field of a line is one point of series `measurement.field{tags}`; booleans are
 1.0/0.0, string fields are skipped and counted. Bad lines are dropped with a reason
 (`bad_measurement`, `bad_tag`, `no_field`, `bad_field`, `bad_value`, `non_finite`,
-`bad_timestamp`) and the good lines of the body kept, as InfluxDB does for a partial write.
+`bad_timestamp`, `key_too_long`) and the good lines of the body kept, as InfluxDB does for a
+partial write.
+
+The grammar is InfluxDB 1.x's (`models/points.go`, checked against its `points_test.go` in
+tests/collector/test_influx_upstream_cases.py). In the measurement and tags a byte preceded
+by a backslash is escaped, whatever precedes that backslash, and only the backslash before
+`,` and space (and `=` in tags) is removed: `reg\\=ion` is the tag key `reg\=ion`. In the
+fields a backslash takes the next byte with it, and is removed before `,`, `=`, space and
+`"`. A quote opens a string only right after a field's `=`; elsewhere it is a literal byte.
+A line without timestamp gets the body's time truncated to the precision.
 
 Two paths give the same result. A body without backslashes or quotes (no escapes, no strings:
 nearly every body), whose lines all have a timestamp or all lack one, takes the fast path: the
@@ -40,6 +49,11 @@ PRECISION_NS: dict[str, int] = {
 }
 _INT64_MAX = 2**63 - 1
 _UINT64_MAX = 2**64 - 1
+# InfluxDB keeps the two lowest and the highest int64 nanoseconds for itself.
+MIN_TS_NS = -(2**63) + 2
+MAX_TS_NS = 2**63 - 2
+# Longest series key InfluxDB takes: key, 4 separator bytes and field key (its MaxKeyLength).
+MAX_KEY_BYTES = 65535
 _BOOLEANS = {
     **dict.fromkeys((b"t", b"T", b"true", b"True", b"TRUE"), 1.0),
     **dict.fromkeys((b"f", b"F", b"false", b"False", b"FALSE"), 0.0),
@@ -60,17 +74,28 @@ _I = ord("i")
 _NOT_SEPARATORS = bytes(b for b in range(256) if b not in b",=")
 _FIELD_SEPARATORS = b"=,"
 
-# The exact grammar. A backslash always takes the next byte with it while scanning (as
-# InfluxDB's scanner does); only the escapable bytes of each part lose their backslash.
-_KEY = re.compile(rb"[ \t]*((?:\\[^\n]?|[^ \n\\])+)")
-_FIELDS = re.compile(rb'(?:"(?:\\.|[^"\\])*"|\\[^\n]|[^ \r\n"\\])+', re.DOTALL)
-_FIELD = re.compile(rb'((?:\\.|[^,=\\"])*)=("(?:\\.|[^"\\])*"|[^,"]*)', re.DOTALL)
-_TIMESTAMP = re.compile(rb" +([^ \r\n]+)")
-_SEPARATOR = re.compile(rb" +")
-_LINE_END = re.compile(rb" *\r?(?:\n|$)")
-_BLANK_OR_COMMENT = re.compile(rb"[ \t]*(?:#[^\n]*)?\r?(?:\n|$)")
+# The exact grammar. A line ends at a newline outside a string; a string opens only right
+# after `=` and must close, or its quote is a literal byte. In the key (up to the first space
+# not preceded by a backslash) a backslash escapes the next byte whatever precedes it.
+_WHITESPACE = re.compile(rb"[ \t\x00]*")
+_KEY_PART = rb"(?:[^ \n\\]|\\++[^\n]?)*+"
+_LINE = re.compile(
+    rb"[ \t\x00]*" + _KEY_PART + rb'(?: (?>="(?:\\[\s\S]|[^"\\])*+"|\\[^\n]?|[^\n\\])*+)?'
+)
+_KEY = re.compile(_KEY_PART)
+_FIELD_KEY = re.compile(rb"(?:\\[\s\S]?|[^\\=, ])*+")
+_STRING = re.compile(rb'"(?:\\[\s\S]|[^"\\])*+"')
+_PLAIN_VALUE = re.compile(rb"[^, ]*+")
+_STAMP = re.compile(rb"[^ ]*+")
+_SPACES = re.compile(rb" *+")
+_UNESCAPED_COMMA = re.compile(rb"(?<!\\),")
+_UNESCAPED_EQUALS = re.compile(rb"(?<!\\)=")
 _MEASUREMENT_ESCAPE = re.compile(rb"\\([, ])")
-_NAME_ESCAPE = re.compile(rb"\\([,= ])")
+_TAG_ESCAPE = re.compile(rb"\\([,= ])")
+_FIELD_ESCAPE = re.compile(rb'\\([,=" ])')
+# A line of a body without backslashes whose strings all close on it, so it can be parsed
+# apart from its neighbours.
+_SELF_CONTAINED = re.compile(rb'[ \t\x00]*[^ \n]*(?: (?:="[^"\n]*"|=(?!")|[^=\n])*)?')
 
 # Parsed `measurement,tags` prefixes: a repeated series costs one dict lookup. Bounded against
 # floods of distinct series.
@@ -102,6 +127,7 @@ def parse_influx(body: bytes, now_ns: int, precision: str = "ns") -> ParseResult
     unit_ns = PRECISION_NS.get(precision)
     if unit_ns is None:
         raise ValueError(f"unknown precision {precision!r}")
+    now_ns -= now_ns % unit_ns  # as InfluxDB truncates a line's default time
     if b'"' not in body:
         return _parse_plain(body, now_ns, unit_ns)
     with_strings = _parse_with_strings(body, now_ns, unit_ns)
@@ -122,6 +148,8 @@ def _parse_fast(body: bytes, now_ns: int, unit_ns: int) -> ParseResult | None:
     `key fields` or every line `key fields timestamp`, single spaces, no escapes or strings."""
     body = body.rstrip(b"\n")
     if not body or b"\\" in body or b'"' in body or b"\r" in body or b"\t" in body:
+        return None
+    if b"\x00" in body:  # whitespace where it leads a line or a section
         return None
     if b"\n\n" in body or body[0] in b"# " or b"\n#" in body or b"\n " in body:
         return None
@@ -180,9 +208,11 @@ def _body_shape(
         return cached
     key_positions = {key: i for i, key in enumerate(dict.fromkeys(keys))}
     name_positions = {name: i for i, name in enumerate(dict.fromkeys(names))}
+    if max(map(len, key_positions)) + max(map(len, name_positions)) + 4 > MAX_KEY_BYTES:
+        return None
     try:
         parsed_keys = [_parse_key(key, key) for key in key_positions]
-        parsed_names = [_field_name(name) for name in name_positions]
+        parsed_names = [_field_name(name, name) for name in name_positions]
     except ParseError:
         return None
     # Series of point i: (key of its line, its field name), coded as one integer.
@@ -214,7 +244,7 @@ def _parse_with_strings(body: bytes, now_ns: int, unit_ns: int) -> ParseResult |
         return None
     lines = body.split(b"\n")
     quoted = [line for line in lines if b'"' in line]
-    if any(line.count(b'"') % 2 for line in quoted):
+    if any(_SELF_CONTAINED.fullmatch(line) is None for line in quoted):
         return None
     plain = _parse_plain(b"\n".join([line for line in lines if b'"' not in line]), now_ns, unit_ns)
     return ParseResult.merge([plain, _parse_exact(b"\n".join(quoted), now_ns, unit_ns)])
@@ -231,11 +261,12 @@ def _distinct(codes: IntArray, size: int) -> tuple[IntArray, IntArray]:
     return np.flatnonzero(present), (np.cumsum(present) - 1)[codes]
 
 
-def _field_name(raw: bytes) -> str:
-    name = _decode(raw, "bad_field", raw)
-    if not name:
-        raise ParseError("bad_field", raw, "empty field key")
-    return name
+def _field_name(raw: bytes, line: bytes) -> str:
+    if not raw:
+        raise ParseError("bad_field", line, "missing field key")
+    if b"\\" in raw:
+        raw = _FIELD_ESCAPE.sub(rb"\1", raw)
+    return _decode(raw, "bad_field", line)
 
 
 def _fast_values(values: list[bytes]) -> FloatArray | None:
@@ -260,8 +291,7 @@ def _fast_timestamps(stamps: list[bytes], unit_ns: int) -> IntArray | None:
         ts = np.array(list(map(int, stamps)), np.int64)
     except OverflowError:
         return None
-    limit = _INT64_MAX // unit_ns
-    if ((ts > limit) | (ts < -limit)).any():
+    if ((ts > MAX_TS_NS // unit_ns) | (ts < -(-MIN_TS_NS // unit_ns))).any():
         return None
     return ts * unit_ns if unit_ns != 1 else ts
 
@@ -273,68 +303,98 @@ def _parse_exact(body: bytes, now_ns: int, unit_ns: int) -> ParseResult:
     strings = 0
     pos = 0
     while pos < len(body):
+        end = _end(_LINE, body, pos)
         try:
-            pos, skipped = _parse_line(body, pos, now_ns, unit_ns, points)
-            strings += skipped
-        except _LineError as failure:
-            dropped[failure.error.reason] += 1
-            first_error = first_error or failure.error
-            pos = failure.resume
+            strings += _parse_line(body[pos:end], now_ns, unit_ns, points)
+        except ParseError as error:
+            dropped[error.reason] += 1
+            first_error = first_error or error
+        pos = end + 1
     return ParseResult(Samples.from_points(points), dropped, first_error, strings)
 
 
-class _LineError(Exception):
-    """A bad line, and where the next line starts."""
-
-    def __init__(self, error: ParseError, resume: int) -> None:
-        self.error = error
-        self.resume = resume
-
-
 def _parse_line(
-    body: bytes, pos: int, now_ns: int, unit_ns: int, points: list[tuple[Series, int, float]]
-) -> tuple[int, int]:
-    """Parse the line at `pos` into `points`; returns where the next line starts and how many
-    string fields were skipped. A string field may hold newlines, so a line can span several."""
-    skip = _BLANK_OR_COMMENT.match(body, pos)
-    if skip is not None:
-        return skip.end(), 0
-    key_match = _KEY.match(body, pos)
-    if key_match is None:
-        raise _fail(body, pos, pos, "bad_measurement", "empty measurement")
-    start = key_match.start(1)
-    sep = _SEPARATOR.match(body, key_match.end())
-    fields_match = None if sep is None else _FIELDS.match(body, sep.end())
-    if sep is None or fields_match is None:
-        raise _fail(body, start, key_match.end(), "no_field", "a line needs at least one field")
-    stamp_match = _TIMESTAMP.match(body, fields_match.end())
-    tail = fields_match.end() if stamp_match is None else stamp_match.end()
-    end_match = _LINE_END.match(body, tail)
-    if end_match is None:
-        if body[tail : tail + 1] == b'"':
-            raise _fail(body, start, tail, "bad_field", "unterminated string")
-        raise _fail(body, start, tail, "bad_timestamp", "more than one token after the fields")
-    line = body[start : end_match.end()].rstrip(b"\r\n")
-    try:
-        key = _parse_key(key_match.group(1), line)
-        fields = _parse_fields(fields_match.group(), line)
-        ts_ns = now_ns if stamp_match is None else _timestamp(stamp_match.group(1), unit_ns, line)
-    except ParseError as error:
-        raise _LineError(error, end_match.end()) from None
+    line: bytes, now_ns: int, unit_ns: int, points: list[tuple[Series, int, float]]
+) -> int:
+    """Parse one line (a string field may hold newlines) into `points`; returns how many
+    string fields were skipped. Raises ParseError, adding nothing, for a bad line."""
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    line = line[_end(_WHITESPACE, line, 0) :]
+    if not line or line[0] == 0x23:  # `#` starts a comment
+        return 0
+    key_end = _end(_KEY, line, 0)
+    raw_key = line[:key_end]
+    key = _parse_key(raw_key, line)
+    if len(raw_key) > MAX_KEY_BYTES:
+        raise ParseError("key_too_long", line, f"series key over {MAX_KEY_BYTES} bytes")
+    if key_end == len(line):
+        raise ParseError("no_field", line, "missing fields")
+    pos = _end(_WHITESPACE, line, key_end)
+    fields, pos = _parse_fields(line, pos)
+    if max(map(len, (raw for raw, _ in fields))) + 4 + len(raw_key) > MAX_KEY_BYTES:
+        raise ParseError("key_too_long", line, f"series key over {MAX_KEY_BYTES} bytes")
+    ts_ns = now_ns
+    if pos < len(line):  # a space after the fields
+        pos = _end(_WHITESPACE, line, pos)
+        stamp_end = _end(_STAMP, line, pos)
+        if stamp_end > pos:
+            ts_ns = _timestamp(line[pos:stamp_end], unit_ns, line)
+            if _end(_SPACES, line, stamp_end) != len(line):
+                raise ParseError("bad_timestamp", line, "more than one token after the fields")
     strings = 0
-    for name, value in fields:
+    for raw_name, value in fields:
         if value is None:
             strings += 1
         else:
-            points.append((key.series_of(name), ts_ns, value))
-    return end_match.end(), strings
+            points.append((key.series_of(_field_name(raw_name, line)), ts_ns, value))
+    return strings
 
 
-def _fail(body: bytes, start: int, pos: int, reason: str, detail: str) -> _LineError:
-    """A structural error at `pos`: the rest of that line is skipped."""
-    end = body.find(b"\n", pos)
-    end = len(body) if end < 0 else end
-    return _LineError(ParseError(reason, body[start:end].rstrip(b"\r"), detail), end + 1)
+def _parse_fields(line: bytes, pos: int) -> tuple[list[tuple[bytes, float | None]], int]:
+    """The `k=v[,k=v...]` section at `pos` as (raw key, value) pairs, None for a string, and
+    where it ends (at a space or the end of the line). As InfluxDB scans it: a bad value fails
+    the line at once, a key without `=` once the section is read."""
+    fields: list[tuple[bytes, float | None]] = []
+    keyless = False
+    if pos == len(line):
+        raise ParseError("bad_field", line, "invalid field format")
+    while True:
+        key_end = _end(_FIELD_KEY, line, pos)
+        raw_key = line[pos:key_end]
+        pos = key_end
+        separator = line[pos : pos + 1]
+        if separator != b"=":
+            keyless = True
+            if separator == b",":
+                pos += 1
+                continue
+            break
+        if not raw_key:
+            raise ParseError("bad_field", line, "missing field key")
+        pos += 1
+        if line[pos : pos + 1] == b'"':
+            string = _STRING.match(line, pos)
+            if string is None:
+                raise ParseError("bad_field", line, "unbalanced quotes")
+            fields.append((raw_key, None))
+            pos = string.end()
+        else:
+            value_end = _end(_PLAIN_VALUE, line, pos)
+            if value_end == pos:
+                raise ParseError("bad_field", line, "missing field value")
+            fields.append((raw_key, _field_value(line[pos:value_end], line)))
+            pos = value_end
+        separator = line[pos : pos + 1]
+        if separator == b",":
+            pos += 1
+        elif separator in (b" ", b""):
+            break
+        else:
+            raise ParseError("bad_field", line, "a string value is followed by more bytes")
+    if keyless or not fields:
+        raise ParseError("bad_field", line, "invalid field format")
+    return fields, pos
 
 
 def _parse_key(raw: bytes, line: bytes) -> _Key:
@@ -347,38 +407,41 @@ def _parse_key(raw: bytes, line: bytes) -> _Key:
 
 
 def _build_key(raw: bytes, line: bytes) -> _Key:
-    measurement_raw, *tag_parts = _split(raw, b",")
-    measurement = _decode(_MEASUREMENT_ESCAPE.sub(rb"\1", measurement_raw), "bad_measurement", line)
-    if not measurement:
-        raise ParseError("bad_measurement", line, "empty measurement")
+    """`measurement[,tag=value...]` checked as InfluxDB's scanKey checks it: a tag key may
+    not begin with `=`, a tag value may (once), and neither may be empty."""
+    if not raw or raw[0] == 0x2C:  # `,`
+        raise ParseError("bad_measurement", line, "missing measurement")
+    escaped = b"\\" in raw
+    measurement_raw, *tag_parts = _UNESCAPED_COMMA.split(raw) if escaped else raw.split(b",")
+    if escaped:
+        measurement_raw = _MEASUREMENT_ESCAPE.sub(rb"\1", measurement_raw)
+    measurement = _decode(measurement_raw, "bad_measurement", line)
     tags: dict[str, str] = {}
     for part in tag_parts:
-        pair = _split(part, b"=")
-        if len(pair) != 2 or not pair[0] or not pair[1]:
-            raise ParseError("bad_tag", line, "tags are `key=value`, both non-empty")
-        key = _decode(_NAME_ESCAPE.sub(rb"\1", pair[0]), "bad_tag", line)
-        if key in tags:
-            raise ParseError("bad_tag", line, f"tag {key!r} given twice")
-        tags[key] = _decode(_NAME_ESCAPE.sub(rb"\1", pair[1]), "bad_tag", line)
+        if not part or part[0] == 0x3D:  # `=`
+            raise ParseError("bad_tag", line, "missing tag key")
+        equals = _unescaped_equals(part, 1, escaped)
+        if equals < 0 or equals + 1 == len(part):
+            raise ParseError("bad_tag", line, "missing tag value")
+        raw_tag_key, raw_value = part[:equals], part[equals + 1 :]
+        if _unescaped_equals(raw_value, 1, escaped) >= 0:
+            raise ParseError("bad_tag", line, "invalid tag format")
+        if escaped:
+            raw_tag_key = _TAG_ESCAPE.sub(rb"\1", raw_tag_key)
+            raw_value = _TAG_ESCAPE.sub(rb"\1", raw_value)
+        tag_key = _decode(raw_tag_key, "bad_tag", line)
+        if tag_key in tags:
+            raise ParseError("bad_tag", line, "duplicate tags")
+        tags[tag_key] = _decode(raw_value, "bad_tag", line)
     return _Key(measurement + ".", tuple(sorted(tags.items())))
 
 
-def _parse_fields(raw: bytes, line: bytes) -> list[tuple[str, float | None]]:
-    """`k=v[,k=v...]` to (key, value) pairs; None for a string value."""
-    fields = []
-    pos = 0
-    while True:
-        match = _FIELD.match(raw, pos)
-        if match is None or not match.group(1):
-            raise ParseError("bad_field", line, "fields are `key=value`, key non-empty")
-        name = _decode(_NAME_ESCAPE.sub(rb"\1", match.group(1)), "bad_field", line)
-        fields.append((name, _field_value(match.group(2), line)))
-        pos = match.end()
-        if pos == len(raw):
-            return fields
-        if raw[pos : pos + 1] != b"," or pos + 1 == len(raw):
-            raise ParseError("bad_field", line, "fields are separated by single commas")
-        pos += 1
+def _unescaped_equals(raw: bytes, start: int, escaped: bool) -> int:
+    """Where the first `=` from `start` that no backslash precedes is, or -1."""
+    if not escaped:
+        return raw.find(b"=", start)
+    found = _UNESCAPED_EQUALS.search(raw, start)
+    return -1 if found is None else found.start()
 
 
 def _field_value(raw: bytes, line: bytes) -> float | None:
@@ -393,6 +456,7 @@ def _field_value(raw: bytes, line: bytes) -> float | None:
         if not -_INT64_MAX - 1 <= number <= _INT64_MAX:
             raise ParseError("bad_value", line, "integer out of int64 range")
         return float(number)
+    # Unsigned integers, as InfluxDB's points_test.go (with uint support on) and 2.x take them.
     if suffix == b"u" and digits.isdigit():
         number = int(digits)
         if number > _UINT64_MAX:
@@ -411,24 +475,16 @@ def _field_value(raw: bytes, line: bytes) -> float | None:
 def _timestamp(raw: bytes, unit_ns: int, line: bytes) -> int:
     if not _INT_RE.fullmatch(raw):
         raise ParseError("bad_timestamp", line, "timestamp is not an integer")
-    stamp = int(raw)
-    if abs(stamp) > _INT64_MAX // unit_ns:
+    ts_ns = int(raw) * unit_ns
+    if not MIN_TS_NS <= ts_ns <= MAX_TS_NS:
         raise ParseError("bad_timestamp", line, "timestamp out of range")
-    return stamp * unit_ns
+    return ts_ns
 
 
-def _split(raw: bytes, sep: bytes) -> list[bytes]:
-    """Split on `sep` where it is not escaped: a byte after an odd run of backslashes is."""
-    parts = raw.split(sep)
-    if b"\\" not in raw:
-        return parts
-    joined: list[bytes] = []
-    for part in parts:
-        if joined and (len(joined[-1]) - len(joined[-1].rstrip(b"\\"))) % 2:
-            joined[-1] += sep + part
-        else:
-            joined.append(part)
-    return joined
+def _end(pattern: re.Pattern[bytes], data: bytes, pos: int) -> int:
+    """Where `pattern`, which matches the empty string, ends when matched at `pos`."""
+    found = pattern.match(data, pos)
+    return pos if found is None else found.end()
 
 
 def _decode(raw: bytes, reason: str, line: bytes) -> str:

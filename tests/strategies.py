@@ -71,13 +71,22 @@ BAD_GRAPHITE_LINES: dict[str, list[bytes]] = {
 _INFLUX_CHARS = st.characters(codec="utf-8", exclude_characters="\n\r\t", exclude_categories=["Cs"])
 
 
-def _influx_name(escapable: str, extra_excluded: str = "") -> st.SearchStrategy[str]:
-    """A name whose backslashes stay literal: none at the end or before an escapable byte
-    (line protocol cannot say `a literal backslash, then an escaped comma`)."""
+def _influx_name(
+    escapable: str, extra_excluded: str = "", *, backslash_escapes: bool = False
+) -> st.SearchStrategy[str]:
+    """A name line protocol can carry: no trailing backslash (it would escape the separator
+    after it) and no leading NUL (whitespace to InfluxDB). In the measurement and tags a
+    backslash may stand anywhere else (`\\,` reads as a backslash and a comma); a field key's
+    backslash takes the next byte with it (`backslash_escapes`), so there it may not stand
+    before an escapable byte or another backslash."""
     return st.text(_INFLUX_CHARS, min_size=1, max_size=12).filter(
         lambda s: (
             not s.endswith("\\")
-            and not any(s[i] == "\\" and s[i + 1] in escapable + "\\" for i in range(len(s) - 1))
+            and s[0] != "\x00"
+            and not (
+                backslash_escapes
+                and any(s[i] == "\\" and s[i + 1] in escapable + "\\" for i in range(len(s) - 1))
+            )
             and not any(c in extra_excluded for c in s)
         )
     )
@@ -111,17 +120,19 @@ def influx_lines(
     """A valid line, the points it must parse to, and how many string fields it skips."""
     measurement = draw(_influx_name(", ").filter(lambda s: s[0] != "#"))
     tags = draw(st.dictionaries(_influx_name(",= "), _influx_name(",= "), max_size=3))
-    fields = draw(
-        st.dictionaries(_influx_name(",= ", '"'), influx_field_values, min_size=1, max_size=4)
+    # A quote in a field key is a literal byte; only `\"` would lose its backslash.
+    field_keys = _influx_name(',= "', backslash_escapes=True)
+    fields = draw(st.dictionaries(field_keys, influx_field_values, min_size=1, max_size=4))
+    # InfluxDB's time range: int64 nanoseconds but the two lowest and the highest.
+    stamp = draw(
+        st.one_of(st.none(), st.integers(-((2**63 - 2) // unit_ns), (2**63 - 2) // unit_ns))
     )
-    limit = (2**63 - 1) // unit_ns
-    stamp = draw(st.one_of(st.none(), st.integers(-limit, limit)))
     key = influx_escape(measurement, ", ") + "".join(
         f",{influx_escape(k, ',= ')}={influx_escape(v, ',= ')}" for k, v in tags.items()
     )
     field_text = ",".join(f"{influx_escape(k, ',= ')}={text}" for k, (text, _) in fields.items())
     line = f"{key} {field_text}" + ("" if stamp is None else f" {stamp}")
-    ts_ns = now_ns if stamp is None else stamp * unit_ns
+    ts_ns = now_ns - now_ns % unit_ns if stamp is None else stamp * unit_ns
     points = [
         (Series.of(f"{measurement}.{k}", tags), ts_ns, value)
         for k, (_, value) in fields.items()
@@ -149,10 +160,10 @@ def influx_token_lines(valid_only: bool) -> st.SearchStrategy[bytes]:
 BAD_INFLUX_LINES: dict[str, list[bytes]] = {
     "bad_measurement": [b",host=a v=1", b"\xff\xfe v=1"],
     "bad_tag": [b"cpu,host v=1", b"cpu,host= v=1", b"cpu,=a v=1", b"cpu, v=1", b"cpu,a=1,a=2 v=1"],
-    "no_field": [b"cpu", b"cpu,host=a", b"cpu ", b"cpu  "],
-    "bad_field": [b"cpu v", b"cpu =1", b"cpu v=1,", b"cpu v=1,,w=2", b'cpu v="open'],
+    "no_field": [b"cpu", b"cpu,host=a", b"=", b"cpu,host=="],
+    # As InfluxDB reads them: a space with nothing after it, or a key without value.
+    "bad_field": [b"cpu v", b"cpu =1", b"cpu v=1,", b"cpu v=1,,w=2", b'cpu v="open', b"cpu "],
     "bad_value": [
-        b"cpu v=",
         b"cpu v=one",
         b"cpu v=1_0",
         b"cpu v=+1",
@@ -169,6 +180,8 @@ BAD_INFLUX_LINES: dict[str, list[bytes]] = {
     ],
 }
 BAD_INFLUX_LINES["bad_value"] += [b"cpu v=9223372036854775808i", b"cpu v=18446744073709551616u"]
+BAD_INFLUX_LINES["bad_field"] += [b"cpu  ", b"cpu v=", b"cpu v= 1", b'cpu v="a"b', b"cpu a,b=1"]
+BAD_INFLUX_LINES["bad_timestamp"] += [b"cpu v=1 9223372036854775807", b"cpu v=1 1\t"]
 
 
 # ---------------------------------------------------------------------------------------------
