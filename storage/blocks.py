@@ -2,13 +2,17 @@
 
 A block is a directory `blocks/<tier>/<number>` holding `sid.npy`, `ts.npy` and `c<i>.npy`,
 sorted by (sid, ts) with one row per key. Pages come from the OS cache as queries touch them,
-so old data costs no resident memory. Blocks are written, fsync'd, then listed in the manifest.
+so old data costs no resident memory. Blocks are written, fsync'd, then listed in the manifest;
+a block directory the manifest does not list was left by a checkpoint, compaction or retention
+pass that did not finish, and recovery removes it (`remove_unlisted`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +20,9 @@ from typing import Any
 import numpy as np
 
 from storage.columns import Columns
-from storage.wal import fsync_dir
+from storage.wal import fsync_dir, mkdir_durable
+
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +71,7 @@ def block_dir(root: Path, tier: str, number: int) -> Path:
 def write_block(root: Path, tier: str, number: int, rows: Columns, level: int = 0) -> Block:
     """Write a sorted, de-duplicated, non-empty run as block `number`; durable on return."""
     directory = block_dir(root, tier, number)
-    directory.mkdir(parents=True, exist_ok=True)
+    mkdir_durable(directory)
     arrays = {"sid": rows.sid, "ts": rows.ts} | {f"c{i}": c for i, c in enumerate(rows.cols)}
     for name, array in arrays.items():
         with (directory / f"{name}.npy").open("wb") as f:
@@ -73,7 +79,6 @@ def write_block(root: Path, tier: str, number: int, rows: Columns, level: int = 
             f.flush()
             os.fsync(f.fileno())
     fsync_dir(directory)
-    fsync_dir(directory.parent)
     info = BlockInfo(number, len(rows), int(rows.ts.min()), int(rows.ts.max()), level)
     return Block(info, load_rows(directory, rows.width))
 
@@ -100,3 +105,23 @@ def block_numbers(root: Path, tier: str) -> list[int]:
     if not directory.is_dir():
         return []
     return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+
+
+def remove_unlisted(root: Path, tier: str, listed: Iterable[BlockInfo]) -> list[int]:
+    """Remove the block directories of `tier` that the manifest does not list, logging each;
+    returns their numbers. Their rows are still in the WAL (an unfinished checkpoint), in the
+    blocks they were merged from (compaction), or below the floor (retention)."""
+    numbers = {b.number for b in listed}
+    removed = [n for n in block_numbers(root, tier) if n not in numbers]
+    for number in removed:
+        directory = block_dir(root, tier, number)
+        files = sorted(p for p in directory.iterdir() if p.is_file())
+        _LOG.warning(
+            "removing block %s (%d files, %d bytes): not in the manifest, left by a checkpoint, "
+            "compaction or retention pass that did not finish",
+            directory,
+            len(files),
+            sum(p.stat().st_size for p in files),
+        )
+        remove_block(root, tier, number)
+    return removed

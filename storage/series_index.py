@@ -2,13 +2,16 @@
 
 Ids are given in order (0, 1, 2, ...), so an id is also a position in `keys`. New series are
 defined in the WAL record that first uses them and appended to the series log at checkpoint
-time; the manifest names how many bytes of the log are committed.
+time; the manifest names how many bytes of the log are committed. Bytes beyond them were
+appended by a checkpoint that did not finish (those series are still defined in the WAL), and
+recovery cuts them off (`discard_uncommitted`).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
+import logging
 import os
 import re
 import threading
@@ -19,6 +22,8 @@ import numpy as np
 
 from storage.errors import CorruptStoreError
 from storage.records import IntArray, Series
+
+_LOG = logging.getLogger(__name__)
 
 
 def sort_key(series: Series) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -121,3 +126,28 @@ def read_log(path: Path, start: int, stop: int) -> list[Series]:
     # One JSON array instead of a parse per line (JSON escapes newlines inside strings).
     rows = json.loads(b"[" + data[:-1].replace(b"\n", b",") + b"]")
     return [Series(metric, tuple((k, v) for k, v in tags)) for metric, tags in rows]
+
+
+def discard_uncommitted(path: Path, committed_bytes: int) -> None:
+    """Cut the series log back to the `committed_bytes` the manifest names, durably, logging
+    what a checkpoint that did not finish had appended; a shorter log is `CorruptStoreError`."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        size = 0
+    if size < committed_bytes:
+        raise CorruptStoreError(
+            f"{path} holds {size} bytes and the manifest says {committed_bytes} are committed"
+        )
+    if size == committed_bytes:
+        return
+    with path.open("r+b") as f:
+        f.truncate(committed_bytes)
+        os.fsync(f.fileno())
+    _LOG.warning(
+        "discarding %d bytes of %s after the %d the manifest committed: series appended by a "
+        "checkpoint that did not finish (the WAL still defines them)",
+        size - committed_bytes,
+        path,
+        committed_bytes,
+    )

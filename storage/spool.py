@@ -5,22 +5,31 @@ Each record is one file `<seq>.rec` (20-digit sequence number, so names sort in 
 fsync'd, renamed and the directory fsync'd, so after a crash a record is either whole or absent;
 it is removed only after the server acknowledged it. Records are taken oldest first, one at a
 time, so the server sees writes in the order they were acknowledged to clients.
+
+After a power loss, a `.tmp` file is an append that never returned (never acknowledged): opening
+the spool removes it and logs it. A `.rec` that does not check (which the protocol above cannot
+leave, but a disk can) is moved aside to `<seq>.damaged` and logged, and draining goes on with the
+next record instead of stopping for good.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import threading
 import zlib
 from pathlib import Path
 
-from storage.errors import CorruptStoreError, SpoolFullError
-from storage.wal import fsync_dir
+from storage.errors import SpoolFullError
+from storage.wal import fsync_dir, mkdir_durable
 
 _MAGIC = b"SBSP"
 _HEADER = struct.Struct("<4sII")  # magic, payload length, crc32
 _SUFFIX = ".rec"
+_DAMAGED = ".damaged"
+
+_LOG = logging.getLogger(__name__)
 
 
 class Spool:
@@ -28,16 +37,22 @@ class Spool:
 
     def __init__(self, path: Path, max_bytes: int) -> None:
         self._dir = Path(path)
-        self._dir.mkdir(parents=True, exist_ok=True)
+        mkdir_durable(self._dir)
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
-        for stray in self._dir.glob("*.tmp"):  # an append that did not finish: never acknowledged
+        for stray in sorted(self._dir.glob("*.tmp")):
+            _LOG.warning(
+                "removing %s (%d bytes): a spool append that did not finish, never acknowledged",
+                stray,
+                stray.stat().st_size,
+            )
             stray.unlink()
         self._sizes: dict[int, int] = {}
         for entry in sorted(self._dir.glob("*" + _SUFFIX)):
             self._sizes[int(entry.stem)] = entry.stat().st_size
         self._bytes = sum(self._sizes.values())
-        self._next = max(self._sizes, default=0) + 1
+        set_aside = [int(entry.stem) for entry in self._dir.glob("*" + _DAMAGED)]
+        self._next = max([*self._sizes, *set_aside], default=0) + 1  # never over a damaged one
 
     @property
     def depth(self) -> int:
@@ -81,17 +96,36 @@ class Spool:
         return seq
 
     def oldest(self) -> tuple[int, bytes] | None:
-        """The oldest record (sequence number and payload), or None when the spool is empty."""
+        """The oldest whole record (sequence number and payload), or None when the spool is
+        empty; a damaged record on the way is moved aside and logged."""
+        while True:
+            with self._lock:
+                if not self._sizes:
+                    return None
+                seq = min(self._sizes)
+            path = self._path(seq)
+            data = path.read_bytes()
+            if len(data) >= _HEADER.size:
+                magic, length, crc = _HEADER.unpack_from(data)
+                payload = data[_HEADER.size :]
+                if magic == _MAGIC and length == len(payload) and zlib.crc32(payload) == crc:
+                    return seq, payload
+            self._set_aside(seq, len(data))
+
+    def _set_aside(self, seq: int, size: int) -> None:
+        """Move damaged record `seq` out of the queue, keeping its bytes for inspection."""
+        path = self._path(seq)
+        damaged = path.with_suffix(_DAMAGED)
+        _LOG.error(
+            "spool record %s (%d bytes) is damaged and cannot be delivered: moved to %s",
+            path,
+            size,
+            damaged,
+        )
+        os.replace(path, damaged)
+        fsync_dir(self._dir)
         with self._lock:
-            if not self._sizes:
-                return None
-            seq = min(self._sizes)
-        data = self._path(seq).read_bytes()
-        magic, length, crc = _HEADER.unpack_from(data)
-        payload = data[_HEADER.size :]
-        if magic != _MAGIC or length != len(payload) or zlib.crc32(payload) != crc:
-            raise CorruptStoreError(f"spool record {self._path(seq)} is damaged")
-        return seq, payload
+            self._bytes -= self._sizes.pop(seq)
 
     def remove(self, seq: int) -> None:
         """Drop record `seq`, once the server acknowledged it."""
