@@ -289,3 +289,25 @@ BAD_STATSD_LINES: dict[str, list[bytes]] = {
     "bad_rate": [b"a:1|c|@0", b"a:1|c|@1.5", b"a:1|c|0.5", b"a:1|c|@-1", b"a:1|c|@x"],
     "bad_tag": [b"a:1|c|#\xff", b"a:1|c|#:v", b"a:1|c|#k|@0.5"],
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# Power loss: what a cut leaves of bytes written after the last fsync
+# ---------------------------------------------------------------------------------------------
+
+
+@st.composite
+def torn_bytes(draw: st.DrawFn, written: bytes) -> bytes:
+    """What a power loss can leave on disk of `written`, bytes appended but not yet fsync'd:
+    cut anywhere, stretches that never landed (zeros where the file grew) or hold garbage,
+    and maybe garbage past the end."""
+    data = bytearray(written)
+    for _ in range(draw(st.integers(0, 3))):
+        start = draw(st.integers(0, len(data)))
+        size = min(draw(st.integers(1, 600)), len(data) - start)
+        if draw(st.booleans()):
+            data[start : start + size] = bytes(size)
+        else:
+            data[start : start + size] = draw(st.binary(min_size=size, max_size=size))
+    end = draw(st.one_of(st.just(len(data)), st.integers(0, len(data))))
+    return bytes(data[:end]) + draw(st.one_of(st.just(b""), st.binary(max_size=64)))
