@@ -4,11 +4,19 @@ Telegraf and influxdb-client push here unchanged. A write is answered 204 only o
 it kept is durable; a body with bad lines keeps the good ones and is answered 400 naming the first
 bad line and how many were dropped, as InfluxDB does with a partial write. A write the store
 cannot hold (InfluxDB away and the spool full) is refused whole with 503.
+
+Bodies are parsed on one thread of their own, never on the event loop: a 5,000-line body of
+new series takes 0.1-0.2 s to parse, and queries, `/metrics` and the other listeners keep being
+answered meanwhile. One thread, because the parser's caches expect one caller at a time; it
+also bounds the CPU that ingest takes from the queries to one thread's worth.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 from aiohttp import web
@@ -21,6 +29,7 @@ from storage.errors import SpoolFullError
 STORE_WRITER = web.AppKey("store_writer", StoreWriter)
 INGEST_STATS = web.AppKey("ingest_stats", IngestStats)
 MAX_BODY_BYTES = web.AppKey("max_body_bytes", int)
+PARSER = web.AppKey("parser", ThreadPoolExecutor)
 
 
 def _error(status: int, message: str, code: str) -> web.Response:
@@ -58,20 +67,22 @@ async def _write(request: web.Request, precision: str) -> web.Response:
     except ValueError as error:
         return _error(400, str(error), "invalid")
     stats = app[INGEST_STATS]
-    result = parse_influx(body, time.time_ns(), precision)
+    result = await asyncio.get_running_loop().run_in_executor(
+        app[PARSER], parse_influx, body, time.time_ns(), precision
+    )
     dropped = sum(result.dropped.values())
     for reason, count in result.dropped.items():
         stats.add_dropped("influx", reason, count)
     if result.skipped_strings:
         stats.add_dropped("influx", "string_field", result.skipped_strings)
-    refused = 0
+    refused = too_old = 0
     if len(result.samples):
         try:
             written = await app[STORE_WRITER].write(result.samples, "influx")
         except SpoolFullError as error:  # nothing of this body was kept: the client retries
             return _error(error.status, str(error), "unavailable")
         stats.add_received("influx", written.accepted)
-        refused = written.refused_points
+        refused, too_old = written.refused_points, written.too_old
     if result.first_error is not None:
         return _error(400, f"partial write: {result.first_error} dropped={dropped}", "invalid")
     if refused:
@@ -79,6 +90,13 @@ async def _write(request: web.Request, precision: str) -> web.Response:
             400,
             f"partial write: the series limit (--max-series) is reached: {refused} points of "
             "new series dropped; raise --max-series or stop sending new tag values",
+            "invalid",
+        )
+    if too_old:
+        return _error(
+            400,
+            f"partial write: points beyond the raw retention dropped={too_old}: they are older "
+            "than --retention-raw keeps; raise it to backfill further back",
             "invalid",
         )
     return web.Response(status=204)
@@ -96,11 +114,22 @@ async def write_v2(request: web.Request) -> web.Response:
     return await _write(request, request.query.get("precision", "ns"))
 
 
+async def _parser_thread(app: web.Application) -> AsyncIterator[None]:
+    """The thread that parses every body, from startup to cleanup."""
+    executor = ThreadPoolExecutor(1, thread_name_prefix="influx-parse")
+    app[PARSER] = executor
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(executor.shutdown)
+
+
 def add_ingest_routes(
     app: web.Application, writer: StoreWriter, stats: IngestStats, max_body_bytes: int
 ) -> None:
     app[STORE_WRITER] = writer
     app[INGEST_STATS] = stats
     app[MAX_BODY_BYTES] = max_body_bytes
+    app.cleanup_ctx.append(_parser_thread)
     app.router.add_post("/write", write_v1)
     app.router.add_post("/api/v2/write", write_v2)

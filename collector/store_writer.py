@@ -3,6 +3,10 @@
 HTTP writes wait for `StoreWriter.write` (acknowledged once durable). StatsD flushes, Graphite
 chunks and host samples carry no acknowledgement, so they go through `BatchingSink`, which gathers
 them and writes every `interval_s`: fewer, larger writes, one fsync each.
+
+Writes run on threads of their own (`WRITE_THREADS`), not on the default executor that the
+query API reads through: writers waiting for the store's lock or for an fsync never take the
+threads queries need, however many clients write at once.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from collector.service_metrics import ServiceMetrics
 from collector.stats import IngestStats
@@ -19,9 +24,13 @@ from storage.records import Samples
 
 log = logging.getLogger(__name__)
 
+WRITE_THREADS = 4  # concurrent writes share one fsync (group commit); more wait their turn
+
 
 class StoreWriter:
-    """Writes batches to the store in worker threads, timing them and counting refused series."""
+    """Writes batches to the store on its own threads, timing them and counting refused series.
+
+    The threads start with the first write; `close()` waits for the writes under way."""
 
     def __init__(
         self,
@@ -34,16 +43,24 @@ class StoreWriter:
         self._stats = stats
         self._metrics = metrics
         self._on_written = on_written
+        self._executor = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="store-write")
 
     async def write(self, samples: Samples, protocol: str) -> WriteResult:
         """Store `samples` durably; count what the series limit refused under `protocol`."""
         started = time.perf_counter()
-        result = await asyncio.to_thread(self._store.write, samples)
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self._executor, self._store.write, samples)
         self._metrics.store_write_seconds.observe(time.perf_counter() - started)
         if result.refused_points:
             self._stats.add_dropped(protocol, "series_limit", result.refused_points)
+        if result.too_old:
+            self._stats.add_dropped(protocol, "too_old", result.too_old)
         self._on_written(samples)
         return result
+
+    async def close(self) -> None:
+        """Wait for the writes under way and stop the threads."""
+        await asyncio.to_thread(self._executor.shutdown)
 
 
 class BatchingSink:

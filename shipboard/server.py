@@ -44,14 +44,19 @@ ROLLUP_BUDGET_S = 1.0  # a backfill is caught up in passes of at most this much 
 RETENTION_INTERVAL_S = 600.0
 
 
-async def _every(interval_s: float, action: Callable[[], Awaitable[None]], name: str) -> None:
-    """Run `action` every `interval_s` until cancelled; a failure is logged, never fatal."""
-    while True:
+async def _every(
+    interval_s: float, action: Callable[[], Awaitable[None]], name: str, *, at_once: bool = False
+) -> None:
+    """Run `action` every `interval_s` (first right away if `at_once`) until cancelled; a
+    failure is logged, never fatal."""
+    if not at_once:
         await asyncio.sleep(interval_s)
+    while True:
         try:
             await action()
         except Exception:
             log.exception("%s failed; retrying in %.0f s", name, interval_s)
+        await asyncio.sleep(interval_s)
 
 
 PARTS = ("collector", "api", "aggregator", "dashboards")
@@ -121,8 +126,15 @@ class _Node:
     stack: contextlib.AsyncExitStack
     listeners: dict[str, str] = field(default_factory=dict)
 
-    def every(self, interval_s: float, action: Callable[[], Awaitable[None]], name: str) -> None:
-        self.background(_every(interval_s, action, name))
+    def every(
+        self,
+        interval_s: float,
+        action: Callable[[], Awaitable[None]],
+        name: str,
+        *,
+        at_once: bool = False,
+    ) -> None:
+        self.background(_every(interval_s, action, name, at_once=at_once))
 
     def background(self, coroutine: Coroutine[None, None, None]) -> None:
         """Run `coroutine` until the node stops (cancelled then, in reverse start order)."""
@@ -205,7 +217,8 @@ def _start_aggregator(node: _Node, scheduler: RollupScheduler) -> None:
             await asyncio.to_thread(store.apply_retention, time.time_ns())
 
     node.every(ROLLUP_INTERVAL_S, roll_up, "rollup")
-    node.every(RETENTION_INTERVAL_S, apply_retention, "retention")
+    # At once too: points older than the raw retention are refused from the start.
+    node.every(RETENTION_INTERVAL_S, apply_retention, "retention", at_once=True)
     node.listeners["aggregator"] = "rollups and retention, while holding the aggregator lock"
 
 

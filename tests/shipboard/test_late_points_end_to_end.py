@@ -126,6 +126,12 @@ def test_a_backfill_is_in_every_tier_at_once_and_after_the_rollups(tmp_path: Pat
         )
         wait_for(lambda: clean(server), timeout_s=60)
         check_every_tier(server, columns, start_s, end_s)  # rolled up again, counted once
+        too_old = f"late,host=h000 v=1 {int(time.time()) - 3 * 86400}\n".encode()
+        status, body = server.post("/write?precision=s", too_old)
+        assert (status, b"beyond the raw retention dropped=1" in body) == (400, True), body
+        assert (
+            server.metric_value("shipboard_dropped_total", protocol="influx", reason="too_old") == 1
+        )
     finally:
         assert server.stop() == 0
 
@@ -162,7 +168,7 @@ def count_of(server: RunningShipboard, metric: str, start_s: int, end_s: int, st
     result = server.query(
         metric=metric, **{"from": str(start_s), "to": str(end_s)}, step=step, agg="count"
     )
-    return sum(value for s in result["series"] for _, value in s["points"])
+    return float(sum(value for s in result["series"] for _, value in s["points"]))
 
 
 def test_graphite_over_four_connections_is_counted_exactly_in_every_tier(tmp_path: Path):
