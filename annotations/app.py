@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from annotations.audit import audit_middleware
+from annotations.audit import AuditBacklog, audit_middleware
 from annotations.auth import PRINCIPAL, auth_middleware
 from annotations.db import ControlDB
-from annotations.errors import ControlError, UnauthorizedError
+from annotations.errors import ControlError, UnauthorizedError, UnavailableError
 from annotations.flag_routes import flag_routes
 from annotations.routes import CONTROL_DB, json_response, routes
 from annotations.tokens import create_token, has_tokens
@@ -19,6 +22,9 @@ from annotations.tokens import create_token, has_tokens
 log = logging.getLogger(__name__)
 
 CONTROL_PREFIX = "/api/v1/"
+AUDIT_BACKLOG = web.AppKey("audit_backlog", AuditBacklog)
+RETRY_AFTER_S = 1
+"""What a 503 tells a client to wait: the control DB is reconnected to within seconds."""
 
 
 class ControlPlane:
@@ -53,6 +59,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = json_response({"error": str(error)}, status=error.status)
         if isinstance(error, UnauthorizedError):
             response.headers["WWW-Authenticate"] = 'Bearer realm="shipboard"'
+        if isinstance(error, UnavailableError):
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
         return response
     except web.HTTPException as error:
         already_json = error.content_type == "application/json"
@@ -76,11 +84,24 @@ def setup_control(
     """Add the /api/v1 control routes, and the audit, error and auth middlewares that cover
     every route of `app` (the metric query and ingest routes too)."""
     app[CONTROL_DB] = control.db
+    app[AUDIT_BACKLOG] = backlog = AuditBacklog()
     app.add_routes(routes)
     app.add_routes(flag_routes(CONTROL_DB, lambda request: request[PRINCIPAL].name))
     # Outermost first: audit sees the final status, refused calls included.
-    app.middlewares.append(audit_middleware(control.db))
+    app.middlewares.append(audit_middleware(control.db, backlog))
     add_auth(app, control, anonymous_read=anonymous_read, ingest_token=ingest_token)
+    app.cleanup_ctx.append(_write_kept_audit)
+
+
+async def _write_kept_audit(app: web.Application) -> AsyncIterator[None]:
+    """Audit entries kept while the control DB was away are written once it is back."""
+    db, backlog = app[CONTROL_DB], app[AUDIT_BACKLOG]
+    task = asyncio.create_task(backlog.run(db))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await backlog.close(db)
 
 
 def add_auth(

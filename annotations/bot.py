@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from annotations.db import ControlDB
 from annotations.deploys import RUNNING, list_deploys
-from annotations.errors import NotFoundError
+from annotations.errors import NotFoundError, UnavailableError
 from annotations.flag_store import StoredFlag, get_flag, list_flags
 from annotations.flags import EnvironmentRules
 from annotations.irc import CHANNEL_PREFIXES, IrcClient, IrcMessage
@@ -83,12 +83,15 @@ class Bot:
         command, args = words[0][1:].lower(), words[1:]
         if command == "help":
             return [HELP]
-        if command == "deploys":
-            return await self.db.run(self._deploys, args[0] if args else None)
-        if command == "flags":
-            return await self.db.run(self._flags, args[0] if args else None)
-        if command == "flag" and args:
-            return await self.db.run(self._flag, args[0])
+        try:
+            if command == "deploys":
+                return await self.db.run(self._deploys, args[0] if args else None)
+            if command == "flags":
+                return await self.db.run(self._flags, args[0] if args else None)
+            if command == "flag" and args:
+                return await self.db.run(self._flag, args[0])
+        except UnavailableError as error:
+            return [str(error)]
         if command == "graph" and args and self.graph is not None:
             return await asyncio.to_thread(self._graph, args[0], args[1] if len(args) > 1 else "1h")
         if command in ("flag", "graph"):

@@ -1,28 +1,25 @@
 """ControlDB: the control-plane database, SQLite in the data dir or PostgreSQL, one SQL dialect.
 
 Every method is synchronous and may block; async code calls them through `ControlDB.run`
-(`asyncio.to_thread`). One connection per ControlDB, guarded by a lock, so calls from any thread
-are serialised; SQL is written once with `?` placeholders and runs unchanged on both backends.
+(`asyncio.to_thread`). SQL is written once with `?` placeholders and runs unchanged on both
+backends (`annotations.connections`: one SQLite connection behind a lock, or a PostgreSQL pool
+that answers UnavailableError while the server is away and reconnects when it is back).
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-import psycopg
-from psycopg.rows import dict_row
-
+from annotations.connections import Connections, PostgresPool, SqliteConnection
+from annotations.connections import Row as Row  # where the other modules import it from
 from annotations.errors import ConflictError
 
 P = ParamSpec("P")
 R = TypeVar("R")
-Row = dict[str, Any]
 
 # Each migration is a list of statements; `{id}` becomes the dialect's auto-increment key.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -81,6 +78,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX announcements_target ON announcements (target, id)",
     ),
+    (
+        # A key per audit entry, so that an entry written again (kept while the DB was away,
+        # or resent after a lost commit acknowledgement) is recorded once.
+        "ALTER TABLE audit ADD COLUMN entry_key TEXT",
+        "CREATE UNIQUE INDEX audit_entry_key ON audit (entry_key)",
+    ),
 )
 
 _ID = {
@@ -90,13 +93,11 @@ _ID = {
 
 
 class ControlDB:
-    """One connection to the control-plane database, migrated to the latest schema on open."""
+    """The control-plane database, migrated to the latest schema on open."""
 
-    def __init__(self, conn: sqlite3.Connection | psycopg.Connection[Row], dialect: str) -> None:
-        self._conn = conn
-        self.dialect = dialect
-        self._lock = threading.RLock()
-        self._in_transaction = False
+    def __init__(self, connections: Connections) -> None:
+        self._connections = connections
+        self.dialect = connections.dialect
         # Called inside the transaction that adds (`added`) or changes (`updated`) an
         # annotation, with its id: the announcement queue enqueues there, atomically.
         self.annotation_hooks: list[Callable[[ControlDB, int, str], None]] = []
@@ -104,19 +105,14 @@ class ControlDB:
     @classmethod
     def open(cls, url: str, data_dir: Path) -> ControlDB:
         """`""` or `sqlite:///path` opens SQLite (default `data_dir/control.db`);
-        `postgresql://…` opens PostgreSQL."""
+        `postgresql://…` opens PostgreSQL (UnavailableError when it cannot be reached)."""
+        connections: Connections
         if url.startswith(("postgresql://", "postgres://")):
-            pg = psycopg.connect(url, autocommit=True, row_factory=dict_row)
-            db = cls(pg, "postgresql")
+            connections = PostgresPool.open(url)
         else:
             path = Path(url.removeprefix("sqlite://")) if url else data_dir / "control.db"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            lite = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            lite.row_factory = sqlite3.Row
-            lite.execute("PRAGMA journal_mode=WAL")
-            lite.execute("PRAGMA synchronous=FULL")
-            lite.execute("PRAGMA busy_timeout=5000")
-            db = cls(lite, "sqlite")
+            connections = SqliteConnection.open(path)
+        db = cls(connections)
         try:
             db.migrate()
         except BaseException:
@@ -124,46 +120,29 @@ class ControlDB:
             raise
         return db
 
+    @property
+    def refused(self) -> int:
+        """Calls refused with UnavailableError (PostgreSQL away) since the DB was opened."""
+        return self._connections.refused
+
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._connections.close()
 
     async def run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Call blocking `fn` off the event loop."""
         return await asyncio.to_thread(fn, *args, **kwargs)
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> AbstractContextManager[None]:
         """Statements inside run atomically; nested uses join the outer transaction."""
-        with self._lock:
-            if self._in_transaction:
-                yield
-                return
-            self._in_transaction = True
-            try:
-                if isinstance(self._conn, sqlite3.Connection):
-                    self._conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        yield
-                    except BaseException:
-                        self._conn.execute("ROLLBACK")
-                        raise
-                    self._conn.execute("COMMIT")
-                else:
-                    with self._conn.transaction():
-                        yield
-            finally:
-                self._in_transaction = False
+        return self._connections.transaction()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; the number of rows it changed."""
-        with self._lock:
-            return self._cursor(sql, params).rowcount
+        return self._connections.execute(sql, params)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Rows of a SELECT (or of `… RETURNING`) as dicts."""
-        with self._lock:
-            return [dict(row) for row in self._cursor(sql, params).fetchall()]
+        return self._connections.query(sql, params)
 
     def query_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         rows = self.query(sql, params)
@@ -194,15 +173,3 @@ class ControlDB:
     def schema_version(self) -> int:
         row = self.query_one("SELECT MAX(version) AS version FROM schema_version")
         return int(row["version"]) if row and row["version"] is not None else 0
-
-    def _cursor(self, sql: str, params: Sequence[Any]) -> sqlite3.Cursor | psycopg.Cursor[Row]:
-        if isinstance(self._conn, sqlite3.Connection):
-            try:
-                return self._conn.execute(sql, tuple(params))
-            except sqlite3.IntegrityError as error:
-                raise ConflictError(str(error)) from error
-        try:
-            # psycopg takes %s; our SQL never holds a literal `%` or `?` outside placeholders.
-            return self._conn.execute(sql.replace("?", "%s"), tuple(params))
-        except psycopg.errors.IntegrityError as error:
-            raise ConflictError(str(error).splitlines()[0]) from error

@@ -5,7 +5,9 @@ ControlError                     500
  ├── UnauthorizedError           401  no token, or one that is unknown or revoked
  ├── ForbiddenError              403  a valid token whose role is too low
  ├── NotFoundError(LookupError)  404  no such deploy, token or flag
- └── ConflictError               409  a unique key already taken, a stale version
+ ├── ConflictError               409  a unique key already taken, a stale version
+ └── UnavailableError            503  the control DB cannot be reached now (also a
+                                      ConnectionError); the call changed nothing, retry it
 
 Announcements, outside HTTP:
 TargetError(ValueError)          a notify target that is malformed or not allowed (at startup)
@@ -50,6 +52,14 @@ class ConflictError(ControlError):
     """The write collides with existing state: a taken unique key, a stale version."""
 
     status = 409
+
+
+class UnavailableError(ControlError, ConnectionError):
+    """The control database cannot be reached now (down, restarting, no connection free in
+    time). Nothing was written; the same call may be sent again, and will work once it is back.
+    A ConnectionError too, so that a server that cannot reach it at startup says so and exits."""
+
+    status = 503
 
 
 class TargetError(ValueError):

@@ -6,6 +6,11 @@ One worker per target delivers its rows oldest first; a failed try is retried wi
 backoff, and after `max_tries` the row is dropped and counted. A row is claimed by moving its
 `next_ns` past the try's timeout first, so that nodes sharing a PostgreSQL DB never deliver
 the same row twice.
+
+While the control DB is away (UnavailableError) the workers wait and look again every
+DB_RETRY_S; a try already delivered keeps retrying its settle until the DB takes it, so it is
+not delivered again (unless the DB stays away longer than the claim's lease and another node
+claims the row first).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from annotations.db import ControlDB, Row
+from annotations.errors import UnavailableError
 from annotations.messages import announcement_text, dashboard_link
 from annotations.notes import get_annotation
 
@@ -34,6 +40,8 @@ MAX_BACKOFF_S = 300.0
 # Rows are looked for at least this often, for rows queued by another node.
 POLL_S = 5.0
 MAX_ERROR_TEXT = 500
+DB_RETRY_S = 1.0
+"""How often a worker looks again while the control DB is away."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +187,11 @@ class Notifier:
         """Deliver until cancelled, one worker per target; targets are closed on the way out."""
         self._loop = asyncio.get_running_loop()
         names = [target.name for target in self.targets]
-        gone = await self.db.run(drop_unconfigured, self.db, names)
+        try:
+            gone = await self.db.run(drop_unconfigured, self.db, names)
+        except UnavailableError as error:
+            gone = 0
+            log.warning("announcements of targets no longer configured stay queued: %s", error)
         if gone:
             log.warning("dropped %d announcements queued for targets no longer configured", gone)
             self.dropped["unconfigured", "unconfigured"] += gone
@@ -193,22 +205,39 @@ class Notifier:
                     await target.close()
 
     async def _work(self, target: Target) -> None:
-        wake = self._wakes[target.name]
+        away: UnavailableError | None = None
         while True:
-            if target.kind == "irc":
-                await self.chat_open.wait()  # another node's bot may be the one connected
-            wake.clear()
-            row = await self.db.run(head, self.db, target.name)
-            now_ns = self.clock()
-            if row is None or int(row["next_ns"]) > now_ns:
-                due_s = POLL_S if row is None else (int(row["next_ns"]) - now_ns) / NS_PER_S
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), min(POLL_S, due_s))
+            try:
+                await self._next(target)
+            except UnavailableError as error:
+                if away is None:
+                    log.warning(
+                        "announcements to %s wait for the control DB: %s", target.name, error
+                    )
+                away = error
+                await asyncio.sleep(DB_RETRY_S)
                 continue
-            lease_ns = now_ns + int((self.timeout_s + POLL_S) * NS_PER_S)
-            row_id, seen_ns = int(row["id"]), int(row["next_ns"])
-            if await self.db.run(claim, self.db, row_id, seen_ns, lease_ns):
-                await self._try(target, row_id, int(row["tries"]) + 1, row["payload"])
+            if away is not None:
+                log.info("announcements to %s resume", target.name)
+                away = None
+
+    async def _next(self, target: Target) -> None:
+        """Wait for the head row of `target` to be due, then claim it and try it once."""
+        wake = self._wakes[target.name]
+        if target.kind == "irc":
+            await self.chat_open.wait()  # another node's bot may be the one connected
+        wake.clear()
+        row = await self.db.run(head, self.db, target.name)
+        now_ns = self.clock()
+        if row is None or int(row["next_ns"]) > now_ns:
+            due_s = POLL_S if row is None else (int(row["next_ns"]) - now_ns) / NS_PER_S
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), min(POLL_S, due_s))
+            return
+        lease_ns = now_ns + int((self.timeout_s + POLL_S) * NS_PER_S)
+        row_id, seen_ns = int(row["id"]), int(row["next_ns"])
+        if await self.db.run(claim, self.db, row_id, seen_ns, lease_ns):
+            await self._try(target, row_id, int(row["tries"]) + 1, row["payload"])
 
     async def _try(self, target: Target, row_id: int, tries: int, payload: str) -> None:
         try:
@@ -222,16 +251,28 @@ class Notifier:
                 log.warning(
                     "announcement to %s dropped after %d tries: %s", target.name, tries, reason
                 )
-                await self.db.run(settle, self.db, row_id, retry_ns=None, tries=tries, error="")
+                await self._settle(row_id, retry_ns=None, tries=tries, error="")
                 self.dropped[target.kind, "tries"] += 1
                 return
             self.retried[target.kind] += 1
             retry_ns = self.clock() + int(self._backoff_s(tries) * NS_PER_S)
             log.info("announcement to %s failed (try %d): %s", target.name, tries, reason)
-            await self.db.run(settle, self.db, row_id, retry_ns=retry_ns, tries=tries, error=reason)
+            await self._settle(row_id, retry_ns=retry_ns, tries=tries, error=reason)
             return
-        await self.db.run(settle, self.db, row_id, retry_ns=None, tries=tries, error="")
+        await self._settle(row_id, retry_ns=None, tries=tries, error="")
         self.delivered[target.kind] += 1
+
+    async def _settle(self, row_id: int, *, retry_ns: int | None, tries: int, error: str) -> None:
+        """Record a try's outcome, waiting for the control DB if it is away: a delivered row
+        that stayed queued would be delivered again once its claim runs out."""
+        while True:
+            try:
+                await self.db.run(
+                    settle, self.db, row_id, retry_ns=retry_ns, tries=tries, error=error
+                )
+                return
+            except UnavailableError:
+                await asyncio.sleep(DB_RETRY_S)
 
     def collector(self) -> Collector:
         """A Prometheus collector of the counts, for the service's /metrics registry."""

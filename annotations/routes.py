@@ -21,7 +21,13 @@ from annotations.deploys import (
     start_deploy,
 )
 from annotations.errors import BadRequestError
-from annotations.notes import KINDS, add_annotation, get_annotation, list_annotations
+from annotations.notes import (
+    KINDS,
+    Annotation,
+    add_annotation,
+    get_annotation,
+    list_annotations,
+)
 from annotations.timespec import parse_range, parse_time
 from annotations.tokens import create_token, list_tokens, revoke_token
 
@@ -132,16 +138,21 @@ async def post_deploy(request: web.Request) -> web.Response:
     )
     who = _text(body, "who") or request[PRINCIPAL].name
     start_ns = _time(body, "start", now_ns)
-    deploy_id = await db.run(
-        start_deploy,
-        db,
-        start,
-        who=who,
-        start_ns=now_ns if start_ns is None else start_ns,
-        idempotency_key=_key(body),
-    )
-    deploy = await db.run(get_deploy, db, str(deploy_id))
-    return json_response(deploy_json(deploy), status=201)
+    key = _key(body)
+
+    def record() -> Annotation:
+        # One transaction, so that a 503 (the DB went away) means nothing was recorded.
+        with db.transaction():
+            deploy_id = start_deploy(
+                db,
+                start,
+                who=who,
+                start_ns=now_ns if start_ns is None else start_ns,
+                idempotency_key=key,
+            )
+            return get_deploy(db, str(deploy_id))
+
+    return json_response(deploy_json(await db.run(record)), status=201)
 
 
 @routes.post("/api/v1/deploys/{ref}/finish")
@@ -200,20 +211,26 @@ async def post_note(request: web.Request) -> web.Response:
     end_ns = _time(body, "end", now_ns)
     if end_ns is not None and end_ns < start_ns:
         raise BadRequestError("end is before start")
-    note_id = await db.run(
-        add_annotation,
-        db,
-        "note",
-        start_ns=start_ns,
-        end_ns=end_ns,
-        title=_text(body, "title", required=True),
-        body=_text(body, "body"),
-        who=_text(body, "who") or request[PRINCIPAL].name,
-        tags=_tags(body.get("tags")),
-        idempotency_key=_key(body),
-    )
-    note = await db.run(get_annotation, db, note_id)
-    return json_response(note.to_json(), status=201)
+    title, text = _text(body, "title", required=True), _text(body, "body")
+    who = _text(body, "who") or request[PRINCIPAL].name
+    tags, key = _tags(body.get("tags")), _key(body)
+
+    def record() -> Annotation:
+        with db.transaction():  # as for deploys: a 503 means nothing was recorded
+            note_id = add_annotation(
+                db,
+                "note",
+                start_ns=start_ns,
+                end_ns=end_ns,
+                title=title,
+                body=text,
+                who=who,
+                tags=tags,
+                idempotency_key=key,
+            )
+            return get_annotation(db, note_id)
+
+    return json_response((await db.run(record)).to_json(), status=201)
 
 
 @routes.get("/api/v1/annotations")

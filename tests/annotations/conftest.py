@@ -11,7 +11,12 @@ from annotations.app import ControlPlane
 from annotations.db import ControlDB
 from annotations.tokens import create_token
 from tests.annotations.flag_server import LiveServer
-from tests.postgres import fresh_schema
+from tests.postgres import (  # own_pg*: a server of the module's own, which a test may stop
+    fresh_schema,
+    own_pg,  # noqa: F401
+    own_pg_server,  # noqa: F401
+    own_pg_url,  # noqa: F401
+)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
