@@ -74,6 +74,7 @@ from storage.wal import (
     WalWriter,
     cut_torn_tail,
     encode,
+    mkdir_durable,
     read_records,
     segment_path,
     segments,
@@ -134,8 +135,7 @@ class EmbeddedStore:
             self._offset = 0
             self._refresh()
             return
-        self._root.mkdir(parents=True, exist_ok=True)
-        (self._root / "wal").mkdir(exist_ok=True)
+        mkdir_durable(self._root / "wal")
         self._lock_fd = _lock_dir(self._root)
         try:
             self._wal = self._recover()
