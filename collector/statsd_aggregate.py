@@ -4,7 +4,7 @@ Two ingest paths feed the same per-batch update (`_apply`), so they can only dif
 parsing. The fast path splits a whole chunk at its values with one regex call and maps each
 line without its value (`name:|type...`) to a cached key id; it takes the chunk only if every
 key is known (or learnt from the exact parser), every line holds one value and every value
-is valid.
+is valid (a finite number; not negative for an `ms` timer, as etsy refuses those).
 Otherwise the chunk is halved until the pieces are small, and those go line by line through
 `collector.statsd.parse_line`, which drops and counts each bad line.
 """
@@ -71,10 +71,12 @@ class StatsdAggregator:
         self._gauge = np.zeros(64, np.float64)
         self._timer_parts: list[tuple[IndexArray, FloatArray, FloatArray]] = []
         self._sets: dict[int, set[bytes]] = {}
-        # Keys of the fast path: a line without its value -> key id -> (slot, 1 / sample rate).
+        # Keys of the fast path: a line without its value -> key id -> (slot, 1 / sample rate,
+        # whether its type refuses negative values).
         self._kids: dict[bytes, int] = {}
         self._kid_slot = np.zeros(64, np.int32)
         self._kid_weight = np.ones(64, np.float64)
+        self._kid_non_negative = np.zeros(64, np.bool_)
         self._reset_kids()
         # Value texts seen before -> row of their float and whether they begin with a sign;
         # only valid finite numbers get in.
@@ -151,9 +153,12 @@ class StatsdAggregator:
         value_ids = self._value_ids(values)
         if value_ids is None:
             return False
+        numbers = self._value_table[value_ids]
+        if (self._kid_non_negative[kid_array] & (numbers < 0)).any():
+            return False
         deltas = self._value_signed[value_ids] & (kinds == GAUGE)
         weights = self._kid_weight[kid_array]
-        self._apply(slots, self._value_table[value_ids], weights, deltas, members)
+        self._apply(slots, numbers, weights, deltas, members)
         return True
 
     def _learn_keys(
@@ -176,6 +181,7 @@ class StatsdAggregator:
                     return False
                 kid = self._add_kid(keys[i], self._slot(metrics[0].kind, metrics[0].series))
                 self._kid_weight[kid] = 1.0 / metrics[0].rate
+                self._kid_non_negative[kid] = metrics[0].non_negative
             kid_array[i] = kid
         return True
 
@@ -288,8 +294,13 @@ class StatsdAggregator:
         if kid == len(self._kid_slot):
             self._kid_slot = np.concatenate([self._kid_slot, np.zeros(kid, np.int32)])
             self._kid_weight = np.concatenate([self._kid_weight, np.ones(kid, np.float64)])
+            self._kid_non_negative = np.concatenate(
+                [self._kid_non_negative, np.zeros(kid, np.bool_)]
+            )
         self._kids[key] = kid
         self._kid_slot[kid] = slot
+        self._kid_weight[kid] = 1.0
+        self._kid_non_negative[kid] = False
         return kid
 
     def _reset_kids(self) -> None:
@@ -370,9 +381,11 @@ class StatsdAggregator:
         renumber[keep] = np.arange(len(keep), dtype=np.int32)
         old_kids = self._kids
         old_slot, old_weight = self._kid_slot.copy(), self._kid_weight.copy()
+        old_non_negative = self._kid_non_negative.copy()
         self._reset_kids()
         for key, kid in old_kids.items():
             slot = int(old_slot[kid])
             if kid != _EMPTY_LINE and renumber[slot] >= 0:
                 new_kid = self._add_kid(key, int(renumber[slot]))
                 self._kid_weight[new_kid] = old_weight[kid]
+                self._kid_non_negative[new_kid] = old_non_negative[kid]

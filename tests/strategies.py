@@ -190,6 +190,8 @@ BAD_INFLUX_LINES["bad_timestamp"] += [b"cpu v=1 9223372036854775807", b"cpu v=1 
 
 _STATSD_NAME_CHARS = "abcXYZ019_.-"
 _STATSD_TAG_CHARS = "abz09_.-/é "
+# Graphite tags in a name (`name;k=v`) keep only what etsy's name cleaning keeps.
+_STATSD_NAME_TAG_CHARS = "abz09_.-"
 STATSD_TYPES = {"c": 0, "g": 1, "ms": 2, "h": 2, "d": 2, "s": 3}
 
 statsd_names = st.text(_STATSD_NAME_CHARS, min_size=1, max_size=20)
@@ -200,7 +202,13 @@ statsd_tags = st.dictionaries(
 )
 # Bounded so that sums over an interval stay finite.
 statsd_floats = st.floats(min_value=-1e300, max_value=1e300)
-statsd_rates = st.sampled_from([None, "1", "0.5", ".25", "0.1", "1.0"])
+statsd_name_tags = st.dictionaries(
+    st.text(_STATSD_NAME_TAG_CHARS, min_size=1, max_size=6),
+    st.text(_STATSD_NAME_TAG_CHARS + "=", min_size=1, max_size=6),
+    max_size=2,
+)
+# etsy takes any positive rate; one above 1 makes a value count less than once.
+statsd_rates = st.sampled_from([None, "1", "0.5", ".25", "0.1", "1.0", "2", "10", "2e-1", "5."])
 
 
 @st.composite
@@ -208,6 +216,7 @@ def statsd_lines(draw: st.DrawFn) -> tuple[bytes, dict[str, object]]:
     """A valid one-group StatsD line and the fields it must parse to."""
     name = draw(statsd_names)
     kind = draw(st.sampled_from(sorted(STATSD_TYPES)))
+    name_tags = draw(statsd_name_tags)
     tags = draw(statsd_tags)
     rate = draw(statsd_rates)
     if kind == "s":
@@ -215,13 +224,16 @@ def statsd_lines(draw: st.DrawFn) -> tuple[bytes, dict[str, object]]:
         value: object = text.encode()
     else:
         number = draw(st.one_of(st.integers(-(10**6), 10**6), statsd_floats))
+        if kind == "ms":  # etsy's timers take no negative value
+            number = abs(number)
         text = repr(number)
         value = float(number)
-    line = f"{name}:{text}|{kind}" + (f"|@{rate}" if rate else "")
+    path = name + "".join(f";{k}={v}" for k, v in name_tags.items())
+    line = f"{path}:{text}|{kind}" + (f"|@{rate}" if rate else "")
     if tags:
         line += "|#" + ",".join(f"{k}:{v}" if v else k for k, v in tags.items())
     expected = {
-        "series": Series.of(name, tags),
+        "series": Series.of(name, name_tags | tags),
         "kind": STATSD_TYPES[kind],
         "value": value,
         "rate": float(rate) if rate else 1.0,
@@ -286,9 +298,12 @@ BAD_STATSD_LINES: dict[str, list[bytes]] = {
     "bad_type": [b"a:1|x", b"a:1|", b"a:1|C", b"a:1|c |@0.5"],
     "bad_value": [b"a:one|c", b"a:|c", b"a:1_000|c", b"a:0x10|g", b"a:nan|ms", b"a:inf|c", b"a:|s"],
     "non_finite": [b"a:1e999|c", b"a:-1e400|g"],
-    "bad_rate": [b"a:1|c|@0", b"a:1|c|@1.5", b"a:1|c|0.5", b"a:1|c|@-1", b"a:1|c|@x"],
-    "bad_tag": [b"a:1|c|#\xff", b"a:1|c|#:v", b"a:1|c|#k|@0.5"],
+    "bad_rate": [b"a:1|c|@0", b"a:1|c|@0.0", b"a:1|c|0.5", b"a:1|c|@-1", b"a:1|c|@x"],
+    "bad_tag": [b"a:1|c|#\xff", b"a:1|c|#:v", b"a:1|c|#k|@0.5", b"a;k:1|c", b"a;k=:1|c"],
 }
+BAD_STATSD_LINES["bad_name"] += [b";k=v:1|c"]
+BAD_STATSD_LINES["bad_value"] += [b"a:-1|ms", b"a:-0.5|ms|@0.1"]  # etsy refuses negative timers
+BAD_STATSD_LINES["bad_rate"] += [b"a:1|c|@+0.5", b"a:1|c|@1e999", b"a:1|c|@1e-400", b"a:1|c|@."]
 
 
 # ---------------------------------------------------------------------------------------------
