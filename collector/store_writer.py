@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from collector.service_metrics import ServiceMetrics
@@ -37,12 +36,10 @@ class StoreWriter:
         store: Store,
         stats: IngestStats,
         metrics: ServiceMetrics,
-        on_written: Callable[[Samples], None],
     ) -> None:
         self._store = store
         self._stats = stats
         self._metrics = metrics
-        self._on_written = on_written
         self._executor = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="store-write")
 
     async def write(self, samples: Samples, protocol: str) -> WriteResult:
@@ -55,7 +52,6 @@ class StoreWriter:
             self._stats.add_dropped(protocol, "series_limit", result.refused_points)
         if result.too_old:
             self._stats.add_dropped(protocol, "too_old", result.too_old)
-        self._on_written(samples)
         return result
 
     async def close(self) -> None:

@@ -35,7 +35,7 @@ from shipboard.node_lock import NodeLock
 from shipboard.settings import Settings
 from shipboard.stores import open_store, watch_store
 from storage.base import Store
-from storage.records import NS_PER_S, Samples, Tier
+from storage.records import NS_PER_S, Tier
 
 log = logging.getLogger("shipboard")
 
@@ -304,7 +304,7 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
         scheduler = RollupScheduler(
             store, tiers, grace_ns=int(2 * settings.flush_interval_s * NS_PER_S)
         )
-        writer = StoreWriter(store, stats, node.metrics, _ignore)
+        writer = StoreWriter(store, stats, node.metrics)
         app = build_http_app(
             settings,
             store,
@@ -340,10 +340,6 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
         if ready is not None:
             ready(node.listeners)
         await stopping.wait()
-
-
-def _ignore(samples: Samples) -> None:
-    """A write callback for nodes that run no rollups."""
 
 
 def _print_banner(settings: Settings, listeners: dict[str, str]) -> None:

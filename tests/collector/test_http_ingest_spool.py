@@ -36,7 +36,7 @@ async def test_ingest_answers_503_once_the_spool_is_full(
     stats = IngestStats()
     metrics = ServiceMetrics(stats, lambda: 0)
     watch_store(metrics.registry, unreachable_store)
-    writer = StoreWriter(unreachable_store, stats, metrics, lambda samples: None)
+    writer = StoreWriter(unreachable_store, stats, metrics)
     app = web.Application()
     add_ingest_routes(app, writer, stats, 1 << 20)
     client = await aiohttp_client(app)

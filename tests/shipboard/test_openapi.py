@@ -24,7 +24,7 @@ def test_openapi_document_lists_exactly_the_api_routes(tmp_path: Path):
     try:
         stats = IngestStats()
         metrics = ServiceMetrics(stats, store.series_count)
-        writer = StoreWriter(store, stats, metrics, lambda samples: None)
+        writer = StoreWriter(store, stats, metrics)
         app = build_http_app(settings, store, control, writer, stats, metrics)
         served = {
             (route.method.lower(), route.resource.canonical)
