@@ -227,3 +227,47 @@ def _said(nick: str, text_start: str) -> Callable[[IrcMessage], bool]:
     return lambda m: (
         m.command == "PRIVMSG" and m.nick == nick and m.params[-1].startswith(text_start)
     )
+
+
+def test_late_points_through_a_collector_reach_the_rollups_of_another_node_once(
+    cluster: Cluster, tmp_path: Path
+):
+    a = cluster.collectors[0]
+    aggregator = RunningShipboard(
+        tmp_path / "aggregator", [*a.args[: a.args.index("--role")], "--role", "aggregator"]
+    ).start()
+    try:
+        # Rolled up to within two hours of now on every tier: a point 30 h old is late.
+        wait_for(lambda: 0 < aggregator.metric_value("shipboard_rollup_lag_1h_seconds") < 7200, 60)
+        start_s = int(time.time()) - 30 * 3600
+        start_s -= start_s % 3600
+        lines = [f"late,host=h{i % 10} v={i} {start_s + 10 * (i // 10)}" for i in range(3000)]
+        status, body = a.post("/write?precision=s", "\n".join(lines).encode())
+        assert status == 204, body
+        api = cluster.apis[0]
+
+        def counts() -> dict[str, float]:
+            return {
+                step: sum(
+                    v
+                    for s in api.query(
+                        metric="late.v", step=step, agg="count",
+                        **{"from": str(start_s), "to": str(start_s + 7200)},
+                    )["series"]
+                    for _, v in s["points"]
+                )
+                for step in ("1m", "10m", "1h")
+            }  # fmt: skip
+
+        assert counts() == {"1m": 3000, "10m": 3000, "1h": 3000}  # at once
+        wait_for(
+            lambda: (
+                aggregator.metric_value("shipboard_rollup_dirty_1m_buckets") == 0
+                and aggregator.metric_value("shipboard_rollup_dirty_1h_buckets") == 0
+                and aggregator.metric_value("shipboard_rollup_duration_seconds_count") > 3
+            ),
+            timeout_s=60,
+        )
+        assert counts() == {"1m": 3000, "10m": 3000, "1h": 3000}  # rolled up, counted once
+    finally:
+        assert aggregator.stop() == 0
