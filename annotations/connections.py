@@ -4,9 +4,10 @@ the server going away.
 Both run SQL written with `?` placeholders and turn a broken unique key into ConflictError.
 SQLite is one connection behind a lock: calls from any thread are serialised, as always.
 
-PostgreSQL is a psycopg_pool pool. Each call takes a connection and checks it (a round trip),
-so a connection the server dropped is never used; a transaction keeps its connection for the
-thread that runs it, and nested uses join it. When the server goes away, every call fails with
+PostgreSQL is a psycopg_pool pool. Each call takes a connection and, unless it worked less than
+CHECK_IDLE_S ago, checks it with a round trip, so a connection the server dropped while idle is
+never used; a transaction keeps its connection for the thread that runs it, and nested uses
+join it. When the server goes away, every call fails with
 UnavailableError (503) instead of hanging: the first within CONNECT_WAIT_S, the next ones at
 once, while the pool's own threads reconnect (about once a second while calls keep coming).
 The first call that gets a working connection again ends the outage; both ends are logged,
@@ -16,9 +17,11 @@ with the number of calls refused meanwhile.
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -43,6 +46,9 @@ RECONNECT_GIVE_UP_S = 2.0
 """A lost connection is retried about 1 s apart for this long, then the pool gives it up and
 the next call starts a fresh attempt at once: a server that is back is reconnected to within
 about a second of the next call."""
+CHECK_IDLE_S = 0.5
+"""A connection that worked this recently is used unchecked (HikariCP's alive-bypass window):
+the check's round trip would double the cost of a busy node's short statements."""
 POOL_SIZE = 4
 CONNECT_TIMEOUT_S = 5
 """For each connection attempt (libpq counts whole seconds, at least 2)."""
@@ -149,8 +155,10 @@ class PostgresPool:
         self._local = threading.local()  # `.conn`: the connection of this thread's transaction
         self._state = threading.Lock()
         self._outage: _Outage | None = None
+        self._worked_at: weakref.WeakKeyDictionary[PgConnection, float] = (
+            weakref.WeakKeyDictionary()
+        )
         self.refused = 0
-        self.outages = 0
 
     @classmethod
     def open(cls, url: str) -> PostgresPool:
@@ -194,10 +202,10 @@ class PostgresPool:
         try:
             with self._mapped(), conn.transaction():
                 yield
+            self._worked(conn)
         finally:
             self._local.conn = None
             self._pool.putconn(conn)  # a broken one is dropped and replaced by the pool
-        self._reached()
 
     def execute(self, sql: str, params: Sequence[Any]) -> int:
         with self._connection() as conn, self._mapped():
@@ -220,29 +228,47 @@ class PostgresPool:
         conn = self._checked_out()
         try:
             yield conn
+            self._worked(conn)
         finally:
             self._pool.putconn(conn)
-        self._reached()
 
     def _checked_out(self) -> PgConnection:
         """A connection that answered a round trip just now, or UnavailableError."""
-        wait_s = DOWN_WAIT_S if self._outage is not None else CONNECT_WAIT_S
+        outage = self._outage
+        wait_s = CONNECT_WAIT_S if outage is None else DOWN_WAIT_S
         deadline = time.monotonic() + wait_s
+        lost: Exception | None = None
         for _ in range(2):
             try:
                 conn = self._pool.getconn(max(deadline - time.monotonic(), 0.001))
-            except PoolTimeout as error:
-                raise self._unavailable(f"no connection within {wait_s:g} s", error) from None
+            except PoolTimeout as timeout:
+                if outage is not None:
+                    reason = outage.reason
+                elif lost is not None:
+                    reason = "connection lost"
+                else:
+                    reason = f"no connection within {wait_s:g} s"
+                raise self._unavailable(reason, lost or timeout) from None
+            with self._state:
+                worked_at = self._worked_at.get(conn)
+            fresh = worked_at is not None and time.monotonic() - worked_at < CHECK_IDLE_S
             try:
-                self._pool.check_connection(conn)
-                return conn
+                if not fresh:
+                    self._pool.check_connection(conn)
             except psycopg.Error as error:
                 self._pool.putconn(conn)
                 lost = error
-            # The server dropped this one: it has dropped the idle others too if it restarted.
-            # Replace them now, then try once more (a server that is back answers in time).
-            self._pool.check()
-        raise self._unavailable("connection lost", lost) from None
+                # The server dropped this one: it dropped the idle others too if it restarted.
+                # Replace them now, then try once more (a server that is back answers in time).
+                self._pool.check()
+                continue
+            self._reached()
+            return conn
+        raise self._unavailable("connection lost", lost or RuntimeError()) from None
+
+    def _worked(self, conn: PgConnection) -> None:
+        with self._state:
+            self._worked_at[conn] = time.monotonic()
 
     @contextmanager
     def _mapped(self) -> Iterator[None]:
@@ -252,14 +278,12 @@ class PostgresPool:
         except psycopg.errors.IntegrityError as error:
             raise ConflictError(_first_line(error)) from error
         except (psycopg.OperationalError, psycopg.InterfaceError) as error:
-            reason = type(error).__name__ if error.sqlstate else "connection lost"
-            raise self._unavailable(reason, error) from error
+            raise self._unavailable(_reason(error), error) from error
 
     def _unavailable(self, reason: str, error: Exception) -> UnavailableError:
         with self._state:
             self.refused += 1
             if self._outage is None:
-                self.outages += 1
                 self._outage = _Outage(time.monotonic(), reason)
                 log.warning(
                     "control database unavailable (%s): calls answer 503 until it is back;"
@@ -285,6 +309,14 @@ class PostgresPool:
 def _placeholders(sql: str) -> str:
     """psycopg takes %s; our SQL never holds a literal `%` or `?` outside placeholders."""
     return sql.replace("?", "%s")
+
+
+def _reason(error: psycopg.Error) -> str:
+    """What the client is told: the SQLSTATE's name in words (`admin shutdown`), or that the
+    connection was lost (the details, host and port included, go to the log only)."""
+    if not error.sqlstate:
+        return "connection lost"
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", type(error).__name__).lower()
 
 
 def _first_line(error: Exception) -> str:
