@@ -32,7 +32,8 @@ class _IngestCollector(Collector):
         yield received
         dropped = CounterMetricFamily(
             "shipboard_dropped",
-            "Lines, points or values dropped, by protocol and reason.",
+            "Lines, points or values dropped, by protocol and reason (statsd overload: UDP"
+            " datagrams the kernel dropped, the receive buffer full).",
             labels=["protocol", "reason"],
         )
         for (protocol, reason), count in sorted(self._stats.dropped.items()):

@@ -138,3 +138,49 @@ async def test_udp_and_tcp_share_a_fixed_port() -> None:
         await wait_received(stats, 2)
     finally:
         await server.close()
+
+
+async def test_udp_burst_beyond_the_buffer_is_counted_and_the_listener_recovers() -> None:
+    stats = IngestStats()
+    aggregator = StatsdAggregator(stats, flush_interval_s=10.0)
+    # A small buffer (Linux makes it 128 KiB): a burst sent without yielding to the loop,
+    # which reads only between our sends, cannot fit.
+    server = await start_statsd(HOST, 0, aggregator, stats, receive_buffer_bytes=64 * 1024)
+    try:
+        lines_per_datagram = 20
+        datagram = b"\n".join([b"burst:1|c"] * lines_per_datagram)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            sock.connect((HOST, server.udp_port))
+            sent = 0
+            for _ in range(2000):
+                try:
+                    sock.send(datagram)
+                    sent += 1
+                except BlockingIOError:  # our own send buffer full: not sent, not counted
+                    pass
+        sent_lines = sent * lines_per_datagram
+
+        def accounted() -> int:
+            dropped = stats.dropped["statsd", "overload"]
+            return stats.received["statsd"] + dropped * lines_per_datagram
+
+        for _ in range(500):
+            if accounted() >= sent_lines:
+                break
+            await asyncio.sleep(0.01)
+        dropped = stats.dropped["statsd", "overload"]
+        assert dropped > sent // 2
+        assert accounted() == sent_lines
+        # What was taken in is aggregated, every line of it.
+        burst = {str(s): v for s, _, v in aggregator.flush(1).points()}
+        assert burst["burst.count"] == stats.received["statsd"] == sent_lines - dropped * 20
+        # Afterwards the listener takes everything again, and counts no more drops.
+        received_before = stats.received["statsd"]
+        await send_udp(server.udp_port, *[b"after:1|c\nafter:2|c"] * 10)
+        await wait_received(stats, received_before + 20)
+        got = {str(s): v for s, _, v in aggregator.flush(2).points()}
+        assert got["after.count"] == 30.0
+        assert stats.dropped["statsd", "overload"] == dropped
+    finally:
+        await server.close()
