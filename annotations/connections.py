@@ -40,7 +40,7 @@ Row = dict[str, Any]
 
 CONNECT_WAIT_S = 0.5
 """The longest a call waits for a connection while the server is up (all of them busy)."""
-DOWN_WAIT_S = 0.01
+DOWN_WAIT_S = 0.002
 """The same while the server is known to be away: answer at once, the pool reconnects."""
 RECONNECT_GIVE_UP_S = 2.0
 """A lost connection is retried about 1 s apart for this long, then the pool gives it up and
