@@ -187,11 +187,6 @@ class PostgresPool:
         pool.open(wait=True, timeout=30.0)
         return cls(pool)
 
-    @property
-    def unavailable(self) -> bool:
-        """True from a call that found the server away until one that reached it again."""
-        return self._outage is not None
-
     @contextmanager
     def transaction(self) -> Iterator[None]:
         if getattr(self._local, "conn", None) is not None:

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from annotations.announce import parse_targets
 from annotations.app import AUDIT_BACKLOG, ControlPlane
+from annotations.bot import Bot
 from annotations.connections import CHECK_IDLE_S, RECONNECT_GIVE_UP_S
 from annotations.db import ControlDB
 from annotations.deploys import DeployStart, start_deploy
@@ -279,3 +280,16 @@ async def test_announcements_wait_out_the_outage_and_a_delivered_one_is_settled_
     assert got == ["[deploy] a started web v1 to prod", "[deploy] a started web v2 to prod"]
     assert notifier.delivered["webhook"] == 2
     assert notifier.retried["webhook"] == 0
+
+
+async def test_the_chat_bot_answers_that_the_control_db_is_away(
+    own_pg: OwnPostgres, own_pg_url: str, tmp_path: Path
+) -> None:
+    db = await asyncio.to_thread(ControlDB.open, own_pg_url, tmp_path)
+    try:
+        await asyncio.to_thread(own_pg.stop, "immediate")
+        for command in ("!deploys", "!flags prod", "!flag new-search"):
+            [line] = await Bot(db).answer(command)
+            assert line == "control database unavailable: connection lost, retrying"
+    finally:
+        await asyncio.to_thread(db.close)
