@@ -38,6 +38,7 @@ from pathlib import Path
 from types import TracebackType
 
 import numpy as np
+from numpy.typing import NDArray
 
 from storage import blocks as block_files
 from storage.base import DirtyBuckets, WriteResult, retention_floors
@@ -283,22 +284,33 @@ class EmbeddedStore:
         series: Sequence[Series],
         index: IndexArray,
     ) -> tuple[IntArray, tuple[tuple[int, Series], ...], int]:
-        """Ids of `series` (-1: refused), the series defined now, how many were refused."""
+        """Ids of `series` (-1: refused), the series defined now, how many were refused.
+        A forgotten series written again counts against the limit like a new one."""
         ids = self._index.lookup(series)
         unknown = np.flatnonzero(ids < 0)
-        if not len(unknown):
+        stale = self._index.forgotten_among(ids)
+        if not len(unknown) and not len(stale):
             return ids, (), 0
         used = np.zeros(len(series), np.bool_)
         used[index] = True
         new: list[tuple[int, Series]] = []
         refused = 0
+        for sid in stale.tolist():
+            positions = np.flatnonzero(ids == sid)
+            if not used[positions].any():
+                continue
+            if self._index.live >= self._max_series:
+                ids[positions] = -1
+                refused += 1
+            else:
+                self._index.revive(sid)
         for i in unknown.tolist():
             if not used[i]:
                 continue
             known = self._index.get(series[i])  # the same series twice in one batch
             if known is not None:
                 ids[i] = known
-            elif len(self._index) >= self._max_series:
+            elif self._index.live >= self._max_series:
                 refused += 1
             else:
                 ids[i] = self._index.add(series[i])
@@ -386,9 +398,10 @@ class EmbeddedStore:
         return self._index.series(metric)
 
     def series_count(self) -> int:
+        """Live series: those with a point in some tier's retention."""
         self._check_open()
         self._refresh()
-        return len(self._index)
+        return self._index.live
 
     # -- maintenance ----------------------------------------------------------------------
 
@@ -409,6 +422,7 @@ class EmbeddedStore:
                 claims = dict(self._claims)
                 dirty = {t: dict(marks) for t, marks in self._dirty.items() if marks}
                 write_seq = self._seq
+                forgotten = tuple(sorted(self._index.forgotten))
             manifest = self._manifest
             blocks = dict(self._blocks)
             number = manifest.next_block
@@ -437,6 +451,7 @@ class EmbeddedStore:
                 write_seq=write_seq,
                 claims=claims,
                 dirty=dirty,
+                forgotten=forgotten,
             )
             write_manifest(self._root, manifest)
             with self._lock:
@@ -487,10 +502,23 @@ class EmbeddedStore:
                 floors[name] = floor
                 dropped += [(name, b.info.number) for b in blocks[name] if b.info.max_ts < floor]
                 blocks[name] = tuple(b for b in blocks[name] if b.info.max_ts >= floor)
+            live = np.zeros(len(self._index), np.bool_)
+            for name, kept in blocks.items():
+                for block in kept:
+                    _mark_live(live, block.rows, floors[name])
+            with self._lock:
+                # Heads under the lock: a series written since the blocks were read is live.
+                for heads in (*self._frozen, self._heads):
+                    for name, head in heads.items():
+                        for run in head.runs():
+                            _mark_live(live, run, floors[name])
+                self._index.forget(np.flatnonzero(~live).tolist())
+                forgotten = tuple(sorted(self._index.forgotten))
             manifest = replace(
                 manifest,
                 floors=floors,
                 blocks={t: tuple(b.info for b in bs) for t, bs in blocks.items()},
+                forgotten=forgotten,
             )
             write_manifest(self._root, manifest)
             with self._lock:
@@ -564,6 +592,8 @@ class EmbeddedStore:
         """Replay a WAL record into the index and head; the caller holds the write lock."""
         for sid, series in record.new_series:
             self._index.define(sid, series)
+        for sid in self._index.forgotten_among(record.rows.sid.astype(np.int64)).tolist():
+            self._index.revive(sid)  # written again after it was forgotten
         if record.tier == RAW:
             self._append_raw(record.rows)
         elif record.tier in self._tiers:  # else a tier no longer configured
@@ -575,6 +605,9 @@ class EmbeddedStore:
         self._claims = dict(manifest.claims)
         self._dirty = {t: dict(manifest.dirty.get(t, {})) for t in self._dirty}
         self._seq = manifest.write_seq
+        for sid in self._index.forgotten - set(manifest.forgotten):
+            self._index.revive(sid)
+        self._index.forget(manifest.forgotten)
 
     def _load(self, manifest: Manifest) -> dict[str, tuple[Block, ...]]:
         """Series of the manifest not yet in the index, and its blocks (reusing open ones)."""
@@ -669,6 +702,13 @@ class EmbeddedStore:
                 self._offset = end
         except FileNotFoundError:
             return  # deleted by a checkpoint: the manifest check in _refresh catches up
+
+
+def _mark_live(live: NDArray[np.bool_], rows: Columns, floor_ns: int) -> None:
+    """Mark the series of `rows` that have a row at or after `floor_ns` (ids past `live`'s end
+    were defined since it was sized: live anyway)."""
+    sid = rows.sid[rows.ts >= floor_ns]
+    live[sid[sid < len(live)]] = True
 
 
 def _stamp(path: Path) -> _Stamp | None:

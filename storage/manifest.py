@@ -37,6 +37,7 @@ class Manifest:
     write_seq: int = 0  # raw write records applied so far: what dirty marks are numbered by
     claims: dict[str, int] = field(default_factory=dict)  # bounds of rollup passes begun
     dirty: dict[str, dict[int, int]] = field(default_factory=dict)  # bucket -> write seq
+    forgotten: tuple[int, ...] = ()  # ids of series with no point left in any tier
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -52,6 +53,7 @@ class Manifest:
                 "write_seq": self.write_seq,
                 "claims": self.claims,
                 "dirty": {t: sorted(d.items()) for t, d in self.dirty.items()},
+                "forgotten": list(self.forgotten),
             },
             indent=1,
         ).encode()
@@ -74,6 +76,7 @@ class Manifest:
                     t: {int(b): int(seq) for b, seq in pairs}
                     for t, pairs in raw.get("dirty", {}).items()
                 },
+                tuple(int(sid) for sid in raw.get("forgotten", ())),
             )
         except (ValueError, KeyError, TypeError) as error:
             raise CorruptStoreError(f"unreadable manifest: {error}") from error

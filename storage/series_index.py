@@ -31,7 +31,10 @@ def sort_key(series: Series) -> tuple[str, tuple[tuple[str, str], ...]]:
 
 
 class SeriesIndex:
-    """Thread-safe map of series to ids, with cached sorted listings."""
+    """Thread-safe map of series to ids, with cached sorted listings.
+
+    A series whose every point has aged out of retention is forgotten: it leaves the listings
+    and the live count but keeps its id, and comes back (`revive`) with its next point."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -40,9 +43,50 @@ class SeriesIndex:
         self._by_metric: dict[str, list[Series]] = {}
         self._sorted_metrics: list[str] | None = None
         self._sorted_series: dict[str | None, list[Series]] = {}
+        self._forgotten: set[int] = set()
 
     def __len__(self) -> int:
         return len(self._keys)
+
+    @property
+    def live(self) -> int:
+        """Series not forgotten: what the series limit counts."""
+        return len(self._keys) - len(self._forgotten)
+
+    @property
+    def forgotten(self) -> frozenset[int]:
+        return frozenset(self._forgotten)
+
+    def forgotten_among(self, ids: IntArray) -> IntArray:
+        """The ids of `ids` (-1 for unknown) that are forgotten, each once."""
+        if not self._forgotten:
+            return np.empty(0, np.int64)
+        found = np.unique(ids[ids >= 0])
+        return found[np.isin(found, np.fromiter(self._forgotten, np.int64))]
+
+    def forget(self, sids: Sequence[int]) -> None:
+        """Take series out of the listings and the live count (their ids stay theirs)."""
+        with self._lock:
+            for sid in sids:
+                if sid in self._forgotten:
+                    continue
+                self._forgotten.add(sid)
+                series = self._keys[sid]
+                by_metric = self._by_metric[series.metric]
+                by_metric.remove(series)
+                if not by_metric:
+                    del self._by_metric[series.metric]
+                    self._sorted_metrics = None
+                self._sorted_series.pop(series.metric, None)
+            self._sorted_series.pop(None, None)
+
+    def revive(self, sid: int) -> None:
+        """Bring a forgotten series back into the listings."""
+        with self._lock:
+            if sid not in self._forgotten:
+                return
+            self._forgotten.discard(sid)
+            self._list(self._keys[sid])
 
     def key(self, sid: int) -> Series:
         return self._keys[sid]
@@ -64,13 +108,17 @@ class SeriesIndex:
             sid = len(self._keys)
             self._keys.append(series)
             self._ids[series] = sid
-            by_metric = self._by_metric.setdefault(series.metric, [])
-            if not by_metric:
-                self._sorted_metrics = None
-            by_metric.append(series)
-            self._sorted_series.pop(series.metric, None)
-            self._sorted_series.pop(None, None)
+            self._list(series)
             return sid
+
+    def _list(self, series: Series) -> None:
+        """Add `series` to the listings; the caller holds the lock."""
+        by_metric = self._by_metric.setdefault(series.metric, [])
+        if not by_metric:
+            self._sorted_metrics = None
+        by_metric.append(series)
+        self._sorted_series.pop(series.metric, None)
+        self._sorted_series.pop(None, None)
 
     def define(self, sid: int, series: Series) -> None:
         """Replay a definition read from disk; a repeated one is checked and skipped."""
@@ -95,7 +143,12 @@ class SeriesIndex:
         with self._lock:
             cached = self._sorted_series.get(metric)
             if cached is None:
-                source = self._keys if metric is None else self._by_metric.get(metric, [])
+                if metric is not None:
+                    source = self._by_metric.get(metric, [])
+                elif self._forgotten:
+                    source = [s for i, s in enumerate(self._keys) if i not in self._forgotten]
+                else:
+                    source = self._keys
                 cached = sorted(source, key=sort_key)
                 self._sorted_series[metric] = cached
         return list(cached)

@@ -1,5 +1,6 @@
-"""Late points in the embedded store: dirty buckets marked with the write, durable, cleared by
-the pass that rolls them up again, and never lost to retention or to a pass under way."""
+"""Late points and retention in the embedded store: dirty buckets marked with the write, durable,
+cleared by the pass that rolls them up again, never lost to retention or to a pass under way;
+series whose points all aged out are forgotten until they are written again."""
 
 from __future__ import annotations
 
@@ -89,3 +90,31 @@ def test_retention_keeps_the_raw_points_of_a_dirty_bucket_and_refuses_older_ones
     assert store.read([A], 0, NOW).values.tolist() == []
     refused = store.write(point(old, 8.0))
     assert (refused.accepted, refused.too_old) == (0, 1)
+
+
+DAY = 24 * HOUR
+B = Series.of("mem", {"host": "b"})
+C = Series.of("disk", {"host": "c"})
+
+
+def test_a_series_whose_points_all_aged_out_is_forgotten_until_written_again(open_store):
+    late = NOW + 800 * DAY  # A's point is older than every tier keeps (730 d at most)
+    store = open_store(max_series=2)
+    store.write(Samples.from_points([(A, NOW, 1.0), (B, late, 2.0)]))
+    assert store.write(Samples.from_points([(C, late, 3.0)])).refused_series == 1
+    store.apply_retention(late)
+    assert (store.series(), store.metrics(), store.series_count()) == ([B], ["mem"], 1)
+    assert store.write(Samples.from_points([(C, late, 3.0)])).accepted == 1  # A's place
+    assert store.write(point(late, 4.0)).refused_series == 1  # A is new again: over the limit
+    store.close()
+    store = open_store(max_series=2)
+    assert (store.series_count(), store.metrics()) == (2, ["disk", "mem"])
+    store.apply_retention(late + 800 * DAY)  # every series is gone now
+    assert (store.series(), store.metrics(), store.series_count()) == ([], [], 0)
+    assert store.write(point(late + 800 * DAY, 5.0)).accepted == 1  # A comes back
+    assert (store.series(), store.series_count()) == ([A], 1)
+    store.checkpoint()
+    store.close()
+    reopened = open_store(max_series=2)
+    assert (reopened.series(), reopened.series_count()) == ([A], 1)
+    assert reopened.read([A], 0, 2**62).values.tolist() == [5.0]
