@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from annotations.audit import AuditBacklog, audit_middleware
 from annotations.auth import PRINCIPAL, auth_middleware
@@ -102,6 +104,34 @@ async def _write_kept_audit(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     await backlog.close(db)
+
+
+class ControlCollector(Collector):
+    """The control DB's outages on /metrics: calls refused, audit entries kept for later."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._db, self._backlog = app[CONTROL_DB], app[AUDIT_BACKLOG]
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        backlog = self._backlog
+        yield CounterMetricFamily(
+            "shipboard_control_db_refused",
+            "Calls answered 503 because the control DB was away.",
+            value=self._db.refused,
+        )
+        for name, value, what in (
+            ("kept", backlog.kept, "kept in memory while the control DB was away"),
+            ("written", backlog.written, "kept, then written once it was back"),
+            ("dropped", backlog.dropped, "beyond what is kept: in the log only"),
+        ):
+            yield CounterMetricFamily(
+                f"shipboard_audit_{name}", f"Audit entries {what}.", value=value
+            )
+        yield GaugeMetricFamily(
+            "shipboard_audit_backlog",
+            "Audit entries waiting for the control DB.",
+            value=len(backlog),
+        )
 
 
 def add_auth(

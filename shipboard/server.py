@@ -20,7 +20,7 @@ from aggregator.query import QueryRequest, run_query
 from aggregator.routes import add_query_routes
 from aggregator.scheduler import RollupScheduler
 from annotations.announce import Announcer
-from annotations.app import ControlPlane, add_auth, setup_control
+from annotations.app import ControlCollector, ControlPlane, add_auth, setup_control
 from annotations.bot import GraphSummary
 from annotations.errors import TargetError
 from collector.graphite_server import start_graphite
@@ -83,6 +83,7 @@ def build_http_app(
         setup_control(
             app, control, anonymous_read=settings.anonymous_read, ingest_token=settings.ingest_token
         )
+        metrics.registry.register(ControlCollector(app))
         add_query_routes(app, store, settings.tiers(), settings.max_points)
         openapi = orjson.dumps(
             yaml.safe_load(resources.files("shipboard").joinpath("openapi.yaml").read_text())

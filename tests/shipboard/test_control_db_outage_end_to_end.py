@@ -29,6 +29,12 @@ def test_a_five_second_postgresql_outage_under_api_load(
         # The aggregator's lock, lost with the server's sessions, is taken again.
         wait_for(lambda: node.output().count("this node now runs the rollups") >= 2, 15.0)
         assert "aggregator lock lost" in node.output()
+        # /metrics counts the refused calls and the audit entries kept, then written.
+        refused_calls = node.metric_value("shipboard_control_db_refused_total")
+        assert refused_calls >= len([a for a in run.answers if a.status == 503]) > 0
+        kept = node.metric_value("shipboard_audit_kept_total")
+        wait_for(lambda: node.metric_value("shipboard_audit_written_total") == kept > 0)
+        assert node.metric_value("shipboard_audit_backlog") == 0
     figures = run.figures()
 
     assert {a.status for a in run.answers} <= {200, 201, 204, 503}, figures["answers"]
