@@ -77,8 +77,10 @@ def is_strictly_sorted(run: Columns) -> bool:
     return bool(((sid[1:] != sid[:-1]) | (ts[1:] > ts[:-1])).all())
 
 
-def merge(runs: Sequence[Columns], width: int) -> Columns:
-    """One run sorted by (sid, ts) with one row per key: later rows replace earlier ones."""
+def merge(runs: Sequence[Columns], width: int, *, combine: bool = False) -> Columns:
+    """One run sorted by (sid, ts) with one row per key: later rows replace earlier ones, or
+    with `combine` (rollup rows of stores from before rows replaced each other, where late
+    points were extra partial rows) are combined: min of mins, max of maxes, sums, last."""
     run = concat(runs, width)
     if is_strictly_sorted(run):
         return run
@@ -86,7 +88,21 @@ def merge(runs: Sequence[Columns], width: int) -> Columns:
     last = np.empty(len(run), np.bool_)
     last[-1] = True
     last[:-1] = (run.sid[1:] != run.sid[:-1]) | (run.ts[1:] != run.ts[:-1])
-    return run.take(last)
+    if not combine:
+        return run.take(last)
+    starts = np.flatnonzero(np.r_[True, last[:-1]])
+    lo, hi, total, count, final = run.cols
+    return Columns(
+        run.sid[last],
+        run.ts[last],
+        (
+            np.minimum.reduceat(lo, starts),
+            np.maximum.reduceat(hi, starts),
+            np.add.reduceat(total, starts),
+            np.add.reduceat(count, starts),
+            final[last],
+        ),
+    )
 
 
 def select_sorted(run: Columns, sids: IdArray | None, start_ns: int, end_ns: int) -> Columns:

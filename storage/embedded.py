@@ -140,6 +140,8 @@ class EmbeddedStore:
         self._lock_fd = _lock_dir(self._root)
         try:
             self._wal = self._recover()
+            if self._manifest.version < 2:
+                self.checkpoint()  # upgrades the rollup tiers, once
         except BaseException:
             os.close(self._lock_fd)
             raise
@@ -408,9 +410,10 @@ class EmbeddedStore:
     def checkpoint(self) -> None:
         """Move the head into blocks and delete the WAL segments it came from."""
         self._check_writable()
+        upgrade = self._manifest.version < 2
         with self._maintenance_lock:
             with self._lock:
-                if not self._wal.segment_bytes and not self._frozen:
+                if not self._wal.segment_bytes and not self._frozen and not upgrade:
                     return
                 sealed = self._wal.rotate()
                 self._frozen = (*self._frozen, self._heads)
@@ -428,6 +431,9 @@ class EmbeddedStore:
             number = manifest.next_block
             obsolete: list[tuple[str, int]] = []
             for tier, width in self._widths.items():
+                if upgrade and tier != RAW:
+                    number = self._upgrade_rollups(tier, blocks, frozen, number, obsolete)
+                    continue
                 rows = merge([r for heads in frozen for r in heads[tier].runs()], width)
                 rows = drop_before(rows, manifest.floors.get(tier, _NO_FLOOR))
                 if len(rows):
@@ -452,6 +458,7 @@ class EmbeddedStore:
                 claims=claims,
                 dirty=dirty,
                 forgotten=forgotten,
+                version=2,
             )
             write_manifest(self._root, manifest)
             with self._lock:
@@ -463,6 +470,39 @@ class EmbeddedStore:
                     segment_path(self._root / "wal", segment).unlink()
             for tier, old in obsolete:
                 block_files.remove_block(self._root, tier, old)
+
+    def _upgrade_rollups(
+        self,
+        tier: str,
+        blocks: dict[str, tuple[Block, ...]],
+        frozen: tuple[dict[str, Head], ...],
+        number: int,
+        obsolete: list[tuple[str, int]],
+    ) -> int:
+        """Rewrite a rollup tier of a version-1 store, where a late point's bucket had partial
+        rows that readers combined, with one row per bucket (they replace each other now).
+        Series ranges of at most about `MAX_MERGE_ROWS` rows at a time bound the memory."""
+        runs = [b.rows for b in blocks[tier]] + [r for heads in frozen for r in heads[tier].runs()]
+        total = sum(len(r) for r in runs)
+        ranges = max(1, -(-total // MAX_MERGE_ROWS))
+        edges = np.linspace(0, len(self._index) + 1, ranges + 1).astype(np.int64)
+        upgraded: list[Block] = []
+        floor = self._manifest.floors.get(tier, _NO_FLOOR)
+        for lo, hi in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
+            part = [r.take((r.sid >= lo) & (r.sid < hi)) for r in runs]
+            rows = drop_before(merge(part, ROLLUP_WIDTH, combine=True), floor)
+            if len(rows):
+                upgraded.append(block_files.write_block(self._root, tier, number, rows))
+                number += 1
+        obsolete += [(tier, b.info.number) for b in blocks[tier]]
+        blocks[tier] = tuple(upgraded)
+        _LOG.info(
+            "upgraded the %s tier: %d rollup rows into %d",
+            tier,
+            total,
+            sum(b.info.rows for b in upgraded),
+        )
+        return number
 
     def _compact(
         self,
@@ -576,8 +616,9 @@ class EmbeddedStore:
 
     # -- opening and following --------------------------------------------------------------
 
-    def _new_heads(self) -> dict[str, Head]:
-        return {t: Head(w) for t, w in self._widths.items()}
+    def _new_heads(self, *, combine: bool = False) -> dict[str, Head]:
+        """Fresh heads; with `combine`, rollup rows of one bucket combine (`_upgrade_rollups`)."""
+        return {t: Head(w, combine=combine and t != RAW) for t, w in self._widths.items()}
 
     def _check_open(self) -> None:
         if self._closed:
@@ -631,6 +672,8 @@ class EmbeddedStore:
         self._blocks = self._load(manifest)
         self._manifest = manifest
         self._restore(manifest)
+        if manifest.version < 2:
+            self._heads = self._new_heads(combine=True)  # replayed as they were written
         for tier in self._tiers:
             block_files.remove_unlisted(self._root, tier, manifest.blocks.get(tier, ()))
         discard_uncommitted(self._root / _SERIES_LOG, manifest.series_bytes)

@@ -32,8 +32,9 @@ class Snapshot:
 class Head:
     """Rows of one tier in memory, in write order."""
 
-    def __init__(self, width: int, sort_rows: int = SORT_ROWS) -> None:
+    def __init__(self, width: int, sort_rows: int = SORT_ROWS, *, combine: bool = False) -> None:
         self.width = width
+        self.combine = combine  # rows of one key are combined, not replaced (`merge`)
         self._sort_rows = sort_rows
         self._parts: list[Columns] = []
         self._levels: list[int] = []
@@ -49,7 +50,7 @@ class Head:
         self._chunk_rows += len(chunk)
         self.rows += len(chunk)
         if self._chunk_rows >= self._sort_rows or len(self._chunks) >= SORT_CHUNKS:
-            self._parts.append(merge(self._chunks, self.width))
+            self._parts.append(merge(self._chunks, self.width, combine=self.combine))
             self._levels.append(0)
             self._chunks = []
             self._chunk_rows = 0

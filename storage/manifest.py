@@ -28,6 +28,7 @@ class Manifest:
     """The committed state: data before `wal_start` lives in `blocks` and the series log."""
 
     wal_start: int = 1
+    version: int = 2  # 1: a bucket's rollup rows were combined; 2: the last one written wins
     series_count: int = 0
     series_bytes: int = 0
     next_block: int = 1
@@ -42,7 +43,7 @@ class Manifest:
     def to_json(self) -> bytes:
         return json.dumps(
             {
-                "version": 1,
+                "version": self.version,
                 "wal_start": self.wal_start,
                 "series_count": self.series_count,
                 "series_bytes": self.series_bytes,
@@ -64,6 +65,7 @@ class Manifest:
             raw = json.loads(data)
             return cls(
                 int(raw["wal_start"]),
+                int(raw.get("version", 1)),
                 int(raw["series_count"]),
                 int(raw["series_bytes"]),
                 int(raw["next_block"]),

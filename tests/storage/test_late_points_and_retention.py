@@ -4,7 +4,11 @@ series whose points all aged out are forgotten until they are written again."""
 
 from __future__ import annotations
 
+import json
+import shutil
+
 from storage.records import Rollups, Samples, Series
+from tests.storage.test_embedded import rollups
 
 S = 1_000_000_000
 MIN = 60 * S
@@ -118,3 +122,25 @@ def test_a_series_whose_points_all_aged_out_is_forgotten_until_written_again(ope
     reopened = open_store(max_series=2)
     assert (reopened.series(), reopened.series_count()) == ([A], 1)
     assert reopened.read([A], 0, 2**62).values.tolist() == [5.0]
+
+
+def test_a_store_whose_rollup_rows_combined_is_upgraded_once(open_store, tmp_path):
+    """Before rows replaced each other, a late point added a partial row that readers combined
+    with the bucket's row: such a store (manifest version 1) is rewritten once, combined."""
+    store = open_store()
+    store.write_rollups("1m", rollups([(A, 60, 1.0, 5.0, 6.0, 2.0, 5.0)]), watermark_ns=120)
+    store.checkpoint()  # the bucket's row in a block, its partial row in the WAL
+    store.write_rollups("1m", rollups([(A, 60, 0.5, 3.0, 3.5, 2.0, 0.5)]), watermark_ns=180)
+    old = tmp_path / "old"
+    shutil.copytree(tmp_path / "data", old)  # as a crash would leave it: the WAL not replayed
+    manifest = json.loads((old / "MANIFEST.json").read_bytes())
+    (old / "MANIFEST.json").write_text(json.dumps({**manifest, "version": 1}))
+    upgraded = open_store(old)
+    got = upgraded.read_rollups("1m", [A], 0, 600)
+    columns = (got.min, got.max, got.sum, got.count, got.last)
+    assert [c.tolist() for c in columns] == [[0.5], [5.0], [9.5], [4.0], [0.5]]
+    assert json.loads((old / "MANIFEST.json").read_bytes())["version"] == 2
+    upgraded.write_rollups("1m", rollups([(A, 60, 2.0, 2.0, 2.0, 1.0, 2.0)]), watermark_ns=240)
+    assert upgraded.read_rollups("1m", [A], 0, 600).count.tolist() == [1.0]  # replaced now
+    upgraded.close()
+    assert open_store(old).read_rollups("1m", [A], 0, 600).sum.tolist() == [2.0]
