@@ -34,7 +34,14 @@ class Settings(BaseSettings):
         5, ge=0, description="Flushes an idle counter, timer or set still reports before it stops."
     )
     max_body_bytes: int = Field(25 * 1024 * 1024, gt=0, description="Largest HTTP write body.")
-    max_series: int = Field(1_000_000, gt=0, description="Series kept at most; new ones refused.")
+    max_series: int = Field(
+        1_000_000,
+        gt=0,
+        description=(
+            "Live series kept at most (one whose every point aged out stops counting); new ones "
+            "refused."
+        ),
+    )
     max_points: int = Field(1500, gt=0, description="Points per series a query returns at most.")
     retention_raw: str = Field("2d", description="How long raw points are kept.")
     retention_1m: str = Field("14d", description="How long 1-minute rollups are kept.")
