@@ -104,6 +104,8 @@ _KEYS_MAX = 100_000
 # Whole bodies' series, by their key and field-name sequence (see _body_shape); oldest evicted.
 _SHAPES: dict[bytes, tuple[tuple[Series, ...], IndexArray]] = {}
 _SHAPES_MAX = 64
+_SEEN_SHAPES: dict[int, None] = {}  # shapes seen once, by hash: cached when seen again
+_SEEN_SHAPES_MAX = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +232,14 @@ def _body_shape(
     )
     index = codes_index.astype(np.int32)
     index.setflags(write=False)  # shared by every body of this shape
+    # Kept from its second body on: a flood of new series (every body a new shape) would fill
+    # the cache with series no later body repeats, and keep them alive.
+    fingerprint = hash(blob)
+    if fingerprint not in _SEEN_SHAPES:
+        if len(_SEEN_SHAPES) >= _SEEN_SHAPES_MAX:
+            del _SEEN_SHAPES[next(iter(_SEEN_SHAPES))]
+        _SEEN_SHAPES[fingerprint] = None
+        return series, index
     if len(_SHAPES) >= _SHAPES_MAX:
         del _SHAPES[next(iter(_SHAPES))]
     _SHAPES[blob] = series, index
