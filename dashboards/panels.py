@@ -30,6 +30,10 @@ from storage.records import NS_PER_MS
 
 MIN_POINTS = 100
 PANEL_CHROME_PX = 90  # axis labels and card padding: pixels of a panel's width with no points
+MAX_TRIM = 32
+"""Points a refresh removes from the start of a line one by one (a patch operation each);
+past this, after a long pause, the panel is drawn again whole."""
+PER_LINE = ("last", "count")  # the meta's maps from a line's key: a refresh patches their entries
 
 Meta = dict[str, Any]
 
@@ -65,7 +69,7 @@ def render_panel(
         annotations = board.annotations(panel.overlays, variables, span)
     except (QueryError, StorageError) as error:
         figure = problem_figure(f"{panel.title}: {error}", theme=theme)
-        return figure, _meta(panel, span, points, QueryResult((), 0, ""), "")
+        return figure, _meta(panel, span, points, QueryResult((), 0, ""), [], "")
     if span.is_live:
         result = complete(result, board.clock())
     figure = panel_figure(
@@ -80,18 +84,38 @@ def render_panel(
     if kiosk:
         figure["layout"]["xaxis"]["fixedrange"] = True
         figure["layout"]["yaxis"]["fixedrange"] = True
-    return figure, _meta(panel, span, points, result, _annotation_stamp(annotations))
+    # The series' lines come first in the figure, in the result's order.
+    counts = [len(trace["x"]) for trace in figure["data"][: len(result.series)]]
+    return figure, _meta(panel, span, points, result, counts, _annotation_stamp(annotations))
 
 
-def _meta(panel: Panel, span: TimeRange, points: int, result: QueryResult, stamp: str) -> Meta:
-    """What a refresh needs to extend the panel: each line's last point, index and gap."""
+def keep_for(span_ms: int, step_ms: int) -> int:
+    """How many entries of a line a live panel keeps: a point per step of its range, one more
+    for the bucket cut by the range's start, one for a gap's null. A line with gaps or sparser
+    than the step has fewer points in view: it keeps some out of view, never more than this."""
+    return span_ms // max(step_ms, 1) + 2
+
+
+def _meta(
+    panel: Panel,
+    span: TimeRange,
+    points: int,
+    result: QueryResult,
+    counts: list[int],
+    stamp: str,
+) -> Meta:
+    """What a refresh needs to extend the panel: each line's last point, index, gap and how
+    many entries (points and gaps' nulls) it holds, and how many it may keep."""
     keys = [series_key(s) for s in result.series]
+    span_ms = (span.end_ns - span.start_ns) // NS_PER_MS
     return {
         "panel": panel.id,
         "step_ms": result.step_ms,
-        "span_ms": (span.end_ns - span.start_ns) // NS_PER_MS,
+        "span_ms": span_ms,
         "points": points,
+        "keep": keep_for(span_ms, result.step_ms),
         "last": {k: int(s.ts_ms[-1]) for k, s in zip(keys, result.series, strict=True)},
+        "count": dict(zip(keys, counts, strict=True)),
         "gap_ms": {
             k: GAP_FACTOR * spacing_ms(s, result.step_ms)
             for k, s in zip(keys, result.series, strict=True)
@@ -110,13 +134,16 @@ def refresh_panel(
     *,
     kiosk: bool,
 ) -> tuple[Figure | Patch, Meta]:
-    """New complete buckets appended to each line, and the window slid to now. A new series
-    or a change in the annotations redraws the panel instead; so does a panel with no data."""
+    """New complete buckets appended to each line, as many of its oldest entries removed as it
+    holds beyond the window's (`keep_for`: a wall left on for weeks holds what it shows, not
+    every point since it was opened), and the window slid to now. A new series or a change in
+    the annotations redraws the panel instead; so does a panel with no data, and a line that
+    would lose more than MAX_TRIM entries at once (after a long pause)."""
     now_ns = board.clock()
     span_ns = int(meta["span_ms"]) * NS_PER_MS
     window = TimeRange(f"-{meta['span_ms']}ms", "now", now_ns - span_ns, now_ns)
     last: dict[str, int] = meta["last"]
-    if not last:
+    if not last or "count" not in meta:  # no data yet, or a page served before counts
         return render_panel(
             board, dashboard, panel, variables, window, points=meta["points"], kiosk=kiosk
         )
@@ -138,6 +165,8 @@ def refresh_panel(
         )
     patch = Patch()
     new_last = dict(last)
+    counts: dict[str, int] = dict(meta["count"])
+    keep = int(meta["keep"])
     for s in tail.series if tail is not None else ():
         key = series_key(s)
         fresh = s.ts_ms > last[key]
@@ -148,14 +177,24 @@ def refresh_panel(
         if x[0] is not None and x[0] - last[key] > meta["gap_ms"][key]:
             x.insert(0, None)  # a gap since the last point: break the line
             y.insert(0, float("nan"))
-        patch["data"][index[key]]["x"].extend(x)
-        patch["data"][index[key]]["y"].extend(y)
+        trace = patch["data"][index[key]]
+        trim = counts[key] + len(x) - keep
+        if trim > MAX_TRIM:
+            return render_panel(
+                board, dashboard, panel, variables, window, points=meta["points"], kiosk=kiosk
+            )
+        for _ in range(max(trim, 0)):
+            del trace["x"][0]
+            del trace["y"][0]
+        trace["x"].extend(x)
+        trace["y"].extend(y)
         new_last[key] = int(s.ts_ms[-1])
+        counts[key] = min(counts[key] + len(x), keep)
     patch["layout"]["xaxis"]["range"] = [
         (now_ns - span_ns) // NS_PER_MS,
         now_ns // NS_PER_MS,
     ]
-    return patch, {**meta, "last": new_last}
+    return patch, {**meta, "last": new_last, "count": counts}
 
 
 def meta_changes(old: Meta, new: Meta) -> Patch | Any:
@@ -164,10 +203,10 @@ def meta_changes(old: Meta, new: Meta) -> Patch | Any:
     patch = Patch()
     changed = False
     for key, value in new.items():
-        if key == "last":
-            for name, ts_ms in value.items():
-                if old["last"].get(name) != ts_ms:
-                    patch["last"][name] = ts_ms
+        if key in PER_LINE and isinstance(old.get(key), dict):
+            for name, entry in value.items():
+                if old[key].get(name) != entry:
+                    patch[key][name] = entry
                     changed = True
         elif old.get(key) != value:
             patch[key] = value

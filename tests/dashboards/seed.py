@@ -42,10 +42,11 @@ class Seeded:
     viewer_token: str
 
 
-def metric_points(start_ns: int, end_ns: int) -> Samples:
-    """Every host and service metric at 10 s from `start_ns` (inclusive) to `end_ns`."""
-    first = -(-start_ns // (STEP_S * NS_PER_S)) * STEP_S * NS_PER_S
-    times = np.arange(first, end_ns, STEP_S * NS_PER_S, dtype=np.int64)
+def metric_points(start_ns: int, end_ns: int, step_s: int = STEP_S) -> Samples:
+    """Every host and service metric every `step_s` (10 s) from `start_ns` (inclusive) to
+    `end_ns`."""
+    first = -(-start_ns // (step_s * NS_PER_S)) * step_s * NS_PER_S
+    times = np.arange(first, end_ns, step_s * NS_PER_S, dtype=np.int64)
     series: list[Series] = []
     values: list[float] = []
     for host in HOSTS:

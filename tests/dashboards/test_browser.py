@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from dashboards.panels import keep_for
 from dashboards.serve import open_link
 from shipboard.settings import Settings
 from storage.records import NS_PER_S
@@ -287,6 +288,41 @@ def test_kiosk_hides_controls_goes_dark_and_appends_new_points(
     patches = [u for u in updates if "Extend" in u]
     assert patches, "the refresh appends points (a Patch), it does not redraw the figure"
     page.screenshot(path=str(artifacts / "hosts-kiosk.png"))
+    assert page_errors == []
+
+
+@pytest.mark.slow
+def test_a_wall_left_on_keeps_only_its_window_of_points(
+    page: Any, open_server: DashServer, world: World, page_errors: list[str]
+) -> None:
+    """A 20 s wall with a point every second: each tick appends one to every line and removes
+    the oldest, so the lines hold what the wall shows however long it is left on."""
+    now_ns = time.time_ns()
+    world.store.write(metric_points(now_ns - 60 * NS_PER_S, now_ns, step_s=1))
+    open_dashboard(page, open_server.url + "/d/hosts?kiosk=1&refresh=1s&from=-20s", 8)
+    keep = keep_for(20_000, 1000)  # a 1 s step over 20 s
+
+    def lines() -> dict[str, list[int]]:
+        """Panel 0-0's lines: the times of their points (without the nulls of gaps)."""
+        return {t["name"]: [x for x in t["x"] if x is not None] for t in figure_data(page, "0-0")}
+
+    first = lines()
+    assert set(first) == {"host=web-1", "host=web-2"}
+    assert all(keep - 4 <= len(x) <= keep for x in first.values())
+    deadline = time.time() + 40
+    now = first
+    while time.time() < deadline:
+        now_ns = time.time_ns()
+        world.store.write(metric_points(now_ns - 5 * NS_PER_S, now_ns + 1, step_s=1))
+        page.wait_for_timeout(1000)
+        now = lines()
+        if all(now[n][0] > first[n][-1] for n in first):
+            break  # every point drawn first has been replaced
+    for name, x in now.items():
+        assert x[0] > first[name][-1], name
+        assert x[-1] >= first[name][-1] + 15_000, name
+        assert keep - 4 <= len(x) <= keep, (name, len(x))
+        assert x == sorted(x)
     assert page_errors == []
 
 

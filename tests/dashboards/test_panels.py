@@ -29,6 +29,8 @@ from dashboards.figures import (
 )
 from dashboards.pages import dashboard as dashboard_page
 from dashboards.panels import (
+    MAX_TRIM,
+    keep_for,
     meta_changes,
     points_for,
     refresh_panel,
@@ -118,6 +120,63 @@ def test_a_refresh_appends_only_new_points_in_a_small_patch(board: Board, clock:
     again, _ = refresh_panel(board, HOSTS_BOARD, CPU, {}, new_meta, kiosk=True)
     assert isinstance(again, Patch)
     assert [op["operation"] for op in operations(again)] == ["Assign"]
+
+
+def apply(value: Any, patch: Patch) -> Any:
+    """`patch` applied to `value` as the browser applies it (dash-renderer's patch handlers)."""
+    for op in operations(patch):
+        *parents, last = op["location"]
+        target = value
+        for key in parents:
+            target = target[key]
+        if op["operation"] == "Assign":
+            target[last] = op["params"]["value"]
+        elif op["operation"] == "Extend":
+            target[last].extend(op["params"]["value"])
+        elif op["operation"] == "Delete":
+            del target[last]
+        else:
+            raise AssertionError(f"unexpected patch operation {op['operation']}")
+    return value
+
+
+def test_a_wall_left_on_keeps_a_bounded_window_of_each_line(board: Board, clock: Clock) -> None:
+    span = TimeRange("-10m", "now", NOW_NS - 600 * NS_PER_S, NOW_NS)
+    figure, meta = render_panel(board, HOSTS_BOARD, CPU, {}, span, points=60, kiosk=True)
+    assert meta["step_ms"] == 10_000
+    keep = keep_for(600_000, 10_000)
+    assert meta["keep"] == keep == 62
+    lines = {t["name"]: t for t in figure["data"]}
+    full = {"host=web-1": 60, "host=web-2": 60}  # a point per complete 10 s bucket
+    assert meta["count"] == {name: len(t["x"]) for name, t in lines.items()} == full
+    for tick in range(1, 201):  # 200 ticks of 10 s, a point more in every line each time
+        now_ns = NOW_NS + tick * 10 * NS_PER_S
+        board.store.write(metric_points(now_ns - 10 * NS_PER_S, now_ns))
+        clock.now_ns = now_ns
+        patch, new_meta = refresh_panel(board, HOSTS_BOARD, CPU, {}, meta, kiosk=True)
+        assert isinstance(patch, Patch)
+        apply(figure, patch)
+        meta_patch = meta_changes(meta, new_meta)
+        meta = apply(meta, meta_patch) if isinstance(meta_patch, Patch) else meta
+        assert meta == new_meta
+        for name, trace in lines.items():
+            assert len(trace["x"]) == len(trace["y"]) == meta["count"][name] <= keep
+    last_ms = clock.now_ns // NS_PER_MS - 10_000  # the last complete bucket
+    for host, value in HOSTS.items():
+        trace = lines[f"host={host}"]
+        assert trace["x"] == list(range(last_ms - (keep - 1) * 10_000, last_ms + 1, 10_000))
+        assert set(trace["y"]) == {value}
+    assert figure["layout"]["xaxis"]["range"] == [
+        clock.now_ns // NS_PER_MS - 600_000,
+        clock.now_ns // NS_PER_MS,
+    ]
+    # After a pause longer than MAX_TRIM steps the panel is drawn again whole, as long.
+    clock.now_ns += (MAX_TRIM + 5) * 10 * NS_PER_S
+    board.store.write(metric_points(now_ns, clock.now_ns))
+    redrawn, meta = refresh_panel(board, HOSTS_BOARD, CPU, {}, meta, kiosk=True)
+    assert isinstance(redrawn, dict)
+    assert [len(t["x"]) for t in redrawn["data"]] == [60, 60]
+    assert meta["count"] == full
 
 
 def test_a_new_deploy_redraws_the_panel_with_its_marker(board: Board, clock: Clock) -> None:
@@ -281,4 +340,10 @@ def test_a_refresh_sends_only_the_changed_part_of_the_meta() -> None:
     ops = operations(patch)
     assert [(op["operation"], op["location"], op["params"]["value"]) for op in ops] == [
         ("Assign", ["last", "b"], 3)
+    ]
+    counted = {**old, "count": {"a": 5, "b": 7}}
+    patch = meta_changes(counted, {**counted, "count": {"a": 6, "b": 7}})
+    assert isinstance(patch, Patch)
+    assert [(op["location"], op["params"]["value"]) for op in operations(patch)] == [
+        (["count", "a"], 6)
     ]
