@@ -21,8 +21,9 @@ from typing import Any
 import orjson
 
 from annotations.app import ControlPlane
-from annotations.tokens import ROLES, create_token, list_tokens, revoke_token
+from annotations.control.tokens import ROLES, create_token, list_tokens, revoke_token
 from shipboard.settings import Settings
+from storage.files import replace_file
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 LOG_TAIL_BYTES = 8192
@@ -160,17 +161,11 @@ class Spool:
     def add(self, path: str, body: dict[str, Any]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         name = f"{time.time_ns():020d}-{uuid.uuid4().hex}.json"
-        temporary = self.directory / f".{name}.tmp"
-        with temporary.open("wb") as file:
-            file.write(orjson.dumps({"path": path, "body": body}))
-            file.flush()
-            os.fsync(file.fileno())
-        temporary.rename(self.directory / name)
-        directory_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(directory_fd)
-        finally:
-            os.close(directory_fd)
+        replace_file(
+            self.directory / name,
+            orjson.dumps({"path": path, "body": body}),
+            temporary=self.directory / f".{name}.tmp",
+        )
 
     def pending(self) -> list[Path]:
         return sorted(self.directory.glob("*.json")) if self.directory.is_dir() else []

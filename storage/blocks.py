@@ -9,8 +9,8 @@ pass that did not finish, and recovery removes it (`remove_unlisted`).
 
 from __future__ import annotations
 
+import functools
 import logging
-import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from storage.columns import Columns
-from storage.wal import fsync_dir, mkdir_durable
+from storage.files import fsync_dir, mkdir_durable, write_synced
 
 _LOG = logging.getLogger(__name__)
 
@@ -74,11 +74,10 @@ def write_block(root: Path, tier: str, number: int, rows: Columns, level: int = 
     mkdir_durable(directory)
     arrays = {"sid": rows.sid, "ts": rows.ts} | {f"c{i}": c for i, c in enumerate(rows.cols)}
     for name, array in arrays.items():
-        with (directory / f"{name}.npy").open("wb") as f:
-            np.save(f, np.ascontiguousarray(array))
-            f.flush()
-            os.fsync(f.fileno())
-    fsync_dir(directory)
+        write_synced(
+            directory / f"{name}.npy", functools.partial(np.save, arr=np.ascontiguousarray(array))
+        )
+    fsync_dir(directory)  # the block is listed in the manifest only after this
     info = BlockInfo(number, len(rows), int(rows.ts.min()), int(rows.ts.max()), level)
     return Block(info, load_rows(directory, rows.width))
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from storage.blocks import BlockInfo
 from storage.errors import CorruptStoreError
-from storage.wal import fsync_dir
+from storage.files import replace_file
 
 MANIFEST = "MANIFEST.json"
 _TMP = MANIFEST + ".tmp"
@@ -94,13 +93,7 @@ def read_manifest(root: Path) -> Manifest | None:
 
 def write_manifest(root: Path, manifest: Manifest) -> None:
     """Replace the manifest atomically: write a temporary file, fsync, rename, fsync the dir."""
-    tmp = root / _TMP
-    with tmp.open("wb") as f:
-        f.write(manifest.to_json())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, root / MANIFEST)
-    fsync_dir(root)
+    replace_file(root / MANIFEST, manifest.to_json(), temporary=root / _TMP)
 
 
 def recover_manifest(root: Path) -> Manifest:

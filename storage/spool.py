@@ -20,9 +20,10 @@ import struct
 import threading
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 from storage.errors import SpoolFullError
-from storage.wal import fsync_dir, mkdir_durable
+from storage.files import fsync_dir, mkdir_durable, replace_file
 
 _MAGIC = b"SBSP"
 _HEADER = struct.Struct("<4sII")  # magic, payload length, crc32
@@ -79,14 +80,13 @@ class Spool:
             self._bytes += size  # reserved now so concurrent appends cannot overshoot
         try:
             path = self._path(seq)
-            temporary = path.with_suffix(".tmp")
-            with open(temporary, "wb") as file:
-                file.write(_HEADER.pack(_MAGIC, len(payload), zlib.crc32(payload)))
-                file.write(payload)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-            fsync_dir(self._dir)
+            header = _HEADER.pack(_MAGIC, len(payload), zlib.crc32(payload))
+
+            def write(file: BinaryIO) -> None:
+                file.write(header)
+                file.write(payload)  # not joined to the header: a body may be megabytes
+
+            replace_file(path, write, temporary=path.with_suffix(".tmp"))
         except BaseException:
             with self._lock:
                 self._bytes -= size

@@ -33,6 +33,8 @@ from numpy.typing import NDArray
 
 from storage.columns import RAW_WIDTH, ROLLUP_WIDTH, Columns
 from storage.errors import CorruptStoreError
+from storage.files import fsync_dir
+from storage.files import mkdir_durable as mkdir_durable  # re-exported for embedded.py
 from storage.records import RAW, Series
 
 _LOG = logging.getLogger(__name__)
@@ -189,27 +191,6 @@ def segment_path(directory: Path, number: int) -> Path:
 def segments(directory: Path) -> list[int]:
     """Numbers of the segments in `directory`, ascending."""
     return sorted(int(p.name[: -len(_SUFFIX)]) for p in directory.glob("*" + _SUFFIX))
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def mkdir_durable(directory: Path) -> None:
-    """Create `directory` and any missing parents, each new name fsync'd into its parent so a
-    power loss cannot take away a directory whose files were fsync'd."""
-    missing: list[Path] = []
-    path = directory
-    while not path.is_dir():
-        missing.append(path)
-        path = path.parent
-    for path in reversed(missing):
-        path.mkdir(exist_ok=True)
-        fsync_dir(path.parent)
 
 
 class WalWriter:
