@@ -9,10 +9,13 @@ import contextlib
 import logging
 import socket
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import mmh3
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from collector.line_framing import LineFramer
 
@@ -59,32 +62,39 @@ class RelayStats:
     dropped: Counter[str] = field(default_factory=Counter)
     datagrams: int = 0
 
-    def render(self, up: dict[str, bool]) -> bytes:
-        """Prometheus text for `/metrics`."""
-        lines = [
-            "# HELP shipboard_relay_relayed_total Lines forwarded, by node.",
-            "# TYPE shipboard_relay_relayed_total counter",
-        ]
-        lines += [
-            f'shipboard_relay_relayed_total{{node="{n}"}} {self.relayed[n]}' for n in sorted(up)
-        ]
-        lines += [
-            "# HELP shipboard_relay_dropped_total Lines dropped, by reason.",
-            "# TYPE shipboard_relay_dropped_total counter",
-        ]
-        lines += [
-            f'shipboard_relay_dropped_total{{reason="{r}"}} {c}'
-            for r, c in sorted(self.dropped.items())
-        ]
-        lines += [
-            "# HELP shipboard_relay_datagrams_total Datagrams sent to nodes.",
-            "# TYPE shipboard_relay_datagrams_total counter",
-            f"shipboard_relay_datagrams_total {self.datagrams}",
-            "# HELP shipboard_relay_node_up Whether the node passed its last health check.",
-            "# TYPE shipboard_relay_node_up gauge",
-        ]
-        lines += [f'shipboard_relay_node_up{{node="{n}"}} {int(u)}' for n, u in sorted(up.items())]
-        return ("\n".join(lines) + "\n").encode()
+
+class RelayCollector(Collector):
+    """The relay's counters and node states for `/metrics`, read at scrape time (the routing
+    path only bumps plain counters)."""
+
+    def __init__(self, stats: RelayStats, up: Mapping[str, bool]) -> None:
+        self._stats = stats
+        self._up = up
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        relayed = CounterMetricFamily(
+            "shipboard_relay_relayed", "Lines forwarded, by node.", labels=["node"]
+        )
+        for node in sorted(self._up):
+            relayed.add_metric([node], self._stats.relayed[node])
+        yield relayed
+        dropped = CounterMetricFamily(
+            "shipboard_relay_dropped", "Lines dropped, by reason.", labels=["reason"]
+        )
+        for reason, count in sorted(self._stats.dropped.items()):
+            dropped.add_metric([reason], count)
+        yield dropped
+        yield CounterMetricFamily(
+            "shipboard_relay_datagrams", "Datagrams sent to nodes.", value=self._stats.datagrams
+        )
+        up = GaugeMetricFamily(
+            "shipboard_relay_node_up",
+            "Whether the node passed its last health check.",
+            labels=["node"],
+        )
+        for node, alive in sorted(self._up.items()):
+            up.add_metric([node], int(alive))
+        yield up
 
 
 SendFn = Callable[[str, bytes], None]
@@ -212,6 +222,8 @@ class Relay:
     ) -> None:
         self.stats = RelayStats()
         self.router = Router(nodes, self._send, self.stats)
+        self.registry = CollectorRegistry()
+        self.registry.register(RelayCollector(self.stats, self.router.up))
         self.udp_port = 0
         self.tcp_port = 0
         self._targets = {node: parse_address(node) for node in nodes}

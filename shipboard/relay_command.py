@@ -9,6 +9,7 @@ import signal
 from collections.abc import Callable
 
 from aiohttp import web
+from prometheus_client import generate_latest
 
 from collector.relay import Relay, parse_address
 from shipboard.settings import Settings
@@ -60,7 +61,7 @@ def _http_app(relay: Relay) -> web.Application:
 
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(
-            body=relay.stats.render(relay.router.up), content_type="text/plain", charset="utf-8"
+            body=generate_latest(relay.registry), content_type="text/plain", charset="utf-8"
         )
 
     app = web.Application()

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
 SHIPBOARD = Path(sys.executable).parent / "shipboard"
 
 
@@ -127,14 +130,20 @@ class RunningShipboard:
     def metric_value(self, name: str, **labels: str) -> float:
         """A sample of Shipboard's own /metrics, 0 when absent."""
         _, body = self.get("/metrics")
-        wanted = name + (
-            "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else ""
-        )
-        for line in body.decode().splitlines():
-            key, _, value = line.rpartition(" ")
-            if key == wanted:
-                return float(value)
-        return 0.0
+        return sample_value(body.decode(), name, **labels)
+
+
+def metric_samples(text: str) -> list[Sample]:
+    """Every sample of a `/metrics` page, read with prometheus_client's parser."""
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+
+
+def sample_value(text: str, name: str, **labels: str) -> float:
+    """The sample `name` with exactly `labels` on a `/metrics` page, 0 when absent."""
+    for sample in metric_samples(text):
+        if sample.name == name and sample.labels == labels:
+            return sample.value
+    return 0.0
 
 
 def wait_for(predicate: object, timeout_s: float = 15.0, interval_s: float = 0.2) -> None:

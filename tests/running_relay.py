@@ -12,7 +12,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.running import SHIPBOARD, free_port
+from prometheus_client.samples import Sample
+
+from tests.running import SHIPBOARD, free_port, metric_samples, sample_value
 
 
 @dataclass
@@ -48,20 +50,21 @@ class RunningRelay:
         self.stop()
         raise RuntimeError(f"shipboard relay did not start:\n{self.log_path.read_text()}")
 
-    def metrics(self) -> dict[str, float]:
-        """Every sample of the relay's /metrics, keyed by name and labels as written."""
+    def metrics(self) -> list[Sample]:
+        """Every sample of the relay's /metrics."""
+        return metric_samples(self._metrics_text())
+
+    def metric_value(self, name: str, **labels: str) -> float:
+        """A sample of the relay's /metrics, 0 when absent."""
+        return sample_value(self._metrics_text(), name, **labels)
+
+    def _metrics_text(self) -> str:
         url = f"http://127.0.0.1:{self.http_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as response:
-            text = response.read().decode()
-        samples: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                key, _, value = line.rpartition(" ")
-                samples[key] = float(value)
-        return samples
+            return str(response.read().decode())
 
     def node_up(self, node: str) -> bool:
-        return self.metrics()[f'shipboard_relay_node_up{{node="{node}"}}'] == 1.0
+        return self.metric_value("shipboard_relay_node_up", node=node) == 1.0
 
     def send(self, payload: bytes) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
