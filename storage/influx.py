@@ -48,6 +48,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
 from storage import influx_codec as codec
+from storage.backoff import Backoff
 from storage.base import DirtyBuckets, WriteResult, retention_floors
 from storage.errors import (
     ReadOnlyStoreError,
@@ -284,7 +285,7 @@ class InfluxStore:
     def _drain(self) -> None:
         """Deliver spooled writes oldest first, each removed only once InfluxDB took it."""
         assert self._spool is not None
-        delay = _RETRY_S[0]
+        backoff = Backoff(*_RETRY_S)
         while not self._stop.is_set():
             record = self._spool.oldest()
             if record is None:
@@ -295,13 +296,12 @@ class InfluxStore:
             try:
                 self._post_write(_MARK.sub(b"\\1 %d" % time.time_ns(), payload))
             except _Unavailable:
-                self._stop.wait(delay)
-                delay = min(2 * delay, _RETRY_S[1])
+                self._stop.wait(backoff.failed())
                 continue
             except ServerWriteError:
                 _LOG.exception("dropping spooled write %d: InfluxDB will never take it", seq)
             self._spool.remove(seq)
-            delay = _RETRY_S[0]
+            backoff.succeeded()
 
     @property
     def spool_depth(self) -> int:
