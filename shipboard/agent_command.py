@@ -5,27 +5,18 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-import urllib.error
-import urllib.request
 
 from collector.host_agent import HostSampler, to_line_protocol
+from shipboard.http_client import ApiClient, ApiError
 from shipboard.settings import Settings
 
 log = logging.getLogger("shipboard.agent")
 
 
-def _post(url: str, body: bytes, token: str) -> None:
-    request = urllib.request.Request(url, data=body, method="POST")
-    if token:
-        request.add_header("Authorization", f"Token {token}")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        response.read()
-
-
 def run_agent(args: argparse.Namespace, settings: Settings) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(message)s")
     base = args.url or f"http://127.0.0.1:{settings.http_port}"
-    url = f"{base.rstrip('/')}/write?precision=ns"
+    api = ApiClient(base, settings.ingest_token, scheme="Token", timeout_s=10.0)
     sampler = HostSampler(args.host_tag)
     print(
         f"shipboard agent: sending {sampler.host} to {base} every {settings.agent_interval_s:g} s"
@@ -36,8 +27,8 @@ def run_agent(args: argparse.Namespace, settings: Settings) -> int:
     while True:
         body = to_line_protocol(sampler.sample())
         try:
-            _post(url, body, settings.ingest_token)
-        except (urllib.error.URLError, OSError) as error:
+            api.request("POST", "/write", body=body, params={"precision": "ns"})
+        except ApiError as error:
             log.warning("could not send to %s: %s (will retry next interval)", base, error)
             if args.once:
                 return 1

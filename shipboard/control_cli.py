@@ -10,8 +10,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -21,15 +19,14 @@ from typing import Any
 import orjson
 
 from annotations.app import ControlPlane
-from annotations.control.tokens import ROLES, create_token, list_tokens, revoke_token
+from annotations.tokens import ROLES, create_token, list_tokens, revoke_token
+from shipboard.http_client import ApiClient, ApiError
 from shipboard.settings import Settings
 from storage.files import replace_file
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 LOG_TAIL_BYTES = 8192
 HTTP_TIMEOUT_S = 5.0
-# Client errors that a later retry can fix (a token, a restart); others will never succeed.
-_RETRYABLE = frozenset({401, 403, 408, 429})
 
 
 def add_commands(
@@ -116,37 +113,6 @@ def _iso(ts_ns: int) -> str:
     return datetime.fromtimestamp(ts_ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class SendError(Exception):
-    """A record could not be delivered; `retryable` says whether to keep it for later."""
-
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-
-
-class Server:
-    """Shipboard's HTTP API as the deploy command uses it."""
-
-    def __init__(self, url: str, token: str) -> None:
-        self.url = url.rstrip("/")
-        self.token = token
-
-    def post(self, path: str, body: dict[str, Any]) -> None:
-        request = urllib.request.Request(self.url + path, data=orjson.dumps(body), method="POST")
-        request.add_header("Content-Type", "application/json")
-        if self.token:
-            request.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
-                response.read()
-        except urllib.error.HTTPError as error:
-            detail = error.read()[:300].decode("utf-8", "replace")
-            retryable = error.code >= 500 or error.code in _RETRYABLE
-            raise SendError(f"{error.code} {detail}", retryable=retryable) from None
-        except (urllib.error.URLError, OSError) as error:
-            raise SendError(f"unreachable: {error}", retryable=True) from None
-
-
 class Spool:
     """Records waiting for the server, one file each, sent in the order they were written.
 
@@ -170,15 +136,15 @@ class Spool:
     def pending(self) -> list[Path]:
         return sorted(self.directory.glob("*.json")) if self.directory.is_dir() else []
 
-    def flush(self, server: Server) -> int:
+    def flush(self, server: ApiClient) -> int:
         """Send what is pending, oldest first; stop at the first record the server cannot take
         now. Returns how many records are still pending."""
         with self._locked():
             for record_path in self.pending():
                 record = orjson.loads(record_path.read_bytes())
                 try:
-                    server.post(record["path"], record["body"])
-                except SendError as error:
+                    server.call("POST", record["path"], record["body"])
+                except ApiError as error:
                     if error.retryable:
                         print(f"shipboard: spooled, will retry: {error}", file=sys.stderr)
                         break
@@ -231,9 +197,10 @@ def _deploy(args: argparse.Namespace, settings: Settings) -> int:
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
-    server = Server(
+    server = ApiClient(
         args.server or os.environ.get("SHIPBOARD_URL") or DEFAULT_SERVER,
         args.token or settings.token,
+        timeout_s=HTTP_TIMEOUT_S,
     )
     spool = Spool(args.spool_dir or Path.home() / ".shipboard" / "spool")
     if not cmd:

@@ -14,18 +14,16 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 import yaml
 
 from annotations.flags import Flag, FlagError, make_merge_patch
+from shipboard.http_client import ApiClient, ApiError
 from shipboard.settings import Settings
 
 AddSettingFlags = Callable[[argparse.ArgumentParser], None]
@@ -34,7 +32,7 @@ HEADER = "# Shipboard feature flags: apply with `shipboard flags import <file>`.
 
 
 class FlagsCommandError(Exception):
-    """The server refused or could not be reached, or the file is invalid: printed, exit 1."""
+    """The file is invalid: printed, exit 1."""
 
 
 def add_commands(commands: Any, add_setting_flags: AddSettingFlags) -> None:
@@ -58,37 +56,15 @@ def add_commands(commands: Any, add_setting_flags: AddSettingFlags) -> None:
     load.set_defaults(func=_import)
 
 
-@dataclass(frozen=True, slots=True)
-class Api:
-    """The flags API of one server, called with one token."""
-
-    base_url: str
-    token: str
-
-    def call(self, method: str, path: str, body: object = None) -> Any:
-        data = None if body is None else orjson.dumps(body)
-        request = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        if self.token:
-            request.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                raw: bytes = response.read()
-        except urllib.error.HTTPError as error:
-            detail = error.read().decode(errors="replace")
-            raise FlagsCommandError(f"{method} {path}: HTTP {error.code}: {detail}") from None
-        except OSError as error:
-            raise FlagsCommandError(f"cannot reach {self.base_url}: {error}") from None
-        return orjson.loads(raw) if raw else None
-
-    def flags(self) -> dict[str, Flag]:
-        docs = self.call("GET", "/api/v1/flags")["flags"]
-        return {flag.key: flag for flag in map(Flag.from_doc, docs)}
+def server_flags(api: ApiClient) -> dict[str, Flag]:
+    """The server's flags, by key."""
+    docs = api.call("GET", "/api/v1/flags")["flags"]
+    return {flag.key: flag for flag in map(Flag.from_doc, docs)}
 
 
-def _api(args: argparse.Namespace, settings: Settings) -> Api:
+def _api(args: argparse.Namespace, settings: Settings) -> ApiClient:
     base = args.url or f"http://{settings.http_host}:{settings.http_port}"
-    return Api(base.rstrip("/"), args.token or settings.token)
+    return ApiClient(base, args.token or settings.token)
 
 
 def to_yaml(flags: list[Flag]) -> str:
@@ -170,7 +146,7 @@ def _flag_yaml(flag: Flag | None) -> str:
     return yaml.safe_dump(flag.to_doc(), sort_keys=False, allow_unicode=True)
 
 
-def apply(api: Api, plan: Plan) -> None:
+def apply(api: ApiClient, plan: Plan) -> None:
     for flag in plan.create:
         api.call("POST", "/api/v1/flags", flag.to_doc())
     for before, after in plan.update:
@@ -182,8 +158,8 @@ def apply(api: Api, plan: Plan) -> None:
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        flags = _api(args, settings).flags()
-    except FlagsCommandError as error:
+        flags = server_flags(_api(args, settings))
+    except ApiError as error:
         print(f"shipboard flags export: {error}", file=sys.stderr)
         return 1
     sys.stdout.write(to_yaml(list(flags.values())))
@@ -194,12 +170,12 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
     api = _api(args, settings)
     try:
         wanted = from_yaml(args.file.read_text(encoding="utf-8"))
-        steps = plan(api.flags(), wanted, prune=args.prune)
+        steps = plan(server_flags(api), wanted, prune=args.prune)
         sys.stdout.write(diff(steps))
         if args.dry_run or steps.empty:
             return 0
         apply(api, steps)
-    except (FlagsCommandError, OSError) as error:
+    except (FlagsCommandError, ApiError, OSError) as error:
         print(f"shipboard flags import: {error}", file=sys.stderr)
         return 1
     print("applied")

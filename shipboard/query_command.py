@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
 from datetime import UTC, datetime
 
+from shipboard.http_client import ApiClient, ApiError
 from shipboard.settings import Settings
 
 
@@ -41,20 +39,12 @@ def run_query_command(args: argparse.Namespace, settings: Settings) -> int:
     }
     if args.format == "csv":
         params["format"] = "csv"
-    url = f"{base.rstrip('/')}/api/v1/query?{urllib.parse.urlencode(params)}"
-    request = urllib.request.Request(url)
-    if settings.token:
-        request.add_header("Authorization", f"Bearer {settings.token}")
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            body = response.read().decode()
-    except urllib.error.HTTPError as error:
-        detail = error.read().decode(errors="replace")
-        print(f"shipboard query: {error.code}: {detail}", file=sys.stderr)
+        response = ApiClient(base, settings.token).request("GET", "/api/v1/query", params=params)
+    except ApiError as error:
+        print(f"shipboard query: {error}", file=sys.stderr)
         return 1
-    except (urllib.error.URLError, OSError) as error:
-        print(f"shipboard query: cannot reach {base}: {error}", file=sys.stderr)
-        return 1
+    body = response.body.decode()
     if args.format == "table":
         print(_table(json.loads(body)))
     else:
