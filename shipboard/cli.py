@@ -5,99 +5,61 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, get_origin
 
 from shipboard import control_cli, flags_cli, relay_command
 from shipboard.settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
-# Flags shared by every command that touches the service, mapped to Settings fields.
-_SETTING_FLAGS: dict[str, tuple[str, type]] = {
-    "--data-dir": ("data_dir", str),
-    "--http-host": ("http_host", str),
-    "--http-port": ("http_port", int),
-    "--ingest-host": ("ingest_host", str),
-    "--statsd-port": ("statsd_port", int),
-    "--graphite-port": ("graphite_port", int),
-    "--dash-port": ("dash_port", int),
-    "--flush-interval": ("flush_interval_s", float),
-    "--idle-flushes": ("idle_flushes", int),
-    "--max-body": ("max_body_bytes", int),
-    "--max-series": ("max_series", int),
-    "--max-points": ("max_points", int),
-    "--retention-raw": ("retention_raw", str),
-    "--retention-1m": ("retention_1m", str),
-    "--retention-10m": ("retention_10m", str),
-    "--retention-1h": ("retention_1h", str),
-    "--agent-interval": ("agent_interval_s", float),
-    "--log-level": ("log_level", str),
-    "--control-db": ("control_db", str),
-    "--ingest-token": ("ingest_token", str),
-    "--public-url": ("public_url", str),
-    "--store": ("store", str),
-    "--influx-url": ("influx_url", str),
-    "--influx-api": ("influx_api", str),
-    "--influx-token": ("influx_token", str),
-    "--influx-org": ("influx_org", str),
-    "--influx-bucket": ("influx_bucket", str),
-    "--influx-user": ("influx_user", str),
-    "--influx-password": ("influx_password", str),
-    "--influx-db": ("influx_db", str),
-    "--spool-max-bytes": ("spool_max_bytes", int),
-    "--notify-max-tries": ("notify_max_tries", int),
-    "--notify-retry": ("notify_retry_s", float),
-    "--notify-timeout": ("notify_timeout_s", float),
-}
+
+def _comma_separated(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
-    """Add every settings flag; unset flags fall back to SHIPBOARD_* variables and defaults."""
+    """Add a flag for every field of `Settings` (its metadata says where the flag's name or
+    help differ from the field's); unset flags fall back to SHIPBOARD_* variables and defaults."""
     group = parser.add_argument_group("settings (also SHIPBOARD_<NAME> variables)")
-    for flag, (name, kind) in _SETTING_FLAGS.items():
-        description = Settings.model_fields[name].description
-        group.add_argument(
-            flag, dest=f"setting_{name}", type=kind, help=description, metavar=name.upper()
-        )
-    group.add_argument(
-        "--percentiles",
-        dest="setting_percentiles",
-        type=lambda text: tuple(float(p) for p in text.split(",")),
-        help="Timer percentiles, comma separated (90,95,99).",
-    )
-    group.add_argument(
-        "--notify",
-        dest="setting_notify",
-        action="append",
-        help="An announcement target (repeat for more): irc://…, https://…, json+https://…",
-    )
-    group.add_argument(
-        "--webhook-allowlist",
-        dest="setting_webhook_allowlist",
-        type=lambda text: tuple(h.strip() for h in text.split(",") if h.strip()),
-        help="Hosts webhook targets may name, comma separated (hooks.slack.com).",
-    )
-    group.add_argument(
-        "--no-agent",
-        dest="setting_agent",
-        action="store_const",
-        const=False,
-        help="Do not run the host agent inside `run`.",
-    )
-    group.add_argument(
-        "--anonymous-read",
-        dest="setting_anonymous_read",
-        action="store_const",
-        const=True,
-        help="Let requests without a token read (wall screens).",
-    )
-    group.add_argument(
-        "--no-uvloop",
-        dest="setting_uvloop",
-        action="store_const",
-        const=False,
-        help="Use asyncio's default event loop.",
-    )
+    for name, field in Settings.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if "flag" in extra and extra["flag"] is None:
+            continue
+        flag = str(extra.get("flag") or "--" + name.removesuffix("_s").replace("_", "-"))
+        help_text = str(extra.get("flag_help") or field.description)
+        dest = f"setting_{name}"
+        if field.annotation is bool:
+            const = not field.default
+            flag = flag if const else "--no-" + flag.removeprefix("--")
+            group.add_argument(flag, dest=dest, action="store_const", const=const, help=help_text)
+        elif get_origin(field.annotation) is tuple:
+            if extra.get("flag_repeat"):
+                group.add_argument(
+                    flag,
+                    dest=dest,
+                    action="append",
+                    help=f"{help_text} Repeat for more.",
+                    metavar=name.upper(),
+                )
+            else:
+                default = ",".join(
+                    f"{value:g}" if isinstance(value, float) else str(value)
+                    for value in field.default
+                )
+                group.add_argument(
+                    flag,
+                    dest=dest,
+                    type=_comma_separated,
+                    help=f"{help_text} Comma separated ({default}).",
+                    metavar=name.upper(),
+                )
+        else:
+            kind: Callable[[str], object] = str  # pydantic parses the rest (paths, patterns)
+            if field.annotation is int:
+                kind = int
+            elif field.annotation is float:
+                kind = float
+            group.add_argument(flag, dest=dest, type=kind, help=help_text, metavar=name.upper())
 
 
 def settings_from(args: argparse.Namespace) -> Settings:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -12,8 +12,23 @@ from aggregator.timeparse import parse_duration_ns
 from storage.records import NS_PER_S, RAW, Tier
 
 
+def flag(name: str = "", *, help: str = "", repeat: bool = False) -> dict[str, Any]:
+    """How a field is a command-line flag where the defaults do not fit: its `name` (default
+    `--field-name`, a `_s` unit dropped; a bool that defaults on is `--no-field-name`), its
+    `help` (default the description) and whether it is given once per value (`repeat`;
+    otherwise a tuple is comma separated)."""
+    return {"flag": name, "flag_help": help, "flag_repeat": repeat}
+
+
+NO_FLAG: dict[str, Any] = {"flag": None}  # no flag on the settings' commands
+
+
 class Settings(BaseSettings):
-    """Shipboard's settings. Precedence: command-line argument, environment, `.env`, default."""
+    """Shipboard's settings. Precedence: command-line argument, environment, `.env`, default.
+
+    Every field is a flag of the commands that take settings (shipboard/cli.py reads the
+    name, type, default and description here; `flag(...)` where those do not fit), so a new
+    setting is this one edit and a line of README's table."""
 
     model_config = SettingsConfigDict(
         env_prefix="SHIPBOARD_", env_file=".env", frozen=True, extra="ignore"
@@ -33,7 +48,12 @@ class Settings(BaseSettings):
     idle_flushes: int = Field(
         5, ge=0, description="Flushes an idle counter, timer or set still reports before it stops."
     )
-    max_body_bytes: int = Field(25 * 1024 * 1024, gt=0, description="Largest HTTP write body.")
+    max_body_bytes: int = Field(
+        25 * 1024 * 1024,
+        gt=0,
+        description="Largest HTTP write body.",
+        json_schema_extra=flag("--max-body"),
+    )
     max_series: int = Field(
         1_000_000,
         gt=0,
@@ -47,22 +67,35 @@ class Settings(BaseSettings):
     retention_1m: str = Field("14d", description="How long 1-minute rollups are kept.")
     retention_10m: str = Field("90d", description="How long 10-minute rollups are kept.")
     retention_1h: str = Field("730d", description="How long 1-hour rollups are kept.")
-    agent: bool = Field(True, description="Run the host agent for this host inside `run`.")
+    agent: bool = Field(
+        True,
+        description="Run the host agent for this host inside `run`.",
+        json_schema_extra=flag(help="Do not run the host agent inside `run`."),
+    )
     agent_interval_s: float = Field(10.0, gt=0, description="How often the host agent samples.")
-    uvloop: bool = Field(True, description="Use uvloop's event loop (measured faster).")
+    uvloop: bool = Field(
+        True,
+        description="Use uvloop's event loop (measured faster).",
+        json_schema_extra=flag(help="Use asyncio's default event loop."),
+    )
     log_level: str = Field("INFO", description="Logging level.")
     control_db: str = Field(
         "", description="Control-plane DB: empty for SQLite in the data dir, or postgresql://..."
     )
-    anonymous_read: bool = Field(False, description="Let requests without a token read.")
+    anonymous_read: bool = Field(
+        False, description="Let requests without a token read (wall screens)."
+    )
     ingest_token: str = Field("", description="Token that HTTP ingest requires (empty: none).")
-    token: str = Field("", description="API token the `shipboard` commands send.")
+    token: str = Field(
+        "", description="API token the `shipboard` commands send.", json_schema_extra=NO_FLAG
+    )
     public_url: str = Field("", description="Public URL of the dashboards, for links.")
     notify: tuple[str, ...] = Field(
         (),
         description="Where deploys, flag changes and notes are announced:"
         " `irc://nick[:password]@host:port/#chan?tls=1`, `https://…` (Slack-style webhook),"
         " `json+https://…` (generic JSON webhook).",
+        json_schema_extra=flag(repeat=True),
     )
     webhook_allowlist: tuple[str, ...] = Field(
         ("hooks.slack.com",),
@@ -74,7 +107,9 @@ class Settings(BaseSettings):
     )
     notify_timeout_s: float = Field(10.0, gt=0, description="Time one delivery try may take.")
     role: Literal["all", "collector", "api", "dashboards", "aggregator"] = Field(
-        "all", description="Which parts `run` starts: all, collector, api, dashboards, aggregator."
+        "all",
+        description="Which parts `run` starts: all, collector, api, dashboards, aggregator.",
+        json_schema_extra=NO_FLAG,  # `run` alone takes it, with its choices (shipboard/cli.py)
     )
     store: str = Field(
         "embedded", pattern="^(embedded|influxdb)$", description="Metric store: embedded, influxdb."

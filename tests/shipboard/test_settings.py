@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,15 @@ def test_readme_lists_every_setting():
     text = README.read_text()
     missing = [name for name in Settings.model_fields if f"| {name} |" not in text]
     assert not missing, f"README's settings table lacks {missing}"
+
+
+def test_every_setting_is_a_flag_of_run_but_the_token_and_role_is_runs_own():
+    (commands,) = (a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    run = commands.choices["run"]
+    dests = {action.dest.removeprefix("setting_") for action in run._actions}
+    assert set(Settings.model_fields) - dests == {"token"}
+    args = build_parser().parse_args(["run", "--max-body", "7", "--webhook-allowlist", "a, b"])
+    assert (settings_from(args).max_body_bytes, settings_from(args).webhook_allowlist) == (
+        7,
+        ("a", "b"),
+    )
