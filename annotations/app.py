@@ -1,4 +1,5 @@
-"""The control plane as the composition root sees it: open the DB, add routes and middlewares."""
+"""The control plane as the composition root sees it: open the DB, add the routes of the control
+plane and of the flags, and the middlewares that cover every route."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from aiohttp.typedefs import Handler
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from annotations.audit import AuditBacklog, audit_middleware
-from annotations.auth import PRINCIPAL, auth_middleware
-from annotations.db import ControlDB
-from annotations.errors import ControlError, UnauthorizedError, UnavailableError
-from annotations.flag_routes import flag_routes
-from annotations.routes import CONTROL_DB, json_response, routes
-from annotations.tokens import create_token, has_tokens
+from annotations.control.audit import AuditBacklog, audit_middleware
+from annotations.control.auth import PRINCIPAL, auth_middleware
+from annotations.control.db import ControlDB
+from annotations.control.errors import ControlError, UnauthorizedError, UnavailableError
+from annotations.control.outbox import Outbox
+from annotations.control.routes import CONTROL_DB, OUTBOX, json_response, routes
+from annotations.control.tokens import create_token, has_tokens
+from annotations.flags.routes import flag_routes
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +83,21 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def setup_control(
-    app: web.Application, control: ControlPlane, *, anonymous_read: bool, ingest_token: str
+    app: web.Application,
+    control: ControlPlane,
+    *,
+    anonymous_read: bool,
+    ingest_token: str,
+    outbox: Outbox | None = None,
 ) -> None:
     """Add the /api/v1 control routes, and the audit, error and auth middlewares that cover
-    every route of `app` (the metric query and ingest routes too)."""
+    every route of `app` (the metric query and ingest routes too). The deploys, flag changes
+    and notes recorded through them are announced through `outbox` (by default: nowhere)."""
     app[CONTROL_DB] = control.db
+    app[OUTBOX] = Outbox() if outbox is None else outbox
     app[AUDIT_BACKLOG] = backlog = AuditBacklog()
     app.add_routes(routes)
-    app.add_routes(flag_routes(CONTROL_DB, lambda request: request[PRINCIPAL].name))
+    app.add_routes(flag_routes(CONTROL_DB, OUTBOX, lambda request: request[PRINCIPAL].name))
     # Outermost first: audit sees the final status, refused calls included.
     app.middlewares.append(audit_middleware(control.db, backlog))
     add_auth(app, control, anonymous_read=anonymous_read, ingest_token=ingest_token)

@@ -39,8 +39,8 @@ from dash import dcc
 from playwright.sync_api import ViewportSize, sync_playwright
 from waitress.server import BaseWSGIServer, create_server
 
-from annotations.db import ControlDB
-from annotations.deploys import DeployStart, finish_deploy, start_deploy
+from annotations.control.db import ControlDB
+from annotations.control.deploys import DeployStart, finish_deploy, start_deploy
 from bench.launch import CHROMIUM, CHROMIUM_ARGS
 from dashboards.app import ASSETS
 from shipboard.settings import Settings

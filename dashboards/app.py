@@ -13,7 +13,7 @@ from flask_compress import Compress
 
 from aggregator.errors import QueryError
 from aggregator.query import result_csv
-from annotations.db import ControlDB
+from annotations.control.db import ControlDB
 from dashboards import BOARD_EXTENSION, current_board
 from dashboards.auth import Gate, load_key
 from dashboards.data import Board

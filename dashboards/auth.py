@@ -23,8 +23,8 @@ import flask
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.wrappers import Response
 
-from annotations.db import ControlDB
-from annotations.tokens import list_tokens, lookup_token
+from annotations.control.db import ControlDB
+from annotations.control.tokens import list_tokens, lookup_token
 
 COOKIE = "shipboard_session"
 SESSION_MAX_AGE_S = 30 * 86400

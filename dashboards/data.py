@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aggregator.query import QueryRequest, QueryResult, run_query
-from annotations.db import ControlDB
-from annotations.notes import Annotation, list_annotations
+from annotations.control.db import ControlDB
+from annotations.control.notes import Annotation, list_annotations
 from dashboards.spec import Catalog, Dashboard, Overlay, Panel, load_catalog, substitute
 from storage.base import Store
 from storage.records import Tier

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from aggregator.query import QueryResult, ResultSeries
-from annotations.notes import Annotation
+from annotations.control.notes import Annotation
 from dashboards.spec import Panel
 from storage.records import NS_PER_MS, FloatArray
 

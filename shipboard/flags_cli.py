@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from annotations.flags import Flag, FlagError, make_merge_patch
+from annotations.flags.model import Flag, FlagError, make_merge_patch
 from shipboard.http_client import ApiClient, ApiError
 from shipboard.settings import Settings
 

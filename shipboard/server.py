@@ -20,10 +20,11 @@ from aiohttp import web
 from aggregator.query import QueryRequest, run_query
 from aggregator.routes import add_query_routes
 from aggregator.scheduler import RollupScheduler
-from annotations.announce import Announcer
 from annotations.app import ControlCollector, ControlPlane, add_auth, setup_control
-from annotations.bot import GraphSummary
-from annotations.errors import TargetError
+from annotations.chat.announce import Announcer
+from annotations.chat.bot import GraphSummary
+from annotations.chat.errors import TargetError
+from annotations.control.outbox import Outbox
 from collector.graphite_server import start_graphite
 from collector.host_agent import HostSampler
 from collector.http_ingest import add_ingest_routes
@@ -77,13 +78,19 @@ def build_http_app(
     stats: IngestStats,
     metrics: ServiceMetrics,
     parts: frozenset[str] = frozenset(PARTS),
+    outbox: Outbox | None = None,
 ) -> web.Application:
-    """The HTTP side of `parts`: ingest (collector), the query API and the control plane (api);
-    every role serves /metrics and /healthz, for health checks."""
+    """The HTTP side of `parts`: ingest (collector), the query API and the control plane (api),
+    whose deploys, flag changes and notes are announced through `outbox`; every role serves
+    /metrics and /healthz, for health checks."""
     app = web.Application(client_max_size=settings.max_body_bytes)
     if "api" in parts:
         setup_control(
-            app, control, anonymous_read=settings.anonymous_read, ingest_token=settings.ingest_token
+            app,
+            control,
+            anonymous_read=settings.anonymous_read,
+            ingest_token=settings.ingest_token,
+            outbox=outbox,
         )
         metrics.registry.register(ControlCollector(app))
         add_query_routes(app, store, settings.tiers(), settings.max_points)
@@ -292,7 +299,7 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
         node = _Node(settings, store, stats, ServiceMetrics(stats, store.series_count), stack)
         watch_store(node.metrics.registry, store)
         announcer = None
-        if "api" in parts:  # where annotations are made; hooked before the first request
+        if "api" in parts:  # where annotations are made: their outbox, before the first request
             announcer = Announcer.build(
                 control.db,
                 settings.notify,
@@ -317,6 +324,7 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
             stats,
             node.metrics,
             parts,
+            None if announcer is None else announcer.outbox,
         )
         runner = web.AppRunner(app)
         await runner.setup()

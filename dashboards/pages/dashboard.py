@@ -13,7 +13,7 @@ from dash import ALL, Input, Output, State, dcc, html, no_update
 from dash.development.base_component import Component
 
 from aggregator.errors import QueryError
-from annotations.notes import Annotation
+from annotations.control.notes import Annotation
 from dashboards import current_board
 from dashboards.data import ALL as ALL_VALUES
 from dashboards.data import Board, TimeRange

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from annotations.app import ControlPlane
-from annotations.db import ControlDB
-from annotations.tokens import create_token
+from annotations.control.db import ControlDB
+from annotations.control.tokens import create_token
 from tests.annotations.flag_server import LiveServer
 from tests.postgres import (  # own_pg*: a server of the module's own, which a test may stop
     fresh_schema,

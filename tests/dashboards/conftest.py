@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserType, Playwright, sync_playwright
 
-from annotations.db import ControlDB
+from annotations.control.db import ControlDB
 from bench.launch import CHROMIUM, CHROMIUM_ARGS
 from shipboard.settings import Settings
 from storage.embedded import EmbeddedStore

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from annotations.db import ControlDB
-from annotations.deploys import DeployStart, finish_deploy, start_deploy
-from annotations.flag_store import create_flag, patch_flag
-from annotations.notes import add_annotation
-from annotations.tokens import create_token
+from annotations.control.db import ControlDB
+from annotations.control.deploys import DeployStart, finish_deploy, start_deploy
+from annotations.control.notes import add_annotation
+from annotations.control.tokens import create_token
+from annotations.flags.store import create_flag, patch_flag
 from storage.embedded import EmbeddedStore
 from storage.records import NS_PER_S, Samples, Series
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from annotations.db import ControlDB
-from annotations.tokens import create_token, revoke_token
+from annotations.control.db import ControlDB
+from annotations.control.tokens import create_token, revoke_token
 from dashboards.app import create_app
 from dashboards.auth import COOKIE, load_key, sign_in_link
 from shipboard.settings import Settings

@@ -12,9 +12,9 @@ import pytest
 from dash import Patch, no_update
 
 from aggregator.query import QueryResult, ResultSeries
-from annotations.db import ControlDB
-from annotations.deploys import DeployStart, start_deploy
-from annotations.notes import Annotation, add_annotation, list_annotations
+from annotations.control.db import ControlDB
+from annotations.control.deploys import DeployStart, start_deploy
+from annotations.control.notes import Annotation, add_annotation, list_annotations
 from dashboards import current_board
 from dashboards.app import create_app
 from dashboards.data import Board, TimeRange

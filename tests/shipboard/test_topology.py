@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from annotations.irc import IrcMessage
+from annotations.chat.irc_protocol import IrcMessage
 from collector.relay import HashRing
 from shipboard.node_lock import NodeLock
-from tests.annotations.ircd import Watcher, make_ircd
+from tests.annotations.chat.ircd import Watcher, make_ircd
 from tests.backends import Influxd
 from tests.postgres import fresh_schema
 from tests.running import RunningShipboard, wait_for

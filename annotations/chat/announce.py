@@ -1,0 +1,134 @@
+"""Announcements as the composition root starts them: targets from URLs, the queue, the bot."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from annotations.chat.bot import Bot, Graph
+from annotations.chat.errors import TargetError
+from annotations.chat.irc_client import IrcClient, IrcConfig
+from annotations.chat.notify import Notifier, Target
+from annotations.chat.webhooks import WebhookTarget
+from annotations.control.db import ControlDB
+from annotations.control.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+LEASE_CHECK_S = 5.0
+"""How often a node checks its chat lease: the longest a bot is away when its node dies."""
+
+
+class Lease(Protocol):
+    """The right to keep the chat connections, held by one node of those sharing the control
+    DB (so one bot answers in a channel); both calls may block."""
+
+    def try_acquire(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+def parse_targets(
+    urls: Sequence[str], allowlist: Sequence[str], bot: Bot | None = None
+) -> list[Target]:
+    """One target per URL; TargetError on the first that is malformed or not allowed."""
+    targets: list[Target] = []
+    for url in urls:
+        scheme = url.partition("://")[0].lower()
+        if scheme in ("irc", "ircs"):
+            on_privmsg = None if bot is None else bot.on_privmsg
+            targets.append(IrcClient(IrcConfig.from_url(url), on_privmsg))
+        elif scheme in ("http", "https", "json+http", "json+https"):
+            targets.append(WebhookTarget(url, allowlist))
+        else:
+            raise TargetError(f"notify target {url!r}: use irc://, https:// or json+https://")
+    names = [target.name for target in targets]
+    if len(set(names)) != len(names):
+        raise TargetError("a notify target is listed twice")
+    return targets
+
+
+class Announcer:
+    """The notifier over every target, and the IRC connections (with the bot) kept up."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+        self.irc = [t for t in notifier.targets if isinstance(t, IrcClient)]
+
+    @property
+    def outbox(self) -> Outbox:
+        """What the control plane's writers append their announcements to."""
+        return self.notifier.outbox
+
+    @classmethod
+    def build(
+        cls,
+        db: ControlDB,
+        urls: Sequence[str],
+        *,
+        allowlist: Sequence[str],
+        public_url: str = "",
+        graph: Graph | None = None,
+        max_tries: int = 8,
+        retry_s: float = 2.0,
+        timeout_s: float = 10.0,
+    ) -> Announcer:
+        """Check every target (TargetError at startup); announcements are queued through
+        `outbox` from then on."""
+        bot = Bot(db, graph, public_url=public_url)
+        targets = parse_targets(urls, allowlist, bot)
+        notifier = Notifier(
+            db,
+            targets,
+            public_url=public_url,
+            max_tries=max_tries,
+            retry_s=retry_s,
+            timeout_s=timeout_s,
+        )
+        return cls(notifier)
+
+    async def run(self, lease: Lease | None = None, check_s: float = LEASE_CHECK_S) -> None:
+        """Deliver until cancelled; the IRC connections (and the bot) are kept up only while
+        this node holds `lease`, if one is given, and their announcements wait for that."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.notifier.run())
+            if self.irc:
+                group.create_task(self._keep_chat(lease, check_s))
+
+    async def _keep_chat(self, lease: Lease | None, check_s: float) -> None:
+        if lease is None:
+            self.notifier.chat_open.set()
+            await self._connect_all()
+            return
+        connections: asyncio.Task[None] | None = None
+        try:
+            while True:
+                held = await asyncio.to_thread(lease.try_acquire)
+                if held and connections is None:
+                    log.info("this node holds the chat lease: its bot connects")
+                    connections = asyncio.create_task(self._connect_all())
+                    self.notifier.chat_open.set()
+                elif not held and connections is not None:
+                    log.warning("chat lease lost: this node's bot leaves")
+                    self.notifier.chat_open.clear()
+                    await _cancelled(connections)
+                    connections = None
+                await asyncio.sleep(check_s)
+        finally:
+            self.notifier.chat_open.clear()
+            if connections is not None:
+                await _cancelled(connections)
+
+    async def _connect_all(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            for client in self.irc:
+                group.create_task(client.run())
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

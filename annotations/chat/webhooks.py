@@ -1,0 +1,89 @@
+"""Webhook targets: Slack-compatible `{"text": …}` or generic JSON, to allowlisted hosts only.
+
+`https://hooks.slack.com/services/…` posts `{"text": line}` (what Slack, Mattermost and
+Rocket.Chat accept); `json+https://host/path` posts the whole announcement: text, event, link
+and the annotation. Only http(s), only hosts on the allowlist (`*.example.com` allows the
+subdomains), and redirects are not followed: whoever edits the settings cannot point the
+notifier at an internal address, directly or through a redirect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+
+from annotations.chat.errors import DeliveryError, TargetError
+from annotations.control.outbox import Announcement
+
+STYLES = {"http": "slack", "https": "slack", "json+http": "json", "json+https": "json"}
+
+
+def host_allowed(host: str, allowlist: Sequence[str]) -> bool:
+    """Whether `host` is on the allowlist: an exact name, or under a `*.domain` entry."""
+    host = host.lower().rstrip(".")
+    for entry in allowlist:
+        entry = entry.strip().lower().rstrip(".")
+        if entry.startswith("*.") and host.endswith(entry[1:]) and host != entry[2:]:
+            return True
+        if host == entry:
+            return True
+    return False
+
+
+class WebhookTarget:
+    """POSTs each announcement as JSON; any answer but 2xx, or no answer, is a failed try."""
+
+    kind = "webhook"
+
+    def __init__(self, url: str, allowlist: Sequence[str]) -> None:
+        parts = urlsplit(url)
+        style = STYLES.get(parts.scheme.lower())
+        if style is None:
+            raise TargetError(f"webhook {url!r}: only http(s) or json+http(s) URLs")
+        try:
+            host = parts.hostname or ""
+            parts.port  # noqa: B018 (a bad port raises here, at startup)
+        except ValueError as error:
+            raise TargetError(f"webhook {url!r}: {error}") from None
+        if not host:
+            raise TargetError(f"webhook {url!r}: no host")
+        if parts.username or parts.password:
+            raise TargetError(f"webhook {url!r}: credentials belong in the path, not the host")
+        if not host_allowed(host, allowlist):
+            raise TargetError(
+                f"webhook host {host!r} is not in webhook_allowlist ({', '.join(allowlist)})"
+            )
+        self.style = style
+        self.url = urlunsplit(parts._replace(scheme=parts.scheme.lower().removeprefix("json+")))
+        # Webhook URLs carry their secret in the path: the name shows the host and a digest.
+        digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+        self.name = f"{parts.scheme.lower()}://{parts.netloc}/…{digest}"
+        self._session: aiohttp.ClientSession | None = None
+
+    def body(self, announcement: Announcement) -> dict[str, object]:
+        if self.style == "slack":
+            return {"text": announcement.text}
+        return announcement.to_json()
+
+    async def deliver(self, announcement: Announcement) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers={"User-Agent": "Shipboard"}, trust_env=False
+            )
+        try:
+            async with self._session.post(
+                self.url, json=self.body(announcement), allow_redirects=False
+            ) as response:
+                if not 200 <= response.status < 300:
+                    text = (await response.text(errors="replace"))[:200]
+                    raise DeliveryError(f"HTTP {response.status}: {text}")
+        except aiohttp.ClientError as error:
+            raise DeliveryError(f"{type(error).__name__}: {error}") from error
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -1,0 +1,8 @@
+"""Feature flags: the flag document (`model`), sticky bucketing and evaluation (`bucketing`), the
+flags in the control DB (`store`), their HTTP routes (`routes`), and the SDK for apps
+(`client`: `from annotations.flags.client import Flags`).
+
+May import `annotations.control` (the DB, errors, annotations and the outbox a change is
+announced through). Never imports `annotations.chat`. The SDK imports only `model`,
+`bucketing` and the errors, so an app that uses it loads no server code.
+"""

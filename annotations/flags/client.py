@@ -1,0 +1,166 @@
+"""The flags SDK: polls the snapshot in a background thread and evaluates flags locally.
+
+    flags = Flags("http://shipboard:8080", token, "prod", poll_interval_s=10)
+    if flags.is_enabled("new-search", user.id, groups=user.groups): ...
+    flags.close()
+
+Evaluation uses `annotations.flags.bucketing`, the server's own rules, so a user gets the same
+answer from the SDK as from `/evaluate`. Polls send `If-None-Match`, so an unchanged state costs
+a 304. When the server cannot be reached the last good snapshot keeps being served; an unknown
+flag (or no snapshot yet) is off.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+import orjson
+
+from annotations.flags.bucketing import Evaluation, evaluate
+from annotations.flags.model import Flag, FlagError
+
+log = logging.getLogger(__name__)
+
+
+class Flags:
+    """A live, locally evaluated view of one environment's flags."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        environment: str,
+        *,
+        poll_interval_s: float = 10.0,
+        timeout_s: float = 5.0,
+        initial_wait_s: float = 5.0,
+    ) -> None:
+        """Start polling; wait up to `initial_wait_s` for the first poll's outcome (0: no wait)."""
+        query = urllib.parse.urlencode({"environment": environment})
+        self._url = f"{url.rstrip('/')}/api/v1/flags/snapshot?{query}"
+        self._token = token
+        self.environment = environment
+        self._poll_interval_s = poll_interval_s
+        self._timeout_s = timeout_s
+        self._flags: Mapping[str, Flag] = {}
+        self._etag = ""
+        self._failing = False
+        self._stop = threading.Event()
+        self.ready = threading.Event()  # set once a snapshot has been taken
+        self._polled = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="shipboard-flags", daemon=True)
+        self._thread.start()
+        if initial_wait_s > 0:
+            self._polled.wait(initial_wait_s)
+
+    def evaluate(self, key: str, user: str, groups: Iterable[str] = ()) -> Evaluation:
+        """The full answer, as `GET /api/v1/flags/{key}/evaluate` gives it."""
+        flag = self._flags.get(key)
+        if flag is None:
+            return Evaluation(key, self.environment, False, None, "default")
+        return evaluate(flag, self.environment, user, groups)
+
+    def is_enabled(self, key: str, user: str, groups: Iterable[str] = ()) -> bool:
+        return self.evaluate(key, user, groups).enabled
+
+    def variant(self, key: str, user: str, groups: Iterable[str] = ()) -> str | None:
+        return self.evaluate(key, user, groups).variant
+
+    @property
+    def keys(self) -> list[str]:
+        """The flags of the snapshot in use."""
+        return sorted(self._flags)
+
+    @property
+    def stale(self) -> bool:
+        """True while the last poll failed (the previous snapshot is being served)."""
+        return self._failing
+
+    def refresh(self) -> bool:
+        """Poll now; True if a new snapshot was taken, False if unchanged or unreachable."""
+        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
+        if self._etag:
+            headers["If-None-Match"] = self._etag
+        request = urllib.request.Request(self._url, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
+                body: bytes = response.read()
+                etag: str = response.headers.get("ETag", "")
+        except urllib.error.HTTPError as error:
+            if error.code == 304:
+                self._ok()
+                return False
+            self._fail(f"HTTP {error.code}")
+            return False
+        except (OSError, ValueError) as error:
+            self._fail(str(error))
+            return False
+        try:
+            self._flags = parse_snapshot(body)
+        except SnapshotError as error:
+            self._fail(str(error))
+            return False
+        self._etag = etag
+        self._ok()
+        return True
+
+    def close(self) -> None:
+        """Stop polling (the last snapshot stays readable)."""
+        self._stop.set()
+        self._thread.join(self._timeout_s + 1)
+
+    def __enter__(self) -> Flags:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.refresh()
+            self._stop.wait(self._poll_interval_s)
+
+    def _ok(self) -> None:
+        if self._failing:
+            log.info("flags snapshot reachable again at %s", self._url)
+        self._failing = False
+        self.ready.set()
+        self._polled.set()
+
+    def _fail(self, reason: str) -> None:
+        # Log the start of an outage once, not every poll of it.
+        if not self._failing:
+            log.warning("flags snapshot unavailable (%s); serving the last one", reason)
+        self._failing = True
+        self._polled.set()
+
+
+class SnapshotError(ValueError):
+    """The snapshot body is not what the server sends; the previous one stays in use."""
+
+
+def parse_snapshot(body: bytes) -> dict[str, Flag]:
+    """The flags of a snapshot body, by key; SnapshotError if any part of it is invalid."""
+    try:
+        doc: Any = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise SnapshotError(f"bad snapshot: not JSON: {error}") from None
+    items = doc.get("flags") if isinstance(doc, dict) else None
+    if not isinstance(items, list):
+        raise SnapshotError("bad snapshot: no list of flags")
+    try:
+        return {flag.key: flag for flag in map(Flag.from_doc, items)}
+    except FlagError as error:
+        raise SnapshotError(f"bad snapshot: {error}") from None
