@@ -1,6 +1,7 @@
 """Dashboards benchmark: a 12-panel wall over 7 days of 100 hosts, drawn in headless Chromium.
 
     .venv/bin/python -m bench.dashboards_bench [--runs 5] [--refresh-s 20]
+    .venv/bin/python -m bench.dashboards_bench --endurance 1000   # a wall left on: ~20 minutes
 
 Data: 100 hosts (10 racks) x 12 host metrics at 10 s for 7 days, stored as the embedded store
 holds a week of it: 10-minute rollups (60 points each) for the week and raw 10 s points for the
@@ -14,6 +15,12 @@ the dashboards do, to show the cost of drawing alone. Then the wall refreshes ev
 new points are written: per refresh (one request brings every panel up to date), the server's
 time to answer (request start to response start, seen by the browser) and the response's size,
 and both per panel.
+
+`--endurance N` measures only a wall left on: the 12 panels over the last 5 minutes
+(`?kiosk=1&from=-5m&refresh=1s`: a 1 s step, so with a point written every second each tick
+appends a point to every line, as a 10 s wall over the last hour does every 10 s) for N ticks,
+with the JS heap after a forced garbage collection and the dashboards process's RSS every
+`--sample-every` ticks, and the points each panel holds at the end.
 """
 
 from __future__ import annotations
@@ -30,11 +37,13 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import dash
 import numpy as np
+import psutil
 from dash import dcc
 from playwright.sync_api import ViewportSize, sync_playwright
 from waitress.server import BaseWSGIServer, create_server
@@ -281,6 +290,119 @@ def measure_refresh(page: Any, url: str, store: EmbeddedStore, seconds: float) -
     }
 
 
+ENDURANCE_RANGE_S = 300  # the wall's range in --endurance: 1 s buckets at 1920 px
+TICK_BODY = '"tick"'
+
+
+def _tick_counter(page: Any) -> tuple[list[int], Callable[[Any], None]]:
+    """A count of the wall's tick answers seen by the page, and the listener that counts."""
+    count = [0]
+
+    def on_response(response: Any) -> None:
+        if "_dash-update-component" in response.url and TICK_BODY in (
+            response.request.post_data or ""
+        ):
+            count[0] += 1
+
+    return count, on_response
+
+
+def _heap_mb(client: Any) -> float:
+    client.send("HeapProfiler.collectGarbage")
+    used: float = client.send("Runtime.getHeapUsage")["usedSize"]
+    return used / 1e6
+
+
+PANEL_POINTS = """() => [...document.querySelectorAll('.js-plotly-plot')]
+    .map(p => Math.max(...p.data.map(t => t.x.length)))"""
+
+
+def measure_endurance(
+    page: Any, url: str, store: EmbeddedStore, server_pid: int, ticks: int, every: int
+) -> dict[str, Any]:
+    """Open the wall refreshing every second and write a point per series every second for
+    `ticks` ticks; every `every` ticks, the JS heap after a forced GC and the server's RSS."""
+    series = _series()
+    now_s = time.time_ns() // NS_PER_S
+    # A full window of 1 s points, so that the wall starts with as many points as it keeps.
+    backfill = np.arange(now_s - ENDURANCE_RANGE_S - 60, now_s + 1, dtype=np.int64) * NS_PER_S
+    store.write(_samples(series, backfill))
+    written_s = now_s
+    server = psutil.Process(server_pid)
+    client = page.context.new_cdp_session(page)
+    count, on_response = _tick_counter(page)
+    page.on("response", on_response)
+    page.goto(url)
+    page.wait_for_function(ALL_DRAWN, arg=PANELS, timeout=120_000)
+    origin = page.evaluate("() => performance.timeOrigin")
+    started = time.monotonic()
+    samples: list[tuple[int, float, float]] = [
+        (count[0], _heap_mb(client), server.memory_info().rss / 1e6)
+    ]
+    deadline = started + ticks * 3 + 60
+    while count[0] < ticks and time.monotonic() < deadline:
+        now_s = time.time_ns() // NS_PER_S
+        if now_s > written_s:
+            times = np.arange(written_s + 1, now_s + 1, dtype=np.int64) * NS_PER_S
+            store.write(_samples(series, times))
+            written_s = now_s
+        page.wait_for_timeout(100)
+        if count[0] >= samples[-1][0] + every:
+            page.wait_for_timeout(300)  # the tick's answer drawn, before the next tick
+            samples.append((count[0], _heap_mb(client), server.memory_info().rss / 1e6))
+    elapsed = time.monotonic() - started
+    page.remove_listener("response", on_response)
+    if page.evaluate("() => performance.timeOrigin") != origin:
+        raise RuntimeError("the wall reloaded itself during the run")
+    return {
+        "ticks": count[0],
+        "elapsed_s": elapsed,
+        "samples": samples,
+        "panel_points": page.evaluate(PANEL_POINTS),
+    }
+
+
+def _at(samples: list[tuple[int, float, float]], tick: int) -> tuple[int, float, float]:
+    """The first sample taken at or after `tick`."""
+    return next((s for s in samples if s[0] >= tick), samples[-1])
+
+
+def endurance_main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="shipboard-dash-bench-") as tmp:
+        data_dir = Path(tmp)
+        started = time.perf_counter()
+        store = seed(data_dir, time.time_ns())
+        print(f"seeded in {time.perf_counter() - started:.1f} s", flush=True)
+        process, url = start_dashboards(data_dir)
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page = browser.new_page(viewport=VIEWPORT)
+                wall = url + f"/d/wall?kiosk=1&from=-{ENDURANCE_RANGE_S}s&refresh=1s"
+                result = measure_endurance(
+                    page, wall, store, process.pid, args.endurance, args.sample_every
+                )
+                browser.close()
+        finally:
+            process.terminate()
+            process.wait(10)
+            store.close()
+    samples = result["samples"]
+    for tick, heap, rss in samples:
+        print(f"tick {tick:5d}: JS heap {heap:6.2f} MB, server RSS {rss:6.1f} MB")
+    print(
+        f"{result['ticks']} ticks in {result['elapsed_s']:.0f} s; "
+        f"most points in a line of each panel at the end: {result['panel_points']}"
+    )
+    first, last = _at(samples, 100), samples[-1]
+    print(
+        f"from tick {first[0]} to tick {last[0]}: JS heap {first[1]:.2f} -> {last[1]:.2f} MB "
+        f"({100 * (last[1] / first[1] - 1):+.1f}%), server RSS {first[2]:.1f} -> "
+        f"{last[2]:.1f} MB ({100 * (last[2] / first[2] - 1):+.1f}%); "
+        f"JS heap range {min(s[1] for s in samples):.2f}-{max(s[1] for s in samples):.2f} MB"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -288,7 +410,14 @@ def main() -> None:
     parser.add_argument(
         "--one-line", action="store_true", help="one line per panel (all hosts) instead of a rack's"
     )
+    parser.add_argument(
+        "--endurance", type=int, default=0, help="only a wall left on, for this many ticks"
+    )
+    parser.add_argument("--sample-every", type=int, default=10, help="ticks between readings")
     args = parser.parse_args()
+    if args.endurance:
+        endurance_main(args)
+        return
     with tempfile.TemporaryDirectory(prefix="shipboard-dash-bench-") as tmp:
         data_dir = Path(tmp)
         started = time.perf_counter()
