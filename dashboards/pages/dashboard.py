@@ -230,7 +230,9 @@ def layout(slug: str | None = None, **query: str) -> Component:
         [
             dcc.Store(id="view", data=store),
             # A live page reloads itself every hour: a wall screen left on for a week keeps
-            # the memory of one hour (points appended, the renderer's record of inputs).
+            # the memory of one hour. Its lines keep only their range's points anyway
+            # (panels.refresh_panel); what grows is the renderer's record of input changes,
+            # a few dozen bytes a tick.
             dcc.Interval(
                 id="tick",
                 interval=refresh_ms,
