@@ -22,7 +22,7 @@ from aggregator.errors import QueryError
 from aggregator.rollups import AGGREGATES, concat, regroup, rollup
 from aggregator.timeparse import nice_step_ns, parse_duration_ns
 from aggregator.timeparse import parse_time as parse_time
-from storage.base import Store, bucket_spans
+from storage.base import StoreReader, bucket_spans
 from storage.records import NS_PER_MS, FloatArray, IntArray, Rollups, Series, Tier
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -162,7 +162,7 @@ def _width(tier: Tier) -> int:
     return tier.width_ns
 
 
-def match_series(store: Store, request: QueryRequest) -> list[Series]:
+def match_series(store: StoreReader, request: QueryRequest) -> list[Series]:
     """Every series of the metric (or metric glob) that passes all tag filters."""
     if _GLOB_CHARS.search(request.metric):
         candidates = [s for m in store.metrics(request.metric) for s in store.series(m)]
@@ -172,7 +172,7 @@ def match_series(store: Store, request: QueryRequest) -> list[Series]:
 
 
 def read_rows(
-    store: Store,
+    store: StoreReader,
     tiers: Sequence[Tier],
     tier: Tier,
     series: Sequence[Series] | None,
@@ -208,7 +208,7 @@ def read_rows(
     return concat(parts)
 
 
-def run_query(store: Store, tiers: Sequence[Tier], request: QueryRequest) -> QueryResult:
+def run_query(store: StoreReader, tiers: Sequence[Tier], request: QueryRequest) -> QueryResult:
     """Run `request`: at most `max_points` buckets per series (or group), empty ones left out."""
     tier, step_ns = choose_tier(tiers, request)
     step_ms = step_ns // NS_PER_MS

@@ -11,10 +11,10 @@ from aiohttp import web
 
 from aggregator.errors import QueryError
 from aggregator.query import QueryRequest, result_csv, result_json, run_query
-from storage.base import Store
+from storage.base import StoreReader
 from storage.records import Tier
 
-STORE = web.AppKey("store", Store)
+STORE = web.AppKey("store", StoreReader)
 TIERS = web.AppKey("tiers", Sequence[Tier])
 MAX_POINTS = web.AppKey("max_points", int)
 
@@ -60,7 +60,7 @@ async def series(request: web.Request) -> web.Response:
 
 
 def add_query_routes(
-    app: web.Application, store: Store, tiers: Sequence[Tier], max_points: int
+    app: web.Application, store: StoreReader, tiers: Sequence[Tier], max_points: int
 ) -> None:
     app[STORE] = store
     app[TIERS] = tuple(tiers)

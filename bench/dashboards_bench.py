@@ -201,9 +201,9 @@ def start_dashboards(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
         "SHIPBOARD_ANONYMOUS_READ": "true",
     }
     code = (
-        "from dashboards.serve import serve_dashboards\n"
+        "from shipboard.server import run_dashboards\n"
         "from shipboard.settings import Settings\n"
-        "serve_dashboards(Settings())\n"
+        "run_dashboards(Settings())\n"
     )
     log = (data_dir / "dash.log").open("wb")
     process = subprocess.Popen(

@@ -21,8 +21,7 @@ from dashboards.pages import dashboard as dashboard_page
 from dashboards.pages import home as home_page
 from dashboards.state import ViewState
 from shipboard.settings import Settings
-from storage.base import Store
-from storage.embedded import EmbeddedStore
+from storage.base import StoreReader
 
 ASSETS = Path(__file__).parent / "assets"
 DASHBOARDS_FOLDER = "dashboards"
@@ -65,14 +64,12 @@ def _security_headers(response: flask.Response) -> flask.Response:
 def create_app(
     settings: Settings,
     *,
-    store: Store | None = None,
+    store: StoreReader,
     control: ControlDB | None = None,
     clock: Callable[[], int] = time.time_ns,
 ) -> dash.Dash:
-    """The dashboards over `store` (default: the data dir's store, opened read-only) and
-    `control` (default: the control DB of `settings`). Read-only: nothing here writes."""
-    if store is None:
-        store = EmbeddedStore(settings.data_dir / "metrics", settings.tiers(), readonly=True)
+    """The dashboards over `store` and `control` (default: the control DB of `settings`).
+    Read-only: nothing here writes."""
     if control is None:
         control = ControlDB.open(settings.control_db, settings.data_dir)
     board = Board(
@@ -103,6 +100,7 @@ def create_app(
         secure_cookie=settings.public_url.startswith("https://"),
     )
     gate.install(app.server)
+    app.server.before_request(store.refresh)  # once per request: its reads see one state
     app.server.after_request(_security_headers)
     app.server.add_url_rule("/csv/<slug>/<panel_id>", "csv", _csv)
     home_page.register(app)

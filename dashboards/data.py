@@ -15,7 +15,7 @@ from aggregator.query import QueryRequest, QueryResult, run_query
 from annotations.control.db import ControlDB
 from annotations.control.notes import Annotation, list_annotations
 from dashboards.spec import Catalog, Dashboard, Overlay, Panel, load_catalog, substitute
-from storage.base import Store
+from storage.base import StoreReader
 from storage.records import Tier
 
 ALL = "*"
@@ -40,7 +40,7 @@ class TimeRange:
 class Board:
     """The dashboards' view of Shipboard: the store, the control DB and the dashboard files."""
 
-    store: Store
+    store: StoreReader
     tiers: tuple[Tier, ...]
     control: ControlDB | None
     folder: Path | None

@@ -9,7 +9,7 @@ import waitress
 from dashboards.app import create_app
 from dashboards.auth import load_key, sign_in_link
 from shipboard.settings import Settings
-from storage.base import Store
+from storage.base import StoreReader
 
 log = logging.getLogger("shipboard.dashboards")
 
@@ -30,9 +30,9 @@ def open_link(settings: Settings) -> str:
     return sign_in_link(base, load_key(settings.data_dir))
 
 
-def serve_dashboards(settings: Settings, store: Store | None = None) -> None:
-    """Run the dashboards on `settings.dash_port` until the process is stopped (blocking);
-    `store` defaults to the data dir's embedded store, opened read-only."""
+def serve_dashboards(settings: Settings, store: StoreReader) -> None:
+    """Run the dashboards over `store` on `settings.dash_port` until the process is stopped
+    (blocking)."""
     app = create_app(settings, store=store)
     log.info("dashboards on %s", dashboards_url(settings))
     waitress.serve(

@@ -35,8 +35,8 @@ from collector.statsd_server import start_statsd
 from collector.store_writer import BatchingSink, StoreWriter
 from shipboard.node_lock import NodeLock
 from shipboard.settings import Settings
-from shipboard.stores import open_store, watch_store
-from storage.base import Store
+from shipboard.stores import open_reader, open_store, watch_store
+from storage.base import Store, StoreReader
 from storage.records import NS_PER_S, Tier
 
 log = logging.getLogger("shipboard")
@@ -232,11 +232,11 @@ def _start_aggregator(node: _Node, scheduler: RollupScheduler) -> None:
     node.listeners["aggregator"] = "rollups and retention, while holding the aggregator lock"
 
 
-def _dashboards_process(settings: Settings) -> None:
-    """The dashboards process: the configured store, read-only, under the Dash app."""
+def run_dashboards(settings: Settings) -> None:
+    """The dashboards process: the configured store, read-only, under the Dash app (blocking)."""
     from dashboards.serve import serve_dashboards
 
-    serve_dashboards(settings, open_store(settings, readonly=True))
+    serve_dashboards(settings, open_reader(settings))
 
 
 async def _start_dashboards(node: _Node) -> None:
@@ -245,7 +245,7 @@ async def _start_dashboards(node: _Node) -> None:
 
     settings = node.settings
     process = multiprocessing.get_context("spawn").Process(
-        target=_dashboards_process, args=(settings,), name="shipboard-dashboards", daemon=True
+        target=run_dashboards, args=(settings,), name="shipboard-dashboards", daemon=True
     )
     process.start()
 
@@ -263,7 +263,9 @@ async def _start_dashboards(node: _Node) -> None:
 GRAPH_POINTS = 30
 
 
-def graph_summary(store: Store, tiers: tuple[Tier, ...]) -> Callable[[str, str], GraphSummary]:
+def graph_summary(
+    store: StoreReader, tiers: tuple[Tier, ...]
+) -> Callable[[str, str], GraphSummary]:
     """What the chat bot's `!graph METRIC RANGE` reads: the mean over `RANGE` back from now."""
 
     def graph(metric: str, range_text: str) -> GraphSummary:

@@ -3,25 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from shipboard.settings import Settings
-from storage.base import Store
+from storage.base import Store, StoreReader
 from storage.embedded import EmbeddedStore
+from storage.embedded_reader import EmbeddedReader
 from storage.influx import InfluxConfig, InfluxStore
 
 
-def open_store(settings: Settings, *, readonly: bool = False) -> Store:
-    """Open the configured store; blocking (call it through `asyncio.to_thread`). A reader
-    (the dashboards process) gets no write path: no spool, no WAL of its own."""
-    tiers = settings.tiers()
+def open_store(settings: Settings) -> Store:
+    """Open the configured store to write; blocking (call it through `asyncio.to_thread`)."""
     if settings.store == "embedded":
         return EmbeddedStore(
-            settings.data_dir / "metrics", tiers, max_series=settings.max_series, readonly=readonly
+            settings.data_dir / "metrics", settings.tiers(), max_series=settings.max_series
         )
+    return _influx(settings, settings.data_dir / "spool")
+
+
+def open_reader(settings: Settings) -> StoreReader:
+    """Open the configured store to read only, beside the process that writes it (the
+    dashboards'): no spool, no WAL of its own."""
+    if settings.store == "embedded":
+        return EmbeddedReader(settings.data_dir / "metrics", settings.tiers())
+    return _influx(settings, None)
+
+
+def _influx(settings: Settings, spool_dir: Path | None) -> InfluxStore:
     config = InfluxConfig(
         url=settings.influx_url,
         api=settings.influx_api,
@@ -34,8 +46,8 @@ def open_store(settings: Settings, *, readonly: bool = False) -> Store:
     )
     return InfluxStore(
         config,
-        tiers,
-        None if readonly else settings.data_dir / "spool",
+        settings.tiers(),
+        spool_dir,
         spool_max_bytes=settings.spool_max_bytes,
         max_series=settings.max_series,
     )

@@ -100,36 +100,15 @@ def _within(bucket_ns: IntArray, start_ns: int, end_ns: int) -> IntArray:
     return bucket_ns[lo:hi]
 
 
-class Store(Protocol):
-    def write(self, samples: Samples) -> WriteResult:
-        """Store raw points; durable (written and fsync'd, or acknowledged by the server) on
-        return. Concurrent callers share one fsync (group commit)."""
-        ...
+class StoreReader(Protocol):
+    """What reads need of a backend: the query engine, the dashboards, the chat bot."""
 
-    def write_rollups(
-        self,
-        tier: str,
-        rollups: Rollups,
-        watermark_ns: int,
-        rerolled: DirtyBuckets | None = None,
-    ) -> None:
-        """Store rollup rows of `tier` (each replaces the stored row of its series and bucket)
-        and, atomically with them, the tier's watermark (the time up to which raw data has been
-        rolled up) and the clearing of the `rerolled` dirty buckets. Durable on return."""
-        ...
-
-    def begin_rollup(self, tier: str, end_ns: int) -> None:
-        """Announce a rollup pass of `tier` up to `end_ns`: from now on a raw point before
-        `end_ns` makes its bucket dirty, so a point written while the pass reads is never
-        missed."""
+    def watermark(self, tier: str) -> int | None:
+        """The last watermark written for `tier`, or None if it was never rolled up."""
         ...
 
     def dirty(self, tier: str) -> DirtyBuckets:
         """The dirty buckets of rollup tier `tier`."""
-        ...
-
-    def watermark(self, tier: str) -> int | None:
-        """The last watermark written for `tier`, or None if it was never rolled up."""
         ...
 
     def read(self, series: Sequence[Series] | None, start_ns: int, end_ns: int) -> Samples:
@@ -157,8 +136,40 @@ class Store(Protocol):
 
     def series_count(self) -> int: ...
 
-    def apply_retention(self, now_ns: int) -> None:
-        """Drop data older than each tier's retention."""
+    def refresh(self) -> None:
+        """Catch up with writes made elsewhere (a follower in another process); call it once
+        per request or query, whose reads then see one state. A no-op for a writer."""
         ...
 
     def close(self) -> None: ...
+
+
+class Store(StoreReader, Protocol):
+    """A backend that also writes: the collector, the aggregator."""
+
+    def write(self, samples: Samples) -> WriteResult:
+        """Store raw points; durable (written and fsync'd, or acknowledged by the server) on
+        return. Concurrent callers share one fsync (group commit)."""
+        ...
+
+    def write_rollups(
+        self,
+        tier: str,
+        rollups: Rollups,
+        watermark_ns: int,
+        rerolled: DirtyBuckets | None = None,
+    ) -> None:
+        """Store rollup rows of `tier` (each replaces the stored row of its series and bucket)
+        and, atomically with them, the tier's watermark (the time up to which raw data has been
+        rolled up) and the clearing of the `rerolled` dirty buckets. Durable on return."""
+        ...
+
+    def begin_rollup(self, tier: str, end_ns: int) -> None:
+        """Announce a rollup pass of `tier` up to `end_ns`: from now on a raw point before
+        `end_ns` makes its bucket dirty, so a point written while the pass reads is never
+        missed."""
+        ...
+
+    def apply_retention(self, now_ns: int) -> None:
+        """Drop data older than each tier's retention."""
+        ...

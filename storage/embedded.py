@@ -19,10 +19,8 @@ Checkpoint (a maintenance thread, by head size or age): rotate the WAL, swap in 
 write the old head as one block per tier, merge runs of four same-level blocks, append new
 series to the series log, replace the manifest atomically, then delete the covered segments.
 Segments rotate at checkpoints, so their size is bounded by `checkpoint_rows`.
-Read: blocks overlapping the range (binary search per series), head parts, and the short
-unsorted tail, stable-sorted into (index, ts) with the last write winning (rollups combined).
-A read-only instance (another process) reloads the manifest when it changes and tails the WAL
-from where it stopped on every read, ignoring a record still being written.
+Reads are the shared `StoreView`'s; a read-only follower in another process is an
+`EmbeddedReader`.
 """
 
 from __future__ import annotations
@@ -35,47 +33,26 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
-from numpy.typing import NDArray
 
 from storage import blocks as block_files
 from storage.base import DirtyBuckets, WriteResult, retention_floors
 from storage.blocks import Block
-from storage.columns import (
-    RAW_WIDTH,
-    ROLLUP_WIDTH,
-    Columns,
-    concat,
-    drop_before,
-    merge,
-    select_sorted,
-    select_unsorted,
-)
-from storage.errors import (
-    CorruptStoreError,
-    ReadOnlyStoreError,
-    StoreClosedError,
-    StoreLockedError,
-)
-from storage.head import Head, Snapshot
-from storage.manifest import MANIFEST, Manifest, read_manifest, recover_manifest, write_manifest
+from storage.columns import ROLLUP_WIDTH, Columns, drop_before, merge
+from storage.embedded_view import NO_FLOOR, SERIES_LOG, StoreView
+from storage.errors import CorruptStoreError, StoreLockedError
+from storage.files import mkdir_durable
+from storage.head import Head
+from storage.manifest import recover_manifest, write_manifest
 from storage.records import RAW, FloatArray, IndexArray, IntArray, Rollups, Samples, Series, Tier
-from storage.series_index import (
-    SeriesIndex,
-    append_log,
-    discard_uncommitted,
-    read_log,
-    sort_key,
-)
+from storage.series_index import append_log, discard_uncommitted
 from storage.wal import (
     Cleared,
     Record,
     WalWriter,
     cut_torn_tail,
     encode,
-    mkdir_durable,
     read_records,
     segment_path,
     segments,
@@ -87,13 +64,10 @@ BLOCK_FAN_IN = 4
 MAX_MERGE_ROWS = 4_000_000
 """Blocks are merged only up to this size, which bounds the memory a compaction needs."""
 
-_SERIES_LOG = "series.log"
-_NO_FLOOR = -(2**63)
-_Stamp = tuple[int, int, int]
 
-
-class EmbeddedStore:
-    """A `storage.base.Store` in one directory; one writing process, any number of readers."""
+class EmbeddedStore(StoreView):
+    """A `storage.base.Store` in one directory: the one writing process (`EmbeddedReader`s
+    follow it from others)."""
 
     def __init__(
         self,
@@ -101,41 +75,16 @@ class EmbeddedStore:
         tiers: Sequence[Tier],
         *,
         max_series: int = 1_000_000,
-        readonly: bool = False,
         checkpoint_rows: int = 8_000_000,
         checkpoint_interval_s: float = 900.0,
     ) -> None:
-        self._root = Path(path)
-        self._tiers = {t.name: t for t in tiers}
-        if RAW not in self._tiers:
-            raise ValueError("the tiers must include the raw tier")
-        self._widths = {t: RAW_WIDTH if t == RAW else ROLLUP_WIDTH for t in self._tiers}
+        super().__init__(path, tiers)
         self._max_series = max_series
-        self._readonly = readonly
         self._checkpoint_rows = checkpoint_rows
         self._checkpoint_interval_s = checkpoint_interval_s
-        self._closed = False
-        self._lock = threading.Lock()  # orders writes; guards the heads and swapped views
-        self._maintenance_lock = threading.Lock()  # one checkpoint, merge or retention at once
-        self._index = SeriesIndex()
-        self._manifest = Manifest()
-        self._blocks: dict[str, tuple[Block, ...]] = {t: () for t in self._tiers}
-        self._heads = self._new_heads()
-        self._frozen: tuple[dict[str, Head], ...] = ()  # heads being written as blocks
-        self._watermarks: dict[str, int] = {}
-        self._claims: dict[str, int] = {}
-        self._dirty: dict[str, dict[int, int]] = {t: {} for t in self._tiers if t != RAW}
-        self._seq = 0  # raw write records so far; numbers the dirty marks
         self._head_since = time.monotonic()
         self._stop = threading.Event()
         self._wake = threading.Event()  # the maintenance thread's: head parts to merge
-        if readonly:
-            self._refresh_lock = threading.Lock()
-            self._stamp: _Stamp | None = None
-            self._segment = 0
-            self._offset = 0
-            self._refresh()
-            return
         mkdir_durable(self._root / "wal")
         self._lock_fd = _lock_dir(self._root)
         try:
@@ -148,25 +97,15 @@ class EmbeddedStore:
         self._thread = threading.Thread(target=self._maintain, name="store-maintenance")
         self._thread.start()
 
-    def __enter__(self) -> EmbeddedStore:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    # -- writes ---------------------------------------------------------------------------
+    def _part_added(self) -> None:
+        self._wake.set()
 
     def write(self, samples: Samples) -> WriteResult:
-        self._check_writable()
+        self._check_open()
         if not len(samples):
             return WriteResult(0)
         with self._lock:
-            kept = samples.ts_ns >= self._manifest.floors.get(RAW, _NO_FLOOR)
+            kept = samples.ts_ns >= self._manifest.floors.get(RAW, NO_FLOOR)
             too_old = len(samples) - int(np.count_nonzero(kept))
             if too_old:
                 samples = samples.take(kept)
@@ -187,7 +126,7 @@ class EmbeddedStore:
         watermark_ns: int,
         rerolled: DirtyBuckets | None = None,
     ) -> None:
-        self._check_writable()
+        self._check_open()
         self._check_rollup_tier(tier)
         with self._lock:
             rows, new_series, _ = self._rows(
@@ -205,7 +144,7 @@ class EmbeddedStore:
         self._wal.wait(ticket)
 
     def begin_rollup(self, tier: str, end_ns: int) -> None:
-        self._check_writable()
+        self._check_open()
         self._check_rollup_tier(tier)
         with self._lock:
             if end_ns <= self._bound(tier):
@@ -214,50 +153,6 @@ class EmbeddedStore:
             record = Record(tier, Columns.empty(ROLLUP_WIDTH), claim_ns=end_ns)
             self._wal.submit(encode(record))
             self._apply_rollup(record)
-
-    def dirty(self, tier: str) -> DirtyBuckets:
-        self._check_open()
-        self._check_rollup_tier(tier)
-        self._refresh()
-        with self._lock:
-            buckets = np.fromiter(sorted(self._dirty[tier]), np.int64, len(self._dirty[tier]))
-            return DirtyBuckets(buckets, self._seq)
-
-    def _bound(self, tier: str) -> int:
-        """Raw points before this make their bucket of `tier` dirty."""
-        return max(self._watermarks.get(tier, _NO_FLOOR), self._claims.get(tier, _NO_FLOOR))
-
-    def _append_raw(self, rows: Columns) -> None:
-        """Append a raw record's rows and mark the buckets they make dirty; under `_lock`."""
-        self._seq += 1
-        if self._heads[RAW].append(rows):
-            self._wake.set()
-        if not len(rows):
-            return
-        oldest = int(rows.ts.min())
-        for tier, marks in self._dirty.items():
-            bound = self._bound(tier)
-            if oldest >= bound:
-                continue
-            width = self._tiers[tier].width_ns
-            late = rows.ts[rows.ts < bound]
-            for bucket in np.unique(late - late % width).tolist():
-                marks[bucket] = self._seq
-
-    def _apply_rollup(self, record: Record) -> None:
-        """Apply a rollup tier's record: rows, watermark, pass bound, cleared marks."""
-        tier = record.tier
-        if self._heads[tier].append(record.rows):
-            self._wake.set()
-        if record.watermark_ns is not None:
-            self._watermarks[tier] = record.watermark_ns
-        if record.claim_ns is not None:
-            self._claims[tier] = record.claim_ns
-        if record.cleared is not None:
-            marks, seq = self._dirty[tier], record.cleared.seq
-            for bucket in record.cleared.bucket_ns:
-                if marks.get(bucket, seq + 1) <= seq:
-                    del marks[bucket]
 
     def _rows(
         self,
@@ -276,10 +171,6 @@ class EmbeddedStore:
             tuple(np.array(c, np.float64) for c in cols),
         )
         return (rows.take(sid >= 0) if refused_series else rows), new_series, refused_series
-
-    def _check_rollup_tier(self, tier: str) -> None:
-        if tier == RAW or tier not in self._tiers:
-            raise ValueError(f"not a rollup tier: {tier!r}")
 
     def _resolve(
         self,
@@ -322,94 +213,11 @@ class EmbeddedStore:
     @property
     def fsyncs(self) -> int:
         """WAL fsyncs so far: fewer than writes when group commit shares them."""
-        return 0 if self._readonly else self._wal.fsyncs
-
-    def watermark(self, tier: str) -> int | None:
-        self._check_open()
-        self._refresh()
-        return self._watermarks.get(tier)
-
-    # -- reads ----------------------------------------------------------------------------
-
-    def read(self, series: Sequence[Series] | None, start_ns: int, end_ns: int) -> Samples:
-        keys, rows = self._select(RAW, series, start_ns, end_ns)
-        return Samples(keys, rows.sid.astype(np.int32), np.array(rows.ts), np.array(rows.cols[0]))
-
-    def read_rollups(
-        self, tier: str, series: Sequence[Series] | None, start_ns: int, end_ns: int
-    ) -> Rollups:
-        self._check_rollup_tier(tier)
-        keys, rows = self._select(tier, series, start_ns, end_ns)
-        mins, maxs, sums, counts, lasts = (np.array(c) for c in rows.cols)
-        return Rollups(
-            keys, rows.sid.astype(np.int32), np.array(rows.ts), mins, maxs, sums, counts, lasts
-        )
-
-    def _select(
-        self, tier: str, series: Sequence[Series] | None, start_ns: int, end_ns: int
-    ) -> tuple[tuple[Series, ...], Columns]:
-        """Rows of `tier` in range, their sid replaced by the position in the returned keys."""
-        self._check_open()
-        self._refresh()
-        width = self._widths[tier]
-        with self._lock:
-            start_ns = max(start_ns, self._manifest.floors.get(tier, _NO_FLOOR))
-            blocks = [b for b in self._blocks[tier] if b.overlaps(start_ns, end_ns)]
-            heads: list[Snapshot] = [h[tier].snapshot() for h in self._frozen]
-            heads.append(self._heads[tier].snapshot())
-            known = len(self._index)
-        keys: tuple[Series, ...] = () if series is None else tuple(series)
-        if end_ns <= start_ns:
-            return keys, Columns.empty(width)
-        sids = member = None
-        if series is not None:
-            ids = self._index.lookup(keys)
-            wanted = ids >= 0
-            sids = np.unique(ids[wanted]).astype(np.uint32)
-            size = max(known, int(sids[-1]) + 1 if len(sids) else 0) + 1
-            member = np.zeros(size, np.bool_)
-            member[sids] = True
-        pieces = [select_sorted(b.rows, sids, start_ns, end_ns) for b in blocks]
-        for head in heads:
-            pieces += [select_sorted(p, sids, start_ns, end_ns) for p in head.parts]
-            pieces += [select_unsorted(c, member, start_ns, end_ns) for c in head.chunks]
-        rows = concat(pieces, width)
-        if series is None:
-            present_sids = np.unique(rows.sid)
-            present = [self._index.key(s) for s in present_sids.tolist()]
-            order = sorted(range(len(present)), key=lambda i: sort_key(present[i]))
-            rank = np.empty(len(order), np.uint32)
-            rank[order] = np.arange(len(order), dtype=np.uint32)
-            keys = tuple(present[i] for i in order)
-            position = rank[np.searchsorted(present_sids, rows.sid)]
-        else:
-            assert member is not None
-            lookup = np.zeros(len(member), np.uint32)
-            lookup[ids[wanted]] = np.flatnonzero(wanted)
-            position = lookup[rows.sid]
-        return keys, merge([rows.with_sid(position)], width)
-
-    def metrics(self, pattern: str = "*") -> list[str]:
-        self._check_open()
-        self._refresh()
-        return self._index.metrics(pattern)
-
-    def series(self, metric: str | None = None) -> list[Series]:
-        self._check_open()
-        self._refresh()
-        return self._index.series(metric)
-
-    def series_count(self) -> int:
-        """Live series: those with a point in some tier's retention."""
-        self._check_open()
-        self._refresh()
-        return self._index.live
-
-    # -- maintenance ----------------------------------------------------------------------
+        return self._wal.fsyncs
 
     def checkpoint(self) -> None:
         """Move the head into blocks and delete the WAL segments it came from."""
-        self._check_writable()
+        self._check_open()
         upgrade = self._manifest.version < 2
         with self._maintenance_lock:
             with self._lock:
@@ -435,7 +243,7 @@ class EmbeddedStore:
                     number = self._upgrade_rollups(tier, blocks, frozen, number, obsolete)
                     continue
                 rows = merge([r for heads in frozen for r in heads[tier].runs()], width)
-                rows = drop_before(rows, manifest.floors.get(tier, _NO_FLOOR))
+                rows = drop_before(rows, manifest.floors.get(tier, NO_FLOOR))
                 if len(rows):
                     blocks[tier] = (
                         *blocks[tier],
@@ -445,7 +253,7 @@ class EmbeddedStore:
             new_keys = self._index.keys(manifest.series_count, series_count)
             series_bytes = manifest.series_bytes
             if new_keys:
-                series_bytes = append_log(self._root / _SERIES_LOG, series_bytes, new_keys)
+                series_bytes = append_log(self._root / SERIES_LOG, series_bytes, new_keys)
             manifest = replace(
                 manifest,
                 wal_start=sealed + 1,
@@ -487,7 +295,7 @@ class EmbeddedStore:
         ranges = max(1, -(-total // MAX_MERGE_ROWS))
         edges = np.linspace(0, len(self._index) + 1, ranges + 1).astype(np.int64)
         upgraded: list[Block] = []
-        floor = self._manifest.floors.get(tier, _NO_FLOOR)
+        floor = self._manifest.floors.get(tier, NO_FLOOR)
         for lo, hi in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True):
             part = [r.take((r.sid >= lo) & (r.sid < hi)) for r in runs]
             rows = drop_before(merge(part, ROLLUP_WIDTH, combine=True), floor)
@@ -528,7 +336,7 @@ class EmbeddedStore:
         return number
 
     def apply_retention(self, now_ns: int) -> None:
-        self._check_writable()
+        self._check_open()
         with self._maintenance_lock:
             manifest = self._manifest
             floors = dict(manifest.floors)
@@ -538,22 +346,11 @@ class EmbeddedStore:
             dropped: list[tuple[str, int]] = []
             cuts = retention_floors(tuple(self._tiers.values()), now_ns, oldest_dirty)
             for name in self._tiers:
-                floor = max(floors.get(name, _NO_FLOOR), cuts[name])
+                floor = max(floors.get(name, NO_FLOOR), cuts[name])
                 floors[name] = floor
                 dropped += [(name, b.info.number) for b in blocks[name] if b.info.max_ts < floor]
                 blocks[name] = tuple(b for b in blocks[name] if b.info.max_ts >= floor)
-            live = np.zeros(len(self._index), np.bool_)
-            for name, kept in blocks.items():
-                for block in kept:
-                    _mark_live(live, block.rows, floors[name])
-            with self._lock:
-                # Heads under the lock: a series written since the blocks were read is live.
-                for heads in (*self._frozen, self._heads):
-                    for name, head in heads.items():
-                        for run in head.runs():
-                            _mark_live(live, run, floors[name])
-                self._index.forget(np.flatnonzero(~live).tolist())
-                forgotten = tuple(sorted(self._index.forgotten))
+            forgotten = self._forget_aged_out(blocks, floors)
             manifest = replace(
                 manifest,
                 floors=floors,
@@ -585,86 +382,19 @@ class EmbeddedStore:
                 _LOG.exception("store maintenance failed; retrying in 5 s")
                 self._stop.wait(5.0)
 
-    def _merge_head_parts(self) -> None:
-        """Merge runs of same-size head parts, sorting outside the write lock."""
-        with self._maintenance_lock:
-            for tier, width in self._widths.items():
-                while True:
-                    with self._lock:
-                        head = self._heads[tier]
-                        candidate = head.merge_candidate()
-                    if candidate is None:
-                        break
-                    merged = merge(candidate[1], width)
-                    with self._lock:
-                        head.replace(candidate[0], merged)
-
     def close(self) -> None:
-        """Checkpoint (writer), stop the maintenance thread and release the data dir."""
+        """Checkpoint, stop the maintenance thread and release the data dir."""
         if self._closed:
             return
-        if not self._readonly:
-            self._stop.set()
-            self._wake.set()
-            self._thread.join()
-            try:
-                self.checkpoint()
-            finally:
-                self._wal.close()
-                os.close(self._lock_fd)
+        self._stop.set()
+        self._wake.set()
+        self._thread.join()
+        try:
+            self.checkpoint()
+        finally:
+            self._wal.close()
+            os.close(self._lock_fd)
         self._closed = True
-
-    # -- opening and following --------------------------------------------------------------
-
-    def _new_heads(self, *, combine: bool = False) -> dict[str, Head]:
-        """Fresh heads; with `combine`, rollup rows of one bucket combine (`_upgrade_rollups`)."""
-        return {t: Head(w, combine=combine and t != RAW) for t, w in self._widths.items()}
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreClosedError(f"store {self._root} is closed")
-
-    def _check_writable(self) -> None:
-        self._check_open()
-        if self._readonly:
-            raise ReadOnlyStoreError(f"store {self._root} was opened read-only")
-
-    def _apply(self, record: Record) -> None:
-        """Replay a WAL record into the index and head; the caller holds the write lock."""
-        for sid, series in record.new_series:
-            self._index.define(sid, series)
-        for sid in self._index.forgotten_among(record.rows.sid.astype(np.int64)).tolist():
-            self._index.revive(sid)  # written again after it was forgotten
-        if record.tier == RAW:
-            self._append_raw(record.rows)
-        elif record.tier in self._tiers:  # else a tier no longer configured
-            self._apply_rollup(record)
-
-    def _restore(self, manifest: Manifest) -> None:
-        """Take the manifest's watermarks, pass bounds and dirty marks; under `_lock`."""
-        self._watermarks = dict(manifest.watermarks)
-        self._claims = dict(manifest.claims)
-        self._dirty = {t: dict(manifest.dirty.get(t, {})) for t in self._dirty}
-        self._seq = manifest.write_seq
-        for sid in self._index.forgotten - set(manifest.forgotten):
-            self._index.revive(sid)
-        self._index.forget(manifest.forgotten)
-
-    def _load(self, manifest: Manifest) -> dict[str, tuple[Block, ...]]:
-        """Series of the manifest not yet in the index, and its blocks (reusing open ones)."""
-        old = self._manifest
-        if manifest.series_bytes > old.series_bytes:
-            added = read_log(self._root / _SERIES_LOG, old.series_bytes, manifest.series_bytes)
-            for offset, series in enumerate(added):
-                self._index.define(old.series_count + offset, series)
-        blocks: dict[str, tuple[Block, ...]] = {}
-        for tier, width in self._widths.items():
-            loaded = {b.info.number: b for b in self._blocks[tier]}
-            blocks[tier] = tuple(
-                loaded.get(info.number) or block_files.load_block(self._root, tier, info, width)
-                for info in manifest.blocks.get(tier, ())
-            )
-        return blocks
 
     def _recover(self) -> WalWriter:
         """Open the committed state, replay the WAL (cutting a torn tail), start a segment."""
@@ -676,7 +406,7 @@ class EmbeddedStore:
             self._heads = self._new_heads(combine=True)  # replayed as they were written
         for tier in self._tiers:
             block_files.remove_unlisted(self._root, tier, manifest.blocks.get(tier, ()))
-        discard_uncommitted(self._root / _SERIES_LOG, manifest.series_bytes)
+        discard_uncommitted(self._root / SERIES_LOG, manifest.series_bytes)
         wal_dir = self._root / "wal"
         numbers = segments(wal_dir)
         for number in [n for n in numbers if n < manifest.wal_start]:
@@ -693,73 +423,6 @@ class EmbeddedStore:
                     raise CorruptStoreError(f"{path} is damaged at byte {end}")
                 cut_torn_tail(path, end)
         return WalWriter(wal_dir, numbers[-1] + 1 if numbers else manifest.wal_start)
-
-    def _refresh(self) -> None:
-        """Read-only: reload the manifest if it was replaced, then read new WAL records."""
-        if not self._readonly:
-            return
-        with self._refresh_lock:
-            while True:
-                stamp = _stamp(self._root / MANIFEST)
-                if stamp != self._stamp:
-                    try:
-                        self._reload()
-                    except FileNotFoundError:
-                        continue  # a block was compacted away meanwhile: read the newer manifest
-                    self._stamp = stamp
-                self._tail()
-                if _stamp(self._root / MANIFEST) == stamp:
-                    return  # else a checkpoint may have taken segments we had not read
-
-    def _reload(self) -> None:
-        manifest = read_manifest(self._root) or Manifest()
-        blocks = self._load(manifest)
-        with self._lock:
-            self._manifest = manifest
-            self._blocks = blocks
-            self._heads = self._new_heads()
-            self._restore(manifest)
-        self._segment = manifest.wal_start
-        self._offset = 0
-
-    def _tail(self) -> None:
-        """Apply WAL records after the last one read; segments are numbered consecutively."""
-        wal_dir = self._root / "wal"
-        while True:
-            path = segment_path(wal_dir, self._segment)
-            if not path.exists():
-                return
-            self._tail_segment(path)
-            if not segment_path(wal_dir, self._segment + 1).exists():
-                break
-            self._tail_segment(path)  # the writer moved on: this segment is complete now
-            self._segment += 1
-            self._offset = 0
-        self._merge_head_parts()
-
-    def _tail_segment(self, path: Path) -> None:
-        try:
-            for record, end in read_records(path, self._offset):
-                with self._lock:
-                    self._apply(record)
-                self._offset = end
-        except FileNotFoundError:
-            return  # deleted by a checkpoint: the manifest check in _refresh catches up
-
-
-def _mark_live(live: NDArray[np.bool_], rows: Columns, floor_ns: int) -> None:
-    """Mark the series of `rows` that have a row at or after `floor_ns` (ids past `live`'s end
-    were defined since it was sized: live anyway)."""
-    sid = rows.sid[rows.ts >= floor_ns]
-    live[sid[sid < len(live)]] = True
-
-
-def _stamp(path: Path) -> _Stamp | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _lock_dir(root: Path) -> int:

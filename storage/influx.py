@@ -501,6 +501,9 @@ class InfluxStore:
             self._listed_at = -float("inf")
             self._floor_ns, self._floor_at = raw_floor, time.monotonic()
 
+    def refresh(self) -> None:
+        """Nothing to catch up with: every read asks InfluxDB."""
+
     def close(self) -> None:
         """Stop the drainer (spooled writes stay on disk for the next start)."""
         if self._closed:

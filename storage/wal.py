@@ -34,7 +34,6 @@ from numpy.typing import NDArray
 from storage.columns import RAW_WIDTH, ROLLUP_WIDTH, Columns
 from storage.errors import CorruptStoreError
 from storage.files import fsync_dir
-from storage.files import mkdir_durable as mkdir_durable  # re-exported for embedded.py
 from storage.records import RAW, Series
 
 _LOG = logging.getLogger(__name__)

@@ -108,15 +108,15 @@ class DashServer:
 
 
 def start_dashboards(data_dir: Path, **env: str) -> DashServer:
-    """`serve_dashboards(Settings())` in a new process, on a free port, ready to answer."""
+    """`run_dashboards(Settings())` in a new process, on a free port, ready to answer."""
     port = free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SHIPBOARD_")}
     environment |= {"SHIPBOARD_DATA_DIR": str(data_dir), "SHIPBOARD_DASH_PORT": str(port), **env}
     log = data_dir / f"dash-{port}.log"
     code = (
-        "from dashboards.serve import serve_dashboards\n"
+        "from shipboard.server import run_dashboards\n"
         "from shipboard.settings import Settings\n"
-        "serve_dashboards(Settings())\n"
+        "run_dashboards(Settings())\n"
     )
     with log.open("wb") as out:
         process = subprocess.Popen(

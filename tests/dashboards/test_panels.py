@@ -71,6 +71,12 @@ def board(tmp_path: Path, clock: Clock) -> Iterator[Board]:
     store.close()
 
 
+def writer(board: Board) -> EmbeddedStore:
+    """The board's store, which these tests also write through."""
+    assert isinstance(board.store, EmbeddedStore)
+    return board.store
+
+
 def last_hour(now_ns: int) -> TimeRange:
     return TimeRange("-1h", "now", now_ns - 3600 * NS_PER_S, now_ns)
 
@@ -99,7 +105,7 @@ def test_a_panel_draws_each_host_with_its_values_and_only_complete_buckets(board
 def test_a_refresh_appends_only_new_points_in_a_small_patch(board: Board, clock: Clock) -> None:
     _, meta = render_panel(board, HOSTS_BOARD, CPU, {}, last_hour(NOW_NS), points=360, kiosk=True)
     later = NOW_NS + 30 * NS_PER_S
-    board.store.write(metric_points(NOW_NS, later))
+    writer(board).write(metric_points(NOW_NS, later))
     clock.now_ns = later
     patch, new_meta = refresh_panel(board, HOSTS_BOARD, CPU, {}, meta, kiosk=True)
     assert isinstance(patch, Patch)
@@ -151,7 +157,7 @@ def test_a_wall_left_on_keeps_a_bounded_window_of_each_line(board: Board, clock:
     assert meta["count"] == {name: len(t["x"]) for name, t in lines.items()} == full
     for tick in range(1, 201):  # 200 ticks of 10 s, a point more in every line each time
         now_ns = NOW_NS + tick * 10 * NS_PER_S
-        board.store.write(metric_points(now_ns - 10 * NS_PER_S, now_ns))
+        writer(board).write(metric_points(now_ns - 10 * NS_PER_S, now_ns))
         clock.now_ns = now_ns
         patch, new_meta = refresh_panel(board, HOSTS_BOARD, CPU, {}, meta, kiosk=True)
         assert isinstance(patch, Patch)
@@ -172,7 +178,7 @@ def test_a_wall_left_on_keeps_a_bounded_window_of_each_line(board: Board, clock:
     ]
     # After a pause longer than MAX_TRIM steps the panel is drawn again whole, as long.
     clock.now_ns += (MAX_TRIM + 5) * 10 * NS_PER_S
-    board.store.write(metric_points(now_ns, clock.now_ns))
+    writer(board).write(metric_points(now_ns, clock.now_ns))
     redrawn, meta = refresh_panel(board, HOSTS_BOARD, CPU, {}, meta, kiosk=True)
     assert isinstance(redrawn, dict)
     assert [len(t["x"]) for t in redrawn["data"]] == [60, 60]

@@ -9,10 +9,12 @@ import pytest
 
 from shipboard.settings import Settings
 from storage.embedded import EmbeddedStore
+from storage.embedded_reader import EmbeddedReader
 from storage.records import Tier
 from tests.backends import BACKENDS, StoreOpener
 
 StoreFactory = Callable[..., EmbeddedStore]
+ReaderFactory = Callable[..., EmbeddedReader]
 
 
 @pytest.fixture
@@ -33,6 +35,21 @@ def open_store(tmp_path: Path, tiers: tuple[Tier, ...]) -> Iterator[StoreFactory
     yield factory
     for store in reversed(opened):
         store.close()
+
+
+@pytest.fixture
+def open_reader(tmp_path: Path, tiers: tuple[Tier, ...]) -> Iterator[ReaderFactory]:
+    """Opens read-only followers of `tmp_path / "data"` (or a given path)."""
+    opened: list[EmbeddedReader] = []
+
+    def factory(path: Path | None = None) -> EmbeddedReader:
+        reader = EmbeddedReader(path or tmp_path / "data", tiers)
+        opened.append(reader)
+        return reader
+
+    yield factory
+    for reader in opened:
+        reader.close()
 
 
 @pytest.fixture(params=BACKENDS)

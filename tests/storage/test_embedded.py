@@ -10,9 +10,9 @@ import threading
 import numpy as np
 import pytest
 
-from storage.errors import ReadOnlyStoreError, StoreLockedError
+from storage.errors import StoreLockedError
 from storage.records import NS_PER_S, Rollups, Samples, Series
-from tests.storage.conftest import StoreFactory
+from tests.storage.conftest import ReaderFactory, StoreFactory
 
 A = Series.of("cpu.user", {"host": "a"})
 B = Series.of("cpu.user", {"host": "b"})
@@ -58,15 +58,20 @@ def test_a_second_writer_is_locked_out(open_store: StoreFactory) -> None:
         open_store()
 
 
-def test_read_only_instance_follows_the_writer(open_store: StoreFactory) -> None:
+def test_a_reader_follows_the_writer_at_each_refresh(
+    open_store: StoreFactory, open_reader: ReaderFactory
+) -> None:
     writer = open_store(checkpoint_rows=1000)
-    reader = open_store(readonly=True)
+    reader = open_reader()
     assert reader.read(None, 0, 10).points() == []
     writer.write(Samples.from_points([(A, 1, 1.0)]))
+    assert reader.read([A], 0, 10).points() == []  # not before it refreshes
+    reader.refresh()
     assert reader.read([A], 0, 10).points() == [(A, 1, 1.0)]
     writer.checkpoint()
     writer.write(Samples.from_points([(A, 1, 5.0), (B, 2, 2.0)]))
     writer.write_rollups("1m", rollups([(B, 0, 1, 1, 1, 1, 1)]), watermark_ns=60)
+    reader.refresh()
     assert reader.read(None, 0, 10).points() == [(A, 1, 5.0), (B, 2, 2.0)]
     assert reader.series() == [A, B]
     assert reader.watermark("1m") == 60
@@ -74,14 +79,17 @@ def test_read_only_instance_follows_the_writer(open_store: StoreFactory) -> None
         writer.write(Samples.from_points([(C, 10 + i, float(step)) for i in range(300)]))
         if step % 3 == 0:
             writer.checkpoint()
+        reader.refresh()
         assert reader.read([C], 0, 1000).values.tolist() == [float(step)] * 300
-    with pytest.raises(ReadOnlyStoreError):
-        reader.write(Samples.from_points([(A, 1, 1.0)]))
+    assert not hasattr(reader, "write")  # a reader has no write path at all
 
 
-def test_read_only_instance_may_open_before_the_writer(open_store: StoreFactory) -> None:
-    reader = open_store(readonly=True)
+def test_a_reader_may_open_before_the_writer(
+    open_store: StoreFactory, open_reader: ReaderFactory
+) -> None:
+    reader = open_reader()
     assert reader.metrics() == []
     writer = open_store()
     writer.write(Samples.from_points([(A, 1, 1.0)]))
+    reader.refresh()
     assert reader.read(None, 0, 10).points() == [(A, 1, 1.0)]

@@ -40,16 +40,17 @@ def test_a_point_behind_a_watermark_marks_its_bucket_in_each_tier(open_store):
     assert marks(store) == {"1m": [NOW - 50 * MIN], "10m": [NOW - 50 * MIN], "1h": [NOW - HOUR]}
 
 
-def test_marks_survive_a_restart_a_checkpoint_and_are_seen_by_a_reader(open_store, tmp_path):
+def test_marks_survive_a_restart_a_checkpoint_and_are_seen_by_a_reader(open_store, open_reader):
     store = open_store()
     rolled_up_to(store, NOW)
     store.write(point(NOW - 50 * MIN))
-    reader = open_store(readonly=True)
+    reader = open_reader()
     assert marks(reader) == marks(store)
     store.checkpoint()
     store.write(point(NOW - 2 * HOUR))
     want = marks(store)
     assert want["1h"] == [NOW - 2 * HOUR, NOW - HOUR]
+    reader.refresh()
     assert marks(reader) == want
     store.close()
     assert marks(open_store()) == want

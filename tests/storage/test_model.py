@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from shipboard.settings import Settings
 from storage.embedded import EmbeddedStore
+from storage.embedded_reader import EmbeddedReader
 from storage.records import Samples, Series
 
 SERIES = [Series.of("m", {"k": str(i)}) for i in range(4)] + [Series("other")]
@@ -36,7 +37,7 @@ def test_reads_match_a_dict_of_last_writes(tmp_path_factory, script, start, end)
             else:
                 store.close()
                 store = EmbeddedStore(path, tiers)
-        reader = EmbeddedStore(path, tiers, readonly=True)
+        reader = EmbeddedReader(path, tiers)
         for view in (store, reader):
             want = sorted(
                 ((SERIES.index(s), t, v) for (s, t), v in model.items() if start <= t < end),

@@ -1,0 +1,289 @@
+"""What the embedded store's writer and its read-only followers share: one data dir's state in
+memory (series index, blocks, heads, watermarks, dirty marks) and every read over it.
+
+Read: blocks overlapping the range (binary search per series), head parts, and the short
+unsorted tail, stable-sorted into (index, ts) with the last write winning. State changes only
+through WAL records applied in order (`_apply`), so the writer, its replay after a crash and a
+follower tailing the log hold the same state.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import numpy as np
+from numpy.typing import NDArray
+
+from storage import blocks as block_files
+from storage.base import DirtyBuckets
+from storage.blocks import Block
+from storage.columns import (
+    RAW_WIDTH,
+    ROLLUP_WIDTH,
+    Columns,
+    concat,
+    merge,
+    select_sorted,
+    select_unsorted,
+)
+from storage.errors import StoreClosedError
+from storage.head import Head, Snapshot
+from storage.manifest import Manifest
+from storage.records import RAW, Rollups, Samples, Series, Tier
+from storage.series_index import SeriesIndex, read_log, sort_key
+from storage.wal import Record
+
+SERIES_LOG = "series.log"
+NO_FLOOR = -(2**63)
+
+
+class StoreView:
+    """The state of one embedded data dir and the reads over it (`Store`'s read half)."""
+
+    def __init__(self, path: Path, tiers: Sequence[Tier]) -> None:
+        self._root = Path(path)
+        self._tiers = {t.name: t for t in tiers}
+        if RAW not in self._tiers:
+            raise ValueError("the tiers must include the raw tier")
+        self._widths = {t: RAW_WIDTH if t == RAW else ROLLUP_WIDTH for t in self._tiers}
+        self._closed = False
+        self._lock = threading.Lock()  # orders writes; guards the heads and swapped views
+        self._maintenance_lock = threading.Lock()  # one checkpoint, merge or retention at once
+        self._index = SeriesIndex()
+        self._manifest = Manifest()
+        self._blocks: dict[str, tuple[Block, ...]] = {t: () for t in self._tiers}
+        self._heads = self._new_heads()
+        self._frozen: tuple[dict[str, Head], ...] = ()  # heads being written as blocks
+        self._watermarks: dict[str, int] = {}
+        self._claims: dict[str, int] = {}
+        self._dirty: dict[str, dict[int, int]] = {t: {} for t in self._tiers if t != RAW}
+        self._seq = 0  # raw write records so far; numbers the dirty marks
+
+    def refresh(self) -> None:
+        """Catch up with the data dir: nothing to do for the writer, which holds it."""
+
+    def close(self) -> None:
+        self._closed = True
+
+    def _part_added(self) -> None:
+        """A head finished a sorted part: merges may be due (the writer's thread does them)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def dirty(self, tier: str) -> DirtyBuckets:
+        self._check_open()
+        self._check_rollup_tier(tier)
+        with self._lock:
+            buckets = np.fromiter(sorted(self._dirty[tier]), np.int64, len(self._dirty[tier]))
+            return DirtyBuckets(buckets, self._seq)
+
+    def _bound(self, tier: str) -> int:
+        """Raw points before this make their bucket of `tier` dirty."""
+        return max(self._watermarks.get(tier, NO_FLOOR), self._claims.get(tier, NO_FLOOR))
+
+    def _append_raw(self, rows: Columns) -> None:
+        """Append a raw record's rows and mark the buckets they make dirty; under `_lock`."""
+        self._seq += 1
+        if self._heads[RAW].append(rows):
+            self._part_added()
+        if not len(rows):
+            return
+        oldest = int(rows.ts.min())
+        for tier, marks in self._dirty.items():
+            bound = self._bound(tier)
+            if oldest >= bound:
+                continue
+            width = self._tiers[tier].width_ns
+            late = rows.ts[rows.ts < bound]
+            for bucket in np.unique(late - late % width).tolist():
+                marks[bucket] = self._seq
+
+    def _apply_rollup(self, record: Record) -> None:
+        """Apply a rollup tier's record: rows, watermark, pass bound, cleared marks."""
+        tier = record.tier
+        if self._heads[tier].append(record.rows):
+            self._part_added()
+        if record.watermark_ns is not None:
+            self._watermarks[tier] = record.watermark_ns
+        if record.claim_ns is not None:
+            self._claims[tier] = record.claim_ns
+        if record.cleared is not None:
+            marks, seq = self._dirty[tier], record.cleared.seq
+            for bucket in record.cleared.bucket_ns:
+                if marks.get(bucket, seq + 1) <= seq:
+                    del marks[bucket]
+
+    def _check_rollup_tier(self, tier: str) -> None:
+        if tier == RAW or tier not in self._tiers:
+            raise ValueError(f"not a rollup tier: {tier!r}")
+
+    def watermark(self, tier: str) -> int | None:
+        self._check_open()
+        return self._watermarks.get(tier)
+
+    def read(self, series: Sequence[Series] | None, start_ns: int, end_ns: int) -> Samples:
+        keys, rows = self._select(RAW, series, start_ns, end_ns)
+        return Samples(keys, rows.sid.astype(np.int32), np.array(rows.ts), np.array(rows.cols[0]))
+
+    def read_rollups(
+        self, tier: str, series: Sequence[Series] | None, start_ns: int, end_ns: int
+    ) -> Rollups:
+        self._check_rollup_tier(tier)
+        keys, rows = self._select(tier, series, start_ns, end_ns)
+        mins, maxs, sums, counts, lasts = (np.array(c) for c in rows.cols)
+        return Rollups(
+            keys, rows.sid.astype(np.int32), np.array(rows.ts), mins, maxs, sums, counts, lasts
+        )
+
+    def _select(
+        self, tier: str, series: Sequence[Series] | None, start_ns: int, end_ns: int
+    ) -> tuple[tuple[Series, ...], Columns]:
+        """Rows of `tier` in range, their sid replaced by the position in the returned keys."""
+        self._check_open()
+        width = self._widths[tier]
+        with self._lock:
+            start_ns = max(start_ns, self._manifest.floors.get(tier, NO_FLOOR))
+            blocks = [b for b in self._blocks[tier] if b.overlaps(start_ns, end_ns)]
+            heads: list[Snapshot] = [h[tier].snapshot() for h in self._frozen]
+            heads.append(self._heads[tier].snapshot())
+            known = len(self._index)
+        keys: tuple[Series, ...] = () if series is None else tuple(series)
+        if end_ns <= start_ns:
+            return keys, Columns.empty(width)
+        sids = member = None
+        if series is not None:
+            ids = self._index.lookup(keys)
+            wanted = ids >= 0
+            sids = np.unique(ids[wanted]).astype(np.uint32)
+            size = max(known, int(sids[-1]) + 1 if len(sids) else 0) + 1
+            member = np.zeros(size, np.bool_)
+            member[sids] = True
+        pieces = [select_sorted(b.rows, sids, start_ns, end_ns) for b in blocks]
+        for head in heads:
+            pieces += [select_sorted(p, sids, start_ns, end_ns) for p in head.parts]
+            pieces += [select_unsorted(c, member, start_ns, end_ns) for c in head.chunks]
+        rows = concat(pieces, width)
+        if series is None:
+            present_sids = np.unique(rows.sid)
+            present = [self._index.key(s) for s in present_sids.tolist()]
+            order = sorted(range(len(present)), key=lambda i: sort_key(present[i]))
+            rank = np.empty(len(order), np.uint32)
+            rank[order] = np.arange(len(order), dtype=np.uint32)
+            keys = tuple(present[i] for i in order)
+            position = rank[np.searchsorted(present_sids, rows.sid)]
+        else:
+            assert member is not None
+            lookup = np.zeros(len(member), np.uint32)
+            lookup[ids[wanted]] = np.flatnonzero(wanted)
+            position = lookup[rows.sid]
+        return keys, merge([rows.with_sid(position)], width)
+
+    def metrics(self, pattern: str = "*") -> list[str]:
+        self._check_open()
+        return self._index.metrics(pattern)
+
+    def series(self, metric: str | None = None) -> list[Series]:
+        self._check_open()
+        return self._index.series(metric)
+
+    def series_count(self) -> int:
+        """Live series: those with a point in some tier's retention."""
+        self._check_open()
+        return self._index.live
+
+    def _merge_head_parts(self) -> None:
+        """Merge runs of same-size head parts, sorting outside the write lock."""
+        with self._maintenance_lock:
+            for tier, width in self._widths.items():
+                while True:
+                    with self._lock:
+                        head = self._heads[tier]
+                        candidate = head.merge_candidate()
+                    if candidate is None:
+                        break
+                    merged = merge(candidate[1], width)
+                    with self._lock:
+                        head.replace(candidate[0], merged)
+
+    def _forget_aged_out(
+        self, blocks: dict[str, tuple[Block, ...]], floors: dict[str, int]
+    ) -> tuple[int, ...]:
+        """Forget the series with no row at or after its tier's floor in `blocks` or the
+        heads; every forgotten id, sorted."""
+        live = np.zeros(len(self._index), np.bool_)
+        for name, kept in blocks.items():
+            for block in kept:
+                _mark_live(live, block.rows, floors[name])
+        with self._lock:
+            # Heads under the lock: a series written since the blocks were read is live.
+            for heads in (*self._frozen, self._heads):
+                for name, head in heads.items():
+                    for run in head.runs():
+                        _mark_live(live, run, floors[name])
+            self._index.forget(np.flatnonzero(~live).tolist())
+            return tuple(sorted(self._index.forgotten))
+
+    def _new_heads(self, *, combine: bool = False) -> dict[str, Head]:
+        """Fresh heads; with `combine`, rollup rows of one bucket combine (`_upgrade_rollups`)."""
+        return {t: Head(w, combine=combine and t != RAW) for t, w in self._widths.items()}
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"store {self._root} is closed")
+
+    def _apply(self, record: Record) -> None:
+        """Replay a WAL record into the index and head; the caller holds the write lock."""
+        for sid, series in record.new_series:
+            self._index.define(sid, series)
+        for sid in self._index.forgotten_among(record.rows.sid.astype(np.int64)).tolist():
+            self._index.revive(sid)  # written again after it was forgotten
+        if record.tier == RAW:
+            self._append_raw(record.rows)
+        elif record.tier in self._tiers:  # else a tier no longer configured
+            self._apply_rollup(record)
+
+    def _restore(self, manifest: Manifest) -> None:
+        """Take the manifest's watermarks, pass bounds and dirty marks; under `_lock`."""
+        self._watermarks = dict(manifest.watermarks)
+        self._claims = dict(manifest.claims)
+        self._dirty = {t: dict(manifest.dirty.get(t, {})) for t in self._dirty}
+        self._seq = manifest.write_seq
+        for sid in self._index.forgotten - set(manifest.forgotten):
+            self._index.revive(sid)
+        self._index.forget(manifest.forgotten)
+
+    def _load(self, manifest: Manifest) -> dict[str, tuple[Block, ...]]:
+        """Series of the manifest not yet in the index, and its blocks (reusing open ones)."""
+        old = self._manifest
+        if manifest.series_bytes > old.series_bytes:
+            added = read_log(self._root / SERIES_LOG, old.series_bytes, manifest.series_bytes)
+            for offset, series in enumerate(added):
+                self._index.define(old.series_count + offset, series)
+        blocks: dict[str, tuple[Block, ...]] = {}
+        for tier, width in self._widths.items():
+            loaded = {b.info.number: b for b in self._blocks[tier]}
+            blocks[tier] = tuple(
+                loaded.get(info.number) or block_files.load_block(self._root, tier, info, width)
+                for info in manifest.blocks.get(tier, ())
+            )
+        return blocks
+
+
+def _mark_live(live: NDArray[np.bool_], rows: Columns, floor_ns: int) -> None:
+    """Mark the series of `rows` that have a row at or after `floor_ns` (ids past `live`'s end
+    were defined since it was sized: live anyway)."""
+    sid = rows.sid[rows.ts >= floor_ns]
+    live[sid[sid < len(live)]] = True
