@@ -20,10 +20,9 @@ import orjson
 
 from aggregator.errors import QueryError
 from aggregator.rollups import AGGREGATES, concat, regroup, rollup
-from aggregator.timeparse import nice_step_ns, parse_duration_ns
-from aggregator.timeparse import parse_time as parse_time
 from storage.base import StoreReader, bucket_spans
 from storage.records import NS_PER_MS, FloatArray, IntArray, Rollups, Series, Tier
+from storage.timeparse import nice_step_ns, parse_duration_ns, parse_time
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _LATEST_NS = 2**62  # about the year 2116; keeps every sum of times inside int64
@@ -43,14 +42,21 @@ class TagFilter:
         return found != self.negate
 
     @classmethod
+    def of(cls, key: str, pattern: str) -> TagFilter:
+        """`key` matching the glob `pattern`; a leading `!` negates it."""
+        negate = pattern.startswith("!")
+        if not key or not pattern[negate:]:
+            raise QueryError("tags", f"{key}:{pattern} is not key:value (e.g. host:web-*)")
+        return cls(key, pattern[1:] if negate else pattern, negate)
+
+    @classmethod
     def parse_list(cls, text: str) -> tuple[TagFilter, ...]:
         filters = []
         for item in filter(None, (part.strip() for part in text.split(","))):
             key, sep, pattern = item.partition(":")
             if not sep or not key or not pattern:
                 raise QueryError("tags", f"{item!r} is not key:value (e.g. host:web-*,env:!dev)")
-            negate = pattern.startswith("!")
-            filters.append(cls(key, pattern[1:] if negate else pattern, negate))
+            filters.append(cls.of(key, pattern))
         return tuple(filters)
 
 

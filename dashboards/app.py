@@ -1,4 +1,4 @@
-"""The Dash app: pages, the sign-in gate, the CSV download route, built from Settings."""
+"""The Dash app: pages, the sign-in gate, the CSV download route, built from its config."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from aggregator.query import result_csv
 from annotations.control.db import ControlDB
 from dashboards import BOARD_EXTENSION, current_board
 from dashboards.auth import Gate, load_key
+from dashboards.config import DashboardsConfig
 from dashboards.data import Board
 from dashboards.pages import dashboard as dashboard_page
 from dashboards.pages import home as home_page
 from dashboards.state import ViewState
-from shipboard.settings import Settings
 from storage.base import StoreReader
 
 ASSETS = Path(__file__).parent / "assets"
@@ -41,9 +41,9 @@ def _csv(slug: str, panel_id: str) -> flask.Response:
     if problem:
         return flask.Response(problem + "\n", status=400, mimetype="text/plain")
     points = query.get("points", "")
-    extra = {"max_points": points} if points.isdigit() else {}
+    max_points = int(points) if points.isascii() and points.isdigit() else None
     try:
-        result = board.query(panel, view.variables, span, **extra)
+        result = board.query(panel, view.variables, span, max_points=max_points)
     except QueryError as error:
         return flask.Response(f"{error}\n", status=400, mimetype="text/plain")
     name = f"{slug}-{panel_id}.csv"
@@ -62,22 +62,22 @@ def _security_headers(response: flask.Response) -> flask.Response:
 
 
 def create_app(
-    settings: Settings,
+    config: DashboardsConfig,
     *,
     store: StoreReader,
     control: ControlDB | None = None,
     clock: Callable[[], int] = time.time_ns,
 ) -> dash.Dash:
-    """The dashboards over `store` and `control` (default: the control DB of `settings`).
+    """The dashboards over `store` and `control` (default: the control DB of `config`).
     Read-only: nothing here writes."""
     if control is None:
-        control = ControlDB.open(settings.control_db, settings.data_dir)
+        control = ControlDB.open(config.control_db, config.data_dir)
     board = Board(
         store=store,
-        tiers=settings.tiers(),
+        tiers=config.tiers,
         control=control,
-        folder=settings.data_dir / DASHBOARDS_FOLDER,
-        max_points=settings.max_points,
+        folder=config.data_dir / DASHBOARDS_FOLDER,
+        max_points=config.max_points,
         clock=clock,
     )
     app = dash.Dash(
@@ -94,10 +94,10 @@ def create_app(
     # whichever the browser takes, makes that ~0.7 MB on the wire for a few ms of CPU.
     Compress(app.server)
     gate = Gate(
-        load_key(settings.data_dir),
+        load_key(config.data_dir),
         control,
-        anonymous_read=settings.anonymous_read,
-        secure_cookie=settings.public_url.startswith("https://"),
+        anonymous_read=config.anonymous_read,
+        secure_cookie=config.public_url.startswith("https://"),
     )
     gate.install(app.server)
     app.server.before_request(store.refresh)  # once per request: its reads see one state

@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aggregator.query import QueryRequest, QueryResult, run_query
+from aggregator.errors import QueryError
+from aggregator.query import QueryRequest, QueryResult, TagFilter, run_query
 from annotations.control.db import ControlDB
 from annotations.control.notes import Annotation, list_annotations
 from dashboards.spec import Catalog, Dashboard, Overlay, Panel, load_catalog, substitute
@@ -61,24 +62,35 @@ class Board:
         return self.catalog().dashboards.get(slug)
 
     def query(
-        self, panel: Panel, variables: Mapping[str, str], span: TimeRange, **extra: str
+        self,
+        panel: Panel,
+        variables: Mapping[str, str],
+        span: TimeRange,
+        *,
+        step_ns: int | None = None,
+        max_points: int | None = None,
     ) -> QueryResult:
-        """The panel's series over `span`, at most `max_points` per series."""
-        filters = [
-            f"{key}:{value}"
+        """The panel's series over `span`, at most `max_points` (and the board's limit) per
+        series, at `step_ns` or a step chosen for the points."""
+        if span.start_ns >= span.end_ns:
+            raise QueryError("from", "must be before to")
+        filters = tuple(
+            TagFilter.of(key, value)
             for key, raw in panel.tags
             if (value := substitute(raw, dict(variables))) != ALL
-        ]
-        params = {
-            "metric": panel.metric,
-            "tags": ",".join(filters),
-            "from": str(span.start_ns),
-            "to": str(span.end_ns),
-            "agg": panel.agg,
-            "group_by": ",".join(panel.group_by),
-            **extra,
-        }
-        request = QueryRequest.from_params(params, self.clock(), self.max_points)
+        )
+        points = self.max_points if max_points is None else min(max_points, self.max_points)
+        request = QueryRequest(
+            panel.metric,
+            filters,
+            span.start_ns,
+            span.end_ns,
+            step_ns,
+            panel.agg,
+            tuple(panel.group_by),
+            max(1, points),
+            self.clock(),
+        )
         return run_query(self.store, self.tiers, request)
 
     def annotations(

@@ -65,7 +65,7 @@ def render_panel(
     refresh tries again: one failing panel never blanks a page."""
     theme = DARK if kiosk else LIGHT
     try:
-        result = board.query(panel, variables, span, max_points=str(points))
+        result = board.query(panel, variables, span, max_points=points)
         annotations = board.annotations(panel.overlays, variables, span)
     except (QueryError, StorageError) as error:
         figure = problem_figure(f"{panel.title}: {error}", theme=theme)
@@ -153,7 +153,7 @@ def refresh_panel(
         tail = None
     else:
         tail_span = TimeRange("", "now", tail_start_ns, now_ns)
-        tail = board.query(panel, variables, tail_span, step=f"{step_ms}ms")
+        tail = board.query(panel, variables, tail_span, step_ns=step_ms * NS_PER_MS)
         tail = complete(tail, now_ns)
     annotations = board.annotations(panel.overlays, variables, window)
     index: dict[str, int] = meta["index"]

@@ -10,9 +10,9 @@ from pathlib import Path
 import yaml
 
 from aggregator.rollups import AGGREGATES
-from aggregator.timeparse import parse_duration_ns
 from dashboards.errors import SpecError
 from storage.records import NS_PER_MS
+from storage.timeparse import parse_duration_ns
 
 KINDS = ("deploy", "flag", "note")
 UNITS = ("", "percent", "bytes", "bytes/s", "ms", "s", "req/s", "ops/s", "count")

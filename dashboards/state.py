@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
-from aggregator.timeparse import parse_duration_ns, parse_time
 from dashboards.data import ALL, TimeRange
 from dashboards.spec import Dashboard
 from storage.records import NS_PER_MS, NS_PER_S
+from storage.timeparse import parse_duration_ns, parse_time
 
 PRESETS = (
     ("-15m", "Last 15 minutes"),

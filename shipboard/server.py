@@ -12,17 +12,17 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import orjson
 import yaml
 from aiohttp import web
 
-from aggregator.query import QueryRequest, run_query
 from aggregator.routes import add_query_routes
 from aggregator.scheduler import RollupScheduler
+from aggregator.summary import graph_summary
 from annotations.app import ControlCollector, ControlPlane, add_auth, setup_control
 from annotations.chat.announce import Announcer
-from annotations.chat.bot import GraphSummary
 from annotations.chat.errors import TargetError
 from annotations.control.outbox import Outbox
 from collector.graphite_server import start_graphite
@@ -36,8 +36,11 @@ from collector.store_writer import BatchingSink, StoreWriter
 from shipboard.node_lock import NodeLock
 from shipboard.settings import Settings
 from shipboard.stores import open_reader, open_store, watch_store
-from storage.base import Store, StoreReader
-from storage.records import NS_PER_S, Tier
+from storage.base import Store
+from storage.records import NS_PER_S
+
+if TYPE_CHECKING:
+    from dashboards.config import DashboardsConfig
 
 log = logging.getLogger("shipboard")
 
@@ -232,11 +235,27 @@ def _start_aggregator(node: _Node, scheduler: RollupScheduler) -> None:
     node.listeners["aggregator"] = "rollups and retention, while holding the aggregator lock"
 
 
+def dashboards_config(settings: Settings) -> DashboardsConfig:
+    """The plain values the dashboards take from the settings."""
+    from dashboards.config import DashboardsConfig  # Dash and Flask load in that process only
+
+    return DashboardsConfig(
+        data_dir=settings.data_dir,
+        control_db=settings.control_db,
+        tiers=settings.tiers(),
+        max_points=settings.max_points,
+        host=settings.http_host,
+        port=settings.dash_port,
+        anonymous_read=settings.anonymous_read,
+        public_url=settings.public_url,
+    )
+
+
 def run_dashboards(settings: Settings) -> None:
     """The dashboards process: the configured store, read-only, under the Dash app (blocking)."""
     from dashboards.serve import serve_dashboards
 
-    serve_dashboards(settings, open_reader(settings))
+    serve_dashboards(dashboards_config(settings), open_reader(settings))
 
 
 async def _start_dashboards(node: _Node) -> None:
@@ -257,29 +276,7 @@ async def _start_dashboards(node: _Node) -> None:
             process.join()
 
     node.stack.push_async_callback(asyncio.to_thread, stop)
-    node.listeners["dashboards"] = await asyncio.to_thread(open_link, settings)
-
-
-GRAPH_POINTS = 30
-
-
-def graph_summary(
-    store: StoreReader, tiers: tuple[Tier, ...]
-) -> Callable[[str, str], GraphSummary]:
-    """What the chat bot's `!graph METRIC RANGE` reads: the mean over `RANGE` back from now."""
-
-    def graph(metric: str, range_text: str) -> GraphSummary:
-        now_ns = time.time_ns()
-        params = {"metric": metric, "from": f"-{range_text}", "max_points": str(GRAPH_POINTS)}
-        request = QueryRequest.from_params(params, now_ns, GRAPH_POINTS)
-        result = run_query(store, tiers, request)
-        first = result.series[0] if result.series else None
-        values = () if first is None else tuple(float(v) for v in first.values)
-        name = metric if first is None else first.metric
-        others = max(0, len(result.series) - 1)
-        return GraphSummary(name, request.start_ns, request.end_ns, values, others)
-
-    return graph
+    node.listeners["dashboards"] = await asyncio.to_thread(open_link, dashboards_config(settings))
 
 
 async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | None = None) -> None:

@@ -8,8 +8,8 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from aggregator.timeparse import parse_duration_ns
 from storage.records import NS_PER_S, RAW, Tier
+from storage.timeparse import parse_duration_ns
 
 
 def flag(name: str = "", *, help: str = "", repeat: bool = False) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 outbox, the lines that say it (`messages`), the bot's read-only commands, and `announce`, which
 builds them all from the notify URLs.
 
-May import `annotations.control` (records, the DB, the outbox) and `annotations.flags` (the
-bot reads flags). Neither of them imports chat.
+May import `annotations.control` (records, the DB, the outbox), `annotations.flags` (the
+bot reads flags) and `storage` (units, time parsing) or `aggregator` (the bot's graph
+summaries). Neither control nor flags imports chat.
 """

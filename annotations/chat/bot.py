@@ -6,8 +6,8 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
+from aggregator.summary import GraphSummary
 from annotations.chat.irc_client import IrcClient
 from annotations.chat.irc_protocol import CHANNEL_PREFIXES, IrcMessage
 from annotations.chat.messages import clean, dashboard_link, duration_text
@@ -16,8 +16,8 @@ from annotations.control.deploys import RUNNING, list_deploys
 from annotations.control.errors import NotFoundError, UnavailableError
 from annotations.flags.model import EnvironmentRules
 from annotations.flags.store import StoredFlag, get_flag, list_flags
+from storage.records import NS_PER_S
 
-NS_PER_S = 1_000_000_000
 LAST_DEPLOYS = 5
 MAX_FLAG_LINES = 10
 SPARK = "▁▂▃▄▅▆▇█"
@@ -25,17 +25,6 @@ HELP = (
     "!deploys [service]: the last five deploys | !flags [env]: flags part-way rolled out"
     " | !flag KEY: its state and rules | !graph METRIC [range, e.g. 6h]: last, min, max"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class GraphSummary:
-    """A metric over a range, as the bot reports it (values oldest first, gaps left out)."""
-
-    metric: str
-    start_ns: int
-    end_ns: int
-    values: tuple[float, ...]
-    other_series: int = 0
 
 
 # (metric, range like "1h") -> its summary; ValueError when the query cannot run.

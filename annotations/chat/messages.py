@@ -7,8 +7,8 @@ from urllib.parse import urlencode
 
 from annotations.control.notes import Annotation
 from annotations.control.outbox import Announcement
+from storage.records import NS_PER_S
 
-NS_PER_S = 1_000_000_000
 # A link shows the half hour around the event, so the graphs show what came before and after.
 LINK_MARGIN_NS = 30 * 60 * NS_PER_S
 MAX_QUOTE = 200

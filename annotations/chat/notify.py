@@ -35,10 +35,10 @@ from annotations.chat.messages import render_announcement
 from annotations.control.db import ControlDB, Row
 from annotations.control.errors import UnavailableError
 from annotations.control.outbox import Announcement, Outbox
+from storage.records import NS_PER_S
 
 log = logging.getLogger(__name__)
 
-NS_PER_S = 1_000_000_000
 MAX_BACKOFF_S = 300.0
 # Rows are looked for at least this often, for rows queued by another node.
 POLL_S = 5.0

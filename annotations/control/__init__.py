@@ -2,6 +2,6 @@
 their HTTP routes, the control DB (SQLite or PostgreSQL) and the announcement outbox that the
 writers of annotations append to.
 
-May import: `aggregator.timeparse` (time arguments) and libraries. Never imports
+May import: `storage.timeparse` (time arguments) and libraries. Never imports
 `annotations.flags` or `annotations.chat`: they build on its records, not the other way round.
 """

@@ -8,7 +8,6 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from aggregator.timeparse import MAX_ABS_NS
 from annotations.control.audit import list_audit
 from annotations.control.auth import PRINCIPAL
 from annotations.control.db import ControlDB
@@ -31,6 +30,7 @@ from annotations.control.notes import (
 from annotations.control.outbox import Outbox
 from annotations.control.timespec import parse_range, parse_time
 from annotations.control.tokens import create_token, list_tokens, revoke_token
+from storage.timeparse import MAX_ABS_NS
 
 CONTROL_DB = web.AppKey("control_db", ControlDB)
 OUTBOX = web.AppKey("outbox", Outbox)

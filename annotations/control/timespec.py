@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from aggregator import timeparse as times
 from annotations.control.errors import BadRequestError
+from storage import timeparse as times
 
 _MAX_TEXT = 64
 

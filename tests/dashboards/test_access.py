@@ -12,6 +12,7 @@ from annotations.control.db import ControlDB
 from annotations.control.tokens import create_token, revoke_token
 from dashboards.app import create_app
 from dashboards.auth import COOKIE, load_key, sign_in_link
+from shipboard.server import dashboards_config
 from shipboard.settings import Settings
 from storage.embedded import EmbeddedStore
 
@@ -27,7 +28,7 @@ def parts(tmp_path: Path) -> Iterator[tuple[Settings, EmbeddedStore, ControlDB]]
 
 
 def client(settings: Settings, store: EmbeddedStore, control: ControlDB) -> FlaskClient:
-    app = create_app(settings, store=store, control=control)
+    app = create_app(dashboards_config(settings), store=store, control=control)
     http: FlaskClient = app.server.test_client()
     return http
 

@@ -15,6 +15,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from dashboards.panels import keep_for
 from dashboards.serve import open_link
+from shipboard.server import dashboards_config
 from shipboard.settings import Settings
 from storage.records import NS_PER_S
 from tests.dashboards.conftest import DashServer, World
@@ -437,7 +438,7 @@ def test_the_printed_sign_in_link_opens_the_dashboards(
     page: Any, closed_server: DashServer, world: World
 ) -> None:
     settings = Settings(data_dir=world.data_dir, dash_port=int(closed_server.url.rsplit(":", 1)[1]))
-    link = open_link(settings)
+    link = open_link(dashboards_config(settings))
     assert link.startswith(closed_server.url + "/signin?link=")
     page.goto(link)
     page.wait_for_selector("#catalog")

@@ -37,6 +37,7 @@ from dashboards.panels import (
     render_panel,
 )
 from dashboards.spec import load_catalog
+from shipboard.server import dashboards_config
 from shipboard.settings import Settings
 from storage.embedded import EmbeddedStore
 from storage.records import NS_PER_MS, NS_PER_S
@@ -225,7 +226,7 @@ def test_a_tick_brings_every_panel_up_to_date_in_one_call_and_a_failure_changes_
     store = EmbeddedStore(tmp_path / "metrics", settings.tiers())
     control = ControlDB.open("", tmp_path)
     store.write(metric_points(NOW_NS - 3600 * NS_PER_S, NOW_NS))
-    app = create_app(settings, store=store, control=control, clock=clock)
+    app = create_app(dashboards_config(settings), store=store, control=control, clock=clock)
     try:
         with app.server.app_context():
             board = current_board()

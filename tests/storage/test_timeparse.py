@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregator.timeparse import NICE_STEPS_NS, nice_step_ns, parse_duration_ns, parse_time
 from storage.records import NS_PER_S
+from storage.timeparse import NICE_STEPS_NS, nice_step_ns, parse_duration_ns, parse_time
 
 NOW = 1_700_000_000 * NS_PER_S
 H = 3600 * NS_PER_S
