@@ -95,8 +95,8 @@ async def _write(request: web.Request, precision: str) -> web.Response:
     if too_old:
         return _error(
             400,
-            f"partial write: points beyond the raw retention dropped={too_old}: they are older "
-            "than --retention-raw keeps; raise it to backfill further back",
+            f"partial write: points beyond retention policy dropped={too_old}: they are older "
+            "than every tier keeps (the longest is --retention-1h)",
             "invalid",
         )
     return web.Response(status=204)

@@ -167,3 +167,50 @@ def drop_before(run: Columns, floor_ns: int) -> Columns:
     """The run without rows older than `floor_ns` (retention)."""
     keep = run.ts >= floor_ns
     return run if bool(keep.all()) else run.take(keep)
+
+
+def summarise(rows: Columns, width_ns: int) -> Columns:
+    """Raw rows as rollup rows, one per (sid, bucket of `width_ns`): min, max, sum, count and
+    last (by time); a point written twice at one time counts once (the last written)."""
+    rows = merge([rows], RAW_WIDTH)
+    bucket = rows.ts - rows.ts % width_ns
+    order = np.lexsort((rows.ts, bucket, rows.sid))
+    sid, bucket, values = rows.sid[order], bucket[order], rows.cols[0][order]
+    starts = np.flatnonzero(np.r_[True, (sid[1:] != sid[:-1]) | (bucket[1:] != bucket[:-1])])
+    ends = np.append(starts[1:], len(sid))
+    return Columns(
+        sid[starts],
+        bucket[starts],
+        (
+            np.minimum.reduceat(values, starts),
+            np.maximum.reduceat(values, starts),
+            np.add.reduceat(values, starts),
+            (ends - starts).astype(np.float64),
+            values[ends - 1],
+        ),
+    )
+
+
+def add_into(stored: Columns, new: Columns) -> Columns:
+    """Rollup rows `new` added to the `stored` rows of the same keys (each one row per key):
+    counts and sums add, min of mins, max of maxes; a stored row keeps its `last`, as
+    backfilled points are rarely a bucket's latest."""
+    run = concat([stored, new], ROLLUP_WIDTH)
+    if not len(run):
+        return run
+    run = run.take(np.lexsort((run.ts, run.sid)))  # stable: a stored row comes first
+    starts = np.flatnonzero(
+        np.r_[True, (run.sid[1:] != run.sid[:-1]) | (run.ts[1:] != run.ts[:-1])]
+    )
+    lo, hi, total, count, last = run.cols
+    return Columns(
+        run.sid[starts],
+        run.ts[starts],
+        (
+            np.minimum.reduceat(lo, starts),
+            np.maximum.reduceat(hi, starts),
+            np.add.reduceat(total, starts),
+            np.add.reduceat(count, starts),
+            last[starts],
+        ),
+    )

@@ -39,7 +39,7 @@ import numpy as np
 from storage import blocks as block_files
 from storage.base import DirtyBuckets, WriteResult, retention_floors
 from storage.blocks import Block
-from storage.columns import ROLLUP_WIDTH, Columns, drop_before, merge
+from storage.columns import ROLLUP_WIDTH, Columns, add_into, drop_before, merge, summarise
 from storage.embedded_view import NO_FLOOR, SERIES_LOG, StoreView
 from storage.errors import CorruptStoreError, StoreLockedError
 from storage.files import mkdir_durable
@@ -105,19 +105,46 @@ class EmbeddedStore(StoreView):
         if not len(samples):
             return WriteResult(0)
         with self._lock:
-            kept = samples.ts_ns >= self._manifest.floors.get(RAW, NO_FLOOR)
-            too_old = len(samples) - int(np.count_nonzero(kept))
-            if too_old:
-                samples = samples.take(kept)
             rows, new_series, refused_series = self._rows(
                 samples.series, samples.index, samples.ts_ns, (samples.values,)
             )
-            if not len(rows):
-                return WriteResult(0, len(samples), refused_series, too_old)
+            refused = len(samples) - len(rows)
+            old = rows.ts < self._manifest.floors.get(RAW, NO_FLOOR)
+            backfill: list[Record] = []
+            too_old = 0
+            if old.any():
+                backfill, too_old = self._backfill(rows.take(old))
+                rows = rows.take(~old)
+            if not len(rows) and not backfill and not new_series:
+                return WriteResult(0, refused, refused_series, too_old)
+            # The raw record first, even empty: it defines the batch's new series.
             ticket = self._wal.submit(encode(Record(RAW, rows, new_series)))
             self._append_raw(rows)
+            for record in backfill:
+                ticket = self._wal.submit(encode(record))
+                self._apply_rollup(record)
         self._wal.wait(ticket)
-        return WriteResult(len(rows), len(samples) - len(rows), refused_series, too_old)
+        return WriteResult(len(samples) - refused - too_old, refused, refused_series, too_old)
+
+    def _backfill(self, rows: Columns) -> tuple[list[Record], int]:
+        """Records for raw rows older than the raw tier keeps: each goes to the finest rollup
+        tier that still keeps its time, added to that tier's row of its bucket (coarser tiers
+        roll the bucket up again from there); and how many rows are older than every tier."""
+        records = []
+        for tier in sorted((t for t in self._tiers.values() if not t.is_raw), key=_width):
+            here = rows.ts >= self._manifest.floors.get(tier.name, NO_FLOOR)
+            if not here.any():
+                continue
+            new = summarise(rows.take(here), tier.width_ns)
+            rows = rows.take(~here)
+            lo, hi = int(new.ts.min()), int(new.ts.max()) + 1
+            stored = self._stored(tier.name, np.unique(new.sid), lo, hi)
+            span = (hi - lo) // tier.width_ns + 1
+            keys = new.sid.astype(np.int64) * span + (new.ts - lo) // tier.width_ns
+            stored_keys = stored.sid.astype(np.int64) * span + (stored.ts - lo) // tier.width_ns
+            stored = stored.take(np.isin(stored_keys, keys))
+            records.append(Record(tier.name, add_into(stored, new)))
+        return records, len(rows)
 
     def write_rollups(
         self,
@@ -434,3 +461,7 @@ def _lock_dir(root: Path) -> int:
         os.close(fd)
         raise StoreLockedError(f"another process writes to {root}") from None
     return fd
+
+
+def _width(tier: Tier) -> int:
+    return tier.width_ns

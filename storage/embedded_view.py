@@ -25,6 +25,7 @@ from storage.columns import (
     RAW_WIDTH,
     ROLLUP_WIDTH,
     Columns,
+    IdArray,
     concat,
     merge,
     select_sorted,
@@ -33,7 +34,7 @@ from storage.columns import (
 from storage.errors import StoreClosedError
 from storage.head import Head, Snapshot
 from storage.manifest import Manifest
-from storage.records import RAW, Rollups, Samples, Series, Tier
+from storage.records import RAW, IntArray, Rollups, Samples, Series, Tier
 from storage.series_index import SeriesIndex, read_log, sort_key
 from storage.wal import Record
 
@@ -99,15 +100,20 @@ class StoreView:
         self._seq += 1
         if self._heads[RAW].append(rows):
             self._part_added()
-        if not len(rows):
+        self._mark_dirty(rows.ts, 0)
+
+    def _mark_dirty(self, ts_ns: IntArray, finer_than_ns: int) -> None:
+        """Mark the buckets of `ts_ns` behind the bound of each rollup tier wider than
+        `finer_than_ns` dirty, numbered by the current write; under `_lock`."""
+        if not len(ts_ns):
             return
-        oldest = int(rows.ts.min())
+        oldest = int(ts_ns.min())
         for tier, marks in self._dirty.items():
             bound = self._bound(tier)
-            if oldest >= bound:
-                continue
             width = self._tiers[tier].width_ns
-            late = rows.ts[rows.ts < bound]
+            if oldest >= bound or width <= finer_than_ns:
+                continue
+            late = ts_ns[ts_ns < bound]
             for bucket in np.unique(late - late % width).tolist():
                 marks[bucket] = self._seq
 
@@ -116,6 +122,11 @@ class StoreView:
         tier = record.tier
         if self._heads[tier].append(record.rows):
             self._part_added()
+        if record.watermark_ns is None and record.claim_ns is None and record.cleared is None:
+            # Backfill beyond raw: rows written straight into their finest tier; the coarser
+            # tiers that rolled those buckets up already take them again from it.
+            self._seq += 1
+            self._mark_dirty(record.rows.ts, self._tiers[tier].width_ns)
         if record.watermark_ns is not None:
             self._watermarks[tier] = record.watermark_ns
         if record.claim_ns is not None:
@@ -168,14 +179,8 @@ class StoreView:
             ids = self._index.lookup(keys)
             wanted = ids >= 0
             sids = np.unique(ids[wanted]).astype(np.uint32)
-            size = max(known, int(sids[-1]) + 1 if len(sids) else 0) + 1
-            member = np.zeros(size, np.bool_)
-            member[sids] = True
-        pieces = [select_sorted(b.rows, sids, start_ns, end_ns) for b in blocks]
-        for head in heads:
-            pieces += [select_sorted(p, sids, start_ns, end_ns) for p in head.parts]
-            pieces += [select_unsorted(c, member, start_ns, end_ns) for c in head.chunks]
-        rows = concat(pieces, width)
+            member = _membership(sids, known)
+        rows = _gather(blocks, heads, sids, member, start_ns, end_ns, width)
         if series is None:
             present_sids = np.unique(rows.sid)
             present = [self._index.key(s) for s in present_sids.tolist()]
@@ -190,6 +195,14 @@ class StoreView:
             lookup[ids[wanted]] = np.flatnonzero(wanted)
             position = lookup[rows.sid]
         return keys, merge([rows.with_sid(position)], width)
+
+    def _stored(self, tier: str, sids: IdArray, start_ns: int, end_ns: int) -> Columns:
+        """The rows of `tier` for the sorted `sids` in range, one per bucket; under `_lock`."""
+        blocks = [b for b in self._blocks[tier] if b.overlaps(start_ns, end_ns)]
+        heads = [h[tier].snapshot() for h in (*self._frozen, self._heads)]
+        member = _membership(sids, len(self._index))
+        found = _gather(blocks, heads, sids, member, start_ns, end_ns, self._widths[tier])
+        return merge([found], self._widths[tier])
 
     def metrics(self, pattern: str = "*") -> list[str]:
         self._check_open()
@@ -287,3 +300,27 @@ def _mark_live(live: NDArray[np.bool_], rows: Columns, floor_ns: int) -> None:
     were defined since it was sized: live anyway)."""
     sid = rows.sid[rows.ts >= floor_ns]
     live[sid[sid < len(live)]] = True
+
+
+def _membership(sids: IdArray, known: int) -> NDArray[np.bool_]:
+    """A mask over series ids, True at `sids`, with the spare last slot `select_unsorted` needs."""
+    member = np.zeros(max(known, int(sids[-1]) + 1 if len(sids) else 0) + 1, np.bool_)
+    member[sids] = True
+    return member
+
+
+def _gather(
+    blocks: Sequence[Block],
+    heads: Sequence[Snapshot],
+    sids: IdArray | None,
+    member: NDArray[np.bool_] | None,
+    start_ns: int,
+    end_ns: int,
+    width: int,
+) -> Columns:
+    """The rows of `blocks` and `heads` for `sids` (None: all) in range, in write order."""
+    pieces = [select_sorted(b.rows, sids, start_ns, end_ns) for b in blocks]
+    for head in heads:
+        pieces += [select_sorted(p, sids, start_ns, end_ns) for p in head.parts]
+        pieces += [select_unsorted(c, member, start_ns, end_ns) for c in head.chunks]
+    return concat(pieces, width)

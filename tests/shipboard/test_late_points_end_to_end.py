@@ -126,9 +126,17 @@ def test_a_backfill_is_in_every_tier_at_once_and_after_the_rollups(tmp_path: Pat
         )
         wait_for(lambda: clean(server), timeout_s=60)
         check_every_tier(server, columns, start_s, end_s)  # rolled up again, counted once
-        too_old = f"late,host=h000 v=1 {int(time.time()) - 3 * 86400}\n".encode()
+        # Older than raw keeps (2 d): straight into the 1 m tier, and into the coarser ones.
+        three_days_s = int(time.time()) - 3 * 86400
+        status, body = server.post("/write?precision=s", f"old,h=a v=4 {three_days_s}\n".encode())
+        assert status == 204, body
+        span = {"from": str(three_days_s - 3600), "to": str(three_days_s + 3600)}
+        for step in STEPS:
+            found = server.query(metric="old.v", **span, step=step, agg="sum")["series"]
+            assert [v for s in found for _, v in s["points"]] == [4.0], step
+        too_old = f"late,host=h000 v=1 {int(time.time()) - 800 * 86400}\n".encode()
         status, body = server.post("/write?precision=s", too_old)
-        assert (status, b"beyond the raw retention dropped=1" in body) == (400, True), body
+        assert (status, b"beyond retention policy dropped=1" in body) == (400, True), body
         assert (
             server.metric_value("shipboard_dropped_total", protocol="influx", reason="too_old") == 1
         )

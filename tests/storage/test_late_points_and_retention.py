@@ -80,7 +80,7 @@ def test_a_pass_clears_only_marks_no_write_renewed_since_it_looked(open_store):
     assert open_store().dirty("1m").bucket_ns.tolist() == [NOW - 30 * MIN]
 
 
-def test_retention_keeps_the_raw_points_of_a_dirty_bucket_and_refuses_older_ones(open_store):
+def test_retention_keeps_the_raw_points_of_a_dirty_bucket(open_store):
     store = open_store()
     raw_days = 2 * 24 * HOUR
     rolled_up_to(store, NOW)
@@ -93,7 +93,33 @@ def test_retention_keeps_the_raw_points_of_a_dirty_bucket_and_refuses_older_ones
     store.write_rollups("1m", Rollups.empty(), NOW, store.dirty("1m"))
     store.apply_retention(NOW + 10 * MIN)
     assert store.read([A], 0, NOW).values.tolist() == []
-    refused = store.write(point(old, 8.0))
+
+
+def rows_of(store, tier: str) -> list[tuple[int, float, float, float, float, float]]:
+    got = store.read_rollups(tier, [A], 0, 2**62)
+    columns = (got.min, got.max, got.sum, got.count, got.last)
+    return list(zip(got.bucket_ns.tolist(), *(c.tolist() for c in columns), strict=True))
+
+
+def test_points_older_than_raw_keeps_go_to_the_finest_tier_that_keeps_them(open_store):
+    store = open_store()
+    rolled_up_to(store, NOW)
+    store.write_rollups("1m", rollups([(A, NOW - 3 * DAY, 1.0, 4.0, 5.0, 2.0, 4.0)]), NOW)
+    store.apply_retention(NOW)  # raw keeps 2 days, 1m 14 days, 1h 730 days
+    old = NOW - 3 * DAY + 5 * S
+    written = store.write(Samples.from_points([(A, old, 0.5), (A, old, 9.0), (A, old + S, 2.0)]))
+    assert (written.accepted, written.too_old) == (3, 0)
+    assert store.read([A], 0, NOW).points() == []  # older than raw keeps
+    # Added to the bucket's row: a point written twice at one time counts once (the last).
+    assert rows_of(store, "1m") == [(NOW - 3 * DAY, 1.0, 9.0, 16.0, 4.0, 4.0)]
+    hour = NOW - 3 * DAY - (NOW - 3 * DAY) % HOUR
+    assert store.dirty("1h").bucket_ns.tolist() == [hour]  # rolled up again from 1m
+    assert store.dirty("1m").bucket_ns.tolist() == []
+    store.close()
+    reopened = open_store()
+    assert rows_of(reopened, "1m") == [(NOW - 3 * DAY, 1.0, 9.0, 16.0, 4.0, 4.0)]
+    assert reopened.dirty("1h").bucket_ns.tolist() == [hour]
+    refused = reopened.write(point(NOW - 800 * DAY, 1.0))  # older than every tier keeps
     assert (refused.accepted, refused.too_old) == (0, 1)
 
 
