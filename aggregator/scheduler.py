@@ -93,18 +93,21 @@ class RollupScheduler:
         target = ready - ready % width
         if source_mark is not None:
             target = min(target, source_mark - source_mark % width)
-        self._store.begin_rollup(tier.name, target)
-        # Taken after the pass began and before it reads: every bucket dirty by now is read
-        # below, whole, so clearing these is safe; later marks stay for the next pass.
-        dirty = self._store.dirty(tier.name)
         stored = self._store.watermark(tier.name)
         watermark = stored if stored is not None else self._first_watermark(tier, now_ns, target)
-        parts: list[Rollups] = []
+        # Each read is announced first, up to its own end only: points ahead of it are read by
+        # a later chunk, so they need no mark. The snapshot comes after the first announcement
+        # and before any read: every bucket dirty by then is read below, whole, so clearing
+        # those is safe; later marks stay for the next pass.
         mark, span = watermark, self._chunk_ns
+        self._store.begin_rollup(tier.name, self._chunk_end(mark, span, target))
+        dirty = self._store.dirty(tier.name)
+        parts: list[Rollups] = []
         while mark < target:
             # Chunks end on chunk boundaries, so a later run's chunks line up the same way;
             # empty ones grow, so a first run crosses a long empty past in a few reads.
-            end = min(target, mark - mark % self._chunk_ns + span)
+            end = self._chunk_end(mark, span, target)
+            self._store.begin_rollup(tier.name, end)
             rows = self._rows_from_finer(tier, mark, end)
             mark = end
             if len(rows):
@@ -123,6 +126,10 @@ class RollupScheduler:
             self._watermarks[tier.name] = mark
         return mark, mark >= target and len(again) == len(behind)
 
+    def _chunk_end(self, mark: int, span: int, target: int) -> int:
+        """Where a read from `mark` of up to `span` ends: on a chunk boundary, or at `target`."""
+        return max(mark, min(target, mark - mark % self._chunk_ns + span))
+
     def _one_chunk(self, dirty: DirtyBuckets) -> DirtyBuckets:
         """The dirty buckets in the chunk of the oldest one."""
         if not len(dirty):
@@ -132,11 +139,13 @@ class RollupScheduler:
         return dirty.within(start, start + self._chunk_ns)
 
     def _first_watermark(self, tier: Tier, now_ns: int, target: int) -> int:
-        """Where a tier that was never rolled up starts: now on an empty store (a point written
-        since the pass began is marked dirty), else as far back as the tier keeps data (the
-        empty past before the oldest data is skipped quickly)."""
+        """Where a tier that was never rolled up starts: now on a store still empty once a pass
+        to now is announced, else as far back as the tier keeps data (the empty past before the
+        oldest data is skipped quickly)."""
         if self._store.series_count() == 0:
-            return target
+            self._store.begin_rollup(tier.name, target)
+            if self._store.series_count() == 0:
+                return target  # a point written since is marked dirty
         oldest = now_ns - tier.retention_ns
         return min(target, oldest - oldest % tier.width_ns)
 
