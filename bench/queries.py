@@ -13,7 +13,7 @@ from bench.ingest import Measured
 from bench.load import post_bodies
 from bench.payloads import LineBodies, StampedBodies
 from bench.procs import HOST, Server, http_get
-from bench.servers import DB, rollup_lags_s, write_url
+from bench.servers import DB, rollup_dirty, rollup_lags_s, write_url
 
 DAY_S = 86_400
 STEP_S = 10
@@ -58,8 +58,9 @@ QUERIES: dict[str, dict[str, str]] = {
 
 def load_week(server: Server, options: Options) -> dict[str, Any]:
     """Write 7 days of 10 s `cpu.usage` for every host, ending now; for Shipboard, wait until
-    its rollups cover the week (every tier's watermark within two of its buckets of now), so
-    long ranges are read from rollups as in steady state, not rolled up from raw at query time."""
+    its rollups cover the week (every tier's watermark within two of its buckets of now, and no
+    bucket left dirty by late points), so long ranges are read from rollups as in steady state,
+    not rolled up from raw at query time."""
     hosts = _hosts(options)
     end_s = int(time.time()) // STEP_S * STEP_S
     bodies = LineBodies(hosts, 5000, end_s - 7 * DAY_S, end_s + 1, STEP_S)
@@ -71,7 +72,7 @@ def load_week(server: Server, options: Options) -> dict[str, Any]:
     details: dict[str, Any] = {"points": report["points"], "load_s": time.monotonic() - started}
     if server.name == "shipboard":
         deadline = time.monotonic() + 900
-        while not _rolled_up(lags := rollup_lags_s(server)):
+        while not _rolled_up(lags := rollup_lags_s(server)) or any(rollup_dirty(server).values()):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"Shipboard's rollups not ready: lags {lags}")
             time.sleep(1.0)

@@ -162,12 +162,19 @@ _PROM_LINE = re.compile(r'^shipboard_received_total\{protocol="(\w+)"\}\s+([0-9.
 
 
 _LAG_LINE = re.compile(r"^shipboard_rollup_lag_(\w+)_seconds\s+([0-9.e+-]+)", re.M)
+_DIRTY_LINE = re.compile(r"^shipboard_rollup_dirty_(\w+)_buckets\s+([0-9.e+-]+)", re.M)
 
 
 def rollup_lags_s(server: Server) -> dict[str, float]:
     """How far behind now each of Shipboard's rollup tiers is, from its /metrics."""
     text = http_get(f"http://{HOST}:{server.ports['http']}/metrics").decode()
     return {tier: float(value) for tier, value in _LAG_LINE.findall(text)}
+
+
+def rollup_dirty(server: Server) -> dict[str, float]:
+    """Buckets of each of Shipboard's rollup tiers still to be rolled up again (late points)."""
+    text = http_get(f"http://{HOST}:{server.ports['http']}/metrics").decode()
+    return {tier: float(value) for tier, value in _DIRTY_LINE.findall(text)}
 
 
 def received(server: Server, protocol: str) -> int:
