@@ -90,17 +90,22 @@ def merge(runs: Sequence[Columns], width: int, *, combine: bool = False) -> Colu
     last[:-1] = (run.sid[1:] != run.sid[:-1]) | (run.ts[1:] != run.ts[:-1])
     if not combine:
         return run.take(last)
-    starts = np.flatnonzero(np.r_[True, last[:-1]])
-    lo, hi, total, count, final = run.cols
+    return _combined(run, np.flatnonzero(np.r_[True, last[:-1]]), np.flatnonzero(last))
+
+
+def _combined(run: Columns, starts: NDArray[np.intp], picked: NDArray[np.intp]) -> Columns:
+    """One rollup row per group of the sorted `run` (groups begin at `starts`): min of mins,
+    max of maxes, sums and counts added, and `last` from the group's row in `picked`."""
+    lo, hi, total, count, last = run.cols
     return Columns(
-        run.sid[last],
-        run.ts[last],
+        run.sid[picked],
+        run.ts[picked],
         (
             np.minimum.reduceat(lo, starts),
             np.maximum.reduceat(hi, starts),
             np.add.reduceat(total, starts),
             np.add.reduceat(count, starts),
-            final[last],
+            last[picked],
         ),
     )
 
@@ -202,15 +207,4 @@ def add_into(stored: Columns, new: Columns) -> Columns:
     starts = np.flatnonzero(
         np.r_[True, (run.sid[1:] != run.sid[:-1]) | (run.ts[1:] != run.ts[:-1])]
     )
-    lo, hi, total, count, last = run.cols
-    return Columns(
-        run.sid[starts],
-        run.ts[starts],
-        (
-            np.minimum.reduceat(lo, starts),
-            np.maximum.reduceat(hi, starts),
-            np.add.reduceat(total, starts),
-            np.add.reduceat(count, starts),
-            last[starts],
-        ),
-    )
+    return _combined(run, starts, starts)

@@ -44,6 +44,7 @@ class SeriesIndex:
         self._sorted_metrics: list[str] | None = None
         self._sorted_series: dict[str | None, list[Series]] = {}
         self._forgotten: set[int] = set()
+        self._forgotten_mask = np.zeros(0, np.bool_)  # True at forgotten ids
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -61,8 +62,9 @@ class SeriesIndex:
         """The ids of `ids` (-1 for unknown) that are forgotten, each once."""
         if not self._forgotten:
             return np.empty(0, np.int64)
-        found = np.unique(ids[ids >= 0])
-        return found[np.isin(found, np.fromiter(self._forgotten, np.int64))]
+        # A mask over ids, not the set: this runs on every write once any series is forgotten.
+        known = ids[(ids >= 0) & (ids < len(self._forgotten_mask))]
+        return np.unique(known[self._forgotten_mask[known]])
 
     def forget(self, sids: Sequence[int]) -> None:
         """Take series out of the listings and the live count (their ids stay theirs)."""
@@ -71,6 +73,11 @@ class SeriesIndex:
                 if sid in self._forgotten:
                     continue
                 self._forgotten.add(sid)
+                if sid >= len(self._forgotten_mask):
+                    grown = np.zeros(max(len(self._keys), sid + 1), np.bool_)
+                    grown[: len(self._forgotten_mask)] = self._forgotten_mask
+                    self._forgotten_mask = grown
+                self._forgotten_mask[sid] = True
                 series = self._keys[sid]
                 by_metric = self._by_metric[series.metric]
                 by_metric.remove(series)
@@ -86,6 +93,7 @@ class SeriesIndex:
             if sid not in self._forgotten:
                 return
             self._forgotten.discard(sid)
+            self._forgotten_mask[sid] = False
             self._list(self._keys[sid])
 
     def key(self, sid: int) -> Series:
