@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -34,6 +33,7 @@ from annotations.chat.irc_protocol import (
     split_text,
 )
 from annotations.control.outbox import Announcement
+from storage.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,8 @@ class IrcClient:
         self.registrations = 0
         self._bucket = TokenBucket(rate_per_s, burst)
         self._min_backoff_s = min_backoff_s
-        self._max_backoff_s = max_backoff_s
+        # Jittered: bots whose server restarted do not all come back at once.
+        self._backoff = Backoff(min_backoff_s, max_backoff_s, jitter=0.2)
         self._ping_s = ping_s
         self._connect_timeout_s = connect_timeout_s
         self._writer: asyncio.StreamWriter | None = None
@@ -155,7 +156,6 @@ class IrcClient:
 
     async def run(self) -> None:
         """Stay connected until cancelled, reconnecting with backoff."""
-        backoff_s = self._min_backoff_s
         while True:
             registered_before = self.registrations
             try:
@@ -163,10 +163,8 @@ class IrcClient:
             except (OSError, ConnectionError, TimeoutError, ssl.SSLError) as error:
                 log.warning("irc %s: %s", self.name, str(error) or type(error).__name__)
             if self.registrations > registered_before:
-                backoff_s = self._min_backoff_s
-            delay_s = backoff_s * random.uniform(0.8, 1.2)
-            backoff_s = min(self._max_backoff_s, backoff_s * 2)
-            await asyncio.sleep(delay_s)
+                self._backoff.succeeded()  # a link that registered: the next wait is short
+            await asyncio.sleep(self._backoff.failed())
 
     async def say(self, target: str, text: str) -> None:
         """Send `text` to a channel or nick once connected, paced; raises DeliveryError if the

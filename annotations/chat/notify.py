@@ -35,6 +35,7 @@ from annotations.chat.messages import render_announcement
 from annotations.control.db import ControlDB, Row
 from annotations.control.errors import UnavailableError
 from annotations.control.outbox import Announcement, Outbox
+from storage.backoff import Backoff
 from storage.records import NS_PER_S
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,8 @@ class Notifier:
         self.targets = tuple(targets)
         self.max_tries = max_tries
         self.retry_s = retry_s
+        # A row's tries are counted in the DB, so only the waits are taken from here.
+        self._backoff = Backoff(min(retry_s, MAX_BACKOFF_S), MAX_BACKOFF_S)
         self.timeout_s = timeout_s
         self.clock = clock
         self.delivered: Counter[str] = Counter()
@@ -141,9 +144,6 @@ class Notifier:
         if self._loop is not None:
             for wake in self._wakes.values():
                 self._loop.call_soon_threadsafe(wake.set)
-
-    def _backoff_s(self, tries: int) -> float:
-        return float(min(MAX_BACKOFF_S, self.retry_s * 2 ** (tries - 1)))
 
     async def run(self) -> None:
         """Deliver until cancelled, one worker per target; targets are closed on the way out."""
@@ -217,7 +217,7 @@ class Notifier:
                 self.dropped[target.kind, "tries"] += 1
                 return
             self.retried[target.kind] += 1
-            retry_ns = self.clock() + int(self._backoff_s(tries) * NS_PER_S)
+            retry_ns = self.clock() + int(self._backoff.wait_s(tries) * NS_PER_S)
             log.info("announcement to %s failed (try %d): %s", target.name, tries, reason)
             await self._settle(row_id, retry_ns=retry_ns, tries=tries, error=reason)
             return
