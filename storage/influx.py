@@ -13,24 +13,18 @@ Names starting with `~` are the store's own, so a metric may not start with one.
 InfluxDB's retention policies are per database and refuse points older than their duration,
 which would refuse backfills a tier still keeps.
 
-Writes go to `/api/v2/write` through influxdb-client (gzip, retries with backoff) or, with
-`api="v1"`, to `/write` with user and password; a write is acknowledged once InfluxDB answered
-204. When InfluxDB is down or slow the write goes to the spool instead (durable, bounded) and a
-drainer thread delivers spooled writes in order; while anything is spooled new writes queue
-behind it. Re-delivery after a crash is harmless: a point written twice is one point.
+Writes go to InfluxDB at once, or to the spool while it is away (`storage.influx_writes`).
 A rollup row overwrites the stored row of its bucket (InfluxDB keeps one point per series and
 time). Collectors and the aggregator may be separate processes, so a write cannot know how far
 a rollup pass has read: every point older than `late_margin_ns` marks its bucket of every
-rollup tier dirty with a `~dirty` point in the same body (a spooled body marks every bucket it
-touches, stamped when it is delivered). A pass clears a mark only if it was stamped
-`settle_ns` before the pass began, so the points it marks are visible to the pass's read.
+rollup tier dirty with a `~dirty` point in the same body. A pass clears a mark only if it was
+stamped `settle_ns` before the pass began, so the points it marks are visible to the pass's read.
 Reads are one InfluxQL query each over `/query` (chunked JSON, orjson, numpy).
 """
 
 from __future__ import annotations
 
 import fnmatch
-import gzip
 import logging
 import re
 import threading
@@ -38,47 +32,26 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlencode
 
 import numpy as np
 import orjson
 import urllib3
-from influxdb_client.client.influxdb_client import InfluxDBClient
-from influxdb_client.client.write_api import SYNCHRONOUS
-from influxdb_client.rest import ApiException
 
 from storage import influx_codec as codec
-from storage.backoff import Backoff
 from storage.base import DirtyBuckets, WriteResult, retention_floors
-from storage.errors import (
-    ReadOnlyStoreError,
-    ServerWriteError,
-    StorageError,
-    StoreClosedError,
-)
-from storage.records import (
-    RAW,
-    FloatArray,
-    IndexArray,
-    IntArray,
-    Rollups,
-    Samples,
-    Series,
-    Tier,
-)
+from storage.errors import ReadOnlyStoreError, StorageError, StoreClosedError
+from storage.influx_writes import DIRTY, InfluxWriter, Unavailable
+from storage.records import RAW, FloatArray, IndexArray, IntArray, Rollups, Samples, Series, Tier
 from storage.series_index import sort_key
 from storage.spool import Spool
 
 _LOG = logging.getLogger(__name__)
 
 _META = "~meta"
-_DIRTY = "~dirty"
-_MARK = re.compile(rb"^(~dirty,[^ ]+ n=1i) \d+$", re.MULTILINE)
 _RAW_MEASUREMENTS = "^[^~]"
 _MIN_TS, _MAX_TS = -(2**63) + 2, 2**63 - 2  # InfluxDB's representable time range
 _CHUNK_ROWS = 50_000
 _MAX_FILTER_SERIES = 500  # above this a read filters by measurement only, then exactly here
-_RETRY_S = (0.2, 5.0)
 _FLOOR_TTL_S = 60.0
 
 
@@ -100,10 +73,6 @@ class InfluxConfig:
     @property
     def db(self) -> str:
         return self.database if self.api == "v1" else self.bucket
-
-
-class _Unavailable(Exception):
-    """InfluxDB did not answer, answered too late, or answered 5xx/429: try again later."""
 
 
 class InfluxStore:
@@ -129,7 +98,6 @@ class InfluxStore:
             raise ValueError("the tiers must include the raw tier")
         self._max_series = max_series
         self._listing_ttl_s = listing_ttl_s
-        self._late_margin_ns = late_margin_ns
         # A body is in InfluxDB within its request's timeout, or failed and goes to the spool.
         self._settle_ns = (
             settle_ns if settle_ns is not None else int((config.timeout_s + 1) * 1_000_000_000)
@@ -141,30 +109,22 @@ class InfluxStore:
         retries = urllib3.Retry(total=2, backoff_factor=0.05, allowed_methods=None)
         timeout = urllib3.Timeout(connect=config.timeout_s, read=config.timeout_s)
         self._http = urllib3.PoolManager(maxsize=8, retries=retries, timeout=timeout)
-        self._client: InfluxDBClient | None = None
-        if config.api == "v2":
-            self._client = InfluxDBClient(
-                self._url,
-                token=config.token,
-                org=config.org,
-                enable_gzip=True,
-                timeout=int(config.timeout_s * 1000),
-                retries=retries,
-            )
-            self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
         # No spool: a reader (the dashboards process), which never writes.
         self._spool = Spool(spool_dir, spool_max_bytes) if spool_dir is not None else None
+        self._writer = InfluxWriter(
+            config,
+            self._http,
+            retries,
+            self._spool,
+            rollup_widths=self._rollup_widths,
+            late_margin_ns=late_margin_ns,
+        )
         self._lock = threading.Lock()  # guards the series listing, prefixes and the floor
         self._prefixes: dict[Series, str] = {}  # series this process wrote
         self._listed: set[Series] = set()
         self._listed_at = -float("inf")
         self._closed = False
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._drainer = None
-        if self._spool is not None:
-            self._drainer = threading.Thread(target=self._drain, name="influx-spool-drainer")
-            self._drainer.start()
+        self._writer.start()
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -185,19 +145,11 @@ class InfluxStore:
         kept = keep & finite & recent
         subset = samples.take(kept)
         if len(subset):
-            self._deliver(codec.encode_samples(subset, [p or "" for p in prefixes]), subset.ts_ns)
+            self._writer.deliver(
+                codec.encode_samples(subset, [p or "" for p in prefixes]), subset.ts_ns
+            )
         refused = int((~keep & recent).sum())
         return WriteResult(len(subset), refused, refused_series, too_old)
-
-    def _marks(self, ts_ns: IntArray) -> bytes:
-        """`~dirty` lines for the bucket of each of `ts_ns` in every rollup tier, stamped now."""
-        stamp = time.time_ns()
-        lines = [
-            f"{_DIRTY},bucket={bucket},tier={codec.key_text(tier)} n=1i {stamp}"
-            for tier, width in self._rollup_widths.items()
-            for bucket in np.unique(ts_ns - ts_ns % width).tolist()
-        ]
-        return ("\n".join(lines) + "\n").encode() if lines else b""
 
     def _floor(self) -> int | None:
         """The raw retention floor: older points are refused, as their buckets are no longer
@@ -239,78 +191,14 @@ class InfluxStore:
                 prefixes.append(prefix)
         return prefixes, refused
 
-    def _deliver(self, payload: bytes, ts_ns: IntArray) -> None:
-        """Send now, or spool when InfluxDB is away or writes are already queued (order).
-        Points sent now mark their buckets dirty if they are older than the late margin;
-        spooled ones all do (they arrive late), stamped again when they are delivered."""
-        assert self._spool is not None  # writes are checked by _check_writable
-        if not self._spool.depth:
-            late = ts_ns[ts_ns < time.time_ns() - self._late_margin_ns]
-            try:
-                self._post_write(payload + self._marks(late))
-                return
-            except _Unavailable as error:
-                _LOG.warning("InfluxDB is unavailable (%s): spooling writes", error)
-        self._spool.append(payload + self._marks(ts_ns))
-        self._wake.set()
-
-    def _post_write(self, payload: bytes) -> None:
-        try:
-            if self._client is not None:
-                self._write_api.write(self._config.bucket, self._config.org, payload)
-                return
-            params = {"db": self._config.database, "precision": "ns"}
-            if self._config.user:
-                params |= {"u": self._config.user, "p": self._config.password}
-            response = self._http.request(
-                "POST",
-                f"{self._url}/write?{urlencode(params)}",
-                body=gzip.compress(payload, 1),
-                headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"},
-            )
-        except ApiException as error:
-            self._check_status(error.status or 0, str(error.body))
-            return
-        except urllib3.exceptions.HTTPError as error:
-            raise _Unavailable(str(error)) from error
-        self._check_status(response.status, response.data.decode(errors="replace"))
-
-    @staticmethod
-    def _check_status(status: int, body: str) -> None:
-        if status >= 500 or status == 429:
-            raise _Unavailable(f"HTTP {status}: {body[:200]}")
-        if status >= 300:
-            raise ServerWriteError(f"InfluxDB refused a write: HTTP {status}: {body[:200]}")
-
-    def _drain(self) -> None:
-        """Deliver spooled writes oldest first, each removed only once InfluxDB took it."""
-        assert self._spool is not None
-        backoff = Backoff(*_RETRY_S)
-        while not self._stop.is_set():
-            record = self._spool.oldest()
-            if record is None:
-                self._wake.wait(1.0)
-                self._wake.clear()
-                continue
-            seq, payload = record
-            try:
-                self._post_write(_MARK.sub(b"\\1 %d" % time.time_ns(), payload))
-            except _Unavailable:
-                self._stop.wait(backoff.failed())
-                continue
-            except ServerWriteError:
-                _LOG.exception("dropping spooled write %d: InfluxDB will never take it", seq)
-            self._spool.remove(seq)
-            backoff.succeeded()
-
     @property
     def spool_depth(self) -> int:
         """Writes waiting in the spool for InfluxDB."""
-        return self._spool.depth if self._spool is not None else 0
+        return self._writer.spool_depth
 
     @property
     def spool_bytes(self) -> int:
-        return self._spool.size_bytes if self._spool is not None else 0
+        return self._writer.spool_bytes
 
     def write_rollups(
         self,
@@ -329,8 +217,8 @@ class InfluxStore:
         meta = codec.line_prefix(Series.of(_META, {"tier": tier}), _META)
         lines.append(f"{meta} watermark={watermark_ns}i 0")
         try:
-            self._post_write(("\n".join(lines) + "\n").encode())
-        except _Unavailable as error:
+            self._writer.post(("\n".join(lines) + "\n").encode())
+        except Unavailable as error:
             raise StorageError(f"InfluxDB is unavailable: {error}") from error
         if rerolled is not None and len(rerolled):
             # After the rows: a crash in between leaves the marks, and the buckets are rolled
@@ -338,7 +226,7 @@ class InfluxStore:
             where = f"{codec.ident('tier')}={codec.literal(tier)} AND time <= {rerolled.seq}"
             self._query(
                 ";".join(
-                    f"DELETE FROM {codec.ident(_DIRTY)} WHERE {where} "
+                    f"DELETE FROM {codec.ident(DIRTY)} WHERE {where} "
                     f"AND {codec.ident('bucket')}={codec.literal(str(bucket))}"
                     for bucket in rerolled.bucket_ns.tolist()
                 ),
@@ -355,7 +243,7 @@ class InfluxStore:
         self._check_rollup_tier(tier)
         # Marks stamped after `seq` may cover points not yet visible: a pass keeps them.
         seq = time.time_ns() - self._settle_ns
-        query = f"SELECT last({codec.ident('n')}) FROM {codec.ident(_DIRTY)} WHERE "
+        query = f"SELECT last({codec.ident('n')}) FROM {codec.ident(DIRTY)} WHERE "
         query += f"{codec.ident('tier')}={codec.literal(tier)} GROUP BY {codec.ident('bucket')}"
         settled: list[int] = []
         recent: list[int] = []
@@ -496,7 +384,7 @@ class InfluxStore:
         self._query(";".join(statements), chunked=False)
         meta = codec.line_prefix(Series.of(_META, {"tier": RAW}), _META)
         raw_floor = max(cuts[RAW], _MIN_TS)
-        self._post_write(f"{meta} floor={raw_floor}i 0\n".encode())
+        self._writer.post(f"{meta} floor={raw_floor}i 0\n".encode())
         with self._lock:
             self._listed_at = -float("inf")
             self._floor_ns, self._floor_at = raw_floor, time.monotonic()
@@ -509,12 +397,7 @@ class InfluxStore:
         if self._closed:
             return
         self._closed = True
-        self._stop.set()
-        self._wake.set()
-        if self._drainer is not None:
-            self._drainer.join()
-        if self._client is not None:
-            self._client.close()  # type: ignore[no-untyped-call]
+        self._writer.close()
         self._http.clear()
 
     # -- plumbing -------------------------------------------------------------------------
