@@ -7,6 +7,7 @@
   the notifier that delivers the outbox, the chat lines and the bot's commands.
 
 Imports point one way: chat -> flags -> control. `annotations.app` wires control and flags into
-the HTTP app the composition root serves. Nothing here imports `collector`, `dashboards` or
+the HTTP app the composition root serves; `annotations.http_client` is the one HTTP client of the
+flags SDK and the `shipboard` commands. Nothing here imports `collector`, `dashboards` or
 `shipboard`.
 """

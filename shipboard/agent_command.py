@@ -6,8 +6,8 @@ import argparse
 import logging
 import time
 
+from annotations.http_client import ApiClient, ApiError
 from collector.host_agent import HostSampler, to_line_protocol
-from shipboard.http_client import ApiClient, ApiError
 from shipboard.settings import Settings
 
 log = logging.getLogger("shipboard.agent")

@@ -20,7 +20,7 @@ import orjson
 
 from annotations.app import ControlPlane
 from annotations.control.tokens import ROLES, create_token, list_tokens, revoke_token
-from shipboard.http_client import ApiClient, ApiError
+from annotations.http_client import ApiClient, ApiError
 from shipboard.settings import Settings
 from storage.files import replace_file
 

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from annotations.flags.model import Flag, FlagError, make_merge_patch
-from shipboard.http_client import ApiClient, ApiError
+from annotations.http_client import ApiClient, ApiError
 from shipboard.settings import Settings
 
 AddSettingFlags = Callable[[argparse.ArgumentParser], None]

@@ -7,7 +7,7 @@ import json
 import sys
 from datetime import UTC, datetime
 
-from shipboard.http_client import ApiClient, ApiError
+from annotations.http_client import ApiClient, ApiError
 from shipboard.settings import Settings
 
 

@@ -4,5 +4,6 @@ flags in the control DB (`store`), their HTTP routes (`routes`), and the SDK for
 
 May import `annotations.control` (the DB, errors, annotations and the outbox a change is
 announced through). Never imports `annotations.chat`. The SDK imports only `model`,
-`bucketing` and the errors, so an app that uses it loads no server code.
+`bucketing`, the errors and `annotations.http_client`, so an app that uses it loads no server
+code.
 """

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -25,6 +22,9 @@ import orjson
 
 from annotations.flags.bucketing import Evaluation, evaluate
 from annotations.flags.model import Flag, FlagError
+from annotations.http_client import ApiClient, ApiError
+
+SNAPSHOT_PATH = "/api/v1/flags/snapshot"
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,8 @@ class Flags:
         initial_wait_s: float = 5.0,
     ) -> None:
         """Start polling; wait up to `initial_wait_s` for the first poll's outcome (0: no wait)."""
-        query = urllib.parse.urlencode({"environment": environment})
-        self._url = f"{url.rstrip('/')}/api/v1/flags/snapshot?{query}"
-        self._token = token
+        self._api = ApiClient(url, token, timeout_s=timeout_s)
+        self._url = self._api.url(SNAPSHOT_PATH)
         self.environment = environment
         self._poll_interval_s = poll_interval_s
         self._timeout_s = timeout_s
@@ -85,29 +84,24 @@ class Flags:
 
     def refresh(self) -> bool:
         """Poll now; True if a new snapshot was taken, False if unchanged or unreachable."""
-        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
+        headers = {"Accept": "application/json"}
         if self._etag:
             headers["If-None-Match"] = self._etag
-        request = urllib.request.Request(self._url, headers=headers)
+        params = {"environment": self.environment}
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
-                body: bytes = response.read()
-                etag: str = response.headers.get("ETag", "")
-        except urllib.error.HTTPError as error:
-            if error.code == 304:
-                self._ok()
-                return False
-            self._fail(f"HTTP {error.code}")
-            return False
-        except (OSError, ValueError) as error:
+            response = self._api.request("GET", SNAPSHOT_PATH, params=params, headers=headers)
+        except ApiError as error:
             self._fail(str(error))
             return False
+        if response.status == 304:
+            self._ok()
+            return False
         try:
-            self._flags = parse_snapshot(body)
+            self._flags = parse_snapshot(response.body)
         except SnapshotError as error:
             self._fail(str(error))
             return False
-        self._etag = etag
+        self._etag = response.headers.get("ETag", "")
         self._ok()
         return True
 

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from shipboard.http_client import ApiClient, ApiError
+from annotations.http_client import ApiClient, ApiError
 from tests.running import free_port
 
 

@@ -1,4 +1,5 @@
-"""The command-line tools' HTTP client: a request to a Shipboard with its token, JSON in and out.
+"""The HTTP client of the command-line tools and the flags SDK: a request to a Shipboard with its
+token, JSON in and out.
 
     api = ApiClient("http://127.0.0.1:8080", token)
     flags = api.call("GET", "/api/v1/flags")
@@ -8,12 +9,13 @@ A status of 400 or more, or a server that cannot be reached, raises `ApiError`, 
 (`status` None: unreachable) and carries the server's text; `retryable` tells a failure that a
 later try may fix from one that never will. Other answers (304 among them) are returned.
 
-It imports nothing of Shipboard's, only the standard library and orjson, so that it can move
-below the packages whose clients use it (the flags SDK) unchanged.
+It imports only the standard library and orjson: an app that loads the flags SDK loads no
+server code through it.
 """
 
 from __future__ import annotations
 
+import http.client
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -97,7 +99,8 @@ class ApiClient:
             if error.code < 400:
                 return Response(error.code, error.headers, text)
             raise ApiError(method, url, error.code, text.decode(errors="replace")) from None
-        except (urllib.error.URLError, OSError, ValueError) as error:
+        # HTTPException: the connection broke mid-answer (a server going away).
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
             reason = getattr(error, "reason", None) or error
             raise ApiError(method, url, None, str(reason)) from None
 
