@@ -1,8 +1,9 @@
-"""How ControlDB reaches its database: one SQLite connection, or a PostgreSQL pool that outlives
+"""How ControlDB reaches its database: SQLite connections, or a PostgreSQL pool that outlives
 the server going away.
 
 Both run SQL written with `?` placeholders and turn a broken unique key into ConflictError.
-SQLite is one connection behind a lock: calls from any thread are serialised, as always.
+SQLite has one writer connection behind a lock (writes from any thread are serialised) and a
+read connection per thread, so reads never wait for a write (as datasette's database.py).
 
 PostgreSQL is a psycopg_pool pool. Each call takes a connection and, unless it worked less than
 CHECK_IDLE_S ago, checks it with a round trip, so a connection the server dropped while idle is
@@ -76,62 +77,104 @@ class Connections(Protocol):
     def close(self) -> None: ...
 
 
-class SqliteConnection:
-    """One SQLite connection in WAL mode, guarded by a lock."""
+class SqliteConnections:
+    """One SQLite writer connection behind a lock, and a read connection per reading thread.
+
+    In WAL mode a reader sees the last commit while a write transaction is open, so reads take
+    no lock: a SELECT outside this thread's transaction runs on the thread's own connection.
+    Statements inside a transaction, and every other statement, run on the writer."""
 
     dialect = "sqlite"
     refused = 0
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self._lock = threading.RLock()
-        self._in_transaction = False
+    def __init__(self, path: Path, writer: sqlite3.Connection) -> None:
+        self._path = path
+        self._writer = writer
+        self._write_lock = threading.RLock()
+        # This thread's `.reader` connection, and `.in_transaction` while it holds the writer's.
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
 
     @classmethod
-    def open(cls, path: Path) -> SqliteConnection:
+    def open(cls, path: Path) -> SqliteConnections:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=5000")
-        return cls(conn)
+        writer = _connect(path)
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute("PRAGMA synchronous=FULL")
+        return cls(path, writer)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        with self._lock:
-            if self._in_transaction:
-                yield
-                return
-            self._in_transaction = True
+        if self._in_transaction():
+            yield
+            return
+        with self._write_lock:
+            self._local.in_transaction = True
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
+                self._writer.execute("BEGIN IMMEDIATE")
                 try:
                     yield
                 except BaseException:
-                    self._conn.execute("ROLLBACK")
+                    self._writer.execute("ROLLBACK")
                     raise
-                self._conn.execute("COMMIT")
+                self._writer.execute("COMMIT")
             finally:
-                self._in_transaction = False
+                self._local.in_transaction = False
 
     def execute(self, sql: str, params: Sequence[Any]) -> int:
-        with self._lock:
-            return self._cursor(sql, params).rowcount
+        with self._write_lock:
+            return _cursor(self._writer, sql, params).rowcount
 
     def query(self, sql: str, params: Sequence[Any]) -> list[Row]:
-        with self._lock:
-            return [dict(row) for row in self._cursor(sql, params).fetchall()]
+        if _is_read(sql) and not self._in_transaction():
+            return _rows(_cursor(self._reader(), sql, params))
+        with self._write_lock:  # `… RETURNING`, or a read that must see this transaction
+            return _rows(_cursor(self._writer, sql, params))
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for reader in readers:
+            reader.close()
+        with self._write_lock:
+            self._writer.close()
 
-    def _cursor(self, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
-        try:
-            return self._conn.execute(sql, tuple(params))
-        except sqlite3.IntegrityError as error:
-            raise ConflictError(str(error)) from error
+    def _in_transaction(self) -> bool:
+        return bool(getattr(self._local, "in_transaction", False))
+
+    def _reader(self) -> sqlite3.Connection:
+        reader: sqlite3.Connection | None = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = _connect(self._path)
+            reader.execute("PRAGMA query_only=ON")  # a misrouted write fails, never lands
+            with self._readers_lock:
+                self._readers.append(reader)
+            self._local.reader = reader
+        return reader
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # check_same_thread off: close() runs on whichever thread closes the DB.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+def _is_read(sql: str) -> bool:
+    return sql.lstrip()[:6].upper() == "SELECT"
+
+
+def _cursor(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
+    try:
+        return conn.execute(sql, tuple(params))
+    except sqlite3.IntegrityError as error:
+        raise ConflictError(str(error)) from error
+
+
+def _rows(cursor: sqlite3.Cursor) -> list[Row]:
+    return [dict(row) for row in cursor.fetchall()]
 
 
 @dataclass

@@ -2,9 +2,9 @@
 
 Every method is synchronous and may block; async code calls them through `ControlDB.run`
 (`asyncio.to_thread`). SQL is written once with `?` placeholders and runs unchanged on both
-backends (`annotations.control.connections`: one SQLite connection behind a lock, or a
-PostgreSQL pool that answers UnavailableError while the server is away and reconnects when it
-is back).
+backends (`annotations.control.connections`: an SQLite writer behind a lock and a reader per
+thread, or a PostgreSQL pool that answers UnavailableError while the server is away and
+reconnects when it is back).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from annotations.control.connections import Connections, PostgresPool, SqliteConnection
+from annotations.control.connections import Connections, PostgresPool, SqliteConnections
 from annotations.control.connections import Row as Row  # where the other modules import it from
 from annotations.control.errors import ConflictError
 
@@ -109,7 +109,7 @@ class ControlDB:
             connections = PostgresPool.open(url)
         else:
             path = Path(url.removeprefix("sqlite://")) if url else data_dir / "control.db"
-            connections = SqliteConnection.open(path)
+            connections = SqliteConnections.open(path)
         db = cls(connections)
         try:
             db.migrate()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,42 @@ def test_a_failed_transaction_leaves_nothing(control_db: ControlDB) -> None:
     assert control_db.query("SELECT key FROM flags") == []
     control_db.execute(sql, ("y", "{}", 1, 1))
     assert control_db.query("SELECT key FROM flags") == [{"key": "y"}]
+
+
+def test_a_read_is_not_blocked_by_an_open_write_transaction(control_db: ControlDB) -> None:
+    sql = "INSERT INTO flags (key, doc, version, updated_at) VALUES (?, ?, ?, ?)"
+    control_db.execute(sql, ("before", "{}", 1, 1))
+
+    def keys() -> list[str]:
+        return [r["key"] for r in control_db.query("SELECT key FROM flags ORDER BY key")]
+
+    inside, release = threading.Event(), threading.Event()
+    seen_inside: list[list[str]] = []
+
+    def write() -> None:
+        with control_db.transaction():
+            control_db.execute(sql, ("during", "{}", 1, 1))
+            seen_inside.append(keys())
+            inside.set()
+            release.wait(30)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert inside.wait(10)
+        seen: list[list[str]] = []
+        reader = threading.Thread(target=lambda: seen.append(keys()))
+        reader.start()
+        # The bound is for a failure only: a reader that waited for the lock would still be
+        # waiting, since the transaction stays open until `release` below.
+        reader.join(10)
+        assert not reader.is_alive(), "the read waited for the write transaction"
+        assert seen == [["before"]]  # the last commit, not the open transaction's row
+    finally:
+        release.set()
+        writer.join(10)
+    assert seen_inside == [["before", "during"]]  # a transaction reads its own writes
+    assert keys() == ["before", "during"]
 
 
 def test_idempotency_key_records_once(control_db: ControlDB) -> None:
