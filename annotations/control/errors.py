@@ -9,10 +9,15 @@ ControlError                     500
  └── UnavailableError            503  the control DB cannot be reached now (also a
                                       ConnectionError); the call changed nothing, retry it
 
+A pydantic ValidationError becomes a BadRequestError through `first_problem`, which names the
+field: `environments.prod.variants[0].weight`, `Input should be a valid number`.
+
 The errors of announcements, outside HTTP, are `annotations.chat.errors`'.
 """
 
 from __future__ import annotations
+
+from pydantic import ValidationError
 
 
 class ControlError(Exception):
@@ -57,3 +62,24 @@ class UnavailableError(ControlError, ConnectionError):
     A ConnectionError too, so that a server that cannot reach it at startup says so and exits."""
 
     status = 503
+
+
+def first_problem(error: ValidationError) -> tuple[str, str]:
+    """The path of the first field that failed and what is wrong with it."""
+    first = error.errors()[0]
+    ctx = first.get("ctx") or {}
+    # A validator's own ValueError reads better without pydantic's "Value error, " prefix.
+    if first["type"] == "value_error" and "error" in ctx:
+        return field_path(first["loc"]), str(ctx["error"])
+    return field_path(first["loc"]), first["msg"]
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """("variants", 0, "weight") -> "variants[0].weight"; a mapping's bad key is named by
+    itself: ("environments", "a b", "[key]") -> "environments.a b"."""
+    path = ""
+    for part in loc:
+        if part == "[key]":
+            continue
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path

@@ -10,6 +10,13 @@ from aiohttp import web
 
 from annotations.control.audit import list_audit
 from annotations.control.auth import PRINCIPAL
+from annotations.control.bodies import (
+    DeployFinishBody,
+    DeployStartBody,
+    NoteBody,
+    TokenBody,
+    read_body,
+)
 from annotations.control.db import ControlDB
 from annotations.control.deploys import (
     DeployStart,
@@ -28,14 +35,12 @@ from annotations.control.notes import (
     list_annotations,
 )
 from annotations.control.outbox import Outbox
-from annotations.control.timespec import parse_range, parse_time
+from annotations.control.timespec import parse_range
 from annotations.control.tokens import create_token, list_tokens, revoke_token
-from storage.timeparse import MAX_ABS_NS
 
 CONTROL_DB = web.AppKey("control_db", ControlDB)
 OUTBOX = web.AppKey("outbox", Outbox)
 """Where the routes that record an annotation queue its announcement."""
-MAX_TEXT = 10_000
 MAX_AUDIT = 1000
 
 routes = web.RouteTableDef()
@@ -53,54 +58,6 @@ def json_response(
     )
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError as error:
-        raise BadRequestError(f"body is not JSON: {error}") from None
-    if not isinstance(body, dict):
-        raise BadRequestError("body must be a JSON object")
-    return body
-
-
-def _text(body: dict[str, Any], name: str, *, required: bool = False) -> str:
-    value = body.get(name)
-    if value is None or value == "":
-        if required:
-            raise BadRequestError(f"{name} is required")
-        return ""
-    if not isinstance(value, str) or len(value) > MAX_TEXT:
-        raise BadRequestError(f"{name} must be a string of at most {MAX_TEXT} characters")
-    return value
-
-
-def _time(body: dict[str, Any], name: str, now_ns: int) -> int | None:
-    """`<name>_ns` (int) or `<name>` (now, -5m, ISO 8601, unix seconds) from the body."""
-    ns = body.get(f"{name}_ns")
-    if ns is not None:
-        if not isinstance(ns, int) or isinstance(ns, bool) or abs(ns) > MAX_ABS_NS:
-            raise BadRequestError(f"{name}_ns must be a 64-bit integer")
-        return ns
-    text = body.get(name)
-    if text is None:
-        return None
-    if isinstance(text, int | float) and not isinstance(text, bool):
-        text = str(text)
-    if not isinstance(text, str):
-        raise BadRequestError(f"{name} must be a time")
-    return parse_time(text, now_ns)
-
-
-def _tags(value: Any) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise BadRequestError("tags must be an object of strings")
-    return value
-
-
 def _tag_filter(text: str) -> dict[str, str]:
     """`service:web,environment:prod` -> {"service": "web", "environment": "prod"}."""
     tags: dict[str, str] = {}
@@ -112,36 +69,24 @@ def _tag_filter(text: str) -> dict[str, str]:
     return tags
 
 
-def _key(body: dict[str, Any]) -> str | None:
-    key = _text(body, "idempotency_key")
-    if key.isdigit():
-        raise BadRequestError("idempotency_key must not be a bare number")
-    return key or None
-
-
 @routes.post("/api/v1/deploys")
 async def post_deploy(request: web.Request) -> web.Response:
     db, outbox = request.config_dict[CONTROL_DB], request.config_dict[OUTBOX]
-    body = await _body(request)
+    body = await read_body(request, DeployStartBody)
     now_ns = time.time_ns()
-    watch = body.get("watch") or []
-    if isinstance(watch, str):
-        watch = [w.strip() for w in watch.split(",") if w.strip()]
-    if not isinstance(watch, list) or not all(isinstance(w, str) for w in watch):
-        raise BadRequestError("watch must be a list of metric names")
     start = DeployStart(
-        service=_text(body, "service", required=True),
-        environment=_text(body, "environment", required=True),
-        version=_text(body, "version", required=True),
-        description=_text(body, "description"),
-        url=_text(body, "url"),
-        watch=tuple(watch),
-        risk=_text(body, "risk"),
-        rollback=_text(body, "rollback"),
+        service=body.service,
+        environment=body.environment,
+        version=body.version,
+        description=body.description,
+        url=body.url,
+        watch=tuple(body.watch),
+        risk=body.risk,
+        rollback=body.rollback,
     )
-    who = _text(body, "who") or request[PRINCIPAL].name
-    start_ns = _time(body, "start", now_ns)
-    key = _key(body)
+    who = body.who or request[PRINCIPAL].name
+    start_ns = body.time_ns("start", now_ns)
+    key = body.idempotency_key or None
 
     def record() -> Annotation:
         # One transaction, so that a 503 (the DB went away) means nothing was recorded.
@@ -162,22 +107,17 @@ async def post_deploy(request: web.Request) -> web.Response:
 @routes.post("/api/v1/deploys/{ref}/finish")
 async def post_deploy_finish(request: web.Request) -> web.Response:
     db, outbox = request.config_dict[CONTROL_DB], request.config_dict[OUTBOX]
-    body = await _body(request)
+    body = await read_body(request, DeployFinishBody)
     now_ns = time.time_ns()
-    end_ns = _time(body, "end", now_ns)
-    exit_code = body.get("exit_code")
-    if exit_code is not None and (
-        not isinstance(exit_code, int) or isinstance(exit_code, bool) or abs(exit_code) > 2**31
-    ):
-        raise BadRequestError("exit_code must be an integer")
+    end_ns = body.time_ns("end", now_ns)
     deploy = await db.run(
         finish_deploy,
         db,
         request.match_info["ref"],
-        status=_text(body, "status", required=True),
+        status=body.status,
         end_ns=now_ns if end_ns is None else end_ns,
-        log_tail=_text(body, "log_tail"),
-        exit_code=exit_code,
+        log_tail=body.log_tail,
+        exit_code=body.exit_code,
         outbox=outbox,
     )
     return json_response(deploy_json(deploy))
@@ -209,16 +149,15 @@ async def get_one_deploy(request: web.Request) -> web.Response:
 @routes.post("/api/v1/annotations")
 async def post_note(request: web.Request) -> web.Response:
     db, outbox = request.config_dict[CONTROL_DB], request.config_dict[OUTBOX]
-    body = await _body(request)
+    body = await read_body(request, NoteBody)
     now_ns = time.time_ns()
-    start = _time(body, "start", now_ns)
+    start = body.time_ns("start", now_ns)
     start_ns = now_ns if start is None else start
-    end_ns = _time(body, "end", now_ns)
+    end_ns = body.time_ns("end", now_ns)
     if end_ns is not None and end_ns < start_ns:
         raise BadRequestError("end is before start")
-    title, text = _text(body, "title", required=True), _text(body, "body")
-    who = _text(body, "who") or request[PRINCIPAL].name
-    tags, key = _tags(body.get("tags")), _key(body)
+    who = body.who or request[PRINCIPAL].name
+    key = body.idempotency_key or None
 
     def record() -> Annotation:
         with db.transaction():  # as for deploys: a 503 means nothing was recorded
@@ -227,10 +166,10 @@ async def post_note(request: web.Request) -> web.Response:
                 "note",
                 start_ns=start_ns,
                 end_ns=end_ns,
-                title=title,
-                body=text,
+                title=body.title,
+                body=body.body,
                 who=who,
-                tags=tags,
+                tags=body.tags,
                 idempotency_key=key,
                 outbox=outbox,
             )
@@ -270,10 +209,8 @@ async def get_tokens(request: web.Request) -> web.Response:
 @routes.post("/api/v1/tokens")
 async def post_token(request: web.Request) -> web.Response:
     db = request.config_dict[CONTROL_DB]
-    body = await _body(request)
-    info, token = await db.run(
-        create_token, db, _text(body, "name", required=True), _text(body, "role", required=True)
-    )
+    body = await read_body(request, TokenBody)
+    info, token = await db.run(create_token, db, body.name, body.role)
     return json_response({**info.to_json(), "token": token}, status=201)
 
 

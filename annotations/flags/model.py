@@ -9,27 +9,33 @@ The document, as the API reads and returns it:
 
 Top-level `enabled: false` is the kill switch for every environment; an environment's own
 `enabled: false` switches the flag off there alone. Missing fields take the defaults below.
+`FlagDoc` (pydantic, strict, unknown fields refused) checks a document; `Flag.from_doc` turns it
+into the frozen records that evaluation reads, or raises FlagError naming the bad field.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from annotations.control.errors import BadRequestError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+
+from annotations.control.errors import BadRequestError, first_problem
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # Keys that would collide with the fixed routes under /api/v1/flags/.
 RESERVED_KEYS = frozenset({"snapshot"})
 MAX_LIST = 10_000
 MAX_TEXT = 2_000
-
-_FLAG_FIELDS = frozenset({"key", "description", "owner", "enabled", "environments"})
-_ENV_FIELDS = frozenset({"enabled", "percentage", "allow_users", "allow_groups", "variants"})
-_VARIANT_FIELDS = frozenset({"name", "weight"})
 
 
 class FlagError(BadRequestError):
@@ -80,23 +86,20 @@ class Flag:
     @classmethod
     def from_doc(cls, doc: object) -> Flag:
         """Validate a decoded JSON document; raises FlagError naming the first bad field."""
-        obj = _object(doc, "", _FLAG_FIELDS)
-        key = obj.get("key")
-        if not isinstance(key, str) or not KEY_PATTERN.match(key):
-            raise FlagError("key", "required: 1-100 of A-Z a-z 0-9 _ . -, starting alphanumeric")
-        if key in RESERVED_KEYS:
-            raise FlagError("key", f"{key!r} is reserved")
-        environments = _object(obj.get("environments", {}), "environments", None)
-        rules: dict[str, EnvironmentRules] = {}
-        for name, env_doc in environments.items():
-            if not KEY_PATTERN.match(name):
-                raise FlagError(f"environments.{name}", "bad environment name")
-            rules[name] = _environment(env_doc, f"environments.{name}")
+        if not isinstance(doc, dict):
+            raise FlagError("", "must be a JSON object")
+        try:
+            valid = FlagDoc.model_validate(doc)
+        except ValidationError as error:
+            raise FlagError(*first_problem(error)) from None
+        rules = {
+            name: _rules(env, f"environments.{name}") for name, env in valid.environments.items()
+        }
         return cls(
-            key=key,
-            description=_text(obj.get("description", ""), "description"),
-            owner=_text(obj.get("owner", ""), "owner"),
-            enabled=_bool(obj.get("enabled", True), "enabled"),
+            key=valid.key,
+            description=valid.description,
+            owner=valid.owner,
+            enabled=valid.enabled,
             environments=dict(sorted(rules.items())),
         )
 
@@ -126,81 +129,79 @@ def _env_doc(env: EnvironmentRules) -> dict[str, Any]:
     }
 
 
-def _object(value: object, path: str, allowed: frozenset[str] | None) -> dict[str, Any]:
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-        raise FlagError(path, "must be a JSON object")
-    if allowed is not None:
-        unknown = sorted(set(value) - allowed)
-        if unknown:
-            prefix = f"{path}." if path else ""
-            raise FlagError(
-                prefix + unknown[0], f"unknown field (known: {', '.join(sorted(allowed))})"
-            )
-    return value
+def _key(key: str) -> str:
+    if not KEY_PATTERN.match(key):
+        raise ValueError("required: 1-100 of A-Z a-z 0-9 _ . -, starting alphanumeric")
+    if key in RESERVED_KEYS:
+        raise ValueError(f"{key!r} is reserved")
+    return key
 
 
-def _text(value: object, path: str) -> str:
-    if not isinstance(value, str) or len(value) > MAX_TEXT:
-        raise FlagError(path, f"must be a string of at most {MAX_TEXT} characters")
-    return value
+def _name(name: str) -> str:
+    if not KEY_PATTERN.match(name):
+        raise ValueError("1-100 of A-Z a-z 0-9 _ . -, starting alphanumeric")
+    return name
 
 
-def _bool(value: object, path: str) -> bool:
-    if not isinstance(value, bool):
-        raise FlagError(path, "must be true or false")
-    return value
-
-
-def _number(value: object, path: str) -> float:
-    # bool is an int subclass; `true` is not a percentage.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise FlagError(path, "must be a number")
-    return float(value)
-
-
-def _names(value: object, path: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or len(value) > MAX_LIST:
-        raise FlagError(path, f"must be a list of at most {MAX_LIST} strings")
-    for i, item in enumerate(value):
-        if not isinstance(item, str) or not item or len(item) > MAX_TEXT:
-            raise FlagError(f"{path}[{i}]", "must be a non-empty string")
-    # Order is kept for display; duplicates carry no meaning.
-    return tuple(dict.fromkeys(value))
-
-
-def _environment(value: object, path: str) -> EnvironmentRules:
-    obj = _object(value, path, _ENV_FIELDS)
-    percentage = _number(obj.get("percentage", 0.0), f"{path}.percentage")
+def _tenths(percentage: float) -> float:
     tenths = round(percentage * 10)
-    if not 0 <= percentage <= 100 or abs(percentage * 10 - tenths) > 1e-6:
-        raise FlagError(f"{path}.percentage", "must be between 0 and 100 in steps of 0.1")
+    if abs(percentage * 10 - tenths) > 1e-6:
+        raise ValueError("must be between 0 and 100 in steps of 0.1")
+    return tenths / 10
+
+
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
+Names = Annotated[
+    list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]],
+    Field(max_length=MAX_LIST),
+]
+
+
+class _Doc(BaseModel):
+    # Strict: `true` is not a percentage, "5" not a number; a misspelt field is an error.
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
+
+
+class VariantDoc(_Doc):
+    name: Annotated[str, AfterValidator(_name)]
+    weight: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class EnvironmentDoc(_Doc):
+    enabled: bool = True
+    percentage: Annotated[
+        float, Field(ge=0, le=100, allow_inf_nan=False), AfterValidator(_tenths)
+    ] = 0.0
+    allow_users: Names = []
+    allow_groups: Names = []
+    variants: Annotated[list[VariantDoc], Field(max_length=100)] = []
+
+
+class FlagDoc(_Doc):
+    """The flag document as the API takes it; `Flag.from_doc` turns it into a Flag."""
+
+    key: Annotated[str, AfterValidator(_key)]
+    description: Text = ""
+    owner: Text = ""
+    enabled: bool = True
+    environments: dict[Annotated[str, AfterValidator(_name)], EnvironmentDoc] = {}
+
+
+def _rules(env: EnvironmentDoc, path: str) -> EnvironmentRules:
+    """The checks across a list's items, which a field's own validator cannot name the item of."""
+    for i, variant in enumerate(env.variants):
+        if any(v.name == variant.name for v in env.variants[:i]):
+            raise FlagError(f"{path}.variants[{i}].name", f"duplicate variant {variant.name!r}")
+    if env.variants and sum(v.weight for v in env.variants) <= 0:
+        raise FlagError(f"{path}.variants", "the weights must add up to more than 0")
     return EnvironmentRules(
-        enabled=_bool(obj.get("enabled", True), f"{path}.enabled"),
-        percentage=tenths / 10,
-        allow_users=_names(obj.get("allow_users", []), f"{path}.allow_users"),
-        allow_groups=_names(obj.get("allow_groups", []), f"{path}.allow_groups"),
-        variants=_variants(obj.get("variants", []), f"{path}.variants"),
+        enabled=env.enabled,
+        percentage=env.percentage,
+        # Order is kept for display; duplicates carry no meaning.
+        allow_users=tuple(dict.fromkeys(env.allow_users)),
+        allow_groups=tuple(dict.fromkeys(env.allow_groups)),
+        variants=tuple(Variant(v.name, v.weight) for v in env.variants),
     )
-
-
-def _variants(value: object, path: str) -> tuple[Variant, ...]:
-    if not isinstance(value, list) or len(value) > 100:
-        raise FlagError(path, "must be a list of at most 100 {name, weight} objects")
-    variants: list[Variant] = []
-    for i, item in enumerate(value):
-        obj = _object(item, f"{path}[{i}]", _VARIANT_FIELDS)
-        name = obj.get("name")
-        if not isinstance(name, str) or not KEY_PATTERN.match(name):
-            raise FlagError(f"{path}[{i}].name", "required: 1-100 of A-Z a-z 0-9 _ . -")
-        if any(v.name == name for v in variants):
-            raise FlagError(f"{path}[{i}].name", f"duplicate variant {name!r}")
-        weight = _number(obj.get("weight"), f"{path}[{i}].weight")
-        if weight < 0:
-            raise FlagError(f"{path}[{i}].weight", "must not be negative")
-        variants.append(Variant(name, weight))
-    if variants and sum(v.weight for v in variants) <= 0:
-        raise FlagError(path, "the weights must add up to more than 0")
-    return tuple(variants)
 
 
 def merge_patch(target: object, patch: object) -> Any:

@@ -1,19 +1,19 @@
 """HTTP routes of the feature flags: CRUD with merge patch, evaluate, and the SDK snapshot.
 
 Roles are enforced by the application's middleware by method: GET is a read (viewer), POST,
-PATCH and DELETE are changes (operator). Errors are raised as `annotations.control.errors` types and
-turned into `{"error": ...}` by that middleware too.
+PATCH and DELETE are changes (operator). A body is a flag document (or a merge patch of one),
+validated by `model.FlagDoc`. Errors are raised as `annotations.control.errors` types and turned
+into `{"error": ...}` by that middleware too.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
-import orjson
 from aiohttp import web
 
+from annotations.control.bodies import read_json
 from annotations.control.db import ControlDB
 from annotations.control.errors import BadRequestError
 from annotations.control.outbox import Outbox
@@ -52,7 +52,7 @@ def flag_routes(
         return json_response({"flags": [s.flag.to_doc() for s in flags]})
 
     async def create(request: web.Request) -> web.Response:
-        db, doc = db_of(request), await _body(request)
+        db, doc = db_of(request), await read_json(request)
         stored = await db.run(
             create_flag, db, doc, who=who(request), now_ns=time.time_ns(), outbox=outbox_of(request)
         )
@@ -75,7 +75,7 @@ def flag_routes(
         return json_response(stored.flag.to_doc())
 
     async def patch(request: web.Request) -> web.Response:
-        db, body = db_of(request), await _body(request)
+        db, body = db_of(request), await read_json(request)
         key = request.match_info["key"]
         stored = await db.run(
             patch_flag,
@@ -121,13 +121,6 @@ def flag_routes(
         web.delete(f"{base}/{{key}}", delete),
         web.get(f"{base}/{{key}}/evaluate", evaluate_one),
     ]
-
-
-async def _body(request: web.Request) -> Any:
-    try:
-        return orjson.loads(await request.read())
-    except orjson.JSONDecodeError as error:
-        raise BadRequestError(f"the body is not valid JSON: {error}") from None
 
 
 def _matches(if_none_match: str, etag: str) -> bool:

@@ -234,6 +234,30 @@ async def test_bad_requests_get_a_json_error_and_fitting_status(
     assert isinstance((await response.json())["error"], str)
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "error"),
+    [
+        ("/api/v1/deploys", {"service": "web"}, "environment: Field required"),
+        ("/api/v1/deploys", {**DEPLOY, "watch": 5}, "watch: Input should be a valid list"),
+        ("/api/v1/deploys", {**DEPLOY, "idempotency_key": "42"}, "idempotency_key: must not"),
+        (
+            "/api/v1/deploys",
+            {**DEPLOY, "start_ns": True},
+            "start_ns: Input should be a valid integer",
+        ),
+        ("/api/v1/annotations", {"title": "t", "tags": {"a": 1}}, "tags.a: Input should be a"),
+        ("/api/v1/annotations", {"title": 5}, "title: Input should be a valid string"),
+        ("/api/v1/annotations", [], "body must be a JSON object"),
+    ],
+)
+async def test_a_bad_body_is_refused_naming_the_field(
+    client: Client, tokens: Headers, path: str, body: Any, error: str
+) -> None:
+    response = await client.post(path, json=body, headers=tokens["admin"])
+    assert response.status == 400
+    assert (await response.json())["error"].startswith(error)
+
+
 async def test_malformed_json_and_unknown_routes_are_json_errors(
     client: Client, tokens: Headers
 ) -> None:

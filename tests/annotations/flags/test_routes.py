@@ -73,9 +73,9 @@ async def test_create_twice_is_a_conflict(client, tokens) -> None:
 @pytest.mark.parametrize(
     ("body", "error"),
     [
-        (b"{", "not valid JSON"),
+        (b"{", "body is not JSON"),
         (b'{"key": "x", "environments": {"prod": {"percentage": 101}}}', "percentage"),
-        (b'{"key": "x", "colour": "red"}', "colour: unknown field"),
+        (b'{"key": "x", "colour": "red"}', "colour: Extra inputs are not permitted"),
         (b"[]", "must be a JSON object"),
     ],
 )
