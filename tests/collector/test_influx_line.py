@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector import influx_line
+from collector import influx_exact, influx_line
 from collector.influx_line import PRECISION_NS, parse_influx
 from collector.parse_result import ParseResult
 from storage.records import Series
@@ -208,7 +208,7 @@ def test_fast_path_agrees_with_exact_path(lines: list[bytes], precision: str) ->
     body = b"\n".join(lines)
     unit_ns = PRECISION_NS[precision]
     fast = influx_line._parse_fast(body, NOW, unit_ns)
-    exact = influx_line._parse_exact(body, NOW, unit_ns)
+    exact = influx_exact.parse_exact(body, NOW, unit_ns)
     if fast is not None:
         assert as_tuple(fast) == as_tuple(exact)
         assert not exact.dropped

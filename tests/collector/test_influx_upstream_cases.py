@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from collector import influx_line
+from collector import influx_exact
 from collector.influx_line import PRECISION_NS, parse_influx
 from storage.records import Series
 
@@ -624,7 +624,7 @@ def parse(case: Case, exact: bool = False) -> tuple[list[Point], dict[str, int],
     precision = "ns" if case.precision is None else case.precision
     if exact:
         now_ns = case.now_ns - case.now_ns % PRECISION_NS[precision]
-        result = influx_line._parse_exact(case.body, now_ns, PRECISION_NS[precision])
+        result = influx_exact.parse_exact(case.body, now_ns, PRECISION_NS[precision])
     elif case.precision is None:
         result = parse_influx(case.body, case.now_ns)
     else:
