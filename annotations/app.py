@@ -3,8 +3,6 @@ plane and of the flags, and the middlewares that cover every route."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -106,13 +104,8 @@ def setup_control(
 
 async def _write_kept_audit(app: web.Application) -> AsyncIterator[None]:
     """Audit entries kept while the control DB was away are written once it is back."""
-    db, backlog = app[CONTROL_DB], app[AUDIT_BACKLOG]
-    task = asyncio.create_task(backlog.run(db))
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    await backlog.close(db)
+    async with app[AUDIT_BACKLOG].writing(app[CONTROL_DB]):
+        yield
 
 
 class ControlCollector(Collector):

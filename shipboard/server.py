@@ -334,7 +334,7 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
             # One node's bot in a channel, whatever the number of API nodes on one control DB.
             chat_lease = NodeLock("chat", settings.control_db, settings.data_dir)
             stack.push_async_callback(asyncio.to_thread, chat_lease.release)
-            node.background(announcer.run(chat_lease))
+            await stack.enter_async_context(announcer.delivering(chat_lease))
             node.listeners["notify"] = ", ".join(t.name for t in announcer.notifier.targets)
         if "collector" in parts:
             await _start_collector(node, writer)

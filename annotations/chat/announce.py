@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 from annotations.chat.bot import Bot, Graph
@@ -15,6 +15,7 @@ from annotations.chat.notify import Notifier, Target
 from annotations.chat.webhooks import WebhookTarget
 from annotations.control.db import ControlDB
 from annotations.control.outbox import Outbox
+from storage.tasks import background
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class Announcer:
     def __init__(self, notifier: Notifier) -> None:
         self.notifier = notifier
         self.irc = [t for t in notifier.targets if isinstance(t, IrcClient)]
+        self.webhooks = [t for t in notifier.targets if isinstance(t, WebhookTarget)]
 
     @property
     def outbox(self) -> Outbox:
@@ -90,45 +92,41 @@ class Announcer:
         )
         return cls(notifier)
 
-    async def run(self, lease: Lease | None = None, check_s: float = LEASE_CHECK_S) -> None:
-        """Deliver until cancelled; the IRC connections (and the bot) are kept up only while
-        this node holds `lease`, if one is given, and their announcements wait for that."""
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self.notifier.run())
+    @contextlib.asynccontextmanager
+    async def delivering(
+        self, lease: Lease | None = None, check_s: float = LEASE_CHECK_S
+    ) -> AsyncIterator[None]:
+        """Deliver for the life of the block; the IRC connections (and the bot) are kept up
+        only while this node holds `lease`, if one is given, and their announcements wait for
+        that."""
+        async with contextlib.AsyncExitStack() as stack:
+            for webhook in self.webhooks:
+                await stack.enter_async_context(webhook)
+            await stack.enter_async_context(self.notifier)
             if self.irc:
-                group.create_task(self._keep_chat(lease, check_s))
+                await stack.enter_async_context(background(self._keep_chat(lease, check_s)))
+            yield
 
     async def _keep_chat(self, lease: Lease | None, check_s: float) -> None:
-        if lease is None:
-            self.notifier.chat_open.set()
-            await self._connect_all()
-            return
-        connections: asyncio.Task[None] | None = None
+        """Connect while `lease` is held (always without one), checking every `check_s`."""
+        connected: contextlib.AsyncExitStack | None = None
         try:
             while True:
-                held = await asyncio.to_thread(lease.try_acquire)
-                if held and connections is None:
-                    log.info("this node holds the chat lease: its bot connects")
-                    connections = asyncio.create_task(self._connect_all())
+                held = lease is None or await asyncio.to_thread(lease.try_acquire)
+                if held and connected is None:
+                    if lease is not None:
+                        log.info("this node holds the chat lease: its bot connects")
+                    connected = contextlib.AsyncExitStack()
+                    for client in self.irc:
+                        await connected.enter_async_context(client)
                     self.notifier.chat_open.set()
-                elif not held and connections is not None:
+                elif not held and connected is not None:
                     log.warning("chat lease lost: this node's bot leaves")
                     self.notifier.chat_open.clear()
-                    await _cancelled(connections)
-                    connections = None
+                    await connected.aclose()
+                    connected = None
                 await asyncio.sleep(check_s)
         finally:
             self.notifier.chat_open.clear()
-            if connections is not None:
-                await _cancelled(connections)
-
-    async def _connect_all(self) -> None:
-        async with asyncio.TaskGroup() as group:
-            for client in self.irc:
-                group.create_task(client.run())
-
-
-async def _cancelled(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+            if connected is not None:
+                await connected.aclose()

@@ -17,6 +17,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Self
 from urllib.parse import parse_qs, unquote
 
 from annotations.chat.errors import DeliveryError, IrcParseError, TargetError
@@ -34,6 +35,7 @@ from annotations.chat.irc_protocol import (
 )
 from annotations.control.outbox import Announcement
 from storage.backoff import Backoff
+from storage.tasks import cancelled
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +121,8 @@ class TokenBucket:
 
 
 class IrcClient:
-    """One IRC connection kept up by `run()`; it is also a notify target for its channels."""
+    """One IRC connection, kept up while in `async with`; it is also a notify target for its
+    channels. It may be entered again once left (the node holding the chat lease changes)."""
 
     kind = "irc"
 
@@ -153,8 +156,21 @@ class IrcClient:
         self._registered = False
         self._nick_attempt = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._connected: asyncio.Task[None] | None = None
 
-    async def run(self) -> None:
+    async def __aenter__(self) -> Self:
+        if self._connected is not None:
+            raise RuntimeError(f"irc {self.name}: already connecting")
+        self._connected = asyncio.create_task(self._stay_connected())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Leave: the connection closes (lines still queued fail with DeliveryError)."""
+        if self._connected is not None:
+            task, self._connected = self._connected, None
+            await cancelled(task)
+
+    async def _stay_connected(self) -> None:
         """Stay connected until cancelled, reconnecting with backoff."""
         while True:
             registered_before = self.registrations
@@ -182,10 +198,6 @@ class IrcClient:
     async def deliver(self, announcement: Announcement) -> None:
         for channel in self.config.channels:
             await self.say(channel, announcement.text)
-
-    async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
 
     async def _connection(self) -> None:
         context = None

@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
-from typing import Protocol
+from typing import Protocol, Self
 
 import orjson
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -37,6 +37,7 @@ from annotations.control.errors import UnavailableError
 from annotations.control.outbox import Announcement, Outbox
 from storage.backoff import Backoff
 from storage.records import NS_PER_S
+from storage.tasks import cancelled
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ DB_RETRY_S = 1.0
 
 
 class Target(Protocol):
-    """Somewhere announcements go. `name` keys its queue and never holds a secret."""
+    """Somewhere announcements go. `name` keys its queue and never holds a secret. Whoever
+    made a target keeps it open (its own `async with`) while the notifier delivers to it."""
 
     @property
     def name(self) -> str: ...
@@ -59,8 +61,6 @@ class Target(Protocol):
 
     async def deliver(self, announcement: Announcement) -> None:
         """Deliver once, or raise (DeliveryError or any other error: the try failed)."""
-
-    async def close(self) -> None: ...
 
 
 def head(db: ControlDB, target: str) -> Row | None:
@@ -103,7 +103,7 @@ def drop_unconfigured(db: ControlDB, targets: Sequence[str]) -> int:
 
 class Notifier:
     """Delivers the announcements queued through its `outbox` (by this node or, sharing the
-    control DB, another) to every target."""
+    control DB, another) to every target, while in `async with`: one worker per target."""
 
     def __init__(
         self,
@@ -145,9 +145,15 @@ class Notifier:
             for wake in self._wakes.values():
                 self._loop.call_soon_threadsafe(wake.set)
 
-    async def run(self) -> None:
-        """Deliver until cancelled, one worker per target; targets are closed on the way out."""
+    async def __aenter__(self) -> Self:
         self._loop = asyncio.get_running_loop()
+        self._delivering = asyncio.create_task(self._deliver())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await cancelled(self._delivering)
+
+    async def _deliver(self) -> None:
         names = [target.name for target in self.targets]
         try:
             gone = await self.db.run(drop_unconfigured, self.db, names)
@@ -157,14 +163,9 @@ class Notifier:
         if gone:
             log.warning("dropped %d announcements queued for targets no longer configured", gone)
             self.dropped["unconfigured", "unconfigured"] += gone
-        try:
-            async with asyncio.TaskGroup() as group:
-                for target in self.targets:
-                    group.create_task(self._work(target))
-        finally:
+        async with asyncio.TaskGroup() as group:
             for target in self.targets:
-                with contextlib.suppress(Exception):
-                    await target.close()
+                group.create_task(self._work(target))
 
     async def _work(self, target: Target) -> None:
         away: UnavailableError | None = None

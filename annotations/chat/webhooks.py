@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Self
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -34,7 +35,8 @@ def host_allowed(host: str, allowlist: Sequence[str]) -> bool:
 
 
 class WebhookTarget:
-    """POSTs each announcement as JSON; any answer but 2xx, or no answer, is a failed try."""
+    """POSTs each announcement as JSON; any answer but 2xx, or no answer, is a failed try.
+    It delivers while in `async with` (its HTTP session open)."""
 
     kind = "webhook"
 
@@ -68,11 +70,18 @@ class WebhookTarget:
             return {"text": announcement.text}
         return announcement.to_json()
 
+    async def __aenter__(self) -> Self:
+        self._session = aiohttp.ClientSession(headers={"User-Agent": "Shipboard"}, trust_env=False)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
     async def deliver(self, announcement: Announcement) -> None:
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                headers={"User-Agent": "Shipboard"}, trust_env=False
-            )
+            raise DeliveryError(f"{self.name}: not open (deliver inside `async with`)")
         try:
             async with self._session.post(
                 self.url, json=self.body(announcement), allow_redirects=False
@@ -82,8 +91,3 @@ class WebhookTarget:
                     raise DeliveryError(f"HTTP {response.status}: {text}")
         except aiohttp.ClientError as error:
             raise DeliveryError(f"{type(error).__name__}: {error}") from error
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None

@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from aiohttp.typedefs import Handler, Middleware
 from annotations.control.auth import ANONYMOUS, INGEST_PATHS, PRINCIPAL, READ_METHODS
 from annotations.control.db import ControlDB, Row
 from annotations.control.errors import UnavailableError
+from storage.tasks import background
 
 log = logging.getLogger(__name__)
 
@@ -182,8 +184,25 @@ class AuditBacklog:
                 log.warning("wrote %d audit entries kept while the control DB was away", len(batch))
             return True
 
-    async def run(self, db: ControlDB, retry_s: float = RETRY_S) -> None:
-        """Until cancelled: write kept entries as soon as the DB is back, even with no calls."""
+    @contextlib.asynccontextmanager
+    async def writing(self, db: ControlDB, retry_s: float = RETRY_S) -> AsyncIterator[None]:
+        """For the life of the block, write kept entries as soon as the DB is back, even with
+        no calls; on the way out a last try, after which what is still kept is only in the
+        log."""
+        try:
+            async with background(self._retry(db, retry_s)):
+                yield
+        finally:
+            with contextlib.suppress(Exception):
+                await self.flush(db)
+            if self._entries:
+                log.error(
+                    "%d audit entries could not be written (the control DB is away); they"
+                    " are in this log, each as 'audit entry kept'",
+                    len(self._entries),
+                )
+
+    async def _retry(self, db: ControlDB, retry_s: float) -> None:
         while True:
             await asyncio.sleep(retry_s)
             if self._entries:
@@ -191,17 +210,6 @@ class AuditBacklog:
                     await self.flush(db)
                 except Exception:
                     log.exception("writing the kept audit entries failed; retrying")
-
-    async def close(self, db: ControlDB) -> None:
-        """A last try; what is still kept then is only in the log."""
-        with contextlib.suppress(Exception):
-            await self.flush(db)
-        if self._entries:
-            log.error(
-                "%d audit entries could not be written (the control DB is away); they are"
-                " in this log, each as 'audit entry kept'",
-                len(self._entries),
-            )
 
 
 def _line(entry: AuditEntry) -> str:

@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry, generate_latest
 
-from annotations.chat.announce import parse_targets
+from annotations.chat.announce import Announcer, parse_targets
 from annotations.chat.errors import TargetError
 from annotations.chat.notify import Notifier
 from annotations.chat.webhooks import host_allowed
@@ -52,13 +52,9 @@ def receiver(failures: int, *, hang: bool = False) -> tuple[web.Application, lis
 
 @contextlib.asynccontextmanager
 async def delivering(notifier: Notifier) -> AsyncIterator[None]:
-    task = asyncio.create_task(notifier.run())
-    try:
+    """The notifier delivering to its targets, each kept open meanwhile."""
+    async with Announcer(notifier).delivering():
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def wait_until(predicate: Callable[[], object], timeout_s: float = 10.0) -> None:

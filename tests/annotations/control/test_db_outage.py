@@ -4,7 +4,6 @@ fail fast with UnavailableError meanwhile, work again once it is back, and write
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from annotations.app import AUDIT_BACKLOG, ControlPlane
-from annotations.chat.announce import parse_targets
+from annotations.chat.announce import Announcer, parse_targets
 from annotations.chat.bot import Bot
 from annotations.chat.notify import Notifier
 from annotations.control.connections import CHECK_IDLE_S, RECONNECT_GIVE_UP_S
@@ -258,24 +257,21 @@ async def test_announcements_wait_out_the_outage_and_a_delivered_one_is_settled_
     db = await asyncio.to_thread(ControlDB.open, own_pg_url, tmp_path)
     notifier = Notifier(db, parse_targets([f"http://127.0.0.1:{server.port}/hook"], ("127.0.0.1",)))
     outbox = notifier.outbox
-    task = asyncio.create_task(notifier.run())
     try:
-        start = DeployStart("web", "prod", "v1")
-        await db.run(start_deploy, db, start, who="a", start_ns=1, outbox=outbox)
-        await asyncio.wait_for(restarted.wait(), 10)
-        async with asyncio.timeout(10):
-            # The delivered row is settled (deleted) once the DB is back: never sent again.
-            while await answered(db, db.query, "SELECT id FROM announcements"):  # noqa: ASYNC110 (the queue is a table)
-                await asyncio.sleep(0.1)
-            start = DeployStart("web", "prod", "v2")
-            await answered(db, start_deploy, db, start, who="a", start_ns=2, outbox=outbox)
-            while len(got) < 2:  # noqa: ASYNC110 (a plain list, with no event to wait on)
-                await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)  # nothing more arrives
+        async with Announcer(notifier).delivering():
+            start = DeployStart("web", "prod", "v1")
+            await db.run(start_deploy, db, start, who="a", start_ns=1, outbox=outbox)
+            await asyncio.wait_for(restarted.wait(), 10)
+            async with asyncio.timeout(10):
+                # The delivered row is settled (deleted) once the DB is back: never sent again.
+                while await answered(db, db.query, "SELECT id FROM announcements"):  # noqa: ASYNC110 (the queue is a table)
+                    await asyncio.sleep(0.1)
+                start = DeployStart("web", "prod", "v2")
+                await answered(db, start_deploy, db, start, who="a", start_ns=2, outbox=outbox)
+                while len(got) < 2:  # noqa: ASYNC110 (a plain list, with no event to wait on)
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # nothing more arrives
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         await asyncio.to_thread(db.close)
     assert got == ["[deploy] a started web v1 to prod", "[deploy] a started web v2 to prod"]
     assert notifier.delivered["webhook"] == 2
