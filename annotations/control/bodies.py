@@ -79,6 +79,11 @@ class Body(BaseModel):
         text: TimeText | None = getattr(self, name)
         return None if text is None else parse_time(str(text), now_ns)
 
+    def time_ns_or_now(self, name: str, now_ns: int) -> int:
+        """The time `name` if given, else `now_ns`."""
+        given = self.time_ns(name, now_ns)
+        return now_ns if given is None else given
+
 
 class DeployStartBody(Body):
     service: RequiredText

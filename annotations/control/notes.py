@@ -7,7 +7,7 @@ A writer that wants its annotation announced hands `add_annotation` or `update_a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -53,17 +53,7 @@ class Annotation:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "start_ns": self.start_ns,
-            "end_ns": self.end_ns,
-            "tags": self.tags,
-            "title": self.title,
-            "body": self.body,
-            "who": self.who,
-            "extra": self.extra,
-        }
+        return asdict(self)
 
 
 def _dumps(value: Mapping[str, Any]) -> str:

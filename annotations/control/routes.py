@@ -58,6 +58,11 @@ def json_response(
     )
 
 
+def _writers(request: web.Request) -> tuple[ControlDB, Outbox]:
+    """The DB and the outbox that a route recording an annotation writes to."""
+    return request.config_dict[CONTROL_DB], request.config_dict[OUTBOX]
+
+
 def _tag_filter(text: str) -> dict[str, str]:
     """`service:web,environment:prod` -> {"service": "web", "environment": "prod"}."""
     tags: dict[str, str] = {}
@@ -71,7 +76,7 @@ def _tag_filter(text: str) -> dict[str, str]:
 
 @routes.post("/api/v1/deploys")
 async def post_deploy(request: web.Request) -> web.Response:
-    db, outbox = request.config_dict[CONTROL_DB], request.config_dict[OUTBOX]
+    db, outbox = _writers(request)
     body = await read_body(request, DeployStartBody)
     now_ns = time.time_ns()
     start = DeployStart(
@@ -85,7 +90,7 @@ async def post_deploy(request: web.Request) -> web.Response:
         rollback=body.rollback,
     )
     who = body.who or request[PRINCIPAL].name
-    start_ns = body.time_ns("start", now_ns)
+    start_ns = body.time_ns_or_now("start", now_ns)
     key = body.idempotency_key or None
 
     def record() -> Annotation:
@@ -95,7 +100,7 @@ async def post_deploy(request: web.Request) -> web.Response:
                 db,
                 start,
                 who=who,
-                start_ns=now_ns if start_ns is None else start_ns,
+                start_ns=start_ns,
                 idempotency_key=key,
                 outbox=outbox,
             )
@@ -106,16 +111,16 @@ async def post_deploy(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/deploys/{ref}/finish")
 async def post_deploy_finish(request: web.Request) -> web.Response:
-    db, outbox = request.config_dict[CONTROL_DB], request.config_dict[OUTBOX]
+    db, outbox = _writers(request)
     body = await read_body(request, DeployFinishBody)
     now_ns = time.time_ns()
-    end_ns = body.time_ns("end", now_ns)
+    end_ns = body.time_ns_or_now("end", now_ns)
     deploy = await db.run(
         finish_deploy,
         db,
         request.match_info["ref"],
         status=body.status,
-        end_ns=now_ns if end_ns is None else end_ns,
+        end_ns=end_ns,
         log_tail=body.log_tail,
         exit_code=body.exit_code,
         outbox=outbox,
@@ -148,11 +153,10 @@ async def get_one_deploy(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/annotations")
 async def post_note(request: web.Request) -> web.Response:
-    db, outbox = request.config_dict[CONTROL_DB], request.config_dict[OUTBOX]
+    db, outbox = _writers(request)
     body = await read_body(request, NoteBody)
     now_ns = time.time_ns()
-    start = body.time_ns("start", now_ns)
-    start_ns = now_ns if start is None else start
+    start_ns = body.time_ns_or_now("start", now_ns)
     end_ns = body.time_ns("end", now_ns)
     if end_ns is not None and end_ns < start_ns:
         raise BadRequestError("end is before start")
