@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -61,3 +63,17 @@ def open_any_store(
     opener = StoreOpener(request, request.param, tmp_path, tiers)
     yield opener
     opener.close()
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where the power-loss tests' cut copies go: tmpfs when there is one. The cuts are
+    simulated on copies, so the disk's own fsyncs (hundreds of cases, each opening and
+    checkpointing a store) would add nothing but time."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir():
+        yield tmp_path_factory.mktemp("cuts")
+        return
+    directory = Path(tempfile.mkdtemp(prefix="power-loss-", dir=shm))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
