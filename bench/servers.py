@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.launch import influxd_config
 from bench.procs import HOST, SERVER_CPU, Server, free_port, http_get, http_ok, pinned, tcp_open
+from tests.backends import influxd_config
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import itertools
 import shutil
-import socket
-import subprocess
-import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -17,21 +13,40 @@ from typing import Any
 
 import pytest
 
-from bench.launch import influxd_config
 from storage.base import Store
 from storage.embedded import EmbeddedStore
 from storage.influx import InfluxConfig, InfluxStore
 from storage.records import Tier
+from tests.launcher import HOST, ServerProcess
+from tests.launcher import free_port as free_port  # re-exported: the spool tests' import
 
-HOST = "127.0.0.1"
 BACKENDS = ("embedded", "influxdb")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+def influxd_config(home: Path, host: str, http_port: int, rpc_port: int) -> str:
+    """An influxd 1.x config keeping its files under `home`, listening on `host` only: no
+    reporting, WAL fsync on every write."""
+    return f"""reporting-enabled = false
+bind-address = "{host}:{rpc_port}"
+[meta]
+  dir = "{home}/meta"
+  logging-enabled = false
+[data]
+  dir = "{home}/data"
+  wal-dir = "{home}/wal"
+  wal-fsync-delay = "0s"
+  query-log-enabled = false
+  max-values-per-tag = 0
+  max-series-per-database = 0
+[monitor]
+  store-enabled = false
+[http]
+  bind-address = "{host}:{http_port}"
+  auth-enabled = false
+  log-enabled = false
+[continuous_queries]
+  enabled = false
+"""
 
 
 class Influxd:
@@ -47,38 +62,24 @@ class Influxd:
         self.url = f"http://{HOST}:{self.port}"
         self.config = home / "influxdb.conf"
         self.config.write_text(influxd_config(home, HOST, self.port, free_port()))
-        self.process: subprocess.Popen[bytes] | None = None
+        self.server: ServerProcess | None = None
         self._databases = itertools.count()
 
     def start(self) -> None:
-        log = open(self.home / "influxd.log", "ab")  # noqa: SIM115 (the process keeps it)
-        self.process = subprocess.Popen(
-            [self.binary, "run", "-config", str(self.config)], stdout=log, stderr=log
-        )
-        log.close()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"influxd exited: {(self.home / 'influxd.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as response:
-                    if response.status == 204:
-                        return
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.05)
-        pytest.fail("influxd did not answer /ping within 30 s")
+        self.server = ServerProcess(
+            "influxd", [self.binary, "run", "-config", str(self.config)],
+            self.home / "influxd.log", self._answers,
+        ).start()  # fmt: skip
+
+    def _answers(self) -> bool:
+        with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as response:
+            return bool(response.status == 204)
 
     def stop(self) -> None:
         """Stop the process by its PID (SIGTERM, then SIGKILL)."""
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
+        if self.server is not None:
+            self.server.stop()
+        self.server = None
 
     def query(self, statement: str, db: str = "") -> bytes:
         body = urllib.parse.urlencode({"q": statement, "db": db, "epoch": "ns"}).encode()

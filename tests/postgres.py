@@ -4,13 +4,12 @@ never stopped. And a server of a test's own (`own_pg`), which a test may stop an
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.running import free_port
+from tests.launcher import ServerProcess, free_port, wait_for
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -42,12 +41,10 @@ def _start_pg() -> None:
         capture_output=True,
         timeout=60,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if _pg_reachable():
-            return
-        time.sleep(0.2)
-    pytest.fail("PostgreSQL on 127.0.0.1:5432 is down and could not be started")
+    try:
+        wait_for(_pg_reachable, timeout_s=30)
+    except AssertionError:
+        pytest.fail("PostgreSQL on 127.0.0.1:5432 is down and could not be started")
 
 
 @pytest.fixture(scope="session")
@@ -75,10 +72,14 @@ def fresh_schema(database_url: str, prefix: str) -> Iterator[str]:
 
 
 PG_BIN_ROOT = Path("/usr/lib/postgresql")
+# PostgreSQL refuses to run as root: as root, its processes run as the `postgres` user.
+_OWNER = "postgres" if os.geteuid() == 0 else None
+# The postmaster's signal for each shutdown mode of `pg_ctl stop -m`.
+_SHUTDOWN = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
 
 
 def _pg_bin(name: str) -> str:
-    """The newest installed PostgreSQL's `name` (initdb, pg_ctl)."""
+    """The newest installed PostgreSQL's `name` (initdb, postgres)."""
     versions = (
         sorted(PG_BIN_ROOT.iterdir(), key=lambda p: int(p.name)) if PG_BIN_ROOT.is_dir() else []
     )
@@ -97,6 +98,7 @@ class OwnPostgres:
 
     directory: Path
     port: int = field(default_factory=free_port)
+    _server: ServerProcess | None = field(default=None, init=False, repr=False)
 
     @property
     def url(self) -> str:
@@ -117,41 +119,42 @@ class OwnPostgres:
         return self.directory / "postgres.log"
 
     def init(self) -> OwnPostgres:
-        self._run(_pg_bin("initdb"), "--no-sync", "--auth=trust", "--username=postgres",
-                  "--encoding=UTF8", "-D", str(self.directory / "data"))  # fmt: skip
+        as_owner = ["runuser", "-u", _OWNER, "--"] if _OWNER else []
+        done = subprocess.run(
+            [*as_owner, _pg_bin("initdb"), "--no-sync", "--auth=trust", "--username=postgres",
+             "--encoding=UTF8", "-D", str(self.directory / "data")],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb failed:\n{done.stdout}{done.stderr}")
         return self
 
     def start(self) -> OwnPostgres:
-        """Start and wait until it accepts connections."""
-        options = (
-            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"
-            " -c max_connections=40 -c shared_buffers=16MB"
-        )
-        self._run(_pg_bin("pg_ctl"), "start", "-w", "-t", "60", "-D", str(self.directory / "data"),
-                  "-l", str(self.log_path), "-o", options)  # fmt: skip
+        """Start the postmaster in the foreground and wait until it accepts connections."""
+        self._server = ServerProcess(
+            "postgres",
+            [_pg_bin("postgres"), "-D", str(self.directory / "data"), "-p", str(self.port),
+             "-k", str(self.directory), "-c", "listen_addresses=127.0.0.1",
+             "-c", "max_connections=40", "-c", "shared_buffers=16MB"],
+            self.log_path, self._accepts, timeout_s=60, user=_OWNER,
+        ).start()  # fmt: skip
         return self
 
     def stop(self, mode: str = "immediate") -> None:
         """Stop it: `immediate` kills every backend at once (clients see the connection drop),
         `fast` ends their sessions first (clients get 57P01, administrator command)."""
-        self._run(_pg_bin("pg_ctl"), "stop", "-w", "-t", "60", "-m", mode,
-                  "-D", str(self.directory / "data"))  # fmt: skip
+        if self._server is not None:
+            self._server.stop(_SHUTDOWN[mode], timeout_s=60)
 
     def running(self) -> bool:
+        return self._server is not None and self._server.running() and self._accepts()
+
+    def _accepts(self) -> bool:
         try:
             with psycopg.connect(self.url, connect_timeout=2):
                 return True
         except psycopg.OperationalError:
             return False
-
-    def _run(self, *argv: str) -> None:
-        as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        done = subprocess.run(
-            [*as_owner, *argv], capture_output=True, text=True, timeout=120, check=False
-        )
-        if done.returncode != 0:
-            log = self.log_path.read_text() if self.log_path.exists() else ""
-            raise RuntimeError(f"{' '.join(argv)} failed:\n{done.stdout}{done.stderr}{log[-2000:]}")
 
 
 @contextmanager
@@ -167,8 +170,7 @@ def own_postgres() -> Iterator[OwnPostgres]:
         server.init().start()
         yield server
     finally:
-        with contextlib.suppress(RuntimeError):
-            server.stop("fast")
+        server.stop("fast")
         shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -184,6 +186,7 @@ def own_pg(own_pg_server: OwnPostgres) -> OwnPostgres:
     """The module's own server, running when the test starts (a failed test may have left it
     stopped)."""
     if not own_pg_server.running():
+        own_pg_server.stop()  # one that does not answer
         own_pg_server.start()
     return own_pg_server
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -20,25 +18,16 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from tests.launcher import ServerProcess, environment_without
+from tests.launcher import free_port as free_port  # re-exported: the end-to-end tests' import
+from tests.launcher import wait_for as wait_for
+
 SHIPBOARD = Path(sys.executable).parent / "shipboard"
 
 
-def free_port(kinds: tuple[int, ...] = (socket.SOCK_STREAM,)) -> int:
-    """A port that is free for every socket kind in `kinds` on 127.0.0.1."""
-    while True:
-        with socket.socket(socket.AF_INET, kinds[0]) as first:
-            first.bind(("127.0.0.1", 0))
-            port = int(first.getsockname()[1])
-            others = [socket.socket(socket.AF_INET, kind) for kind in kinds[1:]]
-            try:
-                for other in others:
-                    other.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
-            finally:
-                for other in others:
-                    other.close()
+def shipboard_env(**extra: str) -> dict[str, str]:
+    """The environment for a Shipboard process: none of this one's SHIPBOARD_ settings."""
+    return environment_without("SHIPBOARD_", **extra)
 
 
 @dataclass
@@ -50,12 +39,20 @@ class RunningShipboard:
         default_factory=lambda: free_port((socket.SOCK_DGRAM, socket.SOCK_STREAM))
     )
     graphite_port: int = field(default_factory=free_port)
-    process: subprocess.Popen[str] | None = None
+    server: ServerProcess | None = None
     token: str = ""
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir.parent / f"{self.data_dir.name}.log"
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return None if self.server is None else self.server.process
 
     def start(self, timeout_s: float = 30.0) -> RunningShipboard:
         command = [
@@ -63,39 +60,26 @@ class RunningShipboard:
             "--http-port", str(self.http_port), "--statsd-port", str(self.statsd_port),
             "--graphite-port", str(self.graphite_port), "--dash-port", "0", *self.args,
         ]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPBOARD_")}
-        with (self.data_dir.parent / f"{self.data_dir.name}.log").open("a") as log:
-            self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, text=True, env=env
-            )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"shipboard run exited with {self.process.returncode}:\n" + self.output()
-                )
-            try:
-                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
-                    banner = self.output()
-                    if response.status == 200 and "Shipboard is running" in banner:
-                        # The first start on an empty data dir prints an admin token once.
-                        found = re.search(r"admin token\s+(\S+)", banner)
-                        self.token = found[1] if found else self.token
-                        return self
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("shipboard run did not answer /healthz in time:\n" + self.output())
+        self.server = ServerProcess(
+            "shipboard run", command, self.log_path, self._answers, shipboard_env(), timeout_s
+        ).start()
+        # The first start on an empty data dir prints an admin token once.
+        found = re.search(r"admin token\s+(\S+)", self.output())
+        self.token = found[1] if found else self.token
+        return self
+
+    def _answers(self) -> bool:
+        with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
+            return response.status == 200 and "Shipboard is running" in self.output()
 
     def output(self) -> str:
-        path = self.data_dir.parent / f"{self.data_dir.name}.log"
-        return path.read_text() if path.exists() else ""
+        return self.log_path.read_text() if self.log_path.exists() else ""
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        return self.process.wait(timeout_s)
+        assert self.server is not None
+        code = self.server.stop(sig, timeout_s)
+        assert code is not None
+        return code
 
     def _headers(self, headers: dict[str, str] | None = None) -> dict[str, str]:
         auth = {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -144,16 +128,3 @@ def sample_value(text: str, name: str, **labels: str) -> float:
         if sample.name == name and sample.labels == labels:
             return sample.value
     return 0.0
-
-
-def wait_for(predicate: object, timeout_s: float = 15.0, interval_s: float = 0.2) -> None:
-    """Poll `predicate()` until it is truthy; fail with its last value after `timeout_s`."""
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return
-        time.sleep(interval_s)
-    raise AssertionError(f"condition not met in {timeout_s} s (last value: {last!r})")

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import time
-import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client.samples import Sample
 
-from tests.running import SHIPBOARD, free_port, metric_samples, sample_value
+from tests.launcher import ServerProcess, free_port
+from tests.running import SHIPBOARD, metric_samples, sample_value, shipboard_env
 
 
 @dataclass
@@ -24,7 +20,7 @@ class RunningRelay:
     port: int = field(default_factory=lambda: free_port((socket.SOCK_DGRAM, socket.SOCK_STREAM)))
     http_port: int = field(default_factory=free_port)
     check_interval_s: float = 0.3
-    process: subprocess.Popen[str] | None = None
+    server: ServerProcess | None = None
 
     def start(self, timeout_s: float = 20.0) -> RunningRelay:
         command = [
@@ -33,22 +29,14 @@ class RunningRelay:
             "--check-interval", str(self.check_interval_s),
             *(arg for node in self.nodes for arg in ("--node", node)),
         ]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPBOARD_")}
-        with self.log_path.open("a") as log:
-            self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, text=True, env=env
-            )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"shipboard relay exited:\n{self.log_path.read_text()}")
-            try:
-                self.metrics()
-                return self
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"shipboard relay did not start:\n{self.log_path.read_text()}")
+        self.server = ServerProcess(
+            "shipboard relay", command, self.log_path, self._answers, shipboard_env(), timeout_s
+        ).start()
+        return self
+
+    def _answers(self) -> bool:
+        self._metrics_text()
+        return True
 
     def metrics(self) -> list[Sample]:
         """Every sample of the relay's /metrics."""
@@ -71,7 +59,7 @@ class RunningRelay:
             sock.sendto(payload, ("127.0.0.1", self.port))
 
     def stop(self) -> int:
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(20)
+        assert self.server is not None
+        code = self.server.stop(timeout_s=20)
+        assert code is not None
+        return code

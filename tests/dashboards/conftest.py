@@ -3,12 +3,7 @@ process of their own, and Debian's Chromium driven by Playwright."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +17,7 @@ from bench.launch import CHROMIUM, CHROMIUM_ARGS
 from shipboard.settings import Settings
 from storage.embedded import EmbeddedStore
 from tests.dashboards.seed import Seeded, seed
-from tests.running import free_port
+from tests.dashboards.serving import DashServer, start_dashboards
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -100,57 +95,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         store.close()
 
 
-@dataclass
-class DashServer:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
-def start_dashboards(data_dir: Path, **env: str) -> DashServer:
-    """`run_dashboards(Settings())` in a new process, on a free port, ready to answer."""
-    port = free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("SHIPBOARD_")}
-    environment |= {"SHIPBOARD_DATA_DIR": str(data_dir), "SHIPBOARD_DASH_PORT": str(port), **env}
-    log = data_dir / f"dash-{port}.log"
-    code = (
-        "from shipboard.server import run_dashboards\n"
-        "from shipboard.settings import Settings\n"
-        "run_dashboards(Settings())\n"
-    )
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT, env=environment
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the dashboards exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url + "/signin", timeout=1):
-                return DashServer(url, process, log)
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.1)
-    process.kill()
-    pytest.fail(f"the dashboards did not answer in 30 s:\n{log.read_text()}")
-
-
-def stop_dashboards(server: DashServer) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(10)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait(10)
-
-
 @pytest.fixture(scope="module")
 def open_server(world: World) -> Iterator[DashServer]:
     """The dashboards with anonymous read on."""
     server = start_dashboards(world.data_dir, SHIPBOARD_ANONYMOUS_READ="true")
     yield server
-    stop_dashboards(server)
+    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +108,7 @@ def closed_server(world: World) -> Iterator[DashServer]:
     """The dashboards with anonymous read off (the default)."""
     server = start_dashboards(world.data_dir)
     yield server
-    stop_dashboards(server)
+    server.stop()
 
 
 @pytest.fixture

@@ -18,8 +18,9 @@ from dashboards.serve import open_link
 from shipboard.server import dashboards_config
 from shipboard.settings import Settings
 from storage.records import NS_PER_S
-from tests.dashboards.conftest import DashServer, World
+from tests.dashboards.conftest import World
 from tests.dashboards.seed import HOSTS, metric_points
+from tests.dashboards.serving import DashServer
 
 GRAPHS = ".panel-graph .main-svg"
 

@@ -7,7 +7,6 @@ import contextlib
 import os
 import shutil
 import socket
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from annotations.chat.irc_protocol import IrcMessage, format_line, parse_line
-from tests.running import free_port
+from tests.launcher import HOST, ServerProcess, free_port
 
 CONFIG = """[Global]
 Name = irc.shipboard.test
@@ -38,7 +37,7 @@ class Ircd:
 
     directory: Path
     port: int
-    process: subprocess.Popen[bytes] | None = None
+    server: ServerProcess | None = None
 
     def start(self, timeout_s: float = 10.0) -> Ircd:
         binary = shutil.which("ngircd") or (
@@ -50,24 +49,20 @@ class Ircd:
             )
         conf = self.directory / "ngircd.conf"
         conf.write_text(CONFIG.format(port=self.port))
-        with (self.directory / "ngircd.log").open("ab") as log:
-            self.process = subprocess.Popen([binary, "-n", "-f", str(conf)], stdout=log, stderr=log)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return self
-            except OSError:
-                if self.process.poll() is not None:
-                    pytest.fail(f"ngircd exited: {(self.directory / 'ngircd.log').read_text()}")
-                time.sleep(0.05)
-        pytest.fail("ngircd did not listen in time")
+        self.server = ServerProcess(
+            "ngircd", [binary, "-n", "-f", str(conf)], self.directory / "ngircd.log",
+            self._listens, timeout_s=timeout_s,
+        ).start()  # fmt: skip
+        return self
+
+    def _listens(self) -> bool:
+        with socket.create_connection((HOST, self.port), timeout=1):
+            return True
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-        self.process = None
+        if self.server is not None:
+            self.server.stop()
+        self.server = None
 
 
 def make_ircd(directory: Path) -> Ircd:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -19,6 +18,7 @@ from aiohttp.test_utils import TestServer
 from annotations.app import ControlPlane, setup_control
 from annotations.control.deploys import deploy_json, list_deploys
 from annotations.control.tokens import create_token
+from tests.launcher import free_port
 
 AiohttpServer = Callable[[web.Application], Awaitable[TestServer]]
 DEPLOY_ARGS = ("deploy", "--service", "web", "--env", "prod", "--version", "v1")
@@ -35,13 +35,6 @@ async def server_url(control: ControlPlane, aiohttp_server: AiohttpServer) -> st
     setup_control(app, control, anonymous_read=False, ingest_token="")
     server = await aiohttp_server(app)
     return str(server.make_url("")).rstrip("/")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def shipboard(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
