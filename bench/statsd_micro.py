@@ -87,18 +87,17 @@ def in_process(seconds: float) -> dict[str, float]:
 
 async def _serve() -> None:
     """Child: listen, then answer each stdin line with (CPU s, metrics received) as JSON."""
-    from collector.statsd_server import start_statsd
+    from collector.statsd_server import statsd_listener
 
     stats = IngestStats()
     agg = StatsdAggregator(stats, flush_interval_s=10.0)
-    server = await start_statsd(HOST, 0, agg, stats)
-    print(server.udp_port, flush=True)
-    loop = asyncio.get_running_loop()
-    while await loop.run_in_executor(None, sys.stdin.readline):
-        await asyncio.sleep(0.2)  # let the socket drain
-        report = {"cpu_s": time.process_time(), "received": stats.received["statsd"]}
-        print(json.dumps(report), flush=True)
-    await server.close()
+    async with statsd_listener(HOST, 0, agg, stats) as server:
+        print(server.udp_port, flush=True)
+        loop = asyncio.get_running_loop()
+        while await loop.run_in_executor(None, sys.stdin.readline):
+            await asyncio.sleep(0.2)  # let the socket drain
+            report = {"cpu_s": time.process_time(), "received": stats.received["statsd"]}
+            print(json.dumps(report), flush=True)
 
 
 def _send(port: int, packets: list[bytes], pps: float, seconds: float) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 from collector.graphite import parse_graphite
 from collector.line_framing import MAX_LINE_BYTES, LineFramer
@@ -17,7 +19,15 @@ logger = logging.getLogger(__name__)
 _PROTOCOL = "graphite"
 
 
-async def start_graphite(
+@dataclass(frozen=True, slots=True)
+class GraphiteListener:
+    """Where the running listener is: the port it took (0 asked for a free one)."""
+
+    port: int
+
+
+@contextlib.asynccontextmanager
+async def graphite_listener(
     host: str,
     port: int,
     sink: Callable[[Samples], None],
@@ -25,12 +35,15 @@ async def start_graphite(
     *,
     clock: Callable[[], int] = time.time_ns,
     max_line_bytes: int = MAX_LINE_BYTES,
-) -> asyncio.Server:
-    """Listen on host:port (0 picks a free port); every batch of good points goes to `sink`."""
+) -> AsyncIterator[GraphiteListener]:
+    """Listen on host:port (0 picks a free port) for the life of the block; every batch of
+    good points goes to `sink`."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(
+    server = await loop.create_server(
         lambda: GraphiteProtocol(sink, stats, clock, max_line_bytes), host, port
     )
+    async with server:
+        yield GraphiteListener(server.sockets[0].getsockname()[1])
 
 
 class GraphiteProtocol(asyncio.Protocol):

@@ -11,6 +11,7 @@ import socket
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Self
 
 import mmh3
 from prometheus_client import CollectorRegistry
@@ -18,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from collector.line_framing import LineFramer
+from storage.tasks import background
 
 log = logging.getLogger(__name__)
 
@@ -210,12 +212,15 @@ class _UdpOut(asyncio.DatagramProtocol):
 
 
 class Relay:
-    """The running relay: UDP and TCP in, UDP out, and a health check of every node every
-    `check_interval_s` (a TCP connect to its StatsD port, which collectors also serve)."""
+    """The relay, running while in `async with`: UDP and TCP in on host:`port` (0: a free port
+    each), UDP out, and a health check of every node every `check_interval_s` (a TCP connect
+    to its StatsD port, which collectors also serve)."""
 
     def __init__(
         self,
         nodes: Sequence[str],
+        host: str,
+        port: int,
         *,
         check_interval_s: float = 2.0,
         check_timeout_s: float = 1.0,
@@ -224,6 +229,8 @@ class Relay:
         self.router = Router(nodes, self._send, self.stats)
         self.registry = CollectorRegistry()
         self.registry.register(RelayCollector(self.stats, self.router.up))
+        self.host = host
+        self.port = port
         self.udp_port = 0
         self.tcp_port = 0
         self._targets = {node: parse_address(node) for node in nodes}
@@ -231,25 +238,35 @@ class Relay:
         self._check_interval_s = check_interval_s
         self._check_timeout_s = check_timeout_s
         self._out: asyncio.DatagramTransport | None = None
-        self._udp_in: asyncio.DatagramTransport | None = None
-        self._tcp_in: asyncio.Server | None = None
-        self._checker: asyncio.Task[None] | None = None
+        self._running = contextlib.AsyncExitStack()
 
-    async def start(self, host: str, port: int) -> Relay:
-        """Listen on UDP and TCP `port` (0: a free port each), after a first health check."""
+    async def __aenter__(self) -> Self:
+        """Listen, after a first health check; what was started is stopped again if a later
+        step fails."""
         loop = asyncio.get_running_loop()
-        await self.check_all()
-        self._out, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpOut(self.stats), family=socket.AF_INET
-        )
-        self._udp_in, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpIn(self.router), local_addr=(host, port)
-        )
-        self._tcp_in = await loop.create_server(lambda: _TcpIn(self.router, self.stats), host, port)
-        self.udp_port = self._udp_in.get_extra_info("sockname")[1]
-        self.tcp_port = self._tcp_in.sockets[0].getsockname()[1]
-        self._checker = asyncio.create_task(self._check_forever())
+        async with contextlib.AsyncExitStack() as stack:
+            await self.check_all()
+            self._out, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpOut(self.stats), family=socket.AF_INET
+            )
+            stack.callback(self._out.close)
+            udp_in, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpIn(self.router), local_addr=(self.host, self.port)
+            )
+            stack.callback(udp_in.close)
+            tcp_in = await loop.create_server(
+                lambda: _TcpIn(self.router, self.stats), self.host, self.port
+            )
+            await stack.enter_async_context(tcp_in)
+            self.udp_port = udp_in.get_extra_info("sockname")[1]
+            self.tcp_port = tcp_in.sockets[0].getsockname()[1]
+            await stack.enter_async_context(background(self._check_forever()))
+            self._running = stack.pop_all()
         return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Stop checking, stop listening, then stop sending."""
+        await self._running.aclose()
 
     def _send(self, node: str, datagram: bytes) -> None:
         address = self._resolved.get(node)
@@ -284,15 +301,3 @@ class Relay:
         while True:
             await asyncio.sleep(self._check_interval_s)
             await self.check_all()
-
-    async def close(self) -> None:
-        if self._checker is not None:
-            self._checker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._checker
-        if self._tcp_in is not None:
-            self._tcp_in.close()
-            await self._tcp_in.wait_closed()
-        for transport in (self._udp_in, self._out):
-            if transport is not None:
-                transport.close()

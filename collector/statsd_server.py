@@ -10,10 +10,13 @@ instead (the connection's flow control), nothing is dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import struct
 import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from collector.line_framing import LineFramer
 from collector.stats import IngestStats
@@ -117,7 +120,6 @@ class _UdpReader:
             self._pass.cancel()
             self._pass = None
         self._loop.remove_reader(self._fd)
-        self._sock.close()
 
 
 class _TcpProtocol(asyncio.Protocol):
@@ -136,19 +138,12 @@ class _TcpProtocol(asyncio.Protocol):
         self._framer.finish()
 
 
-class StatsdServer:
-    """The running UDP endpoint and TCP server; `close()` stops both."""
+@dataclass(frozen=True, slots=True)
+class StatsdListener:
+    """Where the running listeners are: the ports they took (0 asked for a free one each)."""
 
-    def __init__(self, udp: socket.socket, tcp: asyncio.Server, reader: _UdpReader) -> None:
-        self._udp = reader
-        self._tcp = tcp
-        self.udp_port: int = udp.getsockname()[1]
-        self.tcp_port: int = tcp.sockets[0].getsockname()[1]
-
-    async def close(self) -> None:
-        self._tcp.close()
-        self._udp.close()
-        await self._tcp.wait_closed()
+    udp_port: int
+    tcp_port: int
 
 
 def _udp_socket(host: str, port: int, receive_buffer_bytes: int) -> socket.socket:
@@ -171,24 +166,32 @@ def _udp_socket(host: str, port: int, receive_buffer_bytes: int) -> socket.socke
     return sock
 
 
-async def start_statsd(
+@contextlib.asynccontextmanager
+async def statsd_listener(
     host: str,
     port: int,
     aggregator: StatsdAggregator,
     stats: IngestStats,
     *,
     receive_buffer_bytes: int = RECEIVE_BUFFER_BYTES,
-) -> StatsdServer:
-    """Listen for StatsD on UDP and TCP `port` (0: a free port each, see the server's ports).
-    The UDP receive buffer holds `receive_buffer_bytes` (Linux doubles it for its overhead);
-    beyond what it holds while the loop is busy, datagrams are dropped and counted."""
+) -> AsyncIterator[StatsdListener]:
+    """Listen for StatsD on UDP and TCP `port` (0: a free port each, see the listener's ports)
+    for the life of the block. The UDP receive buffer holds `receive_buffer_bytes` (Linux
+    doubles it for its overhead); beyond what it holds while the loop is busy, datagrams are
+    dropped and counted."""
     loop = asyncio.get_running_loop()
-    udp = _udp_socket(host, port, receive_buffer_bytes)
-    try:
+    with contextlib.closing(_udp_socket(host, port, receive_buffer_bytes)) as udp:
         tcp = await loop.create_server(lambda: _TcpProtocol(aggregator, stats), host, port)
-    except OSError:
-        udp.close()
-        raise
-    server = StatsdServer(udp, tcp, _UdpReader(udp, aggregator, stats))
-    log.info("StatsD listening on %s udp:%d tcp:%d", host, server.udp_port, server.tcp_port)
-    return server
+        async with tcp:  # closed last, once its connections are gone
+            reader = _UdpReader(udp, aggregator, stats)
+            try:
+                listener = StatsdListener(udp.getsockname()[1], tcp.sockets[0].getsockname()[1])
+                log.info(
+                    "StatsD listening on %s udp:%d tcp:%d",
+                    host,
+                    listener.udp_port,
+                    listener.tcp_port,
+                )
+                yield listener
+            finally:
+                reader.close()

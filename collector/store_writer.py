@@ -15,11 +15,13 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Self
 
 from collector.service_metrics import ServiceMetrics
 from collector.stats import IngestStats
 from storage.base import Store, WriteResult
 from storage.records import Samples
+from storage.tasks import cancelled
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,8 @@ WRITE_THREADS = 4  # concurrent writes share one fsync (group commit); more wait
 class StoreWriter:
     """Writes batches to the store on its own threads, timing them and counting refused series.
 
-    The threads start with the first write; `close()` waits for the writes under way."""
+    Used as `async with StoreWriter(...) as writer:`; the threads start with the first write,
+    and leaving the block waits for the writes under way and stops them."""
 
     def __init__(
         self,
@@ -54,8 +57,10 @@ class StoreWriter:
             self._stats.add_dropped(protocol, "too_old", result.too_old)
         return result
 
-    async def close(self) -> None:
-        """Wait for the writes under way and stop the threads."""
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
         await asyncio.to_thread(self._executor.shutdown)
 
 
@@ -64,7 +69,9 @@ class BatchingSink:
 
     Failed writes are retried with the next round (kept, never silently lost) up to `max_pending`
     points, past which the oldest batches are dropped and counted: a store that is down must not
-    make the collector run out of memory."""
+    make the collector run out of memory.
+
+    It writes while in `async with`; leaving the block writes what is still pending."""
 
     def __init__(
         self,
@@ -91,13 +98,17 @@ class BatchingSink:
             self._pending_points -= len(old)
             self._stats.add_dropped(old_protocol, "store_backlog", len(old))
 
-    async def run(self) -> None:
-        """Write what is pending every interval, until cancelled (then one last write)."""
-        try:
-            while True:
-                await asyncio.sleep(self._interval_s)
-                await self.write_pending()
-        finally:
+    async def __aenter__(self) -> Self:
+        self._writing = asyncio.create_task(self._write_every_interval())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await cancelled(self._writing)
+        await self.write_pending()
+
+    async def _write_every_interval(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
             await self.write_pending()
 
     async def write_pending(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 
 from collector.relay import Relay, parse_address
+from shipboard.http_site import http_site
 from shipboard.settings import Settings
 
 log = logging.getLogger("shipboard.relay")
@@ -73,35 +75,28 @@ def _http_app(relay: Relay) -> web.Application:
 async def serve_relay(args: argparse.Namespace) -> None:
     """Relay until SIGINT or SIGTERM."""
     host, port = parse_address(args.listen)
-    relay = await Relay(args.nodes, check_interval_s=args.check_interval).start(host, port)
-    runner: web.AppRunner | None = None
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
-    try:
+    relay = Relay(args.nodes, host, port, check_interval_s=args.check_interval)
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(relay)
         lines = [
             f"Shipboard relay on udp {host}:{relay.udp_port} tcp {host}:{relay.tcp_port}",
             *(f"  node {node} {'up' if up else 'DOWN'}" for node, up in relay.router.up.items()),
         ]
         if args.http:
-            runner = web.AppRunner(_http_app(relay))
-            await runner.setup()
             http_host, http_port = parse_address(args.http)
-            site = web.TCPSite(runner, http_host, http_port)
-            await site.start()
-            lines.append(f"  http {site.name}/metrics")
+            url = await stack.enter_async_context(http_site(_http_app(relay), http_host, http_port))
+            lines.append(f"  http {url}/metrics")
         print("\n".join(lines), flush=True)
         await stopping.wait()
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-        await relay.close()
-        print(
-            f"relayed {sum(relay.stats.relayed.values())} lines, "
-            f"dropped {sum(relay.stats.dropped.values())}",
-            flush=True,
-        )
+    print(
+        f"relayed {sum(relay.stats.relayed.values())} lines, "
+        f"dropped {sum(relay.stats.dropped.values())}",
+        flush=True,
+    )
 
 
 def run_relay(args: argparse.Namespace, settings: Settings) -> int:

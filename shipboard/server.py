@@ -9,7 +9,7 @@ import logging
 import multiprocessing
 import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING
@@ -25,19 +25,21 @@ from annotations.app import ControlCollector, ControlPlane, add_auth, setup_cont
 from annotations.chat.announce import Announcer
 from annotations.chat.errors import TargetError
 from annotations.control.outbox import Outbox
-from collector.graphite_server import start_graphite
+from collector.graphite_server import graphite_listener
 from collector.host_agent import HostSampler
 from collector.http_ingest import add_ingest_routes
 from collector.service_metrics import ServiceMetrics
 from collector.stats import IngestStats
 from collector.statsd_aggregate import StatsdAggregator
-from collector.statsd_server import start_statsd
+from collector.statsd_server import statsd_listener
 from collector.store_writer import BatchingSink, StoreWriter
+from shipboard.http_site import http_site
 from shipboard.node_lock import NodeLock
 from shipboard.settings import Settings
 from shipboard.stores import open_reader, open_store, watch_store
 from storage.base import Store
 from storage.records import NS_PER_S
+from storage.tasks import background
 
 if TYPE_CHECKING:
     from dashboards.config import DashboardsConfig
@@ -63,6 +65,16 @@ async def _every(
         except Exception:
             log.exception("%s failed; retrying in %.0f s", name, interval_s)
         await asyncio.sleep(interval_s)
+
+
+@contextlib.asynccontextmanager
+async def _flushing(interval_s: float, flush: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
+    """`flush` every `interval_s` for the life of the block, and once more at its end."""
+    try:
+        async with background(_every(interval_s, flush, "flush")):
+            yield
+    finally:
+        await flush()
 
 
 PARTS = ("collector", "api", "aggregator", "dashboards")
@@ -139,7 +151,7 @@ class _Node:
     stack: contextlib.AsyncExitStack
     listeners: dict[str, str] = field(default_factory=dict)
 
-    def every(
+    async def every(
         self,
         interval_s: float,
         action: Callable[[], Awaitable[None]],
@@ -147,18 +159,10 @@ class _Node:
         *,
         at_once: bool = False,
     ) -> None:
-        self.background(_every(interval_s, action, name, at_once=at_once))
-
-    def background(self, coroutine: Coroutine[None, None, None]) -> None:
-        """Run `coroutine` until the node stops (cancelled then, in reverse start order)."""
-        task = asyncio.create_task(coroutine)
-
-        async def stop() -> None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-        self.stack.push_async_callback(stop)
+        """Run `action` every `interval_s` until the node stops (in reverse start order)."""
+        await self.stack.enter_async_context(
+            background(_every(interval_s, action, name, at_once=at_once))
+        )
 
 
 async def _start_collector(node: _Node, writer: StoreWriter) -> None:
@@ -171,30 +175,29 @@ async def _start_collector(node: _Node, writer: StoreWriter) -> None:
         percentiles=settings.percentiles,
         idle_flushes=settings.idle_flushes,
     )
-    node.background(sink.run())  # stops last: the final flush below lands in it
+    # The sink stops last: the final StatsD flush lands in it.
+    await node.stack.enter_async_context(sink)
 
     async def flush_statsd() -> None:
         started = time.perf_counter()
         sink.add(statsd.flush(time.time_ns()), "statsd")
         metrics.flush_seconds.observe(time.perf_counter() - started)
 
-    node.stack.push_async_callback(flush_statsd)
-    node.every(settings.flush_interval_s, flush_statsd, "flush")
+    await node.stack.enter_async_context(_flushing(settings.flush_interval_s, flush_statsd))
     if settings.statsd_port:
-        statsd_server = await start_statsd(
-            settings.ingest_host, settings.statsd_port, statsd, stats
+        statsd_server = await node.stack.enter_async_context(
+            statsd_listener(settings.ingest_host, settings.statsd_port, statsd, stats)
         )
-        node.stack.push_async_callback(statsd_server.close)
         node.listeners["statsd"] = f"udp+tcp {settings.ingest_host}:{statsd_server.udp_port}"
     if settings.graphite_port:
-        graphite_server = await start_graphite(
-            settings.ingest_host,
-            settings.graphite_port,
-            lambda samples: sink.add(samples, "graphite"),
-            stats,
+        await node.stack.enter_async_context(
+            graphite_listener(
+                settings.ingest_host,
+                settings.graphite_port,
+                lambda samples: sink.add(samples, "graphite"),
+                stats,
+            )
         )
-        node.stack.push_async_callback(graphite_server.wait_closed)
-        node.stack.callback(graphite_server.close)
         node.listeners["graphite"] = f"tcp {settings.ingest_host}:{settings.graphite_port}"
     if settings.agent:
         sampler = await asyncio.to_thread(HostSampler)
@@ -202,13 +205,13 @@ async def _start_collector(node: _Node, writer: StoreWriter) -> None:
         async def sample_host() -> None:
             sink.add(await asyncio.to_thread(sampler.sample), "agent")
 
-        node.every(settings.agent_interval_s, sample_host, "host agent")
+        await node.every(settings.agent_interval_s, sample_host, "host agent")
         node.listeners["agent"] = (
             f"sampling host {sampler.host} every {settings.agent_interval_s:g} s"
         )
 
 
-def _start_aggregator(node: _Node, scheduler: RollupScheduler) -> None:
+async def _start_aggregator(node: _Node, scheduler: RollupScheduler) -> None:
     """Rollups and retention, run only while this node holds the aggregator lock."""
     settings, store = node.settings, node.store
     lock = NodeLock("aggregator", settings.control_db, settings.data_dir)
@@ -229,9 +232,9 @@ def _start_aggregator(node: _Node, scheduler: RollupScheduler) -> None:
         if await asyncio.to_thread(lock.try_acquire):
             await asyncio.to_thread(store.apply_retention, time.time_ns())
 
-    node.every(ROLLUP_INTERVAL_S, roll_up, "rollup")
+    await node.every(ROLLUP_INTERVAL_S, roll_up, "rollup")
     # At once too: points older than the raw retention are refused from the start.
-    node.every(RETENTION_INTERVAL_S, apply_retention, "retention", at_once=True)
+    await node.every(RETENTION_INTERVAL_S, apply_retention, "retention", at_once=True)
     node.listeners["aggregator"] = "rollups and retention, while holding the aggregator lock"
 
 
@@ -313,8 +316,8 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
         scheduler = RollupScheduler(
             store, tiers, grace_ns=int(2 * settings.flush_interval_s * NS_PER_S)
         )
-        writer = StoreWriter(store, stats, node.metrics)
-        stack.push_async_callback(writer.close)  # after the parts that write through it
+        # Entered before, so closed after, the parts that write through it.
+        writer = await stack.enter_async_context(StoreWriter(store, stats, node.metrics))
         app = build_http_app(
             settings,
             store,
@@ -325,10 +328,7 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
             parts,
             None if announcer is None else announcer.outbox,
         )
-        runner = web.AppRunner(app)
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+        await stack.enter_async_context(http_site(app, settings.http_host, settings.http_port))
         node.listeners["http"] = f"http://{settings.http_host}:{settings.http_port}"
         if announcer is not None and settings.notify:
             # One node's bot in a channel, whatever the number of API nodes on one control DB.
@@ -339,7 +339,7 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
         if "collector" in parts:
             await _start_collector(node, writer)
         if "aggregator" in parts:
-            _start_aggregator(node, scheduler)
+            await _start_aggregator(node, scheduler)
         if "dashboards" in parts and settings.dash_port:
             await _start_dashboards(node)
         if "api" in parts:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from collector.graphite_server import start_graphite
+from collector.graphite_server import GraphiteListener, graphite_listener
 from collector.stats import IngestStats
 from storage.records import NS_PER_S, Samples, Series
 
@@ -15,11 +15,10 @@ NOW = 1_700_000_000 * NS_PER_S
 
 
 class Listener:
-    def __init__(self, server: asyncio.Server, batches: list[Samples], stats: IngestStats):
-        self.server = server
+    def __init__(self, server: GraphiteListener, batches: list[Samples], stats: IngestStats):
         self.batches = batches
         self.stats = stats
-        self.port: int = server.sockets[0].getsockname()[1]
+        self.port = server.port
 
     def points(self) -> list[tuple[Series, int, float]]:
         return Samples.concat(self.batches).points()
@@ -47,12 +46,10 @@ async def send(port: int, *chunks: bytes, pause_s: float = 0.0) -> None:
 async def listener() -> AsyncIterator[Listener]:
     batches: list[Samples] = []
     stats = IngestStats()
-    server = await start_graphite(
+    async with graphite_listener(
         "127.0.0.1", 0, batches.append, stats, clock=lambda: NOW, max_line_bytes=1024
-    )
-    yield Listener(server, batches, stats)
-    server.close()
-    await server.wait_closed()
+    ) as server:
+        yield Listener(server, batches, stats)
 
 
 async def test_good_lines_reach_the_sink_with_exact_values(listener: Listener) -> None:
@@ -131,13 +128,8 @@ async def test_a_failing_sink_is_counted_and_the_server_keeps_serving() -> None:
             raise RuntimeError("store unavailable")
         kept.append(samples)
 
-    server = await start_graphite("127.0.0.1", 0, sink, stats)
-    try:
-        port = server.sockets[0].getsockname()[1]
-        await send(port, b"boom 1 1\n")
-        await send(port, b"fine 2 2\n")
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with graphite_listener("127.0.0.1", 0, sink, stats) as server:
+        await send(server.port, b"boom 1 1\n")
+        await send(server.port, b"fine 2 2\n")
     assert stats.dropped[("graphite", "sink_error")] == 1
     assert Samples.concat(kept).points() == [(Series("fine"), 2 * NS_PER_S, 2.0)]

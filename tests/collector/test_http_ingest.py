@@ -44,8 +44,8 @@ class Ingest:
 @pytest.fixture
 async def ingest(store: EmbeddedStore):
     ingest = Ingest(store)
-    yield ingest
-    await ingest.writer.close()
+    async with ingest.writer:
+        yield ingest
 
 
 def body(names: range, ts_s: int = T0) -> bytes:

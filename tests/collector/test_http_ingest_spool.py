@@ -37,14 +37,14 @@ async def test_ingest_answers_503_once_the_spool_is_full(
     stats = IngestStats()
     metrics = ServiceMetrics(stats, lambda: 0)
     watch_store(metrics.registry, unreachable_store)
-    writer = StoreWriter(unreachable_store, stats, metrics)
-    app = web.Application()
-    add_ingest_routes(app, writer, stats, 1 << 20)
-    client = await aiohttp_client(app)
-    body = "\n".join(f"cpu,host=a usage={i} {i}" for i in range(12)).encode()
-    first = await client.post("/write", data=body)
-    assert first.status == 204  # spooled: durable, so acknowledged
-    second = await client.post("/write", data=body)
-    assert second.status == 503
-    assert "spool" in (await second.json())["error"]
-    assert sample_value(metrics.render().decode(), "shipboard_spool_depth") == 1
+    async with StoreWriter(unreachable_store, stats, metrics) as writer:
+        app = web.Application()
+        add_ingest_routes(app, writer, stats, 1 << 20)
+        client = await aiohttp_client(app)
+        body = "\n".join(f"cpu,host=a usage={i} {i}" for i in range(12)).encode()
+        first = await client.post("/write", data=body)
+        assert first.status == 204  # spooled: durable, so acknowledged
+        second = await client.post("/write", data=body)
+        assert second.status == 503
+        assert "spool" in (await second.json())["error"]
+        assert sample_value(metrics.render().decode(), "shipboard_spool_depth") == 1

@@ -4,6 +4,7 @@ real relay in front of three real collectors, one of them killed and brought bac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import signal
@@ -109,33 +110,36 @@ async def _start_node() -> tuple[str, _Node, asyncio.DatagramTransport, asyncio.
 async def test_relay_batches_per_node_and_moves_a_dead_nodes_share():
     a_name, a, a_udp, a_tcp = await _start_node()
     b_name, b, b_udp, b_tcp = await _start_node()
-    relay = await Relay([a_name, b_name], check_interval_s=0.1).start("127.0.0.1", 0)
     loop = asyncio.get_running_loop()
-    client, _ = await loop.create_datagram_endpoint(
-        asyncio.DatagramProtocol, remote_addr=("127.0.0.1", relay.udp_port)
-    )
     try:
-        lines = [b"svc.timer.%d:%d|ms" % (i, i) for i in range(400)]
-        for start in range(0, len(lines), 50):  # 50 lines a datagram in, about 1.2 kB
-            client.sendto(b"\n".join(lines[start : start + 50]))
-        await _until(lambda: sum(len(d.split(b"\n")) for d in a.datagrams + b.datagrams) == 400)
-        ring = HashRing([a_name, b_name])
-        for name, node in ((a_name, a), (b_name, b)):
-            got = [line for d in node.datagrams for line in d.split(b"\n")]
-            assert got == [line for line in lines if ring.node_for(line.split(b":")[0]) == name]
-            assert all(len(d) <= DATAGRAM_MAX_BYTES for d in node.datagrams)
-        assert relay.stats.datagrams < 400 / 10  # many lines per datagram out
+        async with Relay([a_name, b_name], "127.0.0.1", 0, check_interval_s=0.1) as relay:
+            client, _ = await loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, remote_addr=("127.0.0.1", relay.udp_port)
+            )
+            with contextlib.closing(client):
+                lines = [b"svc.timer.%d:%d|ms" % (i, i) for i in range(400)]
+                for start in range(0, len(lines), 50):  # 50 lines a datagram in, about 1.2 kB
+                    client.sendto(b"\n".join(lines[start : start + 50]))
+                await _until(
+                    lambda: sum(len(d.split(b"\n")) for d in a.datagrams + b.datagrams) == 400
+                )
+                ring = HashRing([a_name, b_name])
+                for name, node in ((a_name, a), (b_name, b)):
+                    got = [line for d in node.datagrams for line in d.split(b"\n")]
+                    assert got == [
+                        line for line in lines if ring.node_for(line.split(b":")[0]) == name
+                    ]
+                    assert all(len(d) <= DATAGRAM_MAX_BYTES for d in node.datagrams)
+                assert relay.stats.datagrams < 400 / 10  # many lines per datagram out
 
-        b_tcp.close()
-        b_udp.close()
-        await _until(lambda: not relay.router.up[b_name])
-        a.datagrams.clear()
-        client.sendto(b"\n".join(lines[:50]))
-        await _until(lambda: sum(len(d.split(b"\n")) for d in a.datagrams) == 50)
-        assert relay.stats.relayed[a_name] + relay.stats.relayed[b_name] == 450
+                b_tcp.close()
+                b_udp.close()
+                await _until(lambda: not relay.router.up[b_name])
+                a.datagrams.clear()
+                client.sendto(b"\n".join(lines[:50]))
+                await _until(lambda: sum(len(d.split(b"\n")) for d in a.datagrams) == 50)
+                assert relay.stats.relayed[a_name] + relay.stats.relayed[b_name] == 450
     finally:
-        client.close()
-        await relay.close()
         for server in (a_tcp, b_tcp):
             server.close()
         a_udp.close()

@@ -11,7 +11,7 @@ import pytest
 from collector.line_framing import MAX_LINE_BYTES
 from collector.stats import IngestStats
 from collector.statsd_aggregate import StatsdAggregator
-from collector.statsd_server import StatsdServer, start_statsd
+from collector.statsd_server import StatsdListener, statsd_listener
 from tests.running import free_port
 
 HOST = "127.0.0.1"
@@ -26,7 +26,7 @@ async def wait_received(stats: IngestStats, count: int) -> None:
 
 
 class Listener:
-    def __init__(self, server: StatsdServer, aggregator: StatsdAggregator, stats: IngestStats):
+    def __init__(self, server: StatsdListener, aggregator: StatsdAggregator, stats: IngestStats):
         self.server = server
         self.aggregator = aggregator
         self.stats = stats
@@ -44,9 +44,8 @@ class Listener:
 async def listener() -> AsyncIterator[Listener]:
     stats = IngestStats()
     aggregator = StatsdAggregator(stats, flush_interval_s=10.0)
-    server = await start_statsd(HOST, 0, aggregator, stats)
-    yield Listener(server, aggregator, stats)
-    await server.close()
+    async with statsd_listener(HOST, 0, aggregator, stats) as server:
+        yield Listener(server, aggregator, stats)
 
 
 async def send_udp(port: int, *datagrams: bytes) -> None:
@@ -130,14 +129,11 @@ async def test_udp_and_tcp_share_a_fixed_port() -> None:
     port = free_port((socket.SOCK_DGRAM, socket.SOCK_STREAM))
     stats = IngestStats()
     aggregator = StatsdAggregator(stats, flush_interval_s=1.0)
-    server = await start_statsd(HOST, port, aggregator, stats)
-    try:
+    async with statsd_listener(HOST, port, aggregator, stats) as server:
         assert server.udp_port == server.tcp_port == port
         await send_udp(port, b"u:1|c")
         await send_tcp(port, b"t:1|c\n")
         await wait_received(stats, 2)
-    finally:
-        await server.close()
 
 
 async def test_udp_burst_beyond_the_buffer_is_counted_and_the_listener_recovers() -> None:
@@ -145,8 +141,9 @@ async def test_udp_burst_beyond_the_buffer_is_counted_and_the_listener_recovers(
     aggregator = StatsdAggregator(stats, flush_interval_s=10.0)
     # A small buffer (Linux makes it 128 KiB): a burst sent without yielding to the loop,
     # which reads only between our sends, cannot fit.
-    server = await start_statsd(HOST, 0, aggregator, stats, receive_buffer_bytes=64 * 1024)
-    try:
+    async with statsd_listener(
+        HOST, 0, aggregator, stats, receive_buffer_bytes=64 * 1024
+    ) as server:
         lines_per_datagram = 20
         datagram = b"\n".join([b"burst:1|c"] * lines_per_datagram)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -182,5 +179,3 @@ async def test_udp_burst_beyond_the_buffer_is_counted_and_the_listener_recovers(
         got = {str(s): v for s, _, v in aggregator.flush(2).points()}
         assert got["after.count"] == 30.0
         assert stats.dropped["statsd", "overload"] == dropped
-    finally:
-        await server.close()
