@@ -1,5 +1,6 @@
-"""The tools' HTTP client against a real HTTP server: token and JSON sent, errors that say what
-failed and whether a later try may succeed, 304 answered rather than raised."""
+"""The HTTP client of the commands and the flags SDK against a real HTTP server: token and JSON
+sent, errors that say what failed and whether a later try may succeed, 304 answered rather than
+raised."""
 
 from __future__ import annotations
 
