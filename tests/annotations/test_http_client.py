@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from annotations.http_client import ApiClient, ApiError
-from tests.running import free_port
+from tests.launcher import free_port
 
 
 class _Handler(BaseHTTPRequestHandler):
