@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 
 from aggregator.errors import QueryError
-from aggregator.rollups import AGGREGATES, concat, regroup, rollup
+from aggregator.rollups import AGGREGATES, regroup, rollup
 from storage.base import StoreReader, bucket_spans
 from storage.records import NS_PER_MS, FloatArray, IntArray, Rollups, Series, Tier
 from storage.timeparse import nice_step_ns, parse_duration_ns, parse_time
@@ -211,7 +211,7 @@ def read_rows(
     if cut_ns < end_ns:
         # Finer rows stay at this tier's width at most, so `last` still orders by bucket.
         parts.append(read_rows(store, tiers, finer, series, cut_ns, end_ns, tier.width_ns))
-    return concat(parts)
+    return Rollups.concat(parts)
 
 
 def run_query(store: StoreReader, tiers: Sequence[Tier], request: QueryRequest) -> QueryResult:

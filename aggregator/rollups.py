@@ -12,15 +12,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from storage.records import (
-    FloatArray,
-    IndexArray,
-    IntArray,
-    Rollups,
-    Samples,
-    Series,
-    merge_series,
-)
+from storage.columns import summaries
+from storage.records import FloatArray, IndexArray, IntArray, Rollups, Samples, Series
 
 
 def floor_to(ts_ns: IntArray, width_ns: int) -> IntArray:
@@ -61,17 +54,7 @@ def rollup(samples: Samples, width_ns: int) -> Rollups:
         order = np.lexsort((samples.ts_ns, index))
         index, bucket, values = index[order], bucket[order], values[order]
     starts = _group_starts(index, bucket)
-    ends = np.append(starts[1:], len(index))
-    return Rollups(
-        samples.series,
-        index[starts],
-        bucket[starts],
-        np.minimum.reduceat(values, starts),
-        np.maximum.reduceat(values, starts),
-        np.add.reduceat(values, starts),
-        (ends - starts).astype(np.float64),
-        values[ends - 1],
-    )
+    return Rollups(samples.series, index[starts], bucket[starts], *summaries(values, starts))
 
 
 def regroup(
@@ -117,26 +100,6 @@ def combine(rollups: Rollups) -> Rollups:
     identity = np.arange(len(rollups.series), dtype=np.int32)
     # A width of 1 ns leaves every bucket as it is; only twins merge.
     return regroup(rollups, identity, rollups.series, 1)
-
-
-def concat(parts: Sequence[Rollups]) -> Rollups:
-    """One set of rows holding every row of `parts` in order, series de-duplicated."""
-    parts = [p for p in parts if len(p)]
-    if not parts:
-        return Rollups.empty()
-    if len(parts) == 1:
-        return parts[0]
-    series, index = merge_series(parts)
-    return Rollups(
-        series,
-        index,
-        np.concatenate([p.bucket_ns for p in parts]),
-        np.concatenate([p.min for p in parts]),
-        np.concatenate([p.max for p in parts]),
-        np.concatenate([p.sum for p in parts]),
-        np.concatenate([p.count for p in parts]),
-        np.concatenate([p.last for p in parts]),
-    )
 
 
 def _mean(r: Rollups) -> FloatArray:

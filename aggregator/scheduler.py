@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from aggregator.query import read_rows
-from aggregator.rollups import cascade, concat
+from aggregator.rollups import cascade
 from storage.base import DirtyBuckets, Store
 from storage.records import NS_PER_S, Rollups, Tier
 
@@ -121,7 +121,7 @@ class RollupScheduler:
             np.concatenate([again.bucket_ns, dirty.within(watermark, mark).bucket_ns]), dirty.seq
         )
         if parts or mark != stored or len(cleared):
-            self._store.write_rollups(tier.name, concat(parts), mark, cleared)
+            self._store.write_rollups(tier.name, Rollups.concat(parts), mark, cleared)
         with self._lock:
             self._watermarks[tier.name] = mark
         return mark, mark >= target and len(again) == len(behind)

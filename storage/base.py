@@ -153,11 +153,7 @@ class Store(StoreReader, Protocol):
         ...
 
     def write_rollups(
-        self,
-        tier: str,
-        rollups: Rollups,
-        watermark_ns: int,
-        rerolled: DirtyBuckets | None = None,
+        self, tier: str, rollups: Rollups, watermark_ns: int, rerolled: DirtyBuckets | None = None
     ) -> None:
         """Store rollup rows of `tier` (each replaces the stored row of its series and bucket)
         and, atomically with them, the tier's watermark (the time up to which raw data has been

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,6 +21,7 @@ IdArray = NDArray[np.uint32]
 
 RAW_WIDTH = 1
 ROLLUP_WIDTH = 5  # min, max, sum, count, last
+Summary = tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,17 +184,19 @@ def summarise(rows: Columns, width_ns: int) -> Columns:
     order = np.lexsort((rows.ts, bucket, rows.sid))
     sid, bucket, values = rows.sid[order], bucket[order], rows.cols[0][order]
     starts = np.flatnonzero(np.r_[True, (sid[1:] != sid[:-1]) | (bucket[1:] != bucket[:-1])])
-    ends = np.append(starts[1:], len(sid))
-    return Columns(
-        sid[starts],
-        bucket[starts],
-        (
-            np.minimum.reduceat(values, starts),
-            np.maximum.reduceat(values, starts),
-            np.add.reduceat(values, starts),
-            (ends - starts).astype(np.float64),
-            values[ends - 1],
-        ),
+    return Columns(sid[starts], bucket[starts], summaries(values, starts))
+
+
+def summaries(values: FloatArray, starts: NDArray[np.signedinteger[Any]]) -> Summary:
+    """Min, max, sum, count and last of each group of `values`, whose groups begin at `starts`
+    and are in time order within: a rollup row's five columns."""
+    ends = np.append(starts[1:], len(values))
+    return (
+        np.minimum.reduceat(values, starts),
+        np.maximum.reduceat(values, starts),
+        np.add.reduceat(values, starts),
+        (ends - starts).astype(np.float64),
+        values[ends - 1],
     )
 
 

@@ -103,11 +103,7 @@ class EmbeddedStore(DurableView):
         return records, len(rows)
 
     def write_rollups(
-        self,
-        tier: str,
-        rollups: Rollups,
-        watermark_ns: int,
-        rerolled: DirtyBuckets | None = None,
+        self, tier: str, rollups: Rollups, watermark_ns: int, rerolled: DirtyBuckets | None = None
     ) -> None:
         self._check_open()
         self._check_rollup_tier(tier)

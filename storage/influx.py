@@ -201,11 +201,7 @@ class InfluxStore:
         return self._writer.spool_bytes
 
     def write_rollups(
-        self,
-        tier: str,
-        rollups: Rollups,
-        watermark_ns: int,
-        rerolled: DirtyBuckets | None = None,
+        self, tier: str, rollups: Rollups, watermark_ns: int, rerolled: DirtyBuckets | None = None
     ) -> None:
         self._check_writable()
         self._check_rollup_tier(tier)

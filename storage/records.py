@@ -7,8 +7,8 @@ four arrays, and every layer (parsers, StatsD flush, store, rollups, queries) wo
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, fields
+from typing import Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -124,18 +124,7 @@ class Samples:
     @classmethod
     def concat(cls, batches: Sequence[Samples]) -> Samples:
         """One batch holding every point of `batches`, series de-duplicated."""
-        batches = [b for b in batches if len(b)]
-        if not batches:
-            return cls.empty()
-        if len(batches) == 1:
-            return batches[0]
-        series, index = merge_series(batches)
-        return cls(
-            series,
-            index,
-            np.concatenate([b.ts_ns for b in batches]),
-            np.concatenate([b.values for b in batches]),
-        )
+        return _concat(cls, batches)
 
     def points(self) -> list[tuple[Series, int, float]]:
         """The batch as (series, ts_ns, value) tuples; for tests and small results."""
@@ -184,6 +173,27 @@ class Rollups:
     def empty(cls) -> Rollups:
         f = np.empty(0, np.float64)
         return cls((), np.empty(0, np.int32), np.empty(0, np.int64), f, f, f, f, f)
+
+    @classmethod
+    def concat(cls, parts: Sequence[Rollups]) -> Rollups:
+        """One set of rows holding every row of `parts` in order, series de-duplicated."""
+        return _concat(cls, parts)
+
+
+_Batch = TypeVar("_Batch", Samples, Rollups)
+
+
+def _concat(cls: type[_Batch], batches: Sequence[_Batch]) -> _Batch:
+    """The rows of `batches` in order, series de-duplicated: each column after `series` and
+    `index` joined field by field."""
+    batches = [b for b in batches if len(b)]
+    if not batches:
+        return cls.empty()
+    if len(batches) == 1:
+        return batches[0]
+    series, index = merge_series(batches)
+    columns = [np.concatenate([getattr(b, f.name) for b in batches]) for f in fields(cls)[2:]]
+    return cls(series, index, *columns)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,6 @@ from aggregator.rollups import (
     AGGREGATES,
     cascade,
     combine,
-    concat,
     floor_to,
     regroup,
     rollup,
@@ -93,7 +92,7 @@ def test_cascade_takes_last_from_the_latest_bucket_whatever_the_row_order():
 def test_combine_merges_a_late_partial_row_into_its_bucket():
     on_time = rollup(ten_second_points(CPU_A, [4.0, 6.0], start_s=20), MIN)
     late = rollup(ten_second_points(CPU_A, [10.0]), MIN)
-    merged = combine(concat([on_time, late]))
+    merged = combine(Rollups.concat([on_time, late]))
     # The later row wins `last`: the scheduler writes late rows with the bucket's true last.
     assert rows(merged) == [("cpu{host=a}", 0, 4.0, 10.0, 20.0, 3.0, 10.0)]
 
@@ -101,7 +100,7 @@ def test_combine_merges_a_late_partial_row_into_its_bucket():
 def test_regroup_adds_series_into_groups():
     a = rollup(ten_second_points(CPU_A, [1.0, 3.0]), MIN)
     b = rollup(ten_second_points(CPU_B, [10.0, 20.0, 30.0]), MIN)
-    both = concat([a, b])
+    both = Rollups.concat([a, b])
     total = Series.of("cpu")
     grouped = regroup(both, np.zeros(len(both.series), np.int32), (total,), MIN)
     assert rows(grouped) == [("cpu", 0, 1.0, 30.0, 64.0, 5.0, 30.0)]
@@ -167,14 +166,16 @@ def test_rollup_of_a_concatenation_equals_combine_of_the_parts(pts, split_ns, wi
     before = samples_of([p for p in pts if p[1] < split_ns])
     after = samples_of([p for p in pts if p[1] >= split_ns])
     whole = rollup(samples_of(pts), width)
-    parts = combine(concat([rollup(before, width), rollup(after, width)]))
+    parts = combine(Rollups.concat([rollup(before, width), rollup(after, width)]))
     assert rows(parts) == rows(whole)
 
 
 @given(points, points)
 def test_combine_of_any_split_keeps_min_max_sum_count(first, second):
     whole = rollup(samples_of(first + second), MIN)
-    parts = combine(concat([rollup(samples_of(first), MIN), rollup(samples_of(second), MIN)]))
+    parts = combine(
+        Rollups.concat([rollup(samples_of(first), MIN), rollup(samples_of(second), MIN)])
+    )
     assert [r[:6] for r in rows(parts)] == [r[:6] for r in rows(whole)]
 
 
