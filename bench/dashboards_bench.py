@@ -27,12 +27,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -50,11 +46,13 @@ from waitress.server import BaseWSGIServer, create_server
 
 from annotations.control.db import ControlDB
 from annotations.control.deploys import DeployStart, finish_deploy, start_deploy
-from bench.launch import CHROMIUM, CHROMIUM_ARGS
 from dashboards.app import ASSETS
 from shipboard.settings import Settings
 from storage.embedded import EmbeddedStore
 from storage.records import NS_PER_S, Rollups, Samples, Series
+from tests.dashboards.chromium import launch_chromium
+from tests.dashboards.serving import start_dashboards
+from tests.launcher import wait_for
 
 HOSTS = 100
 RACKS = 10
@@ -172,48 +170,6 @@ def _samples(series: list[Series], times: np.ndarray) -> Samples:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _wait(url: str, process: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"the dashboards exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer in 60 s")
-
-
-def start_dashboards(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPBOARD_")}
-    env |= {
-        "SHIPBOARD_DATA_DIR": str(data_dir),
-        "SHIPBOARD_DASH_PORT": str(port),
-        "SHIPBOARD_ANONYMOUS_READ": "true",
-    }
-    code = (
-        "from shipboard.server import run_dashboards\n"
-        "from shipboard.settings import Settings\n"
-        "run_dashboards(Settings())\n"
-    )
-    log = (data_dir / "dash.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT, env=env
-    )
-    url = f"http://127.0.0.1:{port}"
-    _wait(url + "/", process)
-    return process, url
-
-
 def start_bare(assets: Path | None = None) -> str:
     """A bare Dash page with one empty graph, under waitress in a thread of this process;
     `assets` is an assets folder (plain Dash has none)."""
@@ -224,8 +180,16 @@ def start_bare(assets: Path | None = None) -> str:
     assert isinstance(server, BaseWSGIServer)  # one host, one socket
     assert server.socket is not None
     url = f"http://127.0.0.1:{server.socket.getsockname()[1]}"
-    _wait(url + "/")
+    wait_for(lambda: _answers(url + "/"), timeout_s=60, interval_s=0.1)
     return url
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def draw_ms(page: Any, url: str, graphs: int) -> float:
@@ -373,19 +337,19 @@ def endurance_main(args: argparse.Namespace) -> None:
         started = time.perf_counter()
         store = seed(data_dir, time.time_ns())
         print(f"seeded in {time.perf_counter() - started:.1f} s", flush=True)
-        process, url = start_dashboards(data_dir)
+        dashboards = start_dashboards(data_dir, timeout_s=60, SHIPBOARD_ANONYMOUS_READ="true")
+        url = dashboards.url
         try:
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                browser = launch_chromium(playwright)
                 page = browser.new_page(viewport=VIEWPORT)
                 wall = url + f"/d/wall?kiosk=1&from=-{ENDURANCE_RANGE_S}s&refresh=1s"
                 result = measure_endurance(
-                    page, wall, store, process.pid, args.endurance, args.sample_every
+                    page, wall, store, dashboards.pid, args.endurance, args.sample_every
                 )
                 browser.close()
         finally:
-            process.terminate()
-            process.wait(10)
+            dashboards.stop()
             store.close()
     samples = result["samples"]
     for tick, heap, rss in samples:
@@ -423,7 +387,8 @@ def main() -> None:
         started = time.perf_counter()
         store = seed(data_dir, time.time_ns(), per_rack=not args.one_line)
         print(f"seeded in {time.perf_counter() - started:.1f} s", flush=True)
-        process, url = start_dashboards(data_dir)
+        dashboards = start_dashboards(data_dir, timeout_s=60, SHIPBOARD_ANONYMOUS_READ="true")
+        url = dashboards.url
         basic_assets = data_dir / "basic-assets"
         basic_assets.mkdir()
         shutil.copy(BASIC_BUNDLE, basic_assets)
@@ -434,7 +399,7 @@ def main() -> None:
                 "bare-basic": (start_bare(basic_assets), 1),
             }
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                browser = launch_chromium(playwright)
                 page = browser.new_page(viewport=VIEWPORT)
                 for target, graphs in pages.values():
                     draw_ms(page, target, graphs)  # warm the servers and the browser's cache
@@ -466,8 +431,7 @@ def main() -> None:
                 )
                 browser.close()
         finally:
-            process.terminate()
-            process.wait(10)
+            dashboards.stop()
             store.close()
     print(f"points per panel (lines and markers): {points}")
     for name, runs in (("cached", warm), ("cold", cold)):

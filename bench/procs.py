@@ -14,6 +14,8 @@ from pathlib import Path
 
 import psutil
 
+from tests import launcher
+
 # Servers run on core 0, load generators on core 1: the machine has two cores.
 SERVER_CPU = "0"
 LOAD_CPU = "1"
@@ -25,19 +27,9 @@ class StartError(RuntimeError):
     """A server did not come up; carries the tail of its log."""
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
+def free_port() -> int:
     """A port that is free now for both TCP and UDP (StatsD listens on both)."""
-    while True:
-        with socket.socket(socket.AF_INET, kind) as first:
-            first.bind((HOST, 0))
-            port: int = first.getsockname()[1]
-            other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
-            with socket.socket(socket.AF_INET, other) as second:
-                try:
-                    second.bind((HOST, port))
-                except OSError:
-                    continue
-            return port
+    return launcher.free_port((socket.SOCK_STREAM, socket.SOCK_DGRAM))
 
 
 def pinned(argv: Sequence[str], cpu: str) -> list[str]:

@@ -13,9 +13,9 @@ import pytest
 from playwright.sync_api import Browser, BrowserType, Playwright, sync_playwright
 
 from annotations.control.db import ControlDB
-from bench.launch import CHROMIUM, CHROMIUM_ARGS
 from shipboard.settings import Settings
 from storage.embedded import EmbeddedStore
+from tests.dashboards.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.dashboards.seed import Seeded, seed
 from tests.dashboards.serving import DashServer, start_dashboards
 

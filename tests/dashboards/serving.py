@@ -22,6 +22,11 @@ class DashServer:
     url: str
     server: ServerProcess
 
+    @property
+    def pid(self) -> int:
+        assert self.server.process is not None
+        return self.server.process.pid
+
     def stop(self) -> None:
         self.server.stop()
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.control_db_outage import Receiver, run_outage, shipboard_on
 from tests import postgres
 from tests.postgres import OwnPostgres
 from tests.running import wait_for
+from tests.shipboard.control_db_outage import Receiver, run_outage, shipboard_on
 
 own_pg_server = postgres.own_pg_server
 own_pg = postgres.own_pg
