@@ -261,11 +261,12 @@ def run_dashboards(settings: Settings) -> None:
     serve_dashboards(dashboards_config(settings), open_reader(settings))
 
 
-async def _start_dashboards(node: _Node) -> None:
-    """The dashboards in a process of their own (Dash is synchronous and holds the GIL)."""
+@contextlib.asynccontextmanager
+async def _dashboards_process(settings: Settings) -> AsyncIterator[str]:
+    """The dashboards in a process of their own (Dash is synchronous and holds the GIL) for
+    the life of the block; yields their link."""
     from dashboards.serve import open_link
 
-    settings = node.settings
     process = multiprocessing.get_context("spawn").Process(
         target=run_dashboards, args=(settings,), name="shipboard-dashboards", daemon=True
     )
@@ -278,8 +279,10 @@ async def _start_dashboards(node: _Node) -> None:
             process.kill()
             process.join()
 
-    node.stack.push_async_callback(asyncio.to_thread, stop)
-    node.listeners["dashboards"] = await asyncio.to_thread(open_link, dashboards_config(settings))
+    try:
+        yield await asyncio.to_thread(open_link, dashboards_config(settings))
+    finally:
+        await asyncio.to_thread(stop)
 
 
 async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | None = None) -> None:
@@ -341,7 +344,9 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
         if "aggregator" in parts:
             await _start_aggregator(node, scheduler)
         if "dashboards" in parts and settings.dash_port:
-            await _start_dashboards(node)
+            node.listeners["dashboards"] = await stack.enter_async_context(
+                _dashboards_process(settings)
+            )
         if "api" in parts:
             admin_token = await asyncio.to_thread(control.ensure_admin_token)
             if admin_token is not None:
