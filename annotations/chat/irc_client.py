@@ -165,10 +165,13 @@ class IrcClient:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        """Leave: the connection closes (lines still queued fail with DeliveryError)."""
+        """Leave: the connection closes (lines still queued fail with DeliveryError), and the
+        replies and rejoins it started stop with it."""
         if self._connected is not None:
             task, self._connected = self._connected, None
             await cancelled(task)
+        for spawned in list(self._tasks):
+            await cancelled(spawned)
 
     async def _stay_connected(self) -> None:
         """Stay connected until cancelled, reconnecting with backoff."""
