@@ -1,5 +1,5 @@
-"""Dashboards fixtures: a seeded data dir, the dashboards served by `serve_dashboards` in a
-process of their own, and Debian's Chromium driven by Playwright."""
+"""Dashboards fixtures: a seeded data dir, the dashboards served in a process of their own, and
+Debian's Chromium driven by Playwright."""
 
 from __future__ import annotations
 
@@ -7,63 +7,42 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserType, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from annotations.control.db import ControlDB
 from shipboard.settings import Settings
 from storage.embedded import EmbeddedStore
-from tests.dashboards.chromium import CHROMIUM, CHROMIUM_ARGS
+from tests.dashboards.chromium import ChromiumMissingError, launch_chromium
 from tests.dashboards.seed import Seeded, seed
 from tests.dashboards.serving import DashServer, start_dashboards
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
-@pytest.fixture(scope="session")
-def base_url() -> None:
-    """No base URL (replaces pytest-base-url's fixture, which warns on this pytest)."""
-    return None
-
-
-# pytest-playwright keeps one Playwright for the whole session, and a live sync Playwright marks
-# its event loop as running on the main thread: blockbuster (tests/conftest.py) would then take
-# every later async test's plain code for code on an event loop. So Playwright and its browser
-# live as long as this package's tests.
+# Our own fixtures, not pytest-playwright's: that plugin keeps one Playwright for the whole
+# session, and a live sync Playwright marks its event loop as running on the main thread, so
+# blockbuster (tests/conftest.py) would take every later async test's plain code for code on an
+# event loop. Playwright and its browser live as long as this package's tests.
 @pytest.fixture(scope="package")
-def playwright() -> Iterator[Playwright]:
-    with sync_playwright() as instance:
-        yield instance
+def chromium() -> Iterator[Browser]:
+    """Debian's Chromium, headless, for this package's tests."""
+    with sync_playwright() as playwright:
+        try:
+            browser = launch_chromium(playwright)
+        except ChromiumMissingError as missing:
+            pytest.fail(str(missing))
+        yield browser
+        browser.close()
 
 
-@pytest.fixture(scope="package")
-def browser_type(playwright: Playwright, browser_name: str) -> BrowserType:
-    chosen: BrowserType = getattr(playwright, browser_name)
-    return chosen
-
-
-@pytest.fixture(scope="package")
-def browser(
-    browser_type: BrowserType, browser_type_launch_args: dict[str, Any]
-) -> Iterator[Browser]:
-    launched = browser_type.launch(**browser_type_launch_args)
-    yield launched
-    launched.close()
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is missing: apt-get install chromium chromium-driver (scripts/test)")
-    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
-
-
-@pytest.fixture(scope="session")
-def browser_context_args() -> dict[str, Any]:
-    # Not pytest-playwright's: that one asks for its session-long Playwright (for --device).
-    return {"viewport": {"width": 1600, "height": 1000}}
+@pytest.fixture
+def page(chromium: Browser) -> Iterator[Page]:
+    """A page of its own browser context (no cookies or cache of another test's), 1600x1000."""
+    context = chromium.new_context(viewport={"width": 1600, "height": 1000})
+    yield context.new_page()
+    context.close()
 
 
 @pytest.fixture(scope="session")
@@ -112,7 +91,7 @@ def closed_server(world: World) -> Iterator[DashServer]:
 
 
 @pytest.fixture
-def page_errors(page: Any) -> list[str]:
+def page_errors(page: Page) -> list[str]:
     """Errors the page raised or logged; a test asserts there are none."""
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(f"pageerror: {error}"))
