@@ -36,7 +36,7 @@ from collector.store_writer import BatchingSink, StoreWriter
 from shipboard.http_site import http_site
 from shipboard.node_lock import NodeLock
 from shipboard.settings import Settings
-from shipboard.stores import open_reader, open_store, watch_store
+from shipboard.stores import open_reader, running_store, watch_store
 from storage.base import Store
 from storage.records import NS_PER_S
 from storage.tasks import background
@@ -296,8 +296,7 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
     async with contextlib.AsyncExitStack() as stack:
-        store = await asyncio.to_thread(open_store, settings)
-        stack.push_async_callback(asyncio.to_thread, store.close)
+        store = await stack.enter_async_context(running_store(settings))
         control = await asyncio.to_thread(ControlPlane.open, settings.control_db, settings.data_dir)
         stack.push_async_callback(asyncio.to_thread, control.close)
         stats = IngestStats()

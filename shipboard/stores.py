@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -17,12 +19,24 @@ from storage.influx import InfluxConfig, InfluxStore
 
 
 def open_store(settings: Settings) -> Store:
-    """Open the configured store to write; blocking (call it through `asyncio.to_thread`)."""
+    """Open the configured store to write, its background thread not started yet (`with`
+    starts it); blocking (call it through `asyncio.to_thread`)."""
     if settings.store == "embedded":
         return EmbeddedStore(
             settings.data_dir / "metrics", settings.tiers(), max_series=settings.max_series
         )
     return _influx(settings, settings.data_dir / "spool")
+
+
+@contextlib.asynccontextmanager
+async def running_store(settings: Settings) -> AsyncIterator[Store]:
+    """The configured store, open and with its background thread running, for the life of
+    the block. Opening replays a log and closing checkpoints, so both run in a thread."""
+    store = await asyncio.to_thread(open_store, settings)
+    try:
+        yield store.__enter__()  # starts a thread: quick
+    finally:
+        await asyncio.to_thread(store.close)
 
 
 def open_reader(settings: Settings) -> StoreReader:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, Self
 
 import numpy as np
 
@@ -142,6 +142,15 @@ class StoreReader(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        """Start the store's background work, if it has any (a writer's merges, a spool's
+        drainer): opening a store starts no thread."""
+        ...
+
+    def __exit__(self, *exc_info: object) -> None:
+        """`close()`."""
+        ...
 
 
 class Store(StoreReader, Protocol):

@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
@@ -69,8 +70,16 @@ class DurableView(StoreView):
         except BaseException:
             os.close(self._lock_fd)
             raise
-        self._thread = threading.Thread(target=self._maintain, name="store-maintenance")
-        self._thread.start()
+        self._thread: threading.Thread | None = None  # started by `with`, not by opening
+
+    def __enter__(self) -> Self:
+        """Start the maintenance thread, which merges head parts and checkpoints by size or
+        age until `close()` (which `__exit__` calls)."""
+        self._check_open()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._maintain, name="store-maintenance")
+            self._thread.start()
+        return self
 
     def _part_added(self) -> None:
         self._wake.set()
@@ -248,7 +257,8 @@ class DurableView(StoreView):
             return
         self._stop.set()
         self._wake.set()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         try:
             self.checkpoint()
         finally:

@@ -32,6 +32,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import orjson
@@ -124,7 +125,16 @@ class InfluxStore:
         self._listed: set[Series] = set()
         self._listed_at = -float("inf")
         self._closed = False
+
+    def __enter__(self) -> Self:
+        """Start the spool's drainer (a writer's; a reader has none) until `close()`, which
+        `__exit__` calls."""
+        self._check_open()
         self._writer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # -- writes ---------------------------------------------------------------------------
 

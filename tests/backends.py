@@ -3,6 +3,7 @@ and stores of either backend for the tests that run on both."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
 import urllib.parse
@@ -104,7 +105,8 @@ def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influxd]:
 
 
 class StoreOpener:
-    """Opens stores of one backend on the same data (dir or database) and closes them all."""
+    """Opens stores of one backend on the same data (dir or database), entered (their
+    background threads running), and closes them all, last opened first."""
 
     def __init__(
         self, request: pytest.FixtureRequest, backend: str, home: Path, tiers: Sequence[Tier]
@@ -112,7 +114,7 @@ class StoreOpener:
         self.backend = backend
         self._home = home
         self._tiers = tiers
-        self._opened: list[Store] = []
+        self._stack = contextlib.ExitStack()
         self._influx: InfluxConfig | None = None
         if backend == "influxdb":
             server: Influxd = request.getfixturevalue("influxd")
@@ -127,12 +129,11 @@ class StoreOpener:
             # the marks they leave.
             options = {"listing_ttl_s": 0.0, "settle_ns": 0} | options
             store = InfluxStore(self._influx, self._tiers, self._home / "spool", **options)
-        self._opened.append(store)
+        self._stack.enter_context(store)
         return store
 
     def close(self) -> None:
-        for store in reversed(self._opened):
-            store.close()
+        self._stack.close()
 
 
 def checkpoint(store: Store) -> None:

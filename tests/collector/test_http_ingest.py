@@ -27,9 +27,8 @@ T0 = int(time.time()) - 600  # recent: within the raw tier's retention
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[EmbeddedStore]:
-    store = EmbeddedStore(tmp_path / "metrics", Settings().tiers(), max_series=MAX_SERIES)
-    yield store
-    store.close()
+    with EmbeddedStore(tmp_path / "metrics", Settings().tiers(), max_series=MAX_SERIES) as store:
+        yield store
 
 
 class Ingest:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -26,17 +27,15 @@ def tiers() -> tuple[Tier, ...]:
 
 @pytest.fixture
 def open_store(tmp_path: Path, tiers: tuple[Tier, ...]) -> Iterator[StoreFactory]:
-    """Opens stores on `tmp_path / "data"` (or a given path) and closes them after the test."""
-    opened: list[EmbeddedStore] = []
+    """Opens stores on `tmp_path / "data"` (or a given path), entered (their maintenance
+    thread running), and closes them after the test, last opened first."""
+    with contextlib.ExitStack() as stack:
 
-    def factory(path: Path | None = None, **options: object) -> EmbeddedStore:
-        store = EmbeddedStore(path or tmp_path / "data", tiers, **options)  # type: ignore[arg-type]
-        opened.append(store)
-        return store
+        def factory(path: Path | None = None, **options: object) -> EmbeddedStore:
+            store = EmbeddedStore(path or tmp_path / "data", tiers, **options)  # type: ignore[arg-type]
+            return stack.enter_context(store)
 
-    yield factory
-    for store in reversed(opened):
-        store.close()
+        yield factory
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ WRITER = textwrap.dedent(
     from storage.records import Samples, Series
 
     store = EmbeddedStore(Path(sys.argv[1]), Settings().tiers(), checkpoint_rows=50_000)
+    store.__enter__()  # its maintenance thread checkpoints by size; the kill ends it all
     series = tuple(Series.of("crash", {{"host": str(h)}}) for h in range({HOSTS}))
     lock = threading.Lock()
     counter = iter(range(10**9))

@@ -6,12 +6,14 @@ What every backend must do is tested in test_store_protocol.py, on this store an
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from storage.errors import StoreLockedError
-from storage.records import NS_PER_S, Rollups, Samples, Series
+from storage.embedded import EmbeddedStore
+from storage.errors import StoreClosedError, StoreLockedError
+from storage.records import NS_PER_S, Rollups, Samples, Series, Tier
 from tests.storage.conftest import ReaderFactory, StoreFactory
 
 A = Series.of("cpu.user", {"host": "a"})
@@ -50,6 +52,21 @@ def test_concurrent_writers_share_fsyncs_and_lose_nothing(open_store: StoreFacto
     assert len(got) == threads * batches * size
     assert np.array_equal(got.values[: batches * size], np.repeat(np.arange(batches), size))
     assert store.fsyncs < threads * batches
+
+
+def test_opening_starts_no_thread_entering_starts_the_maintenance_thread_and_close_ends_it(
+    tmp_path: Path, tiers: tuple[Tier, ...]
+) -> None:
+    before = set(threading.enumerate())
+    store = EmbeddedStore(tmp_path / "data", tiers)
+    assert set(threading.enumerate()) == before
+    with store as entered:
+        assert entered is store
+        assert [t.name for t in set(threading.enumerate()) - before] == ["store-maintenance"]
+    assert set(threading.enumerate()) == before
+    store.close()  # a second close does nothing
+    with pytest.raises(StoreClosedError):
+        store.__enter__()
 
 
 def test_a_second_writer_is_locked_out(open_store: StoreFactory) -> None:

@@ -67,37 +67,38 @@ def test_influxd_restarted_mid_ingest_gets_every_acknowledged_point_once(
     try:
         database = server.new_database()
         config = InfluxConfig(server.url, api="v1", database=database, timeout_s=1.0)
-        store = InfluxStore(config, Settings().tiers(), tmp_path / "spool", listing_ttl_s=0.0)
-        acknowledged: list[int] = []
-        stop = threading.Event()
+        with InfluxStore(
+            config, Settings().tiers(), tmp_path / "spool", listing_ttl_s=0.0
+        ) as store:  # its drainer delivers the spool once influxd is back
+            acknowledged: list[int] = []
+            stop = threading.Event()
 
-        def ingest() -> None:
-            start = 0
-            while not stop.is_set():
-                store.write(batch(start, 50))
-                acknowledged.append(start)
-                start += 50
-                time.sleep(0.005)
+            def ingest() -> None:
+                start = 0
+                while not stop.is_set():
+                    store.write(batch(start, 50))
+                    acknowledged.append(start)
+                    start += 50
+                    time.sleep(0.005)
 
-        writer = threading.Thread(target=ingest)
-        writer.start()
-        wait_for(lambda: len(acknowledged) >= 20)
-        server.stop()
-        wait_for(lambda: store.spool_depth >= 20)  # acknowledged while influxd is down
-        spooled = store.spool_depth
-        server.start()
-        wait_for(lambda: len(acknowledged) >= 60)
-        stop.set()
-        writer.join()
-        wait_for(lambda: store.spool_depth == 0)
-        points = len(acknowledged) * 50
-        got = store.read([HOST], 0, points + 1000)
-        assert spooled >= 20
-        assert got.ts_ns.tolist() == list(range(points))
-        assert np.array_equal(got.values, np.arange(points) * 0.5)
-        answer = server.query('SELECT count("value") FROM "load"', database)
-        assert f"[0,{points}]" in answer.decode()  # stored once each, not just read once
-        store.close()
+            writer = threading.Thread(target=ingest)
+            writer.start()
+            wait_for(lambda: len(acknowledged) >= 20)
+            server.stop()
+            wait_for(lambda: store.spool_depth >= 20)  # acknowledged while influxd is down
+            spooled = store.spool_depth
+            server.start()
+            wait_for(lambda: len(acknowledged) >= 60)
+            stop.set()
+            writer.join()
+            wait_for(lambda: store.spool_depth == 0)
+            points = len(acknowledged) * 50
+            got = store.read([HOST], 0, points + 1000)
+            assert spooled >= 20
+            assert got.ts_ns.tolist() == list(range(points))
+            assert np.array_equal(got.values, np.arange(points) * 0.5)
+            answer = server.query('SELECT count("value") FROM "load"', database)
+            assert f"[0,{points}]" in answer.decode()  # stored once each, not just read once
     finally:
         server.stop()
 

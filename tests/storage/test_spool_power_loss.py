@@ -165,17 +165,16 @@ def test_the_influxdb_store_delivers_every_whole_spooled_write_after_a_power_cut
     half = tmp_path / "image" / "00000000000000000099.tmp"
     half.write_bytes(records[0].read_bytes()[:20])
     back = InfluxConfig(influxd.url, api="v1", database=database)
-    with caplog.at_level(logging.WARNING, "storage"):
-        store = InfluxStore(back, tiers, tmp_path / "image", listing_ttl_s=0.0)
-        try:
-            deadline = time.monotonic() + 30
-            while store.spool_depth:
-                assert time.monotonic() < deadline, "the spool did not drain"
-                time.sleep(0.05)
-            store.write(batch(1000, 3))
-            got = store.read([HOST], 0, 2000)
-        finally:
-            store.close()
+    with (
+        caplog.at_level(logging.WARNING, "storage"),
+        InfluxStore(back, tiers, tmp_path / "image", listing_ttl_s=0.0) as store,
+    ):
+        deadline = time.monotonic() + 30
+        while store.spool_depth:
+            assert time.monotonic() < deadline, "the spool did not drain"
+            time.sleep(0.05)
+        store.write(batch(1000, 3))
+        got = store.read([HOST], 0, 2000)
     delivered = [b for i, b in enumerate([0, 100, 200, 300, 400]) if i != 2]
     want = [t for b in [*delivered, 1000] for t in range(b, b + (3 if b == 1000 else 10))]
     assert got.ts_ns.tolist() == want
