@@ -107,7 +107,8 @@ def _levels(series: list[Series], times_ns: np.ndarray) -> np.ndarray:
 
 def seed(data_dir: Path, now_ns: int, *, per_rack: bool = True) -> EmbeddedStore:
     """The week of data, the deploys and the wall (a line per rack, or one line per panel:
-    the mean of all hosts); returns the store, open for writing more."""
+    the mean of all hosts); returns the store, open for writing more (and entered by the
+    caller, whose writes then get the maintenance thread's checkpoints)."""
     settings = Settings(data_dir=data_dir)
     store = EmbeddedStore(data_dir / "metrics", settings.tiers())
     series = _series()
@@ -335,22 +336,21 @@ def endurance_main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="shipboard-dash-bench-") as tmp:
         data_dir = Path(tmp)
         started = time.perf_counter()
-        store = seed(data_dir, time.time_ns())
-        print(f"seeded in {time.perf_counter() - started:.1f} s", flush=True)
-        dashboards = start_dashboards(data_dir, timeout_s=60, SHIPBOARD_ANONYMOUS_READ="true")
-        url = dashboards.url
-        try:
-            with sync_playwright() as playwright:
-                browser = launch_chromium(playwright)
-                page = browser.new_page(viewport=VIEWPORT)
-                wall = url + f"/d/wall?kiosk=1&from=-{ENDURANCE_RANGE_S}s&refresh=1s"
-                result = measure_endurance(
-                    page, wall, store, dashboards.pid, args.endurance, args.sample_every
-                )
-                browser.close()
-        finally:
-            dashboards.stop()
-            store.close()
+        with seed(data_dir, time.time_ns()) as store:
+            print(f"seeded in {time.perf_counter() - started:.1f} s", flush=True)
+            dashboards = start_dashboards(data_dir, timeout_s=60, SHIPBOARD_ANONYMOUS_READ="true")
+            url = dashboards.url
+            try:
+                with sync_playwright() as playwright:
+                    browser = launch_chromium(playwright)
+                    page = browser.new_page(viewport=VIEWPORT)
+                    wall = url + f"/d/wall?kiosk=1&from=-{ENDURANCE_RANGE_S}s&refresh=1s"
+                    result = measure_endurance(
+                        page, wall, store, dashboards.pid, args.endurance, args.sample_every
+                    )
+                    browser.close()
+            finally:
+                dashboards.stop()
     samples = result["samples"]
     for tick, heap, rss in samples:
         print(f"tick {tick:5d}: JS heap {heap:6.2f} MB, server RSS {rss:6.1f} MB")
@@ -385,54 +385,54 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="shipboard-dash-bench-") as tmp:
         data_dir = Path(tmp)
         started = time.perf_counter()
-        store = seed(data_dir, time.time_ns(), per_rack=not args.one_line)
-        print(f"seeded in {time.perf_counter() - started:.1f} s", flush=True)
-        dashboards = start_dashboards(data_dir, timeout_s=60, SHIPBOARD_ANONYMOUS_READ="true")
-        url = dashboards.url
-        basic_assets = data_dir / "basic-assets"
-        basic_assets.mkdir()
-        shutil.copy(BASIC_BUNDLE, basic_assets)
-        try:
-            pages = {
-                "wall": (url + "/d/wall?kiosk=1&from=-7d", PANELS),
-                "bare": (start_bare(), 1),
-                "bare-basic": (start_bare(basic_assets), 1),
-            }
-            with sync_playwright() as playwright:
-                browser = launch_chromium(playwright)
-                page = browser.new_page(viewport=VIEWPORT)
-                for target, graphs in pages.values():
-                    draw_ms(page, target, graphs)  # warm the servers and the browser's cache
-                warm: dict[str, list[float]] = {name: [] for name in pages}
-                cold: dict[str, list[float]] = {name: [] for name in pages}
-                for run in range(args.runs):
-                    for name, (target, graphs) in pages.items():
-                        warm[name].append(draw_ms(page, target, graphs))
-                        cold[name].append(cold_draw_ms(browser, target, graphs))
-                    print(
-                        f"run {run + 1}: "
-                        + "; ".join(
-                            f"{name} cached {warm[name][-1]:.0f} ms, cold {cold[name][-1]:.0f} ms"
-                            for name in pages
-                        ),
-                        flush=True,
+        with seed(data_dir, time.time_ns(), per_rack=not args.one_line) as store:
+            print(f"seeded in {time.perf_counter() - started:.1f} s", flush=True)
+            dashboards = start_dashboards(data_dir, timeout_s=60, SHIPBOARD_ANONYMOUS_READ="true")
+            url = dashboards.url
+            basic_assets = data_dir / "basic-assets"
+            basic_assets.mkdir()
+            shutil.copy(BASIC_BUNDLE, basic_assets)
+            try:
+                pages = {
+                    "wall": (url + "/d/wall?kiosk=1&from=-7d", PANELS),
+                    "bare": (start_bare(), 1),
+                    "bare-basic": (start_bare(basic_assets), 1),
+                }
+                with sync_playwright() as playwright:
+                    browser = launch_chromium(playwright)
+                    page = browser.new_page(viewport=VIEWPORT)
+                    for target, graphs in pages.values():
+                        draw_ms(page, target, graphs)  # warm the servers and the browser's cache
+                    warm: dict[str, list[float]] = {name: [] for name in pages}
+                    cold: dict[str, list[float]] = {name: [] for name in pages}
+                    for run in range(args.runs):
+                        for name, (target, graphs) in pages.items():
+                            warm[name].append(draw_ms(page, target, graphs))
+                            cold[name].append(cold_draw_ms(browser, target, graphs))
+                        print(
+                            f"run {run + 1}: "
+                            + "; ".join(
+                                f"{name} cached {warm[name][-1]:.0f} ms, "
+                                f"cold {cold[name][-1]:.0f} ms"
+                                for name in pages
+                            ),
+                            flush=True,
+                        )
+                    wall = pages["wall"][0]
+                    page.goto(wall)
+                    page.wait_for_function(ALL_DRAWN, arg=PANELS, timeout=120_000)
+                    points = page.evaluate(
+                        "() => [...document.querySelectorAll('.js-plotly-plot')]"
+                        ".map(p => p.data.reduce((n, t) => n + t.x.length, 0))"
                     )
-                wall = pages["wall"][0]
-                page.goto(wall)
-                page.wait_for_function(ALL_DRAWN, arg=PANELS, timeout=120_000)
-                points = page.evaluate(
-                    "() => [...document.querySelectorAll('.js-plotly-plot')]"
-                    ".map(p => p.data.reduce((n, t) => n + t.x.length, 0))"
-                )
-                ARTIFACTS.mkdir(exist_ok=True)
-                page.screenshot(path=str(ARTIFACTS / "bench-wall.png"))
-                refresh = measure_refresh(
-                    page, url + "/d/wall?kiosk=1&from=-7d&refresh=1s", store, args.refresh_s
-                )
-                browser.close()
-        finally:
-            dashboards.stop()
-            store.close()
+                    ARTIFACTS.mkdir(exist_ok=True)
+                    page.screenshot(path=str(ARTIFACTS / "bench-wall.png"))
+                    refresh = measure_refresh(
+                        page, url + "/d/wall?kiosk=1&from=-7d&refresh=1s", store, args.refresh_s
+                    )
+                    browser.close()
+            finally:
+                dashboards.stop()
     print(f"points per panel (lines and markers): {points}")
     for name, runs in (("cached", warm), ("cold", cold)):
         wall_ms, bare_ms, basic_ms = (
