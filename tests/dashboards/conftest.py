@@ -65,13 +65,12 @@ class World:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     data_dir = tmp_path_factory.mktemp("dash-data")
     settings = Settings(data_dir=data_dir)
-    store = EmbeddedStore(data_dir / "metrics", settings.tiers())
-    control = ControlDB.open("", data_dir)
-    try:
-        yield World(data_dir, store, control, seed(store, control, time.time_ns()))
-    finally:
-        control.close()
-        store.close()
+    with EmbeddedStore(data_dir / "metrics", settings.tiers()) as store:
+        control = ControlDB.open("", data_dir)
+        try:
+            yield World(data_dir, store, control, seed(store, control, time.time_ns()))
+        finally:
+            control.close()
 
 
 @pytest.fixture(scope="module")

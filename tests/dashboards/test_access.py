@@ -20,11 +20,10 @@ from storage.embedded import EmbeddedStore
 @pytest.fixture
 def parts(tmp_path: Path) -> Iterator[tuple[Settings, EmbeddedStore, ControlDB]]:
     settings = Settings(data_dir=tmp_path)
-    store = EmbeddedStore(tmp_path / "metrics", settings.tiers())
-    control = ControlDB.open("", tmp_path)
-    yield settings, store, control
-    control.close()
-    store.close()
+    with EmbeddedStore(tmp_path / "metrics", settings.tiers()) as store:
+        control = ControlDB.open("", tmp_path)
+        yield settings, store, control
+        control.close()
 
 
 def client(settings: Settings, store: EmbeddedStore, control: ControlDB) -> FlaskClient:

@@ -64,12 +64,11 @@ def clock() -> Clock:
 @pytest.fixture
 def board(tmp_path: Path, clock: Clock) -> Iterator[Board]:
     settings = Settings(data_dir=tmp_path)
-    store = EmbeddedStore(tmp_path / "metrics", settings.tiers())
-    control = ControlDB.open("", tmp_path)
-    store.write(metric_points(NOW_NS - 3600 * NS_PER_S, NOW_NS))
-    yield Board(store, settings.tiers(), control, None, 1500, clock)
-    control.close()
-    store.close()
+    with EmbeddedStore(tmp_path / "metrics", settings.tiers()) as store:
+        control = ControlDB.open("", tmp_path)
+        store.write(metric_points(NOW_NS - 3600 * NS_PER_S, NOW_NS))
+        yield Board(store, settings.tiers(), control, None, 1500, clock)
+        control.close()
 
 
 def writer(board: Board) -> EmbeddedStore:
