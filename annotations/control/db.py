@@ -85,6 +85,51 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE audit ADD COLUMN entry_key TEXT",
         "CREATE UNIQUE INDEX audit_entry_key ON audit (entry_key)",
     ),
+    (
+        # Alerting (annotations.alerts): each alert's state, so that a restart neither re-pages
+        # nor forgets; each rule's last evaluation; silences; Alertmanager-style groups.
+        """CREATE TABLE alert_instances (
+            fingerprint TEXT PRIMARY KEY,
+            rule TEXT NOT NULL,
+            labels TEXT NOT NULL,
+            state TEXT NOT NULL,
+            value DOUBLE PRECISION,
+            active_ns BIGINT,
+            fired_ns BIGINT,
+            last_held_ns BIGINT,
+            resolved_ns BIGINT,
+            evaluated_ns BIGINT NOT NULL,
+            error TEXT NOT NULL,
+            annotation_id BIGINT,
+            annotations TEXT NOT NULL
+        )""",
+        "CREATE INDEX alert_instances_rule ON alert_instances (rule)",
+        """CREATE TABLE alert_rules (
+            name TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            evaluated_ns BIGINT NOT NULL,
+            duration_s DOUBLE PRECISION NOT NULL,
+            error TEXT NOT NULL
+        )""",
+        """CREATE TABLE silences (
+            id {id},
+            matchers TEXT NOT NULL,
+            starts_ns BIGINT NOT NULL,
+            ends_ns BIGINT NOT NULL,
+            comment TEXT NOT NULL,
+            who TEXT NOT NULL,
+            created_ns BIGINT NOT NULL
+        )""",
+        "CREATE INDEX silences_ends ON silences (ends_ns)",
+        """CREATE TABLE alert_groups (
+            target TEXT NOT NULL,
+            group_key TEXT NOT NULL,
+            fingerprints TEXT NOT NULL,
+            next_ns BIGINT,
+            last_sent_ns BIGINT,
+            PRIMARY KEY (target, group_key)
+        )""",
+    ),
 )
 
 _ID = {
