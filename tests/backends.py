@@ -18,10 +18,11 @@ from storage.base import Store
 from storage.embedded import EmbeddedStore
 from storage.influx import InfluxConfig, InfluxStore
 from storage.records import Tier
-from tests.launcher import HOST, ServerProcess
-from tests.launcher import free_port as free_port  # re-exported: the spool tests' import
+from tests.launcher import HOST, ServerProcess, free_port
 
-BACKENDS = ("embedded", "influxdb")
+# influxd-backed cases are end to end with a server process: the full run has them, the fast
+# lane (-m "not slow") the embedded ones.
+BACKENDS = ("embedded", pytest.param("influxdb", marks=pytest.mark.slow))
 
 
 def influxd_config(home: Path, host: str, http_port: int, rpc_port: int) -> str:

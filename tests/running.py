@@ -18,9 +18,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from tests.launcher import ServerProcess, environment_without
-from tests.launcher import free_port as free_port  # re-exported: the end-to-end tests' import
-from tests.launcher import wait_for as wait_for
+from tests.launcher import ServerProcess, environment_without, free_port
 
 SHIPBOARD = Path(sys.executable).parent / "shipboard"
 

@@ -18,6 +18,7 @@ ALLOWED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("package", sorted(ALLOWED))
 def test_a_package_imports_only_the_layers_below_it(package: str):
     assert packages_imported_by(package) <= ALLOWED[package]

@@ -186,6 +186,7 @@ param_values = st.one_of(
 )
 
 
+@pytest.mark.slow
 @given(st.dictionaries(st.sampled_from(KEYS), param_values))
 def test_any_parameters_give_a_request_or_a_query_error(params):
     try:

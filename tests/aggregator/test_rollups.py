@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -136,6 +137,7 @@ def samples_of(pts: list[tuple[int, int, float]]) -> Samples:
     )
 
 
+@pytest.mark.slow
 @given(points, widths)
 def test_rollup_invariants(pts, width):
     samples = samples_of(pts)
@@ -152,6 +154,7 @@ def test_rollup_invariants(pts, width):
     assert keys == sorted(set(keys))
 
 
+@pytest.mark.slow
 @given(points, widths)
 def test_rollup_does_not_depend_on_input_order_when_timestamps_are_unique(pts, width):
     unique = list({(p[0], p[1]): p for p in pts}.values())
@@ -160,6 +163,7 @@ def test_rollup_does_not_depend_on_input_order_when_timestamps_are_unique(pts, w
     assert rows(rollup(shuffled, width)) == rows(rollup(ordered, width))
 
 
+@pytest.mark.slow
 @given(points, st.integers(-5 * MIN, 5 * MIN), widths)
 def test_rollup_of_a_concatenation_equals_combine_of_the_parts(pts, split_ns, width):
     # The scheduler splits by time: earlier points, then later ones (so `last` must agree too).
@@ -170,6 +174,7 @@ def test_rollup_of_a_concatenation_equals_combine_of_the_parts(pts, split_ns, wi
     assert rows(parts) == rows(whole)
 
 
+@pytest.mark.slow
 @given(points, points)
 def test_combine_of_any_split_keeps_min_max_sum_count(first, second):
     whole = rollup(samples_of(first + second), MIN)
@@ -179,6 +184,7 @@ def test_combine_of_any_split_keeps_min_max_sum_count(first, second):
     assert [r[:6] for r in rows(parts)] == [r[:6] for r in rows(whole)]
 
 
+@pytest.mark.slow
 @given(points)
 def test_cascade_equals_a_direct_rollup_at_the_coarse_width(pts):
     samples = samples_of(sorted(pts, key=lambda p: p[1]))

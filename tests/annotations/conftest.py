@@ -19,7 +19,8 @@ from tests.postgres import (  # own_pg*: a server of the module's own, which a t
 )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+# PostgreSQL cases make a schema on the server each: the fast lane runs the SQLite ones.
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def control_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A URL for an empty control DB: SQLite in tmp_path, or a fresh PostgreSQL schema."""
     if request.param == "sqlite":

@@ -20,7 +20,3 @@ def test_flags_never_import_chat():
 def test_the_flags_sdk_loads_no_server_code():
     found = imported_by(["annotations.flags.client"])
     assert not found & {"aiohttp", "psycopg", "psycopg_pool"}
-
-
-def test_at_most_twelve_modules_at_the_top():
-    assert len(list(PACKAGE.glob("*.py"))) <= 12

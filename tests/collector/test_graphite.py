@@ -115,6 +115,7 @@ def test_timestamp_at_the_int64_limit_is_kept_and_beyond_it_dropped() -> None:
     assert dict(parse_graphite(b"a 1 9223372036.854775808", NOW).dropped) == {"bad_timestamp": 1}
 
 
+@pytest.mark.slow
 @given(st.lists(graphite_lines(NOW), min_size=1, max_size=30), st.booleans())
 def test_formatted_lines_parse_back_to_their_points(
     lines: list[tuple[bytes, tuple[Series, int, float]]], crlf: bool
@@ -124,6 +125,7 @@ def test_formatted_lines_parse_back_to_their_points(
     assert points(body) == [point for _, point in lines]
 
 
+@pytest.mark.slow
 @given(
     st.one_of(
         st.lists(st.one_of(graphite_lines(NOW).map(lambda lp: lp[0]), graphite_noise_lines)),
@@ -157,6 +159,7 @@ def test_fast_path_takes_plain_chunks_and_hands_over_the_rest(body: bytes) -> No
     assert (graphite._parse_fast(body.rstrip(b"\r\n"), NOW) is not None) == plain
 
 
+@pytest.mark.slow
 @given(
     st.lists(
         st.one_of(graphite_lines(NOW).map(lambda lp: lp[0]), graphite_token_lines(False)),

@@ -16,7 +16,7 @@ from collector.store_writer import StoreWriter
 from shipboard.settings import Settings
 from shipboard.stores import watch_store
 from storage.influx import InfluxConfig, InfluxStore
-from tests.backends import free_port
+from tests.launcher import free_port
 from tests.running import sample_value
 
 

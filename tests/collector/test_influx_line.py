@@ -177,6 +177,7 @@ def test_one_bad_field_drops_its_whole_line() -> None:
     assert dict(result.dropped) == {"bad_value": 1}
 
 
+@pytest.mark.slow
 @given(
     st.sampled_from(sorted(PRECISION_NS.items())).flatmap(
         lambda p: st.tuples(st.just(p[0]), st.lists(influx_lines(NOW, p[1]), max_size=12))
@@ -197,6 +198,7 @@ def test_formatted_lines_parse_back_to_their_points(
     assert result.skipped_strings == sum(strings for _, _, strings in lines)
 
 
+@pytest.mark.slow
 @given(
     st.one_of(
         st.lists(st.one_of(influx_lines(NOW).map(lambda line: line[0]), st.binary(max_size=20))),

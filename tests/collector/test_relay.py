@@ -17,8 +17,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from collector.relay import DATAGRAM_MAX_BYTES, HashRing, Relay, RelayStats, Router, pack
-from tests.running import RunningShipboard, wait_for
+from tests.launcher import wait_for
+from tests.running import RunningShipboard
 from tests.running_relay import RunningRelay
+
+# End to end: starts server processes (the fast lane, -m "not slow", leaves it out).
+pytestmark = pytest.mark.slow
 
 NAMES = [f"app.timer.{i}".encode() for i in range(3000)]
 

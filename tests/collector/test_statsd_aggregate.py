@@ -186,6 +186,7 @@ def test_many_series_expire_and_new_ones_still_land_right() -> None:
 chunks = st.lists(st.one_of(statsd_hostile_lines, statsd_lines().map(lambda c: c[0])), max_size=60)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.lists(chunks.map(b"\n".join), min_size=1, max_size=4), st.booleans())
 def test_fast_path_and_exact_path_agree(batches: list[bytes], flush_between: bool) -> None:
@@ -204,6 +205,7 @@ def test_fast_path_and_exact_path_agree(batches: list[bytes], flush_between: boo
     assert fast_stats == exact_stats
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(st.lists(statsd_lines(), min_size=1, max_size=40))
 def test_valid_lines_are_all_received(cases: list[tuple[bytes, dict[str, object]]]) -> None:
@@ -235,6 +237,7 @@ _bent_lines = st.builds(
 _bent_chunks = st.lists(_bent_lines, min_size=1, max_size=3).map(b"\n".join)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_bent_chunks, min_size=1, max_size=6))
 def test_fast_path_and_exact_path_agree_on_bent_lines(batches: list[bytes]) -> None:

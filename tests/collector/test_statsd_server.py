@@ -12,7 +12,7 @@ from collector.line_framing import MAX_LINE_BYTES
 from collector.stats import IngestStats
 from collector.statsd_aggregate import StatsdAggregator
 from collector.statsd_server import StatsdListener, statsd_listener
-from tests.running import free_port
+from tests.launcher import free_port
 
 HOST = "127.0.0.1"
 

@@ -22,6 +22,9 @@ from tests.dashboards.drawn import figure_data, open_dashboard, wait_for_locatio
 from tests.dashboards.seed import HOSTS, metric_points
 from tests.dashboards.serving import DashServer
 
+# End to end: starts server processes (the fast lane, -m "not slow", leaves it out).
+pytestmark = pytest.mark.slow
+
 
 def test_the_url_holds_range_and_variables_and_round_trips(
     page: Page, open_server: DashServer, page_errors: list[str]
@@ -136,7 +139,6 @@ def test_kiosk_hides_controls_goes_dark_and_appends_new_points(
     assert page_errors == []
 
 
-@pytest.mark.slow
 def test_a_wall_left_on_keeps_only_its_window_of_points(
     page: Page, open_server: DashServer, world: World, page_errors: list[str]
 ) -> None:

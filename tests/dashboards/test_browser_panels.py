@@ -20,6 +20,9 @@ from tests.dashboards.drawn import figure_data, open_dashboard
 from tests.dashboards.seed import HOSTS
 from tests.dashboards.serving import DashServer
 
+# End to end: starts server processes (the fast lane, -m "not slow", leaves it out).
+pytestmark = pytest.mark.slow
+
 
 def test_hosts_dashboard_draws_every_panel_with_known_values(
     page: Page, open_server: DashServer, world: World, page_errors: list[str], artifacts: Path

@@ -89,6 +89,7 @@ documents = st.recursive(
 ).map(yaml.safe_dump)
 
 
+@pytest.mark.slow
 @given(st.text(max_size=300) | documents)
 def test_any_text_loads_or_raises_spec_error_naming_the_file(text: str) -> None:
     path = "any.yaml"

@@ -10,16 +10,18 @@ from pathlib import Path
 import pytest
 
 from tests import postgres
+from tests.launcher import wait_for
 from tests.postgres import OwnPostgres
-from tests.running import wait_for
 from tests.shipboard.control_db_outage import Receiver, run_outage, shipboard_on
+
+# End to end: starts server processes (the fast lane, -m "not slow", leaves it out).
+pytestmark = pytest.mark.slow
 
 own_pg_server = postgres.own_pg_server
 own_pg = postgres.own_pg
 own_pg_url = postgres.own_pg_url
 
 
-@pytest.mark.slow
 def test_a_five_second_postgresql_outage_under_api_load(
     own_pg: OwnPostgres, own_pg_url: str, tmp_path: Path
 ) -> None:

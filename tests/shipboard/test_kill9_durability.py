@@ -9,7 +9,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.running import RunningShipboard
+
+# End to end: starts server processes (the fast lane, -m "not slow", leaves it out).
+pytestmark = pytest.mark.slow
 
 WRITERS = 4
 LINES_PER_BODY = 200

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.running import RunningShipboard, wait_for
+from tests.launcher import wait_for
+from tests.running import RunningShipboard
 
 pytestmark = pytest.mark.slow
 

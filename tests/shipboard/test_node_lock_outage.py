@@ -12,6 +12,9 @@ from shipboard.node_lock import DUTIES, NodeLock
 from tests import postgres
 from tests.postgres import OwnPostgres
 
+# End to end: starts server processes (the fast lane, -m "not slow", leaves it out).
+pytestmark = pytest.mark.slow
+
 own_pg_server = postgres.own_pg_server
 own_pg = postgres.own_pg
 own_pg_url = postgres.own_pg_url

@@ -14,7 +14,11 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.running import SHIPBOARD, RunningShipboard, wait_for
+from tests.launcher import wait_for
+from tests.running import SHIPBOARD, RunningShipboard
+
+# End to end: starts server processes (the fast lane, -m "not slow", leaves it out).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

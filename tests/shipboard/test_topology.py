@@ -21,9 +21,13 @@ from collector.relay import HashRing
 from shipboard.node_lock import NodeLock
 from tests.annotations.chat.ircd import Watcher, make_ircd
 from tests.backends import Influxd
+from tests.launcher import wait_for
 from tests.postgres import fresh_schema
-from tests.running import RunningShipboard, wait_for
+from tests.running import RunningShipboard
 from tests.running_relay import RunningRelay
+
+# End to end: starts server processes (the fast lane, -m "not slow", leaves it out).
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from storage.records import Samples, Series
 from storage.wal import segment_path, segments
@@ -87,6 +88,7 @@ def assert_all_acknowledged(store, acked: list[int]) -> None:
     assert np.array_equal(got.values[acked_rows], batch_of[acked_rows].astype(np.float64))
 
 
+@pytest.mark.slow
 def test_acknowledged_writes_survive_kill_9(tmp_path: Path, open_store: StoreFactory) -> None:
     data = tmp_path / "data"
     acked = run_and_kill(data, 150)
@@ -95,6 +97,7 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path, open_store: StoreFac
     assert_all_acknowledged(store, acked)
 
 
+@pytest.mark.slow
 def test_a_torn_tail_is_discarded_and_the_store_keeps_working(
     tmp_path: Path, open_store: StoreFactory
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,6 +24,7 @@ def columns(batch: list[tuple[int, int, int]]) -> Columns:
     )
 
 
+@pytest.mark.slow
 @given(st.lists(rows, max_size=30), st.sampled_from([1, 3, 8]))
 def test_parts_and_merges_keep_the_last_write_of_each_key(batches, sort_rows) -> None:
     head = Head(RAW_WIDTH, sort_rows=sort_rows)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -30,6 +31,7 @@ def test_arbitrary_answers_raise_only_value_error(body: bytes) -> None:
             parse(body)
 
 
+@pytest.mark.slow
 @given(
     st.lists(
         st.tuples(st.integers(-(2**62), 2**62), st.floats(allow_nan=False, allow_infinity=False)),

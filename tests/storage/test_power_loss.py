@@ -101,6 +101,7 @@ def recover_wal(
     assert_recovers(case, want, logged, caplog, check=cut_after_the_whole_records, again=again)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rest", ["cut", "zeros"])
 def test_a_wal_tail_cut_at_every_byte_keeps_the_fsyncd_records_and_the_whole_ones_after(
     wal_image: WalImage, scratch: Path, caplog: pytest.LogCaptureFixture, rest: str
@@ -113,6 +114,7 @@ def test_a_wal_tail_cut_at_every_byte_keeps_the_fsyncd_records_and_the_whole_one
         recover_wal(wal_image, left, scratch / f"{rest}-{cut}", caplog, again=False)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=80,
     deadline=None,

@@ -220,6 +220,7 @@ def cut_checkpoints(
     return segment, blocks, series, manifest
 
 
+@pytest.mark.slow
 @settings(
     max_examples=40,
     deadline=None,

@@ -58,6 +58,7 @@ def wait_for(condition, timeout_s: float = 30.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_influxd_restarted_mid_ingest_gets_every_acknowledged_point_once(
     tmp_path: Path,
 ) -> None:

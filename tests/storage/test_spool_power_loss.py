@@ -22,7 +22,8 @@ from shipboard.settings import Settings
 from storage.influx import InfluxConfig, InfluxStore
 from storage.records import Samples, Series
 from storage.spool import Spool
-from tests.backends import Influxd, free_port
+from tests.backends import Influxd
+from tests.launcher import free_port
 from tests.strategies import torn_bytes
 
 MAX_BYTES = 1 << 20
@@ -85,6 +86,7 @@ def test_an_append_cut_at_every_byte_leaves_exactly_the_records_appended_before(
         shutil.rmtree(case)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=50,
     deadline=None,

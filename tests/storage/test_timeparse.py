@@ -54,6 +54,7 @@ def test_unix_seconds_round_trip(seconds):
 near_times = st.from_regex(r"(now)? ?[+-]?\d{0,25}(\.\d{0,12})?(ms|s|m|h|d|w|x)?", fullmatch=True)
 
 
+@pytest.mark.slow
 @given(st.one_of(st.text(max_size=30), near_times))
 def test_parse_time_returns_an_int_or_raises_value_error(text):
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -50,6 +51,7 @@ def assert_same(got: Record, want: Record) -> None:
     assert all(np.array_equal(g, w) for g, w in zip(got.rows.cols, want.rows.cols, strict=True))
 
 
+@pytest.mark.slow
 @settings(max_examples=60)
 @given(st.lists(records(), min_size=1, max_size=4))
 def test_written_records_read_back_exactly(tmp_path_factory, batch: list[Record]) -> None:
@@ -64,6 +66,7 @@ def test_written_records_read_back_exactly(tmp_path_factory, batch: list[Record]
     assert got[-1][1] == segment_path(directory, 1).stat().st_size
 
 
+@pytest.mark.slow
 @settings(max_examples=60)
 @given(records(), st.data())
 def test_a_torn_or_damaged_tail_stops_reading_after_the_good_records(

@@ -6,9 +6,15 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from annotations.chat.irc_protocol import IrcMessage
 from tests.annotations.chat.ircd import Watcher, make_ircd
-from tests.running import RunningShipboard, wait_for
+from tests.launcher import wait_for
+from tests.running import RunningShipboard
+
+# End to end: starts server processes (the fast lane, -m "not slow", leaves it out).
+pytestmark = pytest.mark.slow
 
 
 def _privmsg_from(nick: str, text_start: str) -> Callable[[IrcMessage], bool]:

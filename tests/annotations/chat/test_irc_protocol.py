@@ -53,6 +53,7 @@ def test_arbitrary_bytes_parse_or_raise_irc_parse_error_only(data: bytes):
     assert len(message.params) <= 15
 
 
+@pytest.mark.slow
 @given(
     st.sampled_from(["PRIVMSG", "NOTICE", "JOIN", "PONG", "001"]),
     st.lists(_word, max_size=5),

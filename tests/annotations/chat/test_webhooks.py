@@ -63,6 +63,7 @@ async def wait_until(predicate: Callable[[], object], timeout_s: float = 10.0) -
             await asyncio.sleep(0.02)
 
 
+@pytest.mark.slow
 async def test_slack_webhook_answering_500_for_a_while_gets_the_line_exactly_once(
     db: ControlDB, aiohttp_server: Server
 ):
@@ -116,6 +117,7 @@ async def test_json_webhook_carries_the_annotation(db: ControlDB, aiohttp_server
     assert got[0]["annotation"]["tags"] == {"service": "api", "environment": "staging"}
 
 
+@pytest.mark.slow
 async def test_a_webhook_never_answering_is_dropped_after_the_bounded_tries(
     db: ControlDB, aiohttp_server: Server
 ):

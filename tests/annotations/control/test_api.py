@@ -426,6 +426,7 @@ BODIES = st.binary(max_size=200) | st.dictionaries(FIELDS, JSON_VALUES, max_size
 )
 
 
+@pytest.mark.slow
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -20,6 +20,9 @@ from annotations.control.deploys import deploy_json, list_deploys
 from annotations.control.tokens import create_token
 from tests.launcher import free_port
 
+# End to end: starts server processes (the fast lane, -m "not slow", leaves it out).
+pytestmark = pytest.mark.slow
+
 AiohttpServer = Callable[[web.Application], Awaitable[TestServer]]
 DEPLOY_ARGS = ("deploy", "--service", "web", "--env", "prod", "--version", "v1")
 

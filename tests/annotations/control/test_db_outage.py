@@ -25,6 +25,9 @@ from annotations.control.notes import add_annotation, list_annotations
 from tests.annotations.control.test_api import DEPLOY, AiohttpClient, Client, Headers, make_app
 from tests.postgres import OwnPostgres
 
+# End to end: starts server processes (the fast lane, -m "not slow", leaves it out).
+pytestmark = pytest.mark.slow
+
 T = TypeVar("T")
 INSERT_FLAG = "INSERT INTO flags (key, doc, version, updated_at) VALUES (?, '{}', 1, 1)"
 
@@ -153,7 +156,6 @@ def test_a_restart_while_idle_refuses_no_call(db: ControlDB, own_pg: OwnPostgres
     assert len(list_annotations(db, 0, 10)) == 10
 
 
-@pytest.mark.slow
 def test_a_server_that_stays_away_is_refused_fast_for_its_whole_absence(
     db: ControlDB, own_pg: OwnPostgres
 ) -> None:

@@ -26,6 +26,7 @@ def test_bucket_is_murmur3_of_key_and_user_as_documented() -> None:
     assert bucket("new-search", "alice") == 30_393
 
 
+@pytest.mark.slow
 @given(keys, users)
 def test_bucket_is_sticky_and_in_range(key: str, user: str) -> None:
     first = bucket(key, user)
@@ -49,6 +50,7 @@ def test_zero_percent_is_nobody_and_hundred_is_everybody(key: str, user: str) ->
     assert in_rollout(key, user, 100.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("percentage", [0.1, 1.0, 5.0, 25.0, 50.0, 99.9])
 def test_share_is_within_one_percent_over_100000_users(percentage: float) -> None:
     f = flag("checkout-v2", percentage=percentage)
@@ -56,6 +58,7 @@ def test_share_is_within_one_percent_over_100000_users(percentage: float) -> Non
     assert abs(share - percentage) <= 1.0
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None)
 @given(st.integers(0, 1000).map(lambda t: t / 10), st.integers(0, 2**31))
 def test_share_holds_for_any_percentage_and_population(percentage: float, offset: int) -> None:
@@ -70,6 +73,7 @@ def test_flags_bucket_independently() -> None:
     assert abs(both / len(POPULATION) - 0.25) <= 0.01
 
 
+@pytest.mark.slow
 @given(keys, keys)
 def test_two_keys_put_users_in_different_buckets(key_a: str, key_b: str) -> None:
     assume(key_a != key_b)
@@ -104,6 +108,7 @@ def test_variant_is_sticky_and_never_zero_weight(weights: list[int], user: str) 
     assert next(v.weight for v in variants if v.name == name) > 0
 
 
+@pytest.mark.slow
 def test_variant_bucket_is_independent_of_the_rollout_bucket() -> None:
     # Users in a 50% rollout must still split 50/50 between two variants.
     f = flag(

@@ -22,6 +22,9 @@ from annotations.flags.store import create_flag, delete_flag, list_flags, patch_
 from shipboard.flags_cli import FlagsCommandError, from_yaml, to_yaml
 from tests.annotations.flag_server import LiveServer
 
+# End to end: starts server processes (the fast lane, -m "not slow", leaves it out).
+pytestmark = pytest.mark.slow
+
 FLAGS = [
     {
         "key": "new-search",

@@ -157,6 +157,7 @@ def test_percentage_steps_of_a_tenth_are_accepted_and_normalised() -> None:
     ].percentage == pytest.approx(100.0)
 
 
+@pytest.mark.slow
 @given(
     st.recursive(
         st.none() | st.booleans() | st.integers() | st.text(),
@@ -209,6 +210,7 @@ json_values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @given(json_values, json_values)
 def test_make_merge_patch_turns_before_into_after(before: Any, after: Any) -> None:
     assert merge_patch(before, make_merge_patch(before, after)) == after
