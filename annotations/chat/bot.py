@@ -10,10 +10,11 @@ from collections.abc import Callable, Sequence
 from aggregator.summary import GraphSummary
 from annotations.chat.irc_client import IrcClient
 from annotations.chat.irc_protocol import CHANNEL_PREFIXES, IrcMessage
-from annotations.chat.messages import clean, dashboard_link, duration_text
+from annotations.chat.messages import clean, duration_text
 from annotations.control.db import ControlDB
 from annotations.control.deploys import RUNNING, list_deploys
 from annotations.control.errors import NotFoundError, UnavailableError
+from annotations.control.links import dashboard_link
 from annotations.flags.model import EnvironmentRules
 from annotations.flags.store import StoredFlag, get_flag, list_flags
 from storage.records import NS_PER_S

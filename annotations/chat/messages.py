@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlencode
 
+from annotations.control.links import dashboard_link
 from annotations.control.notes import Annotation
 from annotations.control.outbox import Announcement
 from storage.records import NS_PER_S
 
-# A link shows the half hour around the event, so the graphs show what came before and after.
-LINK_MARGIN_NS = 30 * 60 * NS_PER_S
 MAX_QUOTE = 200
-LINK_PAGE = "/d/services"
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _PERCENT_CHANGE = re.compile(r"^(?P<key>\S+) (?P<env>\S+): (?P<old>[\d.]+%) -> (?P<new>[\d.]+%)$")
@@ -38,16 +35,6 @@ def duration_text(seconds: float) -> str:
     if minutes:
         return f"{minutes}m{secs:02d}s"
     return f"{secs}s"
-
-
-def dashboard_link(public_url: str, start_ns: int, end_ns: int | None = None) -> str:
-    """The dashboards at the time of an event ("" without a public URL)."""
-    if not public_url:
-        return ""
-    start_s = (start_ns - LINK_MARGIN_NS) // NS_PER_S
-    end_s = ((end_ns if end_ns is not None else start_ns) + LINK_MARGIN_NS) // NS_PER_S
-    query = urlencode({"from": str(start_s), "to": str(end_s)})
-    return f"{public_url.rstrip('/')}{LINK_PAGE}?{query}"
 
 
 def announcement_text(annotation: Annotation, event: str, public_url: str = "") -> str:
