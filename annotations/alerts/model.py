@@ -26,6 +26,7 @@ OPS: dict[str, Callable[[float, float], bool]] = {
 NoData = Literal["ok", "alerting", "nodata", "keep_last"]
 STATES = ("inactive", "pending", "firing", "resolved", "nodata", "error")
 ALERTNAME = "alertname"
+ALL_LABELS = "..."  # a grouping by every label: one group per alert, as in Alertmanager
 AGGS = ("mean", "sum", "min", "max", "count", "last")
 
 
