@@ -1,5 +1,5 @@
 """The control plane as the composition root sees it: open the DB, add the routes of the control
-plane and of the flags, and the middlewares that cover every route."""
+plane, of the flags and of alerting, and the middlewares that cover every route."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from aiohttp.typedefs import Handler
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from annotations.alerts.routes import RulesView, add_alert_routes, no_rules
 from annotations.control.audit import AuditBacklog, audit_middleware
 from annotations.control.auth import PRINCIPAL, auth_middleware
 from annotations.control.db import ControlDB
@@ -87,15 +88,18 @@ def setup_control(
     anonymous_read: bool,
     ingest_token: str,
     outbox: Outbox | None = None,
+    rules_view: RulesView = no_rules,
 ) -> None:
     """Add the /api/v1 control routes, and the audit, error and auth middlewares that cover
     every route of `app` (the metric query and ingest routes too). The deploys, flag changes
-    and notes recorded through them are announced through `outbox` (by default: nowhere)."""
+    and notes recorded through them are announced through `outbox` (by default: nowhere);
+    `/api/v1/rules` lists the rules of `rules_view` (the alert engine's; by default none)."""
     app[CONTROL_DB] = control.db
     app[OUTBOX] = Outbox() if outbox is None else outbox
     app[AUDIT_BACKLOG] = backlog = AuditBacklog()
     app.add_routes(routes)
     app.add_routes(flag_routes(CONTROL_DB, OUTBOX, lambda request: request[PRINCIPAL].name))
+    add_alert_routes(app, rules_view)
     # Outermost first: audit sees the final status, refused calls included.
     app.middlewares.append(audit_middleware(control.db, backlog))
     add_auth(app, control, anonymous_read=anonymous_read, ingest_token=ingest_token)

@@ -1,4 +1,5 @@
-"""Time arguments: relative, ISO 8601 and unix seconds round-trip; junk raises BadRequestError."""
+"""Time arguments: relative, ISO 8601 and unix seconds round-trip; junk raises BadRequestError;
+times answered in ISO 8601 parse back."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from annotations.control.errors import BadRequestError
-from annotations.control.timespec import parse_range, parse_time
+from annotations.control.timespec import format_time, parse_range, parse_time
 
 NOW_NS = 1_700_000_000_123_456_789
 S = 1_000_000_000
@@ -42,6 +43,16 @@ def test_iso_round_trips_to_the_microsecond(moment: datetime) -> None:
     ns = parse_time(moment.isoformat(), NOW_NS)
     assert datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000) == moment
     assert ns % 1000 == 0
+
+
+def test_times_are_answered_in_iso_8601_utc_to_the_millisecond() -> None:
+    assert format_time(NOW_NS) == "2023-11-14T22:13:20.123Z"
+    assert format_time(-1) == "1969-12-31T23:59:59.999Z"
+
+
+@given(st.integers(min_value=-(2**63) + 10**6, max_value=2**63 - 1))  # flooring stays in range
+def test_formatted_times_parse_back_to_the_millisecond(ns: int) -> None:
+    assert parse_time(format_time(ns), NOW_NS) == ns - ns % 1_000_000
 
 
 @given(st.integers(min_value=0, max_value=9 * 10**9))
