@@ -1,5 +1,5 @@
 """Node locks: among the nodes sharing one control DB, exactly one does a duty at a time (runs
-the rollups, keeps the chat bot connected)."""
+the rollups, keeps the chat bot connected, evaluates the alert rules)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,15 @@ log = logging.getLogger("shipboard.lock")
 ADVISORY_KEYS = {
     "aggregator": 0x5348_4950_424F_4152,  # "SHIPBOAR" in ASCII
     "chat": 0x5348_4950_4348_4154,  # "SHIPCHAT"
+    "alerts": 0x5348_4950_414C_5254,  # "SHIPALRT"
 }
 """The fixed key of each duty's PostgreSQL advisory lock."""
 
-DUTIES = {"aggregator": "runs the rollups", "chat": "keeps the chat bot connected"}
+DUTIES = {
+    "aggregator": "runs the rollups",
+    "chat": "keeps the chat bot connected",
+    "alerts": "evaluates the alert rules",
+}
 
 
 CONNECT_TIMEOUT_S = 2

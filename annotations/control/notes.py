@@ -18,7 +18,7 @@ from annotations.control.errors import NotFoundError
 if TYPE_CHECKING:
     from annotations.control.outbox import Outbox
 
-KINDS = ("deploy", "flag", "note")
+KINDS = ("deploy", "flag", "note", "alert")
 MAX_LIST = 10_000
 
 _COLUMNS = "id, kind, start_ns, end_ns, tags, title, body, who, extra"

@@ -11,7 +11,7 @@ the table and the record, never the chat.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,12 +69,21 @@ class Outbox:
         # Told (from any thread) that rows were queued, so that delivery need not wait for a poll.
         self._on_append = on_append
 
-    def append(self, db: ControlDB, annotation: Annotation, event: str) -> None:
-        """Queue the announcement of `annotation`, just `added` or `updated`, for every target;
-        joins the caller's transaction. Only a deploy's finish is news among the updates."""
-        if not self.targets or (event == "updated" and annotation.end_ns is None):
+    def append(
+        self,
+        db: ControlDB,
+        annotation: Annotation,
+        event: str,
+        targets: Collection[str] | None = None,
+    ) -> None:
+        """Queue the announcement of `annotation`, just `added` or `updated`, for every target,
+        or for those of them named in `targets` (an alert rule's `notify`); joins the caller's
+        transaction. Only an end (a deploy's finish, an alert's resolve) is news among the
+        updates."""
+        chosen = self.targets if targets is None else tuple(t for t in self.targets if t in targets)
+        if not chosen or (event == "updated" and annotation.end_ns is None):
             return
-        enqueue(db, self.targets, self._render(annotation, event), self._clock())
+        enqueue(db, chosen, self._render(annotation, event), self._clock())
         if self._on_append is not None:
             self._on_append()
 
