@@ -1,0 +1,105 @@
+"""One evaluation of a rule: the value of each of its groups over the rule's window, now."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from aggregator.errors import QueryError
+from aggregator.query import TagFilter
+from aggregator.window import GroupKey, window_values
+from annotations.alerts.model import ALERTNAME, Labels, Rule, Selector
+from storage.base import StoreReader
+from storage.records import Tier
+
+LabelKey = tuple[tuple[str, str], ...]
+"""An instance's labels as sorted (name, value) pairs: a dict key that `dict()` turns back."""
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """What a rule's query gave: a value per instance (by its labels), or why it failed."""
+
+    values: dict[LabelKey, float] = field(default_factory=dict)
+    error: str = ""
+
+
+def base_labels(rule: Rule) -> Labels:
+    """The labels every instance of `rule` carries: its own, and `alertname` (always its name)."""
+    return {**rule.labels, ALERTNAME: rule.name}
+
+
+def instance_labels(rule: Rule, group: Mapping[str, str]) -> Labels:
+    """The rule's labels, then the group's, then `alertname`: a tag cannot rename the alert."""
+    return {**rule.labels, **group, ALERTNAME: rule.name}
+
+
+def label_key(labels: Mapping[str, str]) -> LabelKey:
+    return tuple(sorted(labels.items()))
+
+
+def denominator(rule: Rule) -> Selector | None:
+    """`ratio_of` with the fields it leaves out (tags, agg, group_by) taken from `query`."""
+    ratio = rule.ratio_of
+    if ratio is None:
+        return None
+    inherited = {
+        name: getattr(rule.query, name)
+        for name in ("tags", "agg", "group_by")
+        if name not in ratio.model_fields_set
+    }
+    return ratio.model_copy(update=inherited)
+
+
+def tag_filters(selector: Selector) -> tuple[TagFilter, ...]:
+    """A selector's tags as query filters (`key: glob*` or `key: !value`); QueryError if bad."""
+    return tuple(TagFilter.of(key, pattern) for key, pattern in sorted(selector.tags.items()))
+
+
+def _values(
+    store: StoreReader, tiers: Sequence[Tier], selector: Selector, start_ns: int, end_ns: int
+) -> dict[GroupKey, float]:
+    return window_values(
+        store,
+        tiers,
+        selector.metric,
+        tag_filters(selector),
+        selector.agg,
+        selector.group_by,
+        start_ns,
+        end_ns,
+    )
+
+
+def evaluate(store: StoreReader, tiers: Sequence[Tier], rule: Rule, now_ns: int) -> Evaluation:
+    """The rule's value per group over [now - window, now); `ratio_of` divides group by group
+    (a group without a denominator, or with 0, has no value). Never raises: a failed query
+    (QueryError or anything else) comes back as the evaluation's error, saying why."""
+    start_ns = now_ns - rule.window_ns
+    try:
+        values = _values(store, tiers, rule.query, start_ns, now_ns)
+        ratio = denominator(rule)
+        if ratio is not None:
+            totals = _values(store, tiers, ratio, start_ns, now_ns)
+            values = _divide(values, totals, ratio.group_by)
+    except QueryError as error:
+        return Evaluation(error=str(error))
+    except Exception as error:  # any failure is the rule's error state, shown, not a crash
+        return Evaluation(error=f"{type(error).__name__}: {error}")
+    return Evaluation(
+        {label_key(instance_labels(rule, dict(group))): value for group, value in values.items()}
+    )
+
+
+def _divide(
+    values: Mapping[GroupKey, float], totals: Mapping[GroupKey, float], by: tuple[str, ...]
+) -> dict[GroupKey, float]:
+    """Each group's value over the total of the denominator group it falls in (the
+    denominator's `group_by` picks that group's labels out of the numerator's)."""
+    ratios = {}
+    for group, value in values.items():
+        labels = dict(group)
+        total = totals.get(tuple(sorted((key, labels.get(key, "")) for key in set(by))))
+        if total:
+            ratios[group] = value / total
+    return ratios
