@@ -94,7 +94,8 @@ class Settings(BaseSettings):
         (),
         description="Where deploys, flag changes and notes are announced:"
         " `irc://nick[:password]@host:port/#chan?tls=1`, `https://…` (Slack-style webhook),"
-        " `json+https://…` (generic JSON webhook).",
+        " `json+https://…` (generic JSON webhook), `alertmanager+https://…?group_wait=30s`"
+        " (alerts only, Alertmanager's payload); `NAME=URL` names a target for rules' notify.",
         json_schema_extra=flag(repeat=True),
     )
     webhook_allowlist: tuple[str, ...] = Field(

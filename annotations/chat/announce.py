@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
+from annotations.chat.alertmanager import AlertmanagerTarget
 from annotations.chat.bot import Bot, Graph
 from annotations.chat.errors import TargetError
 from annotations.chat.irc_client import IrcClient, IrcConfig
@@ -21,6 +24,7 @@ log = logging.getLogger(__name__)
 
 LEASE_CHECK_S = 5.0
 """How often a node checks its chat lease: the longest a bot is away when its node dies."""
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
 
 class Lease(Protocol):
@@ -32,23 +36,43 @@ class Lease(Protocol):
     def release(self) -> None: ...
 
 
+def split_name(text: str) -> tuple[str | None, str]:
+    """`oncall=alertmanager+https://…` is the target `oncall` (what rules' `notify` names);
+    a bare URL has no name of its own."""
+    scheme, sep, _ = text.partition("://")
+    if not sep or "=" not in scheme:
+        return None, text
+    name, _, url = text.partition("=")
+    name = name.strip()
+    if not _NAME.match(name):
+        raise TargetError(f"notify target name {name!r}: use letters, digits, _ . and -")
+    return name, url.strip()
+
+
 def parse_targets(
     urls: Sequence[str], allowlist: Sequence[str], bot: Bot | None = None
 ) -> list[Target]:
-    """One target per URL; TargetError on the first that is malformed or not allowed."""
+    """One target per URL (`NAME=URL` names it); TargetError on the first that is malformed or
+    not allowed, or a name given twice."""
     targets: list[Target] = []
-    for url in urls:
+    for text in urls:
+        name, url = split_name(text)
         scheme = url.partition("://")[0].lower()
         if scheme in ("irc", "ircs"):
             on_privmsg = None if bot is None else bot.on_privmsg
-            targets.append(IrcClient(IrcConfig.from_url(url), on_privmsg))
-        elif scheme in ("http", "https", "json+http", "json+https"):
-            targets.append(WebhookTarget(url, allowlist))
+            targets.append(IrcClient(IrcConfig.from_url(url), on_privmsg, name=name))
+        elif scheme in WebhookTarget.styles:
+            targets.append(WebhookTarget(url, allowlist, name))
+        elif scheme in AlertmanagerTarget.styles:
+            targets.append(AlertmanagerTarget(url, allowlist, name))
         else:
-            raise TargetError(f"notify target {url!r}: use irc://, https:// or json+https://")
-    names = [target.name for target in targets]
-    if len(set(names)) != len(names):
-        raise TargetError("a notify target is listed twice")
+            raise TargetError(
+                f"notify target {url!r}: use irc://, https://, json+https://"
+                " or alertmanager+https://"
+            )
+    twice = sorted(name for name, n in Counter(t.name for t in targets).items() if n > 1)
+    if twice:
+        raise TargetError(f"notify target {twice[0]!r} is listed twice")
     return targets
 
 
@@ -59,6 +83,13 @@ class Announcer:
         self.notifier = notifier
         self.irc = [t for t in notifier.targets if isinstance(t, IrcClient)]
         self.webhooks = [t for t in notifier.targets if isinstance(t, WebhookTarget)]
+        self.groupings = [t.grouping for t in self.webhooks if isinstance(t, AlertmanagerTarget)]
+        """How each Alertmanager-style target groups alerts (`annotations.alerts.dispatch`)."""
+
+    @property
+    def plain_targets(self) -> tuple[str, ...]:
+        """The names of the targets that announce annotations (every kind but alertmanager)."""
+        return self.notifier.outbox.targets
 
     @property
     def outbox(self) -> Outbox:

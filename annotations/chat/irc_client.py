@@ -131,6 +131,7 @@ class IrcClient:
         config: IrcConfig,
         on_privmsg: Handler | None = None,
         *,
+        name: str | None = None,
         rate_per_s: float = 1.0,
         burst: int = 4,
         min_backoff_s: float = 0.5,
@@ -139,7 +140,7 @@ class IrcClient:
         connect_timeout_s: float = 15.0,
     ) -> None:
         self.config = config
-        self.name = config.name
+        self.name = name or config.name  # a name given in --notify NAME=URL, or its URL's
         self.nick = config.nick
         self.on_privmsg = on_privmsg
         self.ready = asyncio.Event()

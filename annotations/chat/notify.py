@@ -47,6 +47,8 @@ POLL_S = 5.0
 MAX_ERROR_TEXT = 500
 DB_RETRY_S = 1.0
 """How often a worker looks again while the control DB is away."""
+ALERTS_ONLY = ("alertmanager",)
+"""Kinds of target that receive alerts only: the outbox never queues annotations for them."""
 
 
 class Target(Protocol):
@@ -103,7 +105,9 @@ def drop_unconfigured(db: ControlDB, targets: Sequence[str]) -> int:
 
 class Notifier:
     """Delivers the announcements queued through its `outbox` (by this node or, sharing the
-    control DB, another) to every target, while in `async with`: one worker per target."""
+    control DB, another) to every target, while in `async with`: one worker per target. The
+    outbox queues annotations for every target but the ALERTS_ONLY kinds, whose rows
+    `annotations.alerts.dispatch` queues."""
 
     def __init__(
         self,
@@ -132,7 +136,7 @@ class Notifier:
         """Set while this node keeps the chat connections: only then are chat rows claimed."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self.outbox = Outbox(
-            [target.name for target in self.targets],
+            [target.name for target in self.targets if target.kind not in ALERTS_ONLY],
             partial(render_announcement, public_url=public_url),
             clock=clock,
             on_append=self._wake_all,

@@ -4,14 +4,15 @@
 Rocket.Chat accept); `json+https://host/path` posts the whole announcement: text, event, link
 and the annotation. Only http(s), only hosts on the allowlist (`*.example.com` allows the
 subdomains), and redirects are not followed: whoever edits the settings cannot point the
-notifier at an internal address, directly or through a redirect.
+notifier at an internal address, directly or through a redirect. Alertmanager-style targets
+(`annotations.chat.alertmanager`) are webhooks too, with a payload of their own.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Self
+from typing import ClassVar, Self
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -36,33 +37,38 @@ def host_allowed(host: str, allowlist: Sequence[str]) -> bool:
 
 class WebhookTarget:
     """POSTs each announcement as JSON; any answer but 2xx, or no answer, is a failed try.
-    It delivers while in `async with` (its HTTP session open)."""
+    It delivers while in `async with` (its HTTP session open). Named `name`, or else by its
+    host and a digest of its URL."""
 
     kind = "webhook"
+    styles: ClassVar[dict[str, str]] = STYLES
+    """The URL schemes this kind of target takes, and the body each posts."""
 
-    def __init__(self, url: str, allowlist: Sequence[str]) -> None:
+    def __init__(self, url: str, allowlist: Sequence[str], name: str | None = None) -> None:
         parts = urlsplit(url)
-        style = STYLES.get(parts.scheme.lower())
+        style = self.styles.get(parts.scheme.lower())
         if style is None:
-            raise TargetError(f"webhook {url!r}: only http(s) or json+http(s) URLs")
+            schemes = ", ".join(f"{scheme}://" for scheme in self.styles)
+            raise TargetError(f"{self.kind} {url!r}: only {schemes} URLs")
         try:
             host = parts.hostname or ""
             parts.port  # noqa: B018 (a bad port raises here, at startup)
         except ValueError as error:
-            raise TargetError(f"webhook {url!r}: {error}") from None
+            raise TargetError(f"{self.kind} {url!r}: {error}") from None
         if not host:
-            raise TargetError(f"webhook {url!r}: no host")
+            raise TargetError(f"{self.kind} {url!r}: no host")
         if parts.username or parts.password:
-            raise TargetError(f"webhook {url!r}: credentials belong in the path, not the host")
+            raise TargetError(f"{self.kind} {url!r}: credentials belong in the path, not the host")
         if not host_allowed(host, allowlist):
             raise TargetError(
-                f"webhook host {host!r} is not in webhook_allowlist ({', '.join(allowlist)})"
+                f"{self.kind} host {host!r} is not in webhook_allowlist ({', '.join(allowlist)})"
             )
         self.style = style
-        self.url = urlunsplit(parts._replace(scheme=parts.scheme.lower().removeprefix("json+")))
+        scheme = parts.scheme.lower().rpartition("+")[2]
+        self.url = urlunsplit(parts._replace(scheme=scheme))
         # Webhook URLs carry their secret in the path: the name shows the host and a digest.
         digest = hashlib.sha256(url.encode()).hexdigest()[:12]
-        self.name = f"{parts.scheme.lower()}://{parts.netloc}/…{digest}"
+        self.name = name or f"{parts.scheme.lower()}://{parts.netloc}/…{digest}"
         self._session: aiohttp.ClientSession | None = None
 
     def body(self, announcement: Announcement) -> dict[str, object]:
