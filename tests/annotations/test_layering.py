@@ -1,6 +1,8 @@
-"""The shape of `annotations/`: three packages whose imports point one way, small modules."""
+"""The shape of `annotations/`: four packages whose imports point one way, small modules."""
 
 from __future__ import annotations
+
+import pytest
 
 from tests.imports import ROOT, imported_by, modules
 
@@ -15,6 +17,19 @@ def test_control_imports_neither_flags_nor_chat():
 def test_flags_never_import_chat():
     found = imported_by(modules(PACKAGE / "flags"))
     assert not {m for m in found if m.startswith("annotations.chat")}
+
+
+@pytest.mark.slow  # a fresh interpreter importing the package: about a second
+def test_alerts_import_neither_chat_nor_flags():
+    found = imported_by(modules(PACKAGE / "alerts"))
+    assert not {m for m in found if m.startswith(("annotations.flags", "annotations.chat"))}
+
+
+@pytest.mark.slow  # likewise
+def test_chat_imports_only_the_records_of_alerts():
+    found = imported_by(modules(PACKAGE / "chat"))
+    alerts = {m for m in found if m.startswith("annotations.alerts")}
+    assert alerts <= {"annotations.alerts", "annotations.alerts.model"}
 
 
 def test_the_flags_sdk_loads_no_server_code():
