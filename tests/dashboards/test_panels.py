@@ -41,19 +41,12 @@ from shipboard.server import dashboards_config
 from shipboard.settings import Settings
 from storage.embedded import EmbeddedStore
 from storage.records import NS_PER_MS, NS_PER_S
+from tests.clock import Clock
 from tests.dashboards.seed import HOSTS, metric_points
 
 HOSTS_BOARD = load_catalog(None).dashboards["hosts"]
 CPU = HOSTS_BOARD.panels()[0]
 NOW_NS = 1_800_000_000 * NS_PER_S
-
-
-class Clock:
-    def __init__(self, now_ns: int) -> None:
-        self.now_ns = now_ns
-
-    def __call__(self) -> int:
-        return self.now_ns
 
 
 @pytest.fixture
