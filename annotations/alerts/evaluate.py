@@ -56,32 +56,41 @@ def tag_filters(selector: Selector) -> tuple[TagFilter, ...]:
     return tuple(TagFilter.of(key, pattern) for key, pattern in sorted(selector.tags.items()))
 
 
-def _values(
-    store: StoreReader, tiers: Sequence[Tier], selector: Selector, start_ns: int, end_ns: int
-) -> dict[GroupKey, float]:
-    return window_values(
-        store,
-        tiers,
-        selector.metric,
-        tag_filters(selector),
-        selector.agg,
-        selector.group_by,
-        start_ns,
-        end_ns,
-    )
-
-
-def evaluate(store: StoreReader, tiers: Sequence[Tier], rule: Rule, now_ns: int) -> Evaluation:
+def evaluate(
+    store: StoreReader,
+    tiers: Sequence[Tier],
+    rule: Rule,
+    now_ns: int,
+    *,
+    present_ns: int | None = None,
+) -> Evaluation:
     """The rule's value per group over [now - window, now); `ratio_of` divides group by group
     (a group without a denominator, or with 0, has no value). Never raises: a failed query
-    (QueryError or anything else) comes back as the evaluation's error, saying why."""
+    (QueryError or anything else) comes back as the evaluation's error, saying why.
+
+    `present_ns` (default `now_ns`) picks the tier still holding the window: a replay of the
+    past passes the real time, so windows older than the raw tier keeps come from rollups."""
     start_ns = now_ns - rule.window_ns
+
+    def values_of(selector: Selector) -> dict[GroupKey, float]:
+        filters = tag_filters(selector)
+        return window_values(
+            store,
+            tiers,
+            selector.metric,
+            filters,
+            selector.agg,
+            selector.group_by,
+            start_ns,
+            now_ns,
+            now_ns=present_ns,
+        )
+
     try:
-        values = _values(store, tiers, rule.query, start_ns, now_ns)
+        values = values_of(rule.query)
         ratio = denominator(rule)
         if ratio is not None:
-            totals = _values(store, tiers, ratio, start_ns, now_ns)
-            values = _divide(values, totals, ratio.group_by)
+            values = _divide(values, values_of(ratio), ratio.group_by)
     except QueryError as error:
         return Evaluation(error=str(error))
     except Exception as error:  # any failure is the rule's error state, shown, not a crash

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from aggregator.scheduler import RollupScheduler
 from annotations.alerts.evaluate import (
     Evaluation,
     denominator,
@@ -17,7 +18,7 @@ from annotations.alerts.evaluate import (
 from annotations.alerts.model import Rule
 from storage.embedded import EmbeddedStore
 from storage.records import Samples, Series
-from tests.aggregator.conftest import MIN, NOW, TIERS, S, known_points
+from tests.aggregator.conftest import DAY, MIN, NOW, TIERS, S, known_points
 
 WEB_A = Series.of("http.requests.count", {"service": "web", "host": "a"})
 WEB_B = Series.of("http.requests.count", {"service": "web", "host": "b"})
@@ -137,3 +138,16 @@ def test_a_failing_store_is_the_evaluations_error_saying_why(tmp_path):
 
 def test_nothing_matching_is_an_empty_evaluation(store):
     assert evaluate(store, TIERS, rule(query={"metric": "disk"}), NOW) == Evaluation({})
+
+
+def test_a_replay_of_the_past_reads_the_rollups_of_windows_raw_no_longer_keeps(store):
+    scheduler = RollupScheduler(store, TIERS, grace_ns=0)
+    for _ in range(20):
+        scheduler.run_once(NOW)
+    store.checkpoint()
+    later = NOW + 3 * DAY
+    store.apply_retention(later)  # raw points are kept 2 days
+    busy = rule(query={"metric": "cpu", "tags": {"host": "c"}, "agg": "count"}, window="10m")
+    assert evaluate(store, TIERS, busy, NOW).values == {}
+    replayed = evaluate(store, TIERS, busy, NOW, present_ns=later)
+    assert replayed.values == {(("alertname", "HighCpu"),): 60.0}
