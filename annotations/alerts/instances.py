@@ -72,6 +72,11 @@ def _finite_or_none(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else value
 
 
+def _storable(error: str) -> str:
+    # An error's text may quote any input; PostgreSQL's text cannot hold NUL.
+    return error.replace("\x00", "\ufffd")
+
+
 def _instance(row: Row) -> Instance:
     value = row["value"]
     return Instance(
@@ -115,7 +120,7 @@ def save_instances(db: ControlDB, rule: str, instances: Mapping[str, Instance]) 
                     instance.last_held_ns,
                     instance.resolved_ns,
                     instance.evaluated_ns,
-                    instance.error,
+                    _storable(instance.error),
                     instance.annotation_id,
                     orjson.dumps(instance.annotations).decode(),
                 ),
@@ -131,7 +136,7 @@ def record_rule_status(
         " VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET source = excluded.source,"
         " evaluated_ns = excluded.evaluated_ns, duration_s = excluded.duration_s,"
         " error = excluded.error",
-        (name, source, evaluated_ns, duration_s, error),
+        (name, source, evaluated_ns, duration_s, _storable(error)),
     )
 
 

@@ -27,9 +27,12 @@ from annotations.alerts.silences import (
 from annotations.control.auth import PRINCIPAL
 from annotations.control.bodies import Body, RequiredText, Text, TimeNs, TimeText, read_body
 from annotations.control.db import ControlDB
-from annotations.control.errors import BadRequestError
+from annotations.control.errors import BadRequestError, NotFoundError
 from annotations.control.routes import CONTROL_DB, json_response
 from annotations.control.timespec import format_time
+
+MAX_ID = 2**63 - 1
+"""The largest silence id (a BIGINT)."""
 
 
 class RuleProblem(Protocol):
@@ -60,7 +63,7 @@ class SilenceBody(Body):
     ends_at_ns: TimeNs | None = None
     comment: RequiredText
     who: Text = ""
-    id: Annotated[int, Field(ge=1)] | None = None
+    id: Annotated[int, Field(ge=1, le=MAX_ID)] | None = None
 
 
 def _since_ns(instance: Instance) -> int:
@@ -116,8 +119,10 @@ def _states(text: str) -> set[str]:
 
 def _silence_id(request: web.Request) -> int:
     ref = request.match_info["id"]
-    if not ref.isdigit():
+    if not (ref.isascii() and ref.isdigit()):
         raise BadRequestError("silence id must be a number")
+    if int(ref) > MAX_ID:  # beyond the column: none such
+        raise NotFoundError(f"no silence {ref}")
     return int(ref)
 
 

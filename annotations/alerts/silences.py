@@ -84,7 +84,9 @@ def silenced_by(silences: Iterable[Silence], labels: Mapping[str, str]) -> list[
     return [s.id for s in silences if s.matches(labels)]
 
 
-def _checked(matchers: Mapping[str, str], ends_ns: int, comment: str, now_ns: int) -> None:
+def _checked(
+    matchers: Mapping[str, str], ends_ns: int, comment: str, who: str, now_ns: int
+) -> None:
     if not matchers:
         raise BadRequestError("matchers: give at least one label and its glob")
     if len(matchers) > MAX_MATCHERS:
@@ -98,6 +100,8 @@ def _checked(matchers: Mapping[str, str], ends_ns: int, comment: str, now_ns: in
         raise BadRequestError("ends_at must be in the future")
     if not comment.strip():
         raise BadRequestError("comment: say why the alerts are silenced")
+    if "\x00" in comment + who:  # PostgreSQL's text cannot hold one
+        raise BadRequestError("comment and who must not hold NUL characters")
 
 
 def _get(db: ControlDB, silence_id: int, now_ns: int) -> Silence:
@@ -119,7 +123,7 @@ def add_silence(
     """A new silence from now until `ends_ns`; or, given `silence_id`, that silence updated
     (its end, comment and author; as Alertmanager does, one that has expired or whose matchers
     change is expired and replaced by a new silence, whose id is returned)."""
-    _checked(matchers, ends_ns, comment, now_ns)
+    _checked(matchers, ends_ns, comment, who, now_ns)
     doc = orjson.dumps(dict(sorted(matchers.items()))).decode()
     with db.transaction():
         if silence_id is not None:

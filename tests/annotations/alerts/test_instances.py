@@ -96,6 +96,14 @@ def test_a_nan_value_reads_back_as_none(control_db: ControlDB) -> None:
     assert load_instances(control_db)[nan.fingerprint].value is None
 
 
+def test_nul_in_an_error_is_stored_as_a_replacement_character(control_db: ControlDB) -> None:
+    failed = replace(instance("A"), state="error", error="no metric 'a\x00b'")
+    save_instances(control_db, "A", by_fp(failed))
+    record_rule_status(control_db, "A", "a.yaml:1", NS, 0.1, "no metric 'a\x00b'")
+    assert load_instances(control_db)[failed.fingerprint].error == "no metric 'a\ufffdb'"
+    assert rule_statuses(control_db)["A"].error == "no metric 'a\ufffdb'"
+
+
 def test_two_rules_with_one_fingerprint_share_a_row_instead_of_failing(
     control_db: ControlDB,
 ) -> None:

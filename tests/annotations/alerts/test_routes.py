@@ -7,10 +7,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from annotations.alerts.instances import record_rule_status, save_instances
 from annotations.alerts.model import Instance, Rule, fingerprint
@@ -254,6 +257,8 @@ async def test_posting_with_the_id_updates_that_silence(client: Client, tokens: 
         (SILENCE | {"matchers": {"host": 1}}, 400, "matchers.host"),
         (SILENCE | {"matchers": {"alertname": "*"}}, 400, "must not match an empty value"),
         (SILENCE | {"id": "3"}, 400, "id"),
+        (SILENCE | {"id": 2**63}, 400, "id"),
+        (SILENCE | {"comment": "a\x00b"}, 400, "NUL"),
     ],
 )
 async def test_bad_silences_get_a_json_error_naming_the_field(
@@ -267,8 +272,11 @@ async def test_bad_silences_get_a_json_error_naming_the_field(
 async def test_deleting_an_unknown_or_malformed_id(client: Client, tokens: Headers) -> None:
     response = await client.delete("/api/v1/silences/77", headers=tokens["operator"])
     assert (response.status, await response.json()) == (404, {"error": "no silence 77"})
-    response = await client.delete("/api/v1/silences/abc", headers=tokens["operator"])
-    assert response.status == 400
+    for ref in ("abc", "%C2%B2", "-1"):  # ² is a digit to str.isdigit
+        response = await client.delete(f"/api/v1/silences/{ref}", headers=tokens["operator"])
+        assert response.status == 400
+    response = await client.delete(f"/api/v1/silences/{2**64}", headers=tokens["operator"])
+    assert response.status == 404
 
 
 async def test_silence_changes_are_audited_and_reads_are_not(
@@ -291,3 +299,36 @@ async def test_silence_changes_are_audited_and_reads_are_not(
     ]
     detail = (await response.json())["audit"][1]["detail"]
     assert '"deploying web"' in detail
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=8,
+)
+SILENCE_FIELDS = st.sampled_from(["matchers", "ends_at", "ends_at_ns", "comment", "who", "id"])
+SILENCE_BODIES = st.fixed_dictionaries(
+    {"matchers": st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3)},
+    optional={
+        "ends_at": st.sampled_from(["+2h", "-1h", "2200-01-01", "x"]) | JSON_VALUES,
+        "comment": st.text(max_size=10) | st.just("\x00"),
+        "who": st.text(max_size=10) | st.just("\x00"),
+        "id": st.integers(),
+    },
+) | st.dictionaries(SILENCE_FIELDS, JSON_VALUES, max_size=6)
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=SILENCE_BODIES, ref=st.text(max_size=25))
+async def test_arbitrary_silences_and_ids_are_answered_never_a_500(
+    client: Client, tokens: Headers, body: dict[str, Any], ref: str
+) -> None:
+    response = await client.post("/api/v1/silences", json=body, headers=tokens["operator"])
+    assert response.status in (200, 201, 400, 404), await response.text()
+    path = "/api/v1/silences/" + quote(ref, safe="")
+    response = await client.delete(path, headers=tokens["operator"])
+    assert response.status in (200, 400, 404, 405), await response.text()
+    assert response.content_type == "application/json"

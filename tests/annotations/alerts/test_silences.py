@@ -181,6 +181,8 @@ def test_changed_matchers_or_an_expired_silence_give_a_new_silence(
         ({"host": "web"}, {"ends_ns": NOW}, "ends_at must be in the future"),
         ({"host": "web"}, {"ends_ns": NOW - HOUR}, "ends_at must be in the future"),
         ({"host": "web"}, {"comment": "  "}, "comment"),
+        ({"host": "web"}, {"comment": "a\x00b"}, "NUL"),
+        ({"host": "web"}, {"who": "\x00"}, "NUL"),
     ],
 )
 def test_bad_silences_are_refused_saying_why(
