@@ -21,6 +21,8 @@ from aiohttp import web
 from aggregator.routes import add_query_routes
 from aggregator.scheduler import RollupScheduler
 from aggregator.summary import graph_summary
+from annotations.alerts.engine import AlertEngine
+from annotations.alerts.routes import RulesView, no_rules
 from annotations.app import ControlCollector, ControlPlane, add_auth, setup_control
 from annotations.chat.announce import Announcer
 from annotations.chat.errors import TargetError
@@ -94,10 +96,12 @@ def build_http_app(
     metrics: ServiceMetrics,
     parts: frozenset[str] = frozenset(PARTS),
     outbox: Outbox | None = None,
+    rules_view: RulesView = no_rules,
 ) -> web.Application:
     """The HTTP side of `parts`: ingest (collector), the query API and the control plane (api),
-    whose deploys, flag changes and notes are announced through `outbox`; every role serves
-    /metrics and /healthz, for health checks."""
+    whose deploys, flag changes and notes are announced through `outbox` and whose
+    /api/v1/rules lists `rules_view`'s rules; every role serves /metrics and /healthz, for
+    health checks."""
     app = web.Application(client_max_size=settings.max_body_bytes)
     if "api" in parts:
         setup_control(
@@ -106,6 +110,7 @@ def build_http_app(
             anonymous_read=settings.anonymous_read,
             ingest_token=settings.ingest_token,
             outbox=outbox,
+            rules_view=rules_view,
         )
         metrics.registry.register(ControlCollector(app))
         add_query_routes(app, store, settings.tiers(), settings.max_points)
@@ -302,7 +307,7 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
         stats = IngestStats()
         node = _Node(settings, store, stats, ServiceMetrics(stats, store.series_count), stack)
         watch_store(node.metrics.registry, store)
-        announcer = None
+        announcer = engine = None
         if "api" in parts:  # where annotations are made: their outbox, before the first request
             announcer = Announcer.build(
                 control.db,
@@ -315,6 +320,21 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
                 timeout_s=settings.notify_timeout_s,
             )
             node.metrics.registry.register(announcer.notifier.collector())
+            # One node evaluates the rules (an alert pages once), whatever the number of API nodes.
+            alerts_lease = NodeLock("alerts", settings.control_db, settings.data_dir)
+            stack.push_async_callback(asyncio.to_thread, alerts_lease.release)
+            engine = AlertEngine(
+                control.db,
+                store,
+                tiers,
+                settings.rule_dirs(),
+                settings.rules_interval_s,
+                announcer.outbox,
+                lease=alerts_lease,
+                groupings=announcer.groupings,
+                public_url=settings.public_url,
+            )
+            node.metrics.registry.register(engine.collector())
         scheduler = RollupScheduler(
             store, tiers, grace_ns=int(2 * settings.flush_interval_s * NS_PER_S)
         )
@@ -329,6 +349,7 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
             node.metrics,
             parts,
             None if announcer is None else announcer.outbox,
+            no_rules if engine is None else engine.rules_view,
         )
         await stack.enter_async_context(http_site(app, settings.http_host, settings.http_port))
         node.listeners["http"] = f"http://{settings.http_host}:{settings.http_port}"
@@ -338,6 +359,14 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
             stack.push_async_callback(asyncio.to_thread, chat_lease.release)
             await stack.enter_async_context(announcer.delivering(chat_lease))
             node.listeners["notify"] = ", ".join(t.name for t in announcer.notifier.targets)
+        if engine is not None:  # stops before the notifier that delivers what it queues
+            await stack.enter_async_context(engine)
+            rules, errors = engine.rules_view()
+            dirs = ", ".join(str(d) for d in settings.rule_dirs())
+            node.listeners["alerts"] = (
+                f"{len(rules)} rules from {dirs} ({len(errors)} errors),"
+                " evaluated while holding the alerts lock"
+            )
         if "collector" in parts:
             await _start_collector(node, writer)
         if "aggregator" in parts:

@@ -107,6 +107,13 @@ class Settings(BaseSettings):
         2.0, gt=0, description="Wait before the first retry; doubles each try, up to 5 min."
     )
     notify_timeout_s: float = Field(10.0, gt=0, description="Time one delivery try may take.")
+    rules_dir: Path | None = Field(
+        None,
+        description="Where the alert rule files (*.yaml) are (default `<data dir>/rules`).",
+    )
+    rules_interval_s: float = Field(
+        15.0, gt=0, description="How often an alert rule without its own `interval` is evaluated."
+    )
     role: Literal["all", "collector", "api", "dashboards", "aggregator"] = Field(
         "all",
         description="Which parts `run` starts: all, collector, api, dashboards, aggregator.",
@@ -134,6 +141,10 @@ class Settings(BaseSettings):
     def _check_duration(cls, value: str) -> str:
         parse_duration_ns(value)
         return value
+
+    def rule_dirs(self) -> tuple[Path, ...]:
+        """Where the alert rules are read from: `rules_dir`, by default `<data dir>/rules`."""
+        return (self.data_dir / "rules" if self.rules_dir is None else self.rules_dir,)
 
     def tiers(self) -> tuple[Tier, ...]:
         """Raw plus the rollup tiers, finest first."""
