@@ -16,6 +16,7 @@ from annotations.alerts.evaluate import (
     label_key,
 )
 from annotations.alerts.model import Rule
+from annotations.alerts.rules import load_rules_file
 from storage.embedded import EmbeddedStore
 from storage.records import Samples, Series
 from tests.aggregator.conftest import DAY, MIN, NOW, TIERS, S, known_points
@@ -132,8 +133,19 @@ def test_a_failing_store_is_the_evaluations_error_saying_why(tmp_path):
     store = EmbeddedStore(tmp_path / "data", TIERS)
     store.close()
     got = evaluate(store, TIERS, rule(), NOW)
-    assert got.values == {}
-    assert got.error.split(":")[0].endswith("Error")
+    assert got == Evaluation(error=f"StoreClosedError: store {tmp_path / 'data'} is closed")
+
+
+def test_the_example_error_rate_rule_holds_for_web_only(store):
+    example = Path(__file__).resolve().parents[3] / "shipboard" / "rules.example.yaml"
+    (error_rate,) = [r for r in load_rules_file(example).rules if r.name == "HighErrorRate"]
+    got = evaluate(store, TIERS, error_rate, NOW)
+    # web: 30 errors in 1200 requests; api: none in 600.
+    assert by(got, "service") == {"web": 0.025, "api": 0.0}
+    assert {s: error_rate.holds(v) for s, v in by(got, "service").items()} == {
+        "web": True,
+        "api": False,
+    }
 
 
 def test_nothing_matching_is_an_empty_evaluation(store):
