@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from aggregator.errors import QueryError
 from aggregator.query import TagFilter
-from aggregator.window import window_tier, window_values
+from aggregator.window import group_key, window_tier, window_values
 from storage.records import Samples
 from tests.aggregator.conftest import DAY, HOST_A, HOST_C, HOUR, MIN, NOW, TIERS, S
 from tests.aggregator.test_query_engine import roll_up_everything
@@ -14,6 +16,7 @@ from tests.aggregator.test_query_engine import roll_up_everything
 WEB = (("service", "web"),)
 DB = (("service", "db"),)
 NONE = (("service", ""),)
+AGGS = ("mean", "sum", "count", "min", "max", "last")
 
 
 def values(store, agg="mean", group_by=("service",), tags="", metric="cpu", **window):
@@ -142,3 +145,36 @@ def test_series_of_one_group_from_late_points_count_once(store):
     store.write(Samples.from_points([(HOST_C, NOW - 2 * MIN + 5 * S, 100.0)]))
     assert values(store, "count", tags="host:c") == {DB: 31.0}
     assert values(store, "max", tags="host:c") == {DB: 100.0}
+
+
+@pytest.mark.slow  # a hundred windows read from the store
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.integers(0, 2 * HOUR // S - 1).map(lambda s: NOW - 2 * HOUR + s * S),
+    st.integers(1, 30 * MIN // S).map(lambda s: s * S),
+    st.sampled_from([(), ("service",), ("host",), ("service", "host")]),
+)
+def test_each_group_summarises_exactly_the_raw_points_of_its_window(
+    store, start_ns, length_ns, group_by
+):
+    """Against the raw points read back: counts, sums, extremes and the latest point."""
+    end_ns = start_ns + length_ns
+    points = store.read(store.series("cpu"), start_ns, end_ns)
+    expected: dict[tuple, list[tuple[int, float]]] = {}
+    for i, ts, value in zip(
+        points.index.tolist(), points.ts_ns.tolist(), points.values.tolist(), strict=True
+    ):
+        key = group_key(points.series[i], group_by)
+        expected.setdefault(key, []).append((ts, value))
+    got = {agg: values(store, agg, group_by, start_ns=start_ns, end_ns=end_ns) for agg in AGGS}
+    assert set(got["count"]) == set(expected)
+    for key, timed in expected.items():
+        vs = [v for _, v in timed]
+        assert got["count"][key] == len(vs)
+        assert got["sum"][key] == pytest.approx(sum(vs))
+        assert (got["min"][key], got["max"][key]) == (min(vs), max(vs))
+        assert got["min"][key] <= got["mean"][key] <= got["max"][key]
+        latest_ns = max(t for t, _ in timed)
+        assert got["last"][key] in {v for t, v in timed if t == latest_ns}  # ties: any of them
