@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from aggregator.errors import QueryError
 from aggregator.query import TagFilter
-from aggregator.window import group_key, window_tier, window_values
+from aggregator.window import GroupKey, group_key, window_tier, window_values
 from storage.records import Samples
 from tests.aggregator.conftest import DAY, HOST_A, HOST_C, HOUR, MIN, NOW, TIERS, S
 from tests.aggregator.test_query_engine import roll_up_everything
@@ -162,7 +162,7 @@ def test_each_group_summarises_exactly_the_raw_points_of_its_window(
     """Against the raw points read back: counts, sums, extremes and the latest point."""
     end_ns = start_ns + length_ns
     points = store.read(store.series("cpu"), start_ns, end_ns)
-    expected: dict[tuple, list[tuple[int, float]]] = {}
+    expected: dict[GroupKey, list[tuple[int, float]]] = {}
     for i, ts, value in zip(
         points.index.tolist(), points.ts_ns.tolist(), points.values.tolist(), strict=True
     ):
