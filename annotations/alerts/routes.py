@@ -68,7 +68,8 @@ class SilenceBody(Body):
 
 def _since_ns(instance: Instance) -> int:
     """When the instance entered its state: pending since it began to hold, firing since it
-    fired, resolved since it resolved; the others since they were last evaluated."""
+    fired, resolved since it resolved; nodata and error (which keep no start) as of their last
+    evaluation."""
     by_state = {
         "pending": instance.active_ns,
         "firing": instance.fired_ns,

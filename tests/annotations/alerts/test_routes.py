@@ -61,7 +61,7 @@ def rules_view() -> tuple[Mapping[str, Rule], Sequence[RuleProblem]]:
 def alert(
     state: str,
     service: str,
-    active_ns: int,
+    active_ns: int | None,
     fired_ns: int | None = None,
     last_held_ns: int | None = None,
     resolved_ns: int | None = None,
@@ -85,6 +85,7 @@ def alert(
 FIRING = alert("firing", "web", active_ns=T0, fired_ns=T0 + 300 * NS, last_held_ns=T0)
 PENDING = alert("pending", "api", active_ns=T0 + 500 * NS, last_held_ns=T0 + 500 * NS)
 RESOLVED = alert("resolved", "db", active_ns=T0, fired_ns=T0, resolved_ns=T0 + 550 * NS)
+FAILED = alert("error", "queue", active_ns=None)
 
 
 @pytest.fixture
@@ -95,10 +96,12 @@ async def client(control: ControlPlane, aiohttp_client: AiohttpClient) -> Client
 
 
 def seed(control: ControlPlane) -> int:
-    """The three alerts, and a silence of web's; the silence's id."""
+    """The four alerts, and a silence of web's; the silence's id."""
     db = control.db
     with db.transaction():
-        save_instances(db, "HighErrorRate", {i.fingerprint: i for i in (FIRING, PENDING, RESOLVED)})
+        save_instances(
+            db, "HighErrorRate", {i.fingerprint: i for i in (FIRING, PENDING, RESOLVED, FAILED)}
+        )
         now_ns = time.time_ns()
         silence = add_silence(db, {"service": "w*"}, now_ns + 3600 * NS, "known", "bob", now_ns)
         add_silence(db, {"service": "api"}, now_ns + 1, "lapsed", "bob", now_ns)  # over at once
@@ -126,6 +129,7 @@ async def test_alerts_show_state_since_and_the_silences_matching_them(
     assert alerts["api"]["since"] == "2023-11-14T22:21:40.000Z"  # pending: since it held
     assert alerts["api"]["silenced_by"] == []  # its silence has lapsed
     assert alerts["db"]["since"] == "2023-11-14T22:22:30.000Z"  # resolved: since it resolved
+    assert alerts["queue"]["since"] == "2023-11-14T22:23:20.000Z"  # error: its last evaluation
 
 
 async def test_alerts_are_filtered_by_state(
