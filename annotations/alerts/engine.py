@@ -16,7 +16,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, Self
 
@@ -79,6 +79,23 @@ def _file_of(source: str) -> str:
     return source.rpartition(":")[0] or source
 
 
+def _resolves_held(
+    previous: Instances, instances: Instances, transitions: list[Transition], now_ns: int
+) -> tuple[Instances, list[Transition]]:
+    """The step with its resolves undone: the first window after this node took the lease
+    may miss the points nobody collected while no node evaluated (a restart), and an alert
+    that resolves for that would page again when they are back. It resolves once a whole
+    window of points since says so."""
+    held = [t for t in transitions if t.kind == "resolved" and t.instance.fingerprint in previous]
+    if not held:
+        return instances, transitions
+    instances = dict(instances)
+    for transition in held:
+        fp = transition.instance.fingerprint
+        instances[fp] = replace(previous[fp], evaluated_ns=now_ns)
+    return instances, [t for t in transitions if t not in held]
+
+
 class AlertEngine:
     """Evaluates the rules of `rule_dirs` over `store` while in `async with` (each second:
     reload changed files, evaluate the due rules), only while this node holds `lease` if one
@@ -116,6 +133,7 @@ class AlertEngine:
         self._instances: dict[str, Instances] = {}  # by rule name, valid while held
         self._due_ns: dict[str, int] = {}
         self._held = False
+        self._taken_ns = 0  # when this node last took the lease
         self._prune = True  # rules may have been removed: forget their rows when next held
         self._ticking = asyncio.Lock()
         self._stack = contextlib.AsyncExitStack()
@@ -215,6 +233,7 @@ class AlertEngine:
             for instance in stored.values():
                 by_rule.setdefault(instance.rule, {})[instance.fingerprint] = instance
             self._instances, self._due_ns, self._prune = by_rule, {}, True
+            self._taken_ns = self._clock()
             log.info("this node evaluates the alert rules (%d instances loaded)", len(stored))
         elif not held and self._held:
             log.warning("alerts lock lost: another node evaluates the rules")
@@ -239,6 +258,8 @@ class AlertEngine:
             return _Outcome(rule, previous, [], duration_s, f"{type(error).__name__}: {error}")
         if evaluation.error:
             log.warning("alert rule %s (%s): %s", rule.name, rule.source, evaluation.error)
+        if now_ns < self._taken_ns + rule.window_ns:
+            instances, transitions = _resolves_held(previous, instances, transitions, now_ns)
         return _Outcome(rule, instances, transitions, duration_s, evaluation.error)
 
     def _record(self, outcomes: Sequence[_Outcome], now_ns: int) -> dict[str, Instances]:

@@ -217,6 +217,24 @@ async def test_a_restart_neither_pages_again_nor_forgets(
     ] * 2
 
 
+async def test_after_a_restart_an_alert_resolves_only_on_a_whole_window_of_new_points(
+    control_db: ControlDB, store: EmbeddedStore, rules_dir: Path
+):
+    db, clock = control_db, Clock(T0)
+    await until_firing(engine_on(db, store, rules_dir, clock), clock, store)
+    second = engine_on(db, store, rules_dir, clock)  # down for 3 minutes: nothing collected
+    clock.now_ns = T0 + 300 * S
+    await second.tick()
+    await at(second, clock, store, 345, 0.05)  # points again, the window not yet full of them
+    assert state_of(second) == [("HighErrorRate", "firing")]
+    await at(second, clock, store, 375, 0.0)  # the window's mean is 0.025: still holds
+    await at(second, clock, store, 410, 0.0)  # only zeros since: resolved
+    assert state_of(second) == [("HighErrorRate", "resolved")]
+    (alert,) = await asyncio.to_thread(alerts, db)
+    assert alert.end_ns == T0 + 410 * S
+    assert len(await asyncio.to_thread(queued, db)) == 4
+
+
 async def test_a_pending_rule_keeps_its_start_across_a_restart(
     control_db: ControlDB, store: EmbeddedStore, rules_dir: Path
 ):
