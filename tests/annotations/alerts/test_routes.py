@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -18,6 +17,7 @@ from hypothesis import strategies as st
 from annotations.alerts.instances import record_rule_status, save_instances
 from annotations.alerts.model import Instance, Rule, fingerprint
 from annotations.alerts.routes import RuleProblem
+from annotations.alerts.rules import RuleError
 from annotations.alerts.silences import add_silence
 from annotations.app import ControlPlane, setup_control
 from annotations.control.timespec import format_time
@@ -44,14 +44,7 @@ RULE = Rule.model_validate(
 )
 
 
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    line: int
-    message: str
-
-
-PROBLEMS = [Problem("rules/bad.yaml", 7, "op: Input should be '>', '>=', …")]
+PROBLEMS = [RuleError("rules/bad.yaml", 7, "op: Input should be '>', '>=', …")]
 
 
 def rules_view() -> tuple[Mapping[str, Rule], Sequence[RuleProblem]]:
