@@ -1,4 +1,4 @@
-"""Plotly figures as plain dicts: panel series, deploy/flag/note markers, and refresh patches.
+"""Plotly figures as plain dicts: panel series, deploy/flag/note/alert markers, refresh patches.
 
 Figures are dicts (not `go.Figure`): no validation cost, lists rather than typed arrays so the
 browser can extend them, x as epoch milliseconds, SVG scatter traces (see DASH-TESTING.md).
@@ -33,6 +33,10 @@ DEPLOY_COLORS = {
 }
 FLAG_COLOR = "#8e5bd8"
 NOTE_COLOR = "#7a7f87"
+ALERT_COLOR = "#c2255c"
+OPEN_BAND_MS = 3_600_000
+"""How far past the right edge a still-firing alert's band runs (the plot clips it): a live
+panel slides to now for an hour before its page reloads, and the band keeps reaching now."""
 MARKER_TRACE = "annotations"
 _UNIT_AXES: dict[str, dict[str, Any]] = {
     "percent": {"ticksuffix": "%"},
@@ -163,6 +167,13 @@ def hover_text(annotation: Annotation) -> str:
         lines.append(f"{deploy_status(annotation).replace('_', ' ')} · version {e(version)}")
     elif annotation.kind == "flag":
         lines.append(f"flag {e(annotation.tags.get('flag', ''))}")
+    elif annotation.kind == "alert":
+        lines.append(e(alert_state(annotation)))
+        labels = alert_labels(annotation)
+        if labels:
+            lines.append(e(_short(labels, 200)))
+        if annotation.end_ns is None:
+            when += " (still firing)"
     lines.append(f"by {e(annotation.who)} · {when}")
     if url := safe_url(annotation.extra.get("url")):
         lines.append(f"change: {e(_short(url, 100))}")
@@ -171,10 +182,31 @@ def hover_text(annotation: Annotation) -> str:
     return "<br>".join(lines)
 
 
+def alert_labels(annotation: Annotation) -> str:
+    """An alert's labels but its name (the title): `host=web-1, service=web`."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(annotation.tags.items()) if k != "alertname")
+
+
+def alert_state(annotation: Annotation) -> str:
+    """`firing · value 0.031 (> 0.02)`, or `resolved after 7m12s · value …` (the firing one)."""
+    extra = annotation.extra
+    state = "firing"
+    if annotation.end_ns is not None:
+        ended = "ended (rule removed)" if extra.get("state") == "removed" else "resolved"
+        state = f"{ended} after {_duration_text(annotation.end_ns - annotation.start_ns)}"
+    value = extra.get("value")
+    if not isinstance(value, int | float):
+        return state
+    threshold = extra.get("threshold")
+    if isinstance(threshold, int | float):
+        return f"{state} · value {value:.4g} ({extra.get('op', '')} {threshold:g})"
+    return f"{state} · value {value:.4g}"
+
+
 def _marker_traces(annotations: Sequence[Annotation]) -> list[dict[str, Any]]:
     """One trace per kind in the strip above the plot (its own hidden axis), with hover text."""
     traces = []
-    styles = {"deploy": "triangle-down", "flag": "diamond", "note": "circle"}
+    styles = {"deploy": "triangle-down", "flag": "diamond", "note": "circle", "alert": "square"}
     for kind, symbol in styles.items():
         chosen = [a for a in annotations if a.kind == kind]
         if not chosen:
@@ -203,18 +235,23 @@ def _marker_traces(annotations: Sequence[Annotation]) -> list[dict[str, Any]]:
 
 
 def _kind_color(kind: str) -> str:
-    return FLAG_COLOR if kind == "flag" else NOTE_COLOR
+    return {"flag": FLAG_COLOR, "alert": ALERT_COLOR}.get(kind, NOTE_COLOR)
 
 
-def _marker_shapes(annotations: Sequence[Annotation]) -> list[dict[str, Any]]:
-    """A line at each event; a deploy also shades start to finish. A failed or rolled-back
-    deploy is red or orange, dashed, and more strongly shaded. Events of one look share one
-    path shape: fifty deploys cost the browser a few shapes, not a hundred."""
+def _marker_shapes(annotations: Sequence[Annotation], open_end_ms: int) -> list[dict[str, Any]]:
+    """A line at each event; a deploy also shades start to finish, an alert firing to
+    resolved (to `open_end_ms` while it fires). A failed or rolled-back deploy is red or
+    orange, dashed, and more strongly shaded. Events of one look share one path shape: fifty
+    deploys cost the browser a few shapes, not a hundred."""
     lines: dict[tuple[str, float, str], list[str]] = {}
     regions: dict[tuple[str, float], list[str]] = {}
     for a in annotations:
         x0 = a.start_ns // NS_PER_MS
-        if a.kind == "deploy":
+        if a.kind == "alert":
+            x1 = open_end_ms if a.end_ns is None else a.end_ns // NS_PER_MS
+            regions.setdefault((ALERT_COLOR, 0.15), []).append(f"M{x0},0H{x1}V1H{x0}Z")
+            style = (ALERT_COLOR, 2.0, "solid")
+        elif a.kind == "deploy":
             status = deploy_status(a)
             bad = status in ("failed", "rolled_back")
             color = DEPLOY_COLORS[status]
@@ -372,7 +409,8 @@ def panel_figure(
             | {"rangemode": "tozero", "domain": [0, 0.9]}
             | _UNIT_AXES.get(panel.unit, {}),
             "yaxis2": {"domain": [0.91, 1], "range": [0, 1], "visible": False, "fixedrange": True},
-            "shapes": _marker_shapes(annotations) + _threshold_shapes(panel),
+            "shapes": _marker_shapes(annotations, x_range_ms[1] + OPEN_BAND_MS)
+            + _threshold_shapes(panel),
         },
     }
 

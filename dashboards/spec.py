@@ -14,7 +14,7 @@ from dashboards.errors import SpecError
 from storage.records import NS_PER_MS
 from storage.timeparse import parse_duration_ns
 
-KINDS = ("deploy", "flag", "note")
+KINDS = ("deploy", "flag", "note", "alert")
 UNITS = ("", "percent", "bytes", "bytes/s", "ms", "s", "req/s", "ops/s", "count")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _VARIABLE = re.compile(r"^\$([a-z_][a-z0-9_]*)$")

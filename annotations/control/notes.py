@@ -155,10 +155,11 @@ def list_annotations(
     newest_first: bool = False,
 ) -> list[Annotation]:
     """Annotations that overlap [start_ns, end_ns], of `kinds` (all if empty), whose tags hold
-    every `tags` pair, ordered by start time."""
+    every `tags` pair, ordered by start time. An alert without an end is still firing: it
+    overlaps every range after its start."""
     sql = (
-        f"SELECT {_COLUMNS} FROM annotations"
-        " WHERE start_ns <= ? AND COALESCE(end_ns, start_ns) >= ?"
+        f"SELECT {_COLUMNS} FROM annotations WHERE start_ns <= ?"
+        " AND (COALESCE(end_ns, start_ns) >= ? OR (end_ns IS NULL AND kind = 'alert'))"
     )
     params: list[Any] = [end_ns, start_ns]
     if kinds:

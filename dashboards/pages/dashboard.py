@@ -17,7 +17,14 @@ from annotations.control.notes import Annotation
 from dashboards import current_board
 from dashboards.data import ALL as ALL_VALUES
 from dashboards.data import Board, TimeRange
-from dashboards.figures import Figure, deploy_status, safe_url, time_text
+from dashboards.figures import (
+    Figure,
+    alert_labels,
+    alert_state,
+    deploy_status,
+    safe_url,
+    time_text,
+)
 from dashboards.panels import Meta, meta_changes, points_for, refresh_panel, render_panel
 from dashboards.spec import Dashboard, Panel
 from dashboards.state import PRESETS, ViewState, zoom_range
@@ -158,6 +165,11 @@ def _change(annotation: Annotation) -> Component:
     if annotation.kind == "deploy":
         status = deploy_status(annotation)
         parts.append(html.Div(status.replace("_", " "), className=f"status status-{status}"))
+    elif annotation.kind == "alert":
+        state = "firing" if annotation.end_ns is None else "resolved"
+        parts.append(html.Div(alert_state(annotation), className=f"status status-{state}"))
+        if labels := alert_labels(annotation):
+            parts.append(html.Div(labels, className="change-labels"))
     if annotation.body:
         parts.append(html.P(annotation.body, className="change-body"))
     for label, field in (("Watch", "watch"), ("Risk", "risk"), ("Rollback", "rollback")):

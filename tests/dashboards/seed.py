@@ -8,7 +8,7 @@ import numpy as np
 
 from annotations.control.db import ControlDB
 from annotations.control.deploys import DeployStart, finish_deploy, start_deploy
-from annotations.control.notes import add_annotation
+from annotations.control.notes import add_annotation, update_annotation
 from annotations.control.tokens import create_token
 from annotations.flags.store import create_flag, patch_flag
 from storage.embedded import EmbeddedStore
@@ -39,6 +39,9 @@ class Seeded:
     deploy_failed_ns: int
     flag_ns: int
     note_ns: int
+    alert_ns: int  # HighErrorRate on web: fired, resolved 7 minutes later
+    alert_resolved_ns: int
+    firing_ns: int  # SlowCheckout on web: still firing
     viewer_token: str
 
 
@@ -75,8 +78,57 @@ def metric_points(start_ns: int, end_ns: int, step_s: int = STEP_S) -> Samples:
     )
 
 
+def seed_alerts(db: ControlDB, now_ns: int) -> tuple[int, int, int]:
+    """Two alerts as the engine records them: one fired 40 minutes ago and resolved 7 minutes
+    later, one firing since 8 minutes ago (its team label holds markup). Their times."""
+    minute = 60 * NS_PER_S
+    fired_ns, resolved_ns, firing_ns = (
+        now_ns - 40 * minute,
+        now_ns - 33 * minute,
+        now_ns - 8 * minute,
+    )
+    alerts = (
+        (
+            "HighErrorRate",
+            fired_ns,
+            resolved_ns,
+            "web errors at 3.1%",
+            0.031,
+            0.02,
+            "severity",
+            "page",
+        ),
+        (
+            "SlowCheckout",
+            firing_ns,
+            None,
+            "checkout p99 at 2.4 s",
+            2400.0,
+            1500.0,
+            "team",
+            "<i>shop</i>",
+        ),
+    )
+    for rule, start_ns, end_ns, summary, value, threshold, label, label_value in alerts:
+        extra = {"rule": rule, "state": "firing", "value": value, "op": ">", "threshold": threshold}
+        annotation_id = add_annotation(
+            db,
+            "alert",
+            start_ns=start_ns,
+            title=rule,
+            body=summary,
+            who="shipboard",
+            tags={"alertname": rule, "service": "web", label: label_value},
+            extra=extra,
+        )
+        if end_ns is not None:
+            update_annotation(db, annotation_id, end_ns=end_ns, extra=extra | {"state": "resolved"})
+    return fired_ns, resolved_ns, firing_ns
+
+
 def seed(store: EmbeddedStore, db: ControlDB, now_ns: int) -> Seeded:
-    """Two hours of metrics, two finished deploys (one failed), a flag change and a note."""
+    """Two hours of metrics, two finished deploys (one failed), a flag change, a note and two
+    alerts (one resolved, one firing)."""
     store.write(metric_points(now_ns - 2 * 3600 * NS_PER_S, now_ns))
     minute = 60 * NS_PER_S
     ok_ns, failed_ns = now_ns - 50 * minute, now_ns - 30 * minute
@@ -110,5 +162,8 @@ def seed(store: EmbeddedStore, db: ControlDB, now_ns: int) -> Seeded:
     patch_flag(db, "new-search", patch, who="carol", now_ns=flag_ns)
     note_ns = now_ns - 10 * minute
     add_annotation(db, "note", start_ns=note_ns, title="load test started", who="dave")
+    alert_ns, alert_resolved_ns, firing_ns = seed_alerts(db, now_ns)
     _, token = create_token(db, "wall", "viewer")
-    return Seeded(now_ns, ok_ns, failed_ns, flag_ns, note_ns, token)
+    return Seeded(
+        now_ns, ok_ns, failed_ns, flag_ns, note_ns, alert_ns, alert_resolved_ns, firing_ns, token
+    )

@@ -1,5 +1,5 @@
 """What a dashboard draws, as people see it: real Chromium against served dashboards and real
-data (values, deploy and flag markers, hover text, exports, point budget, compression)."""
+data (values, deploy, flag and alert markers, hover text, exports, point budget, compression)."""
 
 from __future__ import annotations
 
@@ -220,3 +220,55 @@ def test_a_bad_dashboard_file_is_named_with_its_line_and_the_others_still_work(
     trace = figure_data(page, "0-0")[0]
     assert {y for y in trace["y"] if y is not None} == {HOSTS["web-1"]}
     open_dashboard(page, open_server.url + "/d/hosts", 8)
+
+
+def test_alerts_are_bands_from_firing_to_resolved_with_hover_and_a_change_entry(
+    page: Page, open_server: DashServer, world: World, page_errors: list[str], artifacts: Path
+) -> None:
+    open_dashboard(page, open_server.url + "/d/services", 4)
+    seeded = world.seeded
+    fired_ms, resolved_ms = seeded.alert_ns // 1_000_000, seeded.alert_resolved_ns // 1_000_000
+    firing_ms = seeded.firing_ns // 1_000_000
+    assert marker_trace(page, "0-0", "alert")["x"] == [fired_ms, firing_ms]
+
+    resolved = hover_marker(page, "0-0", "alert", 0)
+    assert "HighErrorRate" in resolved
+    assert "resolved after 7m00s · value 0.031 (> 0.02)" in resolved
+    assert "service=web, severity=page" in resolved
+    firing = hover_marker(page, "0-0", "alert", 1)
+    assert "SlowCheckout" in firing
+    assert "firing · value 2400 (> 1500)" in firing
+    assert "service=web, team=<i>shop</i>" in firing  # shown as text, never as markup
+    assert "(still firing)" in firing
+
+    # One band shape for both, in the alerts' colour; the firing one's runs past the edge,
+    # where the plot's clip path (the x axis' range) cuts it at now.
+    band = page.evaluate(
+        """() => {
+            const gd = document.querySelector('#panel-0-0 .js-plotly-plot');
+            const shape = gd.layout.shapes.find(s => s.fillcolor === '#c2255c');
+            const path = [...gd.querySelectorAll('.shapelayer path')]
+                .find(p => p.style.fill === 'rgb(194, 37, 92)');
+            const clip = path.closest('[clip-path]').getAttribute('clip-path')
+                .match(/#([^)'"]+)/)[1];
+            const rect = document.getElementById(clip).querySelector('rect');
+            const box = gd.getBoundingClientRect(), size = gd._fullLayout._size;
+            return {path: shape.path, drawn: path.getBoundingClientRect().right,
+                    clip: [rect.x.baseVal.value, rect.width.baseVal.value],
+                    plot: [size.l, size.w], plotRight: box.left + size.l + size.w};
+        }"""
+    )
+    assert band["path"].startswith(f"M{fired_ms},0H{resolved_ms}V1H{fired_ms}ZM{firing_ms},0H")
+    assert band["drawn"] > band["plotRight"]
+    assert band["clip"] == pytest.approx(band["plot"], abs=1)
+
+    entries = page.locator("#changes .change-alert")
+    assert entries.count() == 2
+    newest, oldest = entries.nth(0).inner_text(), entries.nth(1).inner_text()
+    assert "SlowCheckout" in newest
+    assert "firing · value 2400 (> 1500)" in newest
+    assert "team=<i>shop</i>" in newest
+    assert "resolved after 7m00s · value 0.031 (> 0.02)" in oldest
+    assert page.locator("#changes i").count() == 0
+    page.screenshot(path=str(artifacts / "services-alerts.png"), full_page=True)
+    assert page_errors == []

@@ -123,3 +123,13 @@ def test_list_orders_by_time_and_filters_kind_tags_and_overlap(control_db: Contr
     ]
     web = list_annotations(control_db, 0, 100, tags={"service": "web"}, newest_first=True)
     assert [a.title for a in web] == ["c", "a"]
+
+
+def test_an_alert_still_firing_overlaps_every_range_after_its_start(control_db: ControlDB) -> None:
+    add_annotation(control_db, "alert", start_ns=10, title="firing", who="shipboard")
+    add_annotation(control_db, "alert", start_ns=20, end_ns=30, title="resolved", who="shipboard")
+    add_annotation(control_db, "note", start_ns=15, title="instant", who="a")
+
+    assert [a.title for a in list_annotations(control_db, 50, 60)] == ["firing"]
+    assert [a.title for a in list_annotations(control_db, 25, 60)] == ["firing", "resolved"]
+    assert list_annotations(control_db, 0, 5) == []
