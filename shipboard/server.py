@@ -22,6 +22,7 @@ from aggregator.routes import add_query_routes
 from aggregator.scheduler import RollupScheduler
 from aggregator.summary import graph_summary
 from annotations.alerts.engine import AlertEngine
+from annotations.alerts.instances import load_instances
 from annotations.alerts.routes import RulesView, no_rules
 from annotations.app import ControlCollector, ControlPlane, add_auth, setup_control
 from annotations.chat.announce import Announcer
@@ -315,6 +316,7 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
                 allowlist=settings.webhook_allowlist,
                 public_url=settings.public_url,
                 graph=graph_summary(store, tiers),
+                alerts=lambda: load_instances(control.db).values(),  # the bot's `!alerts`
                 max_tries=settings.notify_max_tries,
                 retry_s=settings.notify_retry_s,
                 timeout_s=settings.notify_timeout_s,

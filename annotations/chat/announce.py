@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 from annotations.chat.alertmanager import AlertmanagerTarget
-from annotations.chat.bot import Bot, Graph
+from annotations.chat.bot import Alerts, Bot, Graph
 from annotations.chat.errors import TargetError
 from annotations.chat.irc_client import IrcClient, IrcConfig
 from annotations.chat.notify import Notifier, Target
@@ -105,13 +105,14 @@ class Announcer:
         allowlist: Sequence[str],
         public_url: str = "",
         graph: Graph | None = None,
+        alerts: Alerts | None = None,
         max_tries: int = 8,
         retry_s: float = 2.0,
         timeout_s: float = 10.0,
     ) -> Announcer:
         """Check every target (TargetError at startup); announcements are queued through
         `outbox` from then on."""
-        bot = Bot(db, graph, public_url=public_url)
+        bot = Bot(db, graph, alerts=alerts, public_url=public_url)
         targets = parse_targets(urls, allowlist, bot)
         notifier = Notifier(
             db,

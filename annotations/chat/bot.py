@@ -1,13 +1,15 @@
-"""The chat bot's read-only commands: `!deploys`, `!flags`, `!flag`, `!graph` and `!help`."""
+"""The chat bot's read-only commands: `!deploys`, `!flags`, `!flag`, `!graph`, `!alerts` and
+`!help`."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from aggregator.summary import GraphSummary
+from annotations.alerts.model import ALERTNAME, Instance
 from annotations.chat.irc_client import IrcClient
 from annotations.chat.irc_protocol import CHANNEL_PREFIXES, IrcMessage
 from annotations.chat.messages import clean, duration_text
@@ -21,15 +23,19 @@ from storage.records import NS_PER_S
 
 LAST_DEPLOYS = 5
 MAX_FLAG_LINES = 10
+MAX_ALERT_LINES = 10
 SPARK = "▁▂▃▄▅▆▇█"
 HELP = (
     "!deploys [service]: the last five deploys | !flags [env]: flags part-way rolled out"
     " | !flag KEY: its state and rules | !graph METRIC [range, e.g. 6h]: last, min, max"
+    " | !alerts: what is firing"
 )
 
 
 # (metric, range like "1h") -> its summary; ValueError when the query cannot run.
 Graph = Callable[[str, str], GraphSummary]
+# Every alert instance as stored (blocking: called in a thread).
+Alerts = Callable[[], Iterable[Instance]]
 
 
 def sparkline(values: Sequence[float]) -> str:
@@ -58,11 +64,13 @@ class Bot:
         db: ControlDB,
         graph: Graph | None = None,
         *,
+        alerts: Alerts | None = None,
         public_url: str = "",
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.db = db
         self.graph = graph
+        self.alerts = alerts
         self.public_url = public_url
         self.clock = clock
 
@@ -81,6 +89,8 @@ class Bot:
                 return await self.db.run(self._flags, args[0] if args else None)
             if command == "flag" and args:
                 return await self.db.run(self._flag, args[0])
+            if command == "alerts" and self.alerts is not None:
+                return await asyncio.to_thread(self._alerts)
         except UnavailableError as error:
             return [str(error)]
         if command == "graph" and args and self.graph is not None:
@@ -155,6 +165,22 @@ class Bot:
         lines += [clean(f"  {name}: {_rules(r)}", 300) for name, r in flag.environments.items()]
         return lines if flag.environments else [*lines, "  no environments"]
 
+    def _alerts(self) -> list[str]:
+        assert self.alerts is not None
+        firing = sorted(
+            (a for a in self.alerts() if a.state == "firing"),
+            key=lambda a: (a.fired_ns or 0, a.rule, a.fingerprint),
+        )
+        if not firing:
+            return ["nothing is firing"]
+        now_ns = self.clock()
+        lines = [clean(_alert_line(alert, now_ns), 300) for alert in firing[:MAX_ALERT_LINES]]
+        if len(firing) > MAX_ALERT_LINES:
+            lines.append(f"… and {len(firing) - MAX_ALERT_LINES} more")
+        # The graphs from the first alert's start on: what changed just before is on them.
+        link = dashboard_link(self.public_url, firing[0].fired_ns or now_ns, now_ns)
+        return lines + ([link] if link else [])
+
     def _graph(self, metric: str, range_text: str) -> list[str]:
         assert self.graph is not None
         try:
@@ -171,6 +197,19 @@ class Bot:
         )
         link = dashboard_link(self.public_url, summary.start_ns, summary.end_ns)
         return [clean(line, 400)] + ([link] if link else [])
+
+
+def _alert_line(alert: Instance, now_ns: int) -> str:
+    """`FIRING HighErrorRate service=web: 0.031 for 7m12s · web errors at 3.1%`."""
+    labels = " ".join(f"{k}={v}" for k, v in sorted(alert.labels.items()) if k != ALERTNAME)
+    line = f"FIRING {alert.rule}" + (f" {labels}" if labels else "")
+    if alert.value is not None:
+        line += f": {_number(alert.value)}"
+    if alert.fired_ns is not None:
+        line += f" for {duration_text(max(0, now_ns - alert.fired_ns) / NS_PER_S)}"
+    if summary := alert.annotations.get("summary"):
+        line += f" · {summary}"
+    return line
 
 
 def _rules(rules: EnvironmentRules) -> str:
