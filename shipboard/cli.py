@@ -1,4 +1,4 @@
-"""The `shipboard` command: `run`, `agent`, `query` and the control-plane commands."""
+"""The `shipboard` command: `run`, `agent`, `query`, the control-plane and alerting commands."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, get_origin
 
-from shipboard import control_cli, flags_cli, relay_command
+from shipboard import alerts_cli, control_cli, flags_cli, relay_command
 from shipboard.settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     control_cli.add_commands(commands, add_setting_flags)
     flags_cli.add_commands(commands, add_setting_flags)
+    alerts_cli.add_commands(commands, add_setting_flags)
     relay_command.add_commands(commands, add_setting_flags)
 
     return parser

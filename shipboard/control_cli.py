@@ -1,4 +1,5 @@
-"""`shipboard token create|list|revoke` and `shipboard deploy … -- CMD` (spooled when offline)."""
+"""`shipboard token create|list|revoke` and `shipboard deploy … -- CMD` (spooled when offline,
+its alerts silenced while it runs with `--silence RULE`)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from typing import Any
 
 import orjson
 
+from annotations.alerts.model import ALERTNAME
 from annotations.app import ControlPlane
 from annotations.control.tokens import ROLES, create_token, list_tokens, revoke_token
 from annotations.http_client import ApiClient, ApiError
+from shipboard.alerts_cli import SilenceLease
 from shipboard.settings import Settings
 from storage.files import replace_file
 
@@ -62,6 +65,14 @@ def add_commands(
     )
     deploy.add_argument("--risk", default="")
     deploy.add_argument("--rollback", default="", help="How to undo it.")
+    deploy.add_argument(
+        "--silence",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="Silence this rule's alerts of --service while the command runs (they lapse"
+        " within 2 min if this dies). Repeat for more.",
+    )
     deploy.add_argument("--server", help=f"Shipboard's URL (SHIPBOARD_URL, {DEFAULT_SERVER}).")
     deploy.add_argument("--token", help="API token (default: SHIPBOARD_TOKEN).")
     deploy.add_argument("--spool-dir", type=Path, help="Default: ~/.shipboard/spool.")
@@ -238,7 +249,10 @@ def _deploy(args: argparse.Namespace, settings: Settings) -> int:
     )
     spool.flush(server)
     started = time.monotonic()
-    code, tail = run_command(cmd)
+    silences = [{ALERTNAME: rule, "service": args.service} for rule in args.silence]
+    comment = f"deploy of {args.service} {args.deploy_version} to {args.environment} running"
+    with SilenceLease(server, silences, comment) if silences else contextlib.nullcontext():
+        code, tail = run_command(cmd)
     status = "succeeded" if code == 0 else "failed"
     spool.add(
         f"/api/v1/deploys/{key}/finish",
