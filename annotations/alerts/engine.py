@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 TICK_S = 1.0
 """How often the engine looks for changed rule files and due rules."""
+STOP_S = 10.0
+"""How long leaving the engine waits for the round under way."""
 _EVALUATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 Instances = dict[str, Instance]
@@ -137,6 +139,8 @@ class AlertEngine:
         self._prune = True  # rules may have been removed: forget their rows when next held
         self._ticking = asyncio.Lock()
         self._stack = contextlib.AsyncExitStack()
+        self._stopping = asyncio.Event()
+        self._loop: asyncio.Task[None] | None = None
         self.evaluation_seconds = Histogram(
             "shipboard_rule_evaluation_seconds",
             "Time of one rule's evaluation (its queries over its window).",
@@ -146,12 +150,19 @@ class AlertEngine:
 
     async def __aenter__(self) -> Self:
         await self._reload_if_changed()  # errors of the files are logged (and listed) at start
-        await self._stack.enter_async_context(background(self._run()))
+        self._stopping.clear()
+        self._loop = await self._stack.enter_async_context(background(self._run()))
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        # The round under way finishes first: its thread would go on writing to a control DB
+        # that the root closes next. One stuck on the DB is cancelled after STOP_S.
+        self._stopping.set()
+        if self._loop is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._loop), STOP_S)
         await self._stack.aclose()
-        self._held = False
+        self._loop, self._held = None, False
 
     @property
     def held(self) -> bool:
@@ -174,7 +185,7 @@ class AlertEngine:
 
     async def _run(self) -> None:
         away = False  # the control DB is away: said once, not every second
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.tick()
                 if away:
@@ -186,7 +197,8 @@ class AlertEngine:
                 away = True
             except Exception:
                 log.exception("alert evaluation failed; retrying in %g s", self._tick_s)
-            await asyncio.sleep(self._tick_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._tick_s)
 
     async def tick(self) -> None:
         """Once: reload the rule files if they changed and, holding the lease, evaluate the

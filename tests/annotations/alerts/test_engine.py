@@ -322,12 +322,13 @@ async def test_a_broken_edit_keeps_the_last_good_rules_of_that_file(
     assert state_of(engine) == [("HighErrorRate", "firing")]
 
 
-async def test_the_engine_runs_its_rounds_while_entered(
+async def test_the_engine_runs_its_rounds_while_entered_and_stops_between_them(
     control_db: ControlDB, store: EmbeddedStore, rules_dir: Path
 ):
     db, clock = control_db, Clock(T0)
     await asyncio.to_thread(write, store, "http.errors", T0 - S, 0.05)
-    async with engine_on(db, store, rules_dir, clock, tick_s=0.01) as engine:
+    loop = asyncio.get_running_loop()
+    async with engine_on(db, store, rules_dir, clock, tick_s=30) as engine:  # a round at once
         async with asyncio.timeout(10):
             while not engine.instances():  # noqa: ASYNC110 (no event to wait on: a poll)
                 await asyncio.sleep(0.01)
@@ -337,6 +338,8 @@ async def test_the_engine_runs_its_rounds_while_entered(
             for metric in engine.collector().collect()
             for sample in metric.samples
         }
+        leaving = loop.time()
+    assert loop.time() - leaving < 1  # it stops between rounds, not after its 30 s wait
     assert scraped[("shipboard_alerts", "pending")] == 1
     assert scraped[("shipboard_alerts", "firing")] == 0
     assert scraped[("shipboard_rule_evaluation_seconds_count", None)] >= 1
