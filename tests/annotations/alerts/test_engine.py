@@ -278,6 +278,27 @@ async def test_notify_names_the_targets_and_a_silenced_alert_is_quiet(
     )
 
 
+async def test_a_failing_query_is_the_rules_error_and_a_firing_alert_stays_firing_quietly(
+    control_db: ControlDB, store: EmbeddedStore, rules_dir: Path, tmp_path: Path
+):
+    db, clock = control_db, Clock(T0)
+    await asyncio.to_thread((rules_dir / "slow.yaml").write_text, SLOW)
+    engine = engine_on(db, store, rules_dir, clock)
+    await until_firing(engine, clock, store)
+    await asyncio.to_thread(store.close)  # every query fails from now on
+    clock.now_ns = T0 + 135 * S
+    await engine.tick()
+    states = {i.rule: (i.state, i.error) for i in engine.instances().values()}
+    closed = f"StoreClosedError: store {tmp_path / 'metrics'} is closed"
+    assert states == {"HighErrorRate": ("firing", closed), "SlowRequests": ("error", closed)}
+    statuses = await asyncio.to_thread(rule_statuses, db)
+    assert {name: status.error for name, status in statuses.items()} == {
+        "HighErrorRate": closed,
+        "SlowRequests": closed,
+    }
+    assert len(await asyncio.to_thread(queued, db)) == 2
+
+
 async def test_a_bad_rule_file_leaves_the_other_rules_running(
     control_db: ControlDB, store: EmbeddedStore, rules_dir: Path
 ):
