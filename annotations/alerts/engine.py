@@ -32,6 +32,7 @@ from annotations.alerts.instances import (
     drop_rules_except,
     load_instances,
     record_rule_status,
+    rule_statuses,
     save_instances,
 )
 from annotations.alerts.model import STATES, Grouping, Instance, Rule
@@ -132,6 +133,7 @@ class AlertEngine:
         self._tick_s = tick_s
         self._rule_set: RuleSet | None = None
         self._rules: dict[str, Rule] = {}
+        self._bad_files: set[str] = set()  # rule files with errors at the last reload
         self._instances: dict[str, Instances] = {}  # by rule name, valid while held
         self._due_ns: dict[str, int] = {}
         self._held = False
@@ -232,7 +234,7 @@ class AlertEngine:
                 rules[name] = rule  # its file is broken now: the last good version keeps running
         if current is not None:
             log.info("alert rules reloaded: %d rules, %d errors", len(rules), len(loaded.errors))
-        self._rule_set, self._rules = loaded, rules
+        self._rule_set, self._rules, self._bad_files = loaded, rules, bad_files
         self._prune = True
 
     async def _hold(self) -> bool:
@@ -249,6 +251,7 @@ class AlertEngine:
             log.info("this node evaluates the alert rules (%d instances loaded)", len(stored))
         elif not held and self._held:
             log.warning("alerts lock lost: another node evaluates the rules")
+            self._instances = {}  # that node's from now on: loaded again if this one takes over
         self._held = held
         return held
 
@@ -313,13 +316,20 @@ class AlertEngine:
         return saved
 
     def _forget_removed(self, now_ns: int) -> None:
-        """Rules gone from the files: their open annotations end, their rows go (blocking)."""
-        gone = [name for name in self._instances if name not in self._rules]
+        """Rules gone from the files: their open annotations end, their rows go (blocking).
+        A rule last read from a file that is broken now is not gone (even if this node never
+        read it: it started with the file broken), so that fixing the file pages nobody again."""
         with self._db.transaction():
+            keep = set(self._rules) | {
+                name
+                for name, status in rule_statuses(self._db).items()
+                if _file_of(status.source) in self._bad_files
+            }
+            gone = [name for name in self._instances if name not in keep]
             for name in gone:
                 for instance in self._instances[name].values():
                     abandon_episode(self._db, instance, now_ns)
-            drop_rules_except(self._db, self._rules)
+            drop_rules_except(self._db, keep)
         for name in gone:
             del self._instances[name]
             self._due_ns.pop(name, None)

@@ -343,6 +343,24 @@ async def test_a_broken_edit_keeps_the_last_good_rules_of_that_file(
     assert state_of(engine) == [("HighErrorRate", "firing")]
 
 
+async def test_a_restart_with_a_broken_rule_file_forgets_none_of_its_alerts(
+    control_db: ControlDB, store: EmbeddedStore, rules_dir: Path
+):
+    db, clock = control_db, Clock(T0)
+    await until_firing(engine_on(db, store, rules_dir, clock), clock, store)
+    (fired,) = await asyncio.to_thread(alerts, db)
+    await asyncio.to_thread((rules_dir / "web.yaml").write_text, HIGH_ERROR_RATE + "  : [\n")
+    second = engine_on(db, store, rules_dir, clock)  # restarted with the file broken
+    await at(second, clock, store, 135, 0.05)
+    assert list(second.rules_view()[0]) == []
+    assert await asyncio.to_thread(alerts, db) == [fired]  # still open
+    await asyncio.to_thread((rules_dir / "web.yaml").write_text, HIGH_ERROR_RATE)
+    await at(second, clock, store, 150, 0.05)
+    assert state_of(second) == [("HighErrorRate", "firing")]
+    assert await asyncio.to_thread(alerts, db) == [fired]
+    assert len(await asyncio.to_thread(queued, db)) == 2  # nobody paged again
+
+
 async def test_the_engine_runs_its_rounds_while_entered_and_stops_between_them(
     control_db: ControlDB, store: EmbeddedStore, rules_dir: Path
 ):
