@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -90,6 +93,69 @@ def test_deploys_are_announced_answered_and_delivered_after_an_ircd_restart(tmp_
     finally:
         alice.close()
         squatter.close()
+        if shipboard.process is not None:
+            shipboard.stop()
+        ircd.stop()
+
+
+ERRORS_RULE = """\
+- name: WebErrors
+  query: {metric: app.errors.count, agg: sum}
+  window: 3s
+  op: ">"
+  threshold: 1
+  interval: 1s
+  annotations: {summary: "errors: {value:.0f}"}
+"""
+
+
+@contextmanager
+def _errors_sent_to(port: int) -> Iterator[None]:
+    """StatsD error counts sent every 0.2 s while inside."""
+    done = threading.Event()
+
+    def send() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            while not done.wait(0.2):
+                sock.sendto(b"app.errors:1|c", ("127.0.0.1", port))
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        yield
+    finally:
+        done.set()
+        sender.join()
+
+
+def test_an_alert_is_said_in_the_channel_and_the_bot_lists_it(tmp_path: Path):
+    (tmp_path / "irc").mkdir()
+    (tmp_path / "data" / "rules").mkdir(parents=True)
+    (tmp_path / "data" / "rules" / "errors.yaml").write_text(ERRORS_RULE)
+    ircd = make_ircd(tmp_path / "irc")
+    alice = Watcher(ircd.port, "alice", "#ship")
+    shipboard = RunningShipboard(
+        tmp_path / "data",
+        [
+            "--no-agent", "--flush-interval", "1", "--idle-flushes", "0",
+            "--rules-interval", "1",
+            "--notify", f"irc://shipbot@127.0.0.1:{ircd.port}/#ship",
+            "--notify-retry", "0.2",
+        ],
+    )  # fmt: skip
+    try:
+        shipboard.start()
+        with _errors_sent_to(shipboard.statsd_port):
+            said = alice.wait_for(_privmsg_from("shipbot", "[alert] FIRING WebErrors"), 30)
+            assert said.params[0] == "#ship"
+            assert "errors: " in said.params[-1]
+            alice.say("#ship", "!alerts")
+            listed = alice.wait_for(_privmsg_from("shipbot", "FIRING WebErrors: "), 10)
+            assert listed.params[0] == "#ship"
+        resolved = alice.wait_for(_privmsg_from("shipbot", "[alert] RESOLVED WebErrors"), 30)
+        assert resolved.params[0] == "#ship"
+    finally:
+        alice.close()
         if shipboard.process is not None:
             shipboard.stop()
         ircd.stop()
