@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tests.postgres import own_postgres
-from tests.shipboard.control_db_outage import Receiver, run_outage, shipboard_on
+from tests.receiver import Receiver
+from tests.shipboard.control_db_outage import run_outage, shipboard_on
 
 
 def main(argv: Sequence[str] | None = None) -> int:

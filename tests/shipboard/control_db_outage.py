@@ -5,7 +5,6 @@ receiver for the announcements, and what was answered, recorded and announced me
 from __future__ import annotations
 
 import http.client
-import http.server
 import json
 import statistics
 import threading
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.postgres import OwnPostgres
+from tests.receiver import Receiver
 from tests.running import RunningShipboard
 
 HOST = "127.0.0.1"
@@ -34,36 +34,6 @@ class Answer:
     status: int
     took_s: float
     error: str = ""
-
-
-class Receiver:
-    """A webhook endpoint on 127.0.0.1 that keeps the `text` of every announcement posted."""
-
-    def __init__(self) -> None:
-        self.texts: list[str] = []
-        texts = self.texts
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                texts.append(json.loads(body)["text"])
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Quiet."""
-
-        self._server = http.server.ThreadingHTTPServer((HOST, 0), Handler)
-        self.url = f"http://{HOST}:{self._server.server_address[1]}/hook"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Receiver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 class ApiLoad:
@@ -197,7 +167,7 @@ def by_phase_total(counts: Counter[tuple[str, str, int]], kind: str, status: int
 def shipboard_on(pg_url: str, receiver: Receiver, workdir: Path) -> Iterator[RunningShipboard]:
     node = RunningShipboard(
         workdir / "data",
-        ["--control-db", pg_url, "--no-agent", "--notify", receiver.url,
+        ["--control-db", pg_url, "--no-agent", "--notify", receiver.url(),
          "--webhook-allowlist", HOST, "--notify-retry", "0.5"],
     )  # fmt: skip
     node.start()
@@ -238,14 +208,14 @@ def run_outage(
         posts = [e for e in audit if e["method"] == "POST" and e["path"] == "/api/v1/deploys"]
         run.audit_posts = len(posts)
         run.audit_refused_posts = sum(1 for e in posts if e["status"] == 503)
-        run.announcements = list(receiver.texts)
+        run.announcements = receiver.texts()
         if run.audit_posts >= sum(1 for a in run.answers if a.kind == "post") and len(
             run.announcements
         ) >= len(run.deploy_versions):
             break
         time.sleep(0.5)
     time.sleep(1.0)  # anything announced twice would arrive now
-    run.announcements = list(receiver.texts)
+    run.announcements = receiver.texts()
     return run
 
 

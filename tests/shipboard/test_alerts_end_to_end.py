@@ -1,22 +1,25 @@
 """Alerts on a real `shipboard run`: StatsD over UDP makes a rule fire, a JSON webhook and an
 Alertmanager-format receiver (real HTTP servers on 127.0.0.1) are told once, with the deploy
 just before; a restart neither re-pages nor forgets; it resolves once; a silence keeps it quiet;
-a bad rule file leaves the good rules running."""
+a bad rule file leaves the good rules running; of two nodes on one PostgreSQL one evaluates, and
+the other takes over when it dies, without paging again."""
 
 from __future__ import annotations
 
 import json
+import signal
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.backends import Influxd
 from tests.launcher import wait_for
+from tests.postgres import fresh_schema
+from tests.receiver import Receiver
 from tests.running import RunningShipboard
 
 # End to end: starts server processes (the fast lane, -m "not slow", leaves it out).
@@ -42,54 +45,20 @@ BROKEN = """\
 """
 
 
-class Receiver:
-    """An HTTP server on 127.0.0.1 keeping every JSON body POSTed to it, by path."""
-
-    def __init__(self) -> None:
-        self.bodies: dict[str, list[dict[str, Any]]] = {}
-        lock = threading.Lock()
-        bodies = self.bodies
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                doc = json.loads(self.rfile.read(length))
-                with lock:
-                    bodies.setdefault(self.path.partition("?")[0], []).append(doc)
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def got(self, path: str) -> list[dict[str, Any]]:
-        return list(self.bodies.get(path, []))
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.close()
+    with Receiver() as server:
+        yield server
 
 
 def _alert_texts(receiver: Receiver) -> list[str]:
     """The JSON webhook's alert lines (it also gets the deploy's announcement)."""
-    return [b["text"] for b in receiver.got("/hook") if b["text"].startswith("[alert]")]
+    return [text for text in receiver.texts("/hook") if text.startswith("[alert]")]
 
 
 def _statuses(receiver: Receiver) -> list[str]:
     """What the Alertmanager-format receiver was told, in order."""
-    return [b["status"] for b in receiver.got("/am")]
+    return [b["status"] for b in receiver.bodies("/am")]
 
 
 def _alerts(shipboard: RunningShipboard) -> list[dict[str, Any]]:
@@ -163,7 +132,7 @@ def test_a_rule_fires_notifies_once_survives_a_restart_resolves_once_and_obeys_a
         # What changed just before: the deploy, who made it and its version.
         assert "v42" in firing, firing
         assert "alice" in firing, firing
-        payloads = receiver.got("/am")
+        payloads = receiver.bodies("/am")
         assert len(payloads) == 1, payloads
         [payload] = payloads
         assert (payload["version"], payload["status"]) == ("4", "firing")
@@ -190,7 +159,7 @@ def test_a_rule_fires_notifies_once_survives_a_restart_resolves_once_and_obeys_a
         wait_for(lambda: _state(shipboard) in ("resolved", "inactive"), timeout_s=30)
         wait_for(lambda: len(_alert_texts(receiver)) == 2 and len(_statuses(receiver)) == 2)
         assert "RESOLVED" in _alert_texts(receiver)[1]
-        resolved = receiver.got("/am")[1]
+        resolved = receiver.bodies("/am")[1]
         assert resolved["status"] == "resolved"
         assert resolved["alerts"][0]["fingerprint"] == fingerprint
         assert resolved["alerts"][0]["endsAt"] != "0001-01-01T00:00:00Z"
@@ -208,3 +177,79 @@ def test_a_rule_fires_notifies_once_survives_a_restart_resolves_once_and_obeys_a
         assert len(_statuses(receiver)) == 2
     finally:
         shipboard.stop()
+
+
+CPU_RULE = """\
+- name: HotCpu
+  query: {metric: cpu.usage_user, agg: max, group_by: [host]}
+  window: 3s
+  op: ">"
+  threshold: 50
+  interval: 1s
+"""
+
+
+@pytest.fixture
+def control_schema(pg_database_url: str) -> Iterator[str]:
+    """A control-DB URL on an empty schema of the test database, shared by both nodes."""
+    with fresh_schema(pg_database_url, "alerts") as url:
+        yield url
+
+
+def _firing_on(node: RunningShipboard) -> float:
+    return node.metric_value("shipboard_alerts", state="firing")
+
+
+def test_one_of_two_nodes_evaluates_and_the_other_takes_over_without_paging_again(
+    tmp_path: Path, influxd: Influxd, control_schema: str, receiver: Receiver
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "cpu.yaml").write_text(CPU_RULE)
+    shared = [
+        "--store", "influxdb", "--influx-api", "v1", "--influx-url", influxd.url,
+        "--influx-db", influxd.new_database(), "--control-db", control_schema,
+        "--no-agent", "--rules-dir", str(rules), "--rules-interval", "1",
+        "--notify", receiver.url(), "--webhook-allowlist", "127.0.0.1", "--notify-retry", "0.2",
+    ]  # fmt: skip
+    nodes = [RunningShipboard(tmp_path / f"node{i}", shared) for i in range(2)]
+    try:
+        for node in nodes:
+            node.start()
+        nodes[1].token = nodes[0].token
+        alive = nodes
+
+        def hot() -> None:
+            status, body = alive[0].post("/write", b"cpu,host=web1 usage_user=90")
+            assert status == 204, body
+
+        def paged_by_one() -> bool:
+            hot()
+            return sorted(_firing_on(n) for n in nodes) == [0, 1] and len(_alerts_said()) == 1
+
+        def _alerts_said() -> list[str]:
+            return [t for t in receiver.texts() if t.startswith("[alert]")]
+
+        wait_for(paged_by_one, timeout_s=30, interval_s=0.3)
+        holder, other = nodes if _firing_on(nodes[0]) else nodes[::-1]
+        holder.stop(signal.SIGKILL)
+        alive = [other]
+
+        def taken_over() -> bool:
+            hot()
+            return _firing_on(other) == 1
+
+        wait_for(taken_over, timeout_s=30, interval_s=0.3)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            hot()
+            time.sleep(0.3)
+        assert _alerts_said()[0].startswith("[alert] FIRING HotCpu")
+        assert len(_alerts_said()) == 1  # the new evaluator knew it was firing
+
+        wait_for(lambda: len(_alerts_said()) == 2, timeout_s=30)
+        assert _alerts_said()[1].startswith("[alert] RESOLVED HotCpu")
+    finally:
+        for node in nodes:
+            if node.process is not None and node.process.poll() is None:
+                node.stop(signal.SIGKILL)

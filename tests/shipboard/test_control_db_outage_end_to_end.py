@@ -12,7 +12,8 @@ import pytest
 from tests import postgres
 from tests.launcher import wait_for
 from tests.postgres import OwnPostgres
-from tests.shipboard.control_db_outage import Receiver, run_outage, shipboard_on
+from tests.receiver import Receiver
+from tests.shipboard.control_db_outage import run_outage, shipboard_on
 
 # End to end: starts server processes (the fast lane, -m "not slow", leaves it out).
 pytestmark = pytest.mark.slow
