@@ -4,19 +4,22 @@ threshold (the query engine's tiers, rows and merges, with the window as a singl
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 
 import numpy as np
+from numpy.typing import NDArray
 
 from aggregator.errors import QueryError
 from aggregator.query import QueryRequest, TagFilter, match_series, read_rows
 from aggregator.rollups import AGGREGATES, regroup
 from storage.base import StoreReader
-from storage.records import Series, Tier
+from storage.records import Rollups, Series, Tier
 
 GroupKey = tuple[tuple[str, str], ...]
 """A group's `group_by` tags as sorted (key, value) pairs; a missing tag reads as ""."""
 
+_GLOB_CHARS = re.compile(r"[*?\[]")  # as `TagFilter` patterns have them
 _ONE_BUCKET_NS = 2**62  # wider than every stored time: the whole window merges into one row
 
 
@@ -44,23 +47,21 @@ def window_values(
     end_ns: int,
     *,
     now_ns: int | None = None,
+    cache: WindowCache | None = None,
 ) -> dict[GroupKey, float]:
     """The `agg` of each group's points in [start, end): every matching series (of the metric
     or metric glob, passing all filters) adds into the group of its `group_by` tags, so no
     `group_by` gives one group, `()`. Groups without points (or a NaN aggregate) are left out.
 
     Reads the finest tier that still holds `start_ns` at `now_ns` (default `end_ns`); from a
-    rollup tier the window starts on that tier's bucket boundary at or before `start_ns`."""
+    rollup tier the window starts on that tier's bucket boundary at or before `start_ns`.
+    With `cache`, the rows come from the window it read for an earlier call, if any."""
     if agg not in AGGREGATES:
         raise QueryError("agg", f"{agg!r} is not one of {', '.join(AGGREGATES)}")
     if start_ns >= end_ns:
         raise QueryError("window", f"must be longer than 0 (from={start_ns}, to={end_ns})")
     now_ns = end_ns if now_ns is None else now_ns
     tier = window_tier(tiers, start_ns, now_ns)
-    request = QueryRequest(metric, tag_filters, start_ns, end_ns, None, agg, (), 1, now_ns)
-    series = match_series(store, request)
-    if not series:
-        return {}
     if tier.is_raw:
         # At most two rows per series, merged below; for `last` a row per point, so the latest
         # point of a group wins whichever series it is in.
@@ -68,12 +69,21 @@ def window_values(
     else:
         width_ns = tier.width_ns
         start_ns -= start_ns % width_ns
-    rows = read_rows(store, tiers, tier, series, start_ns, end_ns, width_ns)
+    if cache is None:
+        request = QueryRequest(metric, tag_filters, start_ns, end_ns, None, agg, (), 1, now_ns)
+        series = match_series(store, request)
+        if not series:
+            return {}
+        rows = read_rows(store, tiers, tier, series, start_ns, end_ns, width_ns)
+        group_keys: Iterable[GroupKey] = (group_key(s, group_by) for s in rows.series)
+    else:
+        window = cache.window(store, tiers, tier, metric, start_ns, end_ns, width_ns)
+        rows, group_keys = window.select(tag_filters, group_by)
+        if not rows.series:
+            return {}
     keys: dict[GroupKey, int] = {}
     mapping = np.fromiter(
-        (keys.setdefault(group_key(s, group_by), len(keys)) for s in rows.series),
-        np.int32,
-        len(rows.series),
+        (keys.setdefault(key, len(keys)) for key in group_keys), np.int32, len(rows.series)
     )
     groups = [Series.of(metric, key) for key in keys]
     merged = regroup(rows, mapping, groups, _ONE_BUCKET_NS)
@@ -84,3 +94,103 @@ def window_values(
         for index, value in zip(merged.index.tolist(), values.tolist(), strict=True)
         if not math.isnan(value)
     }
+
+
+class WindowCache:
+    """What the rules of one evaluation round share: each window's rows of every series of a
+    metric, read once, and those series' tags and groups, so that a rule over some of them
+    takes its rows instead of reading them again. For one round: a point written after its
+    window was read (even one stamped inside it) is not seen, as if it came after the round."""
+
+    def __init__(self) -> None:
+        self._windows: dict[tuple[str, str, int, int, int], _Window] = {}
+
+    def window(
+        self,
+        store: StoreReader,
+        tiers: Sequence[Tier],
+        tier: Tier,
+        metric: str,
+        start_ns: int,
+        end_ns: int,
+        width_ns: int,
+    ) -> _Window:
+        """The rows of every series of `metric` (or metric glob) in [start, end) from `tier`,
+        rolled up to `width_ns`, as `read_rows` gives them."""
+        key = (metric, tier.name, start_ns, end_ns, width_ns)
+        window = self._windows.get(key)
+        if window is None:
+            request = QueryRequest(metric, (), start_ns, end_ns, None, "count", (), 1, end_ns)
+            series = match_series(store, request)
+            rows = Rollups.empty()
+            if series:
+                rows = read_rows(store, tiers, tier, series, start_ns, end_ns, width_ns)
+            window = self._windows[key] = _Window(rows)
+        return window
+
+
+class _Window:
+    """One window's rows of all of a metric's series, with an index of their tags."""
+
+    def __init__(self, rows: Rollups) -> None:
+        self._rows = rows
+        self._series = tuple(rows.series)
+        self._by_tag: dict[str, dict[str, list[int]]] = {}
+        self._groups: dict[tuple[str, ...], list[GroupKey]] = {}
+
+    def _positions(self, tag_filters: tuple[TagFilter, ...]) -> NDArray[np.intp]:
+        """Where the series passing every filter are, in order; a plain `key:value` filter
+        (no glob, not negated) is looked up, the others tested series by series."""
+        positions: NDArray[np.intp] = np.arange(len(self._series))
+        for tag_filter in tag_filters:
+            if not tag_filter.negate and not _GLOB_CHARS.search(tag_filter.pattern):
+                found = np.array(
+                    self._tag_index(tag_filter.key).get(tag_filter.pattern, []), np.intp
+                )
+                positions = np.intersect1d(positions, found, assume_unique=True)
+            else:
+                series = self._series
+                kept = [p for p in positions.tolist() if tag_filter.matches(series[p])]
+                positions = np.array(kept, np.intp)
+        return positions
+
+    def _tag_index(self, key: str) -> dict[str, list[int]]:
+        index = self._by_tag.get(key)
+        if index is None:
+            index = self._by_tag[key] = {}
+            for position, series in enumerate(self._series):
+                value = series.tag(key)
+                if value is not None:
+                    index.setdefault(value, []).append(position)
+        return index
+
+    def select(
+        self, tag_filters: tuple[TagFilter, ...], group_by: Sequence[str]
+    ) -> tuple[Rollups, list[GroupKey]]:
+        """The rows of the series passing `tag_filters` (those series only, in order) and
+        each of those series' group key."""
+        positions = self._positions(tag_filters)
+        by = tuple(sorted(set(group_by)))
+        keys = self._groups.get(by)
+        if keys is None:
+            keys = self._groups[by] = [group_key(s, by) for s in self._series]
+        picked = positions.tolist()
+        rows = self._rows
+        if len(picked) == len(self._series):
+            return rows, keys
+        renumber = np.full(len(self._series) + 1, -1, np.int32)
+        renumber[positions] = np.arange(len(picked), dtype=np.int32)
+        new_index = renumber[rows.index]
+        kept = new_index >= 0
+        taken = rows.take(kept)
+        subset = Rollups(
+            tuple(self._series[p] for p in picked),
+            new_index[kept],
+            taken.bucket_ns,
+            taken.min,
+            taken.max,
+            taken.sum,
+            taken.count,
+            taken.last,
+        )
+        return subset, [keys[p] for p in picked]

@@ -25,6 +25,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from aggregator.window import WindowCache
 from annotations.alerts.dispatch import dispatch
 from annotations.alerts.episodes import abandon_episode, close_episode, open_episode
 from annotations.alerts.evaluate import Evaluation, evaluate
@@ -213,7 +214,8 @@ class AlertEngine:
             if self._prune:
                 await asyncio.to_thread(self._forget_removed, now_ns)
             due = [r for r in self._rules.values() if self._due_ns.get(r.name, 0) <= now_ns]
-            outcomes = [await self._evaluate(rule, now_ns) for rule in due]
+            cache = WindowCache()  # the round's rules read each window once
+            outcomes = [await self._evaluate(rule, now_ns, cache) for rule in due]
             for rule in due:
                 self._due_ns[rule.name] = now_ns + rule.interval_ns(self._default_interval_ns)
             if outcomes or self._groupings:
@@ -255,11 +257,11 @@ class AlertEngine:
         self._held = held
         return held
 
-    async def _evaluate(self, rule: Rule, now_ns: int) -> _Outcome:
+    async def _evaluate(self, rule: Rule, now_ns: int, cache: WindowCache) -> _Outcome:
         """One rule's evaluation off the loop and its step; a failure stays this rule's."""
         started = time.perf_counter()
         evaluation: Evaluation = await asyncio.to_thread(
-            evaluate, self._store, self._tiers, rule, now_ns
+            evaluate, self._store, self._tiers, rule, now_ns, cache=cache
         )
         duration_s = time.perf_counter() - started
         self.evaluation_seconds.observe(duration_s)

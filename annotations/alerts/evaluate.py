@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from aggregator.errors import QueryError
 from aggregator.query import TagFilter
-from aggregator.window import GroupKey, window_values
+from aggregator.window import GroupKey, WindowCache, window_values
 from annotations.alerts.model import ALERTNAME, Labels, Rule, Selector
 from storage.base import StoreReader
 from storage.records import Tier
@@ -63,13 +63,15 @@ def evaluate(
     now_ns: int,
     *,
     present_ns: int | None = None,
+    cache: WindowCache | None = None,
 ) -> Evaluation:
     """The rule's value per group over [now - window, now); `ratio_of` divides group by group
     (a group without a denominator, or with 0, has no value). Never raises: a failed query
     (QueryError or anything else) comes back as the evaluation's error, saying why.
 
     `present_ns` (default `now_ns`) picks the tier still holding the window: a replay of the
-    past passes the real time, so windows older than the raw tier keeps come from rollups."""
+    past passes the real time, so windows older than the raw tier keeps come from rollups.
+    The rules of one round share `cache` (see `WindowCache`): each window is read once."""
     start_ns = now_ns - rule.window_ns
 
     def values_of(selector: Selector) -> dict[GroupKey, float]:
@@ -84,6 +86,7 @@ def evaluate(
             start_ns,
             now_ns,
             now_ns=present_ns,
+            cache=cache,
         )
 
     try:

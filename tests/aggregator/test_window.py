@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from aggregator.errors import QueryError
 from aggregator.query import TagFilter
-from aggregator.window import GroupKey, group_key, window_tier, window_values
+from aggregator.window import GroupKey, WindowCache, group_key, window_tier, window_values
 from storage.records import Samples
 from tests.aggregator.conftest import DAY, HOST_A, HOST_C, HOUR, MIN, NOW, TIERS, S
 from tests.aggregator.test_query_engine import roll_up_everything
@@ -178,3 +178,37 @@ def test_each_group_summarises_exactly_the_raw_points_of_its_window(
         assert got["min"][key] <= got["mean"][key] <= got["max"][key]
         latest_ns = max(t for t, _ in timed)
         assert got["last"][key] in {v for t, v in timed if t == latest_ns}  # ties: any of them
+
+
+@pytest.mark.slow  # a hundred rounds of windows read from the store
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.integers(0, 2 * HOUR // S - 1).map(lambda s: NOW - 2 * HOUR + s * S),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["cpu", "c?u", "*", "mem", "disk"]),
+            st.sampled_from(["", "host:a", "host:[ab]", "service:!web", "service:db,host:c"]),
+            st.sampled_from(AGGS),
+            st.sampled_from([(), ("service",), ("host",), ("service", "host")]),
+            st.sampled_from([MIN, 5 * MIN, 15 * MIN]),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    st.booleans(),
+)
+def test_a_round_sharing_a_window_cache_gets_what_each_query_alone_gets(
+    store, end_ns, queries, rolled_up
+):
+    """Rows taken from a cached window of all the metric's series, then filtered, equal the
+    rows read for the matching series alone, to the last bit; also from a rollup tier."""
+    if rolled_up:
+        roll_up_everything(store)
+    now_ns = NOW + 2 * DAY if rolled_up else None  # past the raw retention: rollup tiers
+    cache = WindowCache()
+    for metric, tags, agg, group_by, length_ns in queries:
+        window = {"start_ns": end_ns - length_ns, "end_ns": end_ns, "now_ns": now_ns}
+        alone = values(store, agg, group_by, tags, metric, **window)
+        assert values(store, agg, group_by, tags, metric, cache=cache, **window) == alone
