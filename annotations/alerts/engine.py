@@ -284,6 +284,7 @@ class AlertEngine:
         announcements, the Alertmanager notifications. The instances as saved, by rule."""
         db = self._db
         saved: dict[str, Instances] = {}
+        sent = 0
         with db.transaction():
             silences = list_silences(db, now_ns, active_only=True)
             for outcome in outcomes:
@@ -306,7 +307,7 @@ class AlertEngine:
                 everything = self.instances()
                 for instances in saved.values():
                     everything.update(instances)
-                dispatch(
+                sent = dispatch(
                     db,
                     self._groupings,
                     everything,
@@ -315,6 +316,8 @@ class AlertEngine:
                     self._public_url,
                     rules=self._rules,
                 )
+        if sent:
+            self._outbox.queued()  # committed now: the notifier can read them at once
         return saved
 
     def _forget_removed(self, now_ns: int) -> None:

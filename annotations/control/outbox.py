@@ -84,6 +84,11 @@ class Outbox:
         if not chosen or (event == "updated" and annotation.end_ns is None):
             return
         enqueue(db, chosen, self._render(annotation, event), self._clock())
+        self.queued()
+
+    def queued(self) -> None:
+        """Tell the notifier that rows were queued (here, or by `enqueue` for targets of their
+        own), so that it looks at once instead of at its next poll."""
         if self._on_append is not None:
             self._on_append()
 
