@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -75,20 +75,26 @@ def window_values(
         if not series:
             return {}
         rows = read_rows(store, tiers, tier, series, start_ns, end_ns, width_ns)
-        group_keys: Iterable[GroupKey] = (group_key(s, group_by) for s in rows.series)
+        keys: dict[GroupKey, int] = {}
+        mapping = np.fromiter(
+            (keys.setdefault(group_key(s, group_by), len(keys)) for s in rows.series),
+            np.int32,
+            len(rows.series),
+        )
+        names = list(keys)
     else:
         window = cache.window(store, tiers, tier, metric, start_ns, end_ns, width_ns)
-        rows, group_keys = window.select(tag_filters, group_by)
+        rows, codes, known = window.select(tag_filters, group_by)
         if not rows.series:
             return {}
-    keys: dict[GroupKey, int] = {}
-    mapping = np.fromiter(
-        (keys.setdefault(key, len(keys)) for key in group_keys), np.int32, len(rows.series)
-    )
-    groups = [Series.of(metric, key) for key in keys]
+        # The groups present, numbered in order of their codes (vectorised: rules see
+        # thousands of series a round, and a Python loop over them was most of its time).
+        present, inverse = np.unique(codes, return_inverse=True)
+        mapping = inverse.astype(np.int32)
+        names = [known[code] for code in present.tolist()]
+    groups = [Series.of(metric, key) for key in names]
     merged = regroup(rows, mapping, groups, _ONE_BUCKET_NS)
     values = AGGREGATES[agg](merged)
-    names = list(keys)
     return {
         names[index]: value
         for index, value in zip(merged.index.tolist(), values.tolist(), strict=True)
@@ -104,6 +110,7 @@ class WindowCache:
 
     def __init__(self) -> None:
         self._windows: dict[tuple[str, str, int, int, int], _Window] = {}
+        self._groups = _GroupCodes()
 
     def window(
         self,
@@ -125,18 +132,46 @@ class WindowCache:
             rows = Rollups.empty()
             if series:
                 rows = read_rows(store, tiers, tier, series, start_ns, end_ns, width_ns)
-            window = self._windows[key] = _Window(rows)
+            window = self._windows[key] = _Window(rows, self._groups)
         return window
+
+
+class _GroupCodes:
+    """A number for each group key of each `group_by`, and each series' number, shared by the
+    windows of a round (the same series turn up in many)."""
+
+    def __init__(self) -> None:
+        self.names: dict[tuple[str, ...], list[GroupKey]] = {}
+        self._codes: dict[tuple[str, ...], dict[GroupKey, int]] = {}
+        self._of_series: dict[tuple[str, ...], dict[Series, int]] = {}
+
+    def of(self, series: Sequence[Series], by: tuple[str, ...]) -> NDArray[np.int64]:
+        """The code of each series' group under `by`."""
+        names = self.names.setdefault(by, [])
+        codes = self._codes.setdefault(by, {})
+        known = self._of_series.setdefault(by, {})
+
+        def code(one: Series) -> int:
+            found = known.get(one)
+            if found is None:
+                key = group_key(one, by)
+                found = known[one] = codes.setdefault(key, len(codes))
+                if found == len(names):
+                    names.append(key)
+            return found
+
+        return np.fromiter((code(one) for one in series), np.int64, len(series))
 
 
 class _Window:
     """One window's rows of all of a metric's series, with an index of their tags."""
 
-    def __init__(self, rows: Rollups) -> None:
+    def __init__(self, rows: Rollups, groups: _GroupCodes) -> None:
         self._rows = rows
         self._series = tuple(rows.series)
         self._by_tag: dict[str, dict[str, list[int]]] = {}
-        self._groups: dict[tuple[str, ...], list[GroupKey]] = {}
+        self._shared = groups
+        self._codes: dict[tuple[str, ...], NDArray[np.int64]] = {}
 
     def _positions(self, tag_filters: tuple[TagFilter, ...]) -> NDArray[np.intp]:
         """Where the series passing every filter are, in order; a plain `key:value` filter
@@ -166,25 +201,25 @@ class _Window:
 
     def select(
         self, tag_filters: tuple[TagFilter, ...], group_by: Sequence[str]
-    ) -> tuple[Rollups, list[GroupKey]]:
-        """The rows of the series passing `tag_filters` (those series only, in order) and
-        each of those series' group key."""
+    ) -> tuple[Rollups, NDArray[np.int64], list[GroupKey]]:
+        """The rows of the series passing `tag_filters` (those series only, in order), each of
+        those series' group code, and the group key of each code."""
         positions = self._positions(tag_filters)
         by = tuple(sorted(set(group_by)))
-        keys = self._groups.get(by)
-        if keys is None:
-            keys = self._groups[by] = [group_key(s, by) for s in self._series]
-        picked = positions.tolist()
+        codes = self._codes.get(by)
+        if codes is None:
+            codes = self._codes[by] = self._shared.of(self._series, by)
+        names = self._shared.names[by]
         rows = self._rows
-        if len(picked) == len(self._series):
-            return rows, keys
+        if len(positions) == len(self._series):
+            return rows, codes, names
         renumber = np.full(len(self._series) + 1, -1, np.int32)
-        renumber[positions] = np.arange(len(picked), dtype=np.int32)
+        renumber[positions] = np.arange(len(positions), dtype=np.int32)
         new_index = renumber[rows.index]
         kept = new_index >= 0
         taken = rows.take(kept)
         subset = Rollups(
-            tuple(self._series[p] for p in picked),
+            tuple(self._series[p] for p in positions.tolist()),
             new_index[kept],
             taken.bucket_ns,
             taken.min,
@@ -193,4 +228,4 @@ class _Window:
             taken.count,
             taken.last,
         )
-        return subset, [keys[p] for p in picked]
+        return subset, codes[positions], names
