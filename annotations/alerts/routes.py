@@ -27,11 +27,10 @@ from annotations.alerts.silences import (
 from annotations.control.auth import PRINCIPAL
 from annotations.control.bodies import Body, RequiredText, Text, TimeNs, TimeText, read_body
 from annotations.control.db import ControlDB
-from annotations.control.errors import BadRequestError, NotFoundError
-from annotations.control.routes import CONTROL_DB, json_response
+from annotations.control.errors import BadRequestError
+from annotations.control.routes import CONTROL_DB, MAX_ID, json_response, row_id
 from annotations.control.timespec import format_time
 
-MAX_ID = 2**63 - 1
 """The largest silence id (a BIGINT)."""
 
 
@@ -118,15 +117,6 @@ def _states(text: str) -> set[str]:
     return states
 
 
-def _silence_id(request: web.Request) -> int:
-    ref = request.match_info["id"]
-    if not (ref.isascii() and ref.isdigit()):
-        raise BadRequestError("silence id must be a number")
-    if int(ref) > MAX_ID:  # beyond the column: none such
-        raise NotFoundError(f"no silence {ref}")
-    return int(ref)
-
-
 def add_alert_routes(app: web.Application, rules_view: RulesView = no_rules) -> None:
     """Add the routes to `app`, whose control DB is at `CONTROL_DB`; `rules_view()` gives
     the rules that `/api/v1/rules` lists (the engine's), beside their stored evaluations."""
@@ -184,7 +174,7 @@ def add_alert_routes(app: web.Application, rules_view: RulesView = no_rules) -> 
 
     async def delete_silence(request: web.Request) -> web.Response:
         db = db_of(request)
-        silence = await db.run(expire_silence, db, _silence_id(request), time.time_ns())
+        silence = await db.run(expire_silence, db, row_id(request, "silence"), time.time_ns())
         return json_response(silence.to_json())
 
     app.router.add_get("/api/v1/alerts", get_alerts)

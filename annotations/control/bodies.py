@@ -36,9 +36,24 @@ def _empty_if_null(value: object) -> object:
     return "" if value is None else value
 
 
+def _no_nul(text: str) -> str:
+    # PostgreSQL's text cannot hold one: refused here, for what it is, on either backend.
+    if "\x00" in text:
+        raise ValueError("must not hold a NUL character")
+    return text
+
+
 # JSON null and "" both mean "not given" for a text field.
-Text = Annotated[str, BeforeValidator(_empty_if_null), StringConstraints(max_length=MAX_TEXT)]
-RequiredText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
+Text = Annotated[
+    str,
+    BeforeValidator(_empty_if_null),
+    StringConstraints(max_length=MAX_TEXT),
+    AfterValidator(_no_nul),
+]
+RequiredText = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_TEXT), AfterValidator(_no_nul)
+]
+Word = Annotated[str, AfterValidator(_no_nul)]  # an item of a list or mapping of texts
 TimeNs = Annotated[int, Field(ge=-MAX_ABS_NS, le=MAX_ABS_NS)]
 # A time as text (now, -5m, ISO 8601) or a number of unix seconds.
 TimeText = str | int | float
@@ -91,7 +106,7 @@ class DeployStartBody(Body):
     version: RequiredText
     description: Text = ""
     url: Text = ""
-    watch: Annotated[list[str], BeforeValidator(_split_commas)] = []
+    watch: Annotated[list[Word], BeforeValidator(_split_commas)] = []
     risk: Text = ""
     rollback: Text = ""
     who: Text = ""
@@ -112,7 +127,7 @@ class NoteBody(Body):
     title: RequiredText
     body: Text = ""
     who: Text = ""
-    tags: Annotated[dict[str, str], BeforeValidator(_empty_dict_if_null)] = {}
+    tags: Annotated[dict[Word, Word], BeforeValidator(_empty_dict_if_null)] = {}
     start: TimeText | None = None
     start_ns: TimeNs | None = None
     end: TimeText | None = None

@@ -26,7 +26,7 @@ from annotations.control.deploys import (
     list_deploys,
     start_deploy,
 )
-from annotations.control.errors import BadRequestError
+from annotations.control.errors import BadRequestError, NotFoundError
 from annotations.control.notes import (
     KINDS,
     Annotation,
@@ -218,13 +218,24 @@ async def post_token(request: web.Request) -> web.Response:
     return json_response({**info.to_json(), "token": token}, status=201)
 
 
+MAX_ID = 2**63 - 1  # the largest id a BIGINT column holds
+
+
+def row_id(request: web.Request, what: str) -> int:
+    """The `{id}` of the path as a row id: ASCII digits (`²` is a digit to `str.isdigit`, not
+    to `int`), and past the column's range no such row, not a database error."""
+    ref = request.match_info["id"]
+    if not (ref.isascii() and ref.isdigit()):
+        raise BadRequestError(f"{what} id must be a number")
+    if int(ref) > MAX_ID:
+        raise NotFoundError(f"no {what} {ref}")
+    return int(ref)
+
+
 @routes.delete("/api/v1/tokens/{id}")
 async def delete_token(request: web.Request) -> web.Response:
     db = request.config_dict[CONTROL_DB]
-    ref = request.match_info["id"]
-    if not ref.isdigit():
-        raise BadRequestError("token id must be a number")
-    info = await db.run(revoke_token, db, int(ref))
+    info = await db.run(revoke_token, db, row_id(request, "token"))
     return json_response(info.to_json())
 
 

@@ -248,6 +248,12 @@ async def test_bad_requests_get_a_json_error_and_fitting_status(
         ("/api/v1/annotations", {"title": "t", "tags": {"a": 1}}, "tags.a: Input should be a"),
         ("/api/v1/annotations", {"title": 5}, "title: Input should be a valid string"),
         ("/api/v1/annotations", [], "body must be a JSON object"),
+        # PostgreSQL's text cannot hold a NUL: refused for what it is, not a 500 from the DB.
+        ("/api/v1/deploys", {**DEPLOY, "description": "a\x00b"}, "description: must not hold"),
+        ("/api/v1/deploys", {**DEPLOY, "watch": ["a\x00"]}, "watch[0]: must not hold"),
+        ("/api/v1/annotations", {"title": "t\x00"}, "title: must not hold a NUL"),
+        ("/api/v1/annotations", {"title": "t", "tags": {"a": "\x00"}}, "tags.a: must not hold"),
+        ("/api/v1/tokens", {"name": "n\x00", "role": "viewer"}, "name: must not hold a NUL"),
     ],
 )
 async def test_a_bad_body_is_refused_naming_the_field(
@@ -442,3 +448,14 @@ async def test_arbitrary_bodies_are_accepted_or_refused_never_a_500(
     response = await client.post(path, data=body, headers=tokens["admin"])
     assert response.status in (200, 201, 400, 404), await response.text()
     assert response.content_type == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("ref", "status"), [("²", 400), ("-1", 400), ("x", 400), ("99999999999999999999", 404)]
+)
+async def test_a_token_id_that_is_no_row_id_is_a_400_or_a_404_never_a_500(
+    client: Client, tokens: Headers, ref: str, status: int
+) -> None:
+    response = await client.delete(f"/api/v1/tokens/{ref}", headers=tokens["admin"])
+    assert response.status == status
+    assert "token" in (await response.json())["error"]
