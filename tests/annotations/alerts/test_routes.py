@@ -329,3 +329,16 @@ async def test_arbitrary_silences_and_ids_are_answered_never_a_500(
     response = await client.delete(path, headers=tokens["operator"])
     assert response.status in (200, 400, 404, 405), await response.text()
     assert response.content_type == "application/json"
+
+
+@pytest.mark.parametrize("what", ["tokens", "silences"])
+@pytest.mark.parametrize(
+    ("ref", "status"), [("²", 400), ("-1", 400), ("x", 400), ("99999999999999999999", 404)]
+)
+async def test_a_path_id_that_is_no_row_id_is_a_400_or_a_404_never_a_500(
+    client: Client, tokens: Headers, what: str, ref: str, status: int
+) -> None:
+    # `²` is a digit to str.isdigit but not to int; a number past BIGINT names no row.
+    response = await client.delete(f"/api/v1/{what}/{ref}", headers=tokens["admin"])
+    assert response.status == status
+    assert what[:-1] in (await response.json())["error"]
