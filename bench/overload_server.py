@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from bench.procs import HOST, SERVER_CPU, Server, free_port, http_get, http_ok, pinned
 from bench.servers import FLUSH_INTERVAL_S, SHIPBOARD
@@ -84,7 +84,26 @@ def quantile(ordered: Sequence[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-class Probe:
+class _Sampling:
+    """A thread that runs `_run` while in `with` (it stops at `_stop`, or after MAX_SECONDS)."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(MAX_SECONDS)
+
+
+class Probe(_Sampling):
     """GETs `paths` in turn over one keep-alive connection every `every_s`, in a thread, until
     stopped (at most `MAX_SECONDS`); a request that fails is an error and a new connection."""
 
@@ -92,17 +111,8 @@ class Probe:
         self._port = server.ports["http"]
         self._paths = paths
         self._every_s = every_s
-        self._stop = threading.Event()
         self.timings = Timings()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Probe:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(MAX_SECONDS)
+        super().__init__()
 
     def _run(self) -> None:
         conn = http.client.HTTPConnection(HOST, self._port, timeout=30)
@@ -129,24 +139,15 @@ class Probe:
         conn.close()
 
 
-class RssPeak:
+class RssPeak(_Sampling):
     """The server's resident memory, sampled every `every_s` in a thread: peak and last."""
 
     def __init__(self, server: Server, every_s: float = 0.25) -> None:
         self._server = server
         self._every_s = every_s
-        self._stop = threading.Event()
         self.peak = self.last = server.rss_bytes()
         self.every_10_s: list[int] = []  # the samples 10 s apart, to see it level off
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> RssPeak:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(MAX_SECONDS)
+        super().__init__()
 
     def _run(self) -> None:
         started = time.monotonic()
