@@ -18,7 +18,6 @@ import pytest
 
 from tests.backends import Influxd
 from tests.launcher import wait_for
-from tests.postgres import fresh_schema
 from tests.receiver import Receiver
 from tests.running import RunningShipboard
 
@@ -187,13 +186,6 @@ CPU_RULE = """\
   threshold: 50
   interval: 1s
 """
-
-
-@pytest.fixture
-def control_schema(pg_database_url: str) -> Iterator[str]:
-    """A control-DB URL on an empty schema of the test database, shared by both nodes."""
-    with fresh_schema(pg_database_url, "alerts") as url:
-        yield url
 
 
 def _firing_on(node: RunningShipboard) -> float:

@@ -22,19 +22,11 @@ from shipboard.node_lock import NodeLock
 from tests.annotations.chat.ircd import Watcher, make_ircd
 from tests.backends import Influxd
 from tests.launcher import wait_for
-from tests.postgres import fresh_schema
 from tests.running import RunningShipboard
 from tests.running_relay import RunningRelay
 
 # End to end: starts server processes (the fast lane, -m "not slow", leaves it out).
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def control_schema(pg_database_url: str) -> Iterator[str]:
-    """A control-DB URL on an empty schema of the test database, shared by every node."""
-    with fresh_schema(pg_database_url, "topology") as url:
-        yield url
 
 
 @dataclass
