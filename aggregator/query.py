@@ -19,9 +19,11 @@ import numpy as np
 import orjson
 
 from aggregator.errors import QueryError
-from aggregator.rollups import AGGREGATES, regroup, rollup
-from storage.base import StoreReader, bucket_spans
-from storage.records import NS_PER_MS, FloatArray, IntArray, Rollups, Series, Tier
+from aggregator.rollups import AGGREGATES, regroup
+from aggregator.sketch_rollups import as_rollups, percentile, quantile_rows, regroup_sketches
+from aggregator.tiered import read_rows, read_sketches
+from storage.base import StoreReader
+from storage.records import NS_PER_MS, FloatArray, IndexArray, IntArray, Rollups, Series, Tier
 from storage.timeparse import nice_step_ns, parse_duration_ns, parse_time
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -85,8 +87,10 @@ class QueryRequest:
         if start_ns >= end_ns:
             raise QueryError("from", f"must be before to (from={start_ns} ns, to={end_ns} ns)")
         agg = params.get("agg", "mean").strip()
-        if agg not in AGGREGATES:
-            raise QueryError("agg", f"{agg!r} is not one of {', '.join(AGGREGATES)}")
+        if agg not in AGGREGATES and percentile(agg) is None:
+            raise QueryError(
+                "agg", f"{agg!r} is not one of {', '.join(AGGREGATES)} or a percentile (p99, p99.9)"
+            )
         step_text = params.get("step", "auto").strip()
         step_ns = None
         if step_text != "auto":
@@ -177,45 +181,11 @@ def match_series(store: StoreReader, request: QueryRequest) -> list[Series]:
     return [s for s in candidates if all(f.matches(s) for f in request.tag_filters)]
 
 
-def read_rows(
-    store: StoreReader,
-    tiers: Sequence[Tier],
-    tier: Tier,
-    series: Sequence[Series] | None,
-    start_ns: int,
-    end_ns: int,
-    width_ns: int,
-) -> Rollups:
-    """Rows covering [start, end) from `tier` up to its watermark, and after it from the finer
-    tiers; the tier's dirty buckets (late points since they were rolled up) also come from the
-    finer tiers. Raw points are rolled up to `width_ns`, which `tier.width_ns` divides. Rows
-    never overlap: each (series, bucket of the finest width read) comes from one tier."""
-    if tier.is_raw:
-        return rollup(store.read(series, start_ns, end_ns), width_ns)
-    # Watermark, then dirty buckets, then rows: a bucket rolled up again between two of these
-    # reads is then taken from the finer tier or read whole, never read half-done.
-    watermark = store.watermark(tier.name)
-    cut_ns = min(max(watermark if watermark is not None else start_ns, start_ns), end_ns)
-    finer = max((t for t in tiers if t.width_ns < tier.width_ns), key=_width)
-    parts = []
-    if cut_ns > start_ns:
-        dirty = store.dirty(tier.name).within(start_ns - start_ns % tier.width_ns, cut_ns)
-        rows = store.read_rollups(tier.name, series, start_ns, cut_ns)
-        buckets = dirty.for_readers()
-        if len(buckets):
-            rows = rows.take(~np.isin(rows.bucket_ns, buckets))
-            for lo, hi in bucket_spans(buckets, tier.width_ns):
-                lo, hi = max(lo, start_ns), min(hi, cut_ns)
-                parts.append(read_rows(store, tiers, finer, series, lo, hi, tier.width_ns))
-        parts.append(rows)
-    if cut_ns < end_ns:
-        # Finer rows stay at this tier's width at most, so `last` still orders by bucket.
-        parts.append(read_rows(store, tiers, finer, series, cut_ns, end_ns, tier.width_ns))
-    return Rollups.concat(parts)
-
-
 def run_query(store: StoreReader, tiers: Sequence[Tier], request: QueryRequest) -> QueryResult:
-    """Run `request`: at most `max_points` buckets per series (or group), empty ones left out."""
+    """Run `request`: at most `max_points` buckets per series (or group), empty ones left out.
+
+    Percentiles come from the merged sketches; the other aggregates from rollup rows, and for
+    a series that has sketches only (a timer's base name) from its sketches' summaries."""
     tier, step_ns = choose_tier(tiers, request)
     step_ms = step_ns // NS_PER_MS
     series = match_series(store, request)
@@ -223,23 +193,38 @@ def run_query(store: StoreReader, tiers: Sequence[Tier], request: QueryRequest) 
         return QueryResult((), step_ms, tier.name)
     # Whole buckets only: the first bucket starts on a step boundary at or before `from`.
     start_ns = request.start_ns - request.start_ns % step_ns
-    rows = read_rows(store, tiers, tier, series, start_ns, request.end_ns, step_ns)
+    end_ns = request.end_ns
     groups: dict[Series, int] = {}
-    mapping = np.fromiter(
-        (groups.setdefault(_group_of(s, request.group_by), len(groups)) for s in rows.series),
-        np.int32,
-        len(rows.series),
-    )
-    merged = regroup(rows, mapping, tuple(groups), step_ns)
-    values = AGGREGATES[request.agg](merged)
+
+    def group_numbers(of: Sequence[Series]) -> IndexArray:
+        numbers = (groups.setdefault(_group_of(s, request.group_by), len(groups)) for s in of)
+        return np.fromiter(numbers, np.int32, len(of))
+
+    q = percentile(request.agg)
+    if q is not None:
+        found = read_sketches(store, tiers, tier, series, start_ns, end_ns, step_ns)
+        mapping = group_numbers(found.series)
+        merged_sketches = regroup_sketches(found, mapping, tuple(groups), step_ns)
+        index, bucket_ns, values = quantile_rows(merged_sketches, q)
+    else:
+        rows = read_rows(store, tiers, tier, series, start_ns, end_ns, step_ns)
+        present = np.zeros(len(rows.series), np.bool_)
+        present[rows.index] = True
+        if not present.all():
+            bare = [s for s, p in zip(rows.series, present.tolist(), strict=True) if not p]
+            found = read_sketches(store, tiers, tier, bare, start_ns, end_ns, step_ns)
+            rows = Rollups.concat([rows, as_rollups(found)])
+        mapping = group_numbers(rows.series)
+        merged = regroup(rows, mapping, tuple(groups), step_ns)
+        index, bucket_ns, values = merged.index, merged.bucket_ns, AGGREGATES[request.agg](merged)
     keep = ~np.isnan(values)
-    merged, values = merged.take(keep), values[keep]
-    bounds = np.searchsorted(merged.index, np.arange(len(groups) + 1))
+    index, bucket_ns, values = index[keep], bucket_ns[keep], values[keep]
+    bounds = np.searchsorted(index, np.arange(len(groups) + 1))
     result = []
     for i, group in enumerate(groups):
         lo, hi = bounds[i], bounds[i + 1]
         if hi > lo:
-            ts_ms = merged.bucket_ns[lo:hi] // NS_PER_MS
+            ts_ms = bucket_ns[lo:hi] // NS_PER_MS
             result.append(ResultSeries(group.metric, dict(group.tags), ts_ms, values[lo:hi]))
     result.sort(key=lambda s: (s.metric, sorted(s.tags.items())))
     return QueryResult(tuple(result), step_ms, tier.name)

@@ -22,10 +22,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from aggregator.query import read_rows
 from aggregator.rollups import cascade
+from aggregator.sketch_rollups import cascade_sketches
+from aggregator.tiered import read_rows, read_sketches
 from storage.base import DirtyBuckets, Store
-from storage.records import NS_PER_S, Rollups, Tier
+from storage.records import NS_PER_S, Rollups, Sketches, Tier
 
 DEFAULT_CHUNK_NS = 3600 * NS_PER_S
 MAX_SKIP_CHUNKS = 64  # an empty read may span up to this many chunks
@@ -102,7 +103,7 @@ class RollupScheduler:
         mark, span = watermark, self._chunk_ns
         self._store.begin_rollup(tier.name, self._chunk_end(mark, span, target))
         dirty = self._store.dirty(tier.name)
-        parts: list[Rollups] = []
+        parts: list[tuple[Rollups, Sketches]] = []
         while mark < target:
             # Chunks end on chunk boundaries, so a later run's chunks line up the same way;
             # empty ones grow, so a first run crosses a long empty past in a few reads.
@@ -110,7 +111,7 @@ class RollupScheduler:
             self._store.begin_rollup(tier.name, end)
             rows = self._rows_from_finer(tier, mark, end)
             mark = end
-            if len(rows):
+            if len(rows[0]) or len(rows[1]):
                 parts.append(rows)
                 break
             span = min(2 * span, MAX_SKIP_CHUNKS * self._chunk_ns)
@@ -121,7 +122,9 @@ class RollupScheduler:
             np.concatenate([again.bucket_ns, dirty.within(watermark, mark).bucket_ns]), dirty.seq
         )
         if parts or mark != stored or len(cleared):
-            self._store.write_rollups(tier.name, Rollups.concat(parts), mark, cleared)
+            rollups = Rollups.concat([p[0] for p in parts])
+            sketches = Sketches.concat([p[1] for p in parts])
+            self._store.write_rollups(tier.name, rollups, mark, cleared, sketches)
         with self._lock:
             self._watermarks[tier.name] = mark
         return mark, mark >= target and len(again) == len(behind)
@@ -149,12 +152,15 @@ class RollupScheduler:
         oldest = now_ns - tier.retention_ns
         return min(target, oldest - oldest % tier.width_ns)
 
-    def _rows_from_finer(self, tier: Tier, start_ns: int, end_ns: int) -> Rollups:
-        """Whole rows of `tier` for [start, end), from the finer tiers (their dirty buckets
-        from theirs)."""
+    def _rows_from_finer(self, tier: Tier, start_ns: int, end_ns: int) -> tuple[Rollups, Sketches]:
+        """Whole rows and sketches of `tier` for [start, end), from the finer tiers (their
+        dirty buckets from theirs)."""
         finer = max((t for t in self._all_tiers if t.width_ns < tier.width_ns), key=_width)
-        rows = read_rows(self._store, self._all_tiers, finer, None, start_ns, end_ns, tier.width_ns)
-        return cascade(rows, tier.width_ns)
+        span = (self._store, self._all_tiers, finer, None, start_ns, end_ns, tier.width_ns)
+        return (
+            cascade(read_rows(*span), tier.width_ns),
+            cascade_sketches(read_sketches(*span), tier.width_ns),
+        )
 
 
 def _width(tier: Tier) -> int:

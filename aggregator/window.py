@@ -11,8 +11,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from aggregator.errors import QueryError
-from aggregator.query import QueryRequest, TagFilter, match_series, read_rows
+from aggregator.query import QueryRequest, TagFilter, match_series
 from aggregator.rollups import AGGREGATES, regroup
+from aggregator.tiered import read_rows
 from storage.base import StoreReader
 from storage.records import Rollups, Series, Tier
 

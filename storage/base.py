@@ -18,7 +18,7 @@ from typing import Protocol, Self
 
 import numpy as np
 
-from storage.records import IntArray, Rollups, Samples, Series, Tier
+from storage.records import IntArray, Rollups, Samples, Series, Sketches, Tier
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +126,14 @@ class StoreReader(Protocol):
         stored: readers that want them whole take them from the finer tier."""
         ...
 
+    def read_sketches(
+        self, tier: str, series: Sequence[Series] | None, start_ns: int, end_ns: int
+    ) -> Sketches:
+        """Sketches of `tier` (raw: as written, one per flush; a rollup tier: one per bucket)
+        with start_ns <= ts < end_ns, the last written of each (series, ts), sorted by
+        (index, ts_ns, key). Dirty buckets as stored, as for `read_rollups`."""
+        ...
+
     def metrics(self, pattern: str = "*") -> list[str]:
         """Metric names matching the glob `pattern`, sorted."""
         ...
@@ -156,17 +164,24 @@ class StoreReader(Protocol):
 class Store(StoreReader, Protocol):
     """A backend that also writes: the collector, the aggregator."""
 
-    def write(self, samples: Samples) -> WriteResult:
-        """Store raw points; durable (written and fsync'd, or acknowledged by the server) on
-        return. Concurrent callers share one fsync (group commit)."""
+    def write(self, samples: Samples, sketches: Sketches | None = None) -> WriteResult:
+        """Store raw points and sketches; durable (written and fsync'd, or acknowledged by the
+        server) on return. Concurrent callers share one fsync (group commit). The result
+        counts points; a sketch's series counts against `max_series` like a point's."""
         ...
 
     def write_rollups(
-        self, tier: str, rollups: Rollups, watermark_ns: int, rerolled: DirtyBuckets | None = None
+        self,
+        tier: str,
+        rollups: Rollups,
+        watermark_ns: int,
+        rerolled: DirtyBuckets | None = None,
+        sketches: Sketches | None = None,
     ) -> None:
-        """Store rollup rows of `tier` (each replaces the stored row of its series and bucket)
-        and, atomically with them, the tier's watermark (the time up to which raw data has been
-        rolled up) and the clearing of the `rerolled` dirty buckets. Durable on return."""
+        """Store rollup rows and merged sketches of `tier` (each replaces the stored row or
+        sketch of its series and bucket) and, atomically with them, the tier's watermark (the
+        time up to which raw data has been rolled up) and the clearing of the `rerolled` dirty
+        buckets. Durable on return."""
         ...
 
     def begin_rollup(self, tier: str, end_ns: int) -> None:

@@ -1,9 +1,11 @@
-"""Column runs: rows of one tier as numpy columns (series id, ts, values), sorted and merged.
+"""Column runs: rows of one table as numpy columns (series id, ts, values), sorted and merged.
 
-A raw run has one value column; a rollup run has five (min, max, sum, count, last). Runs are
-immutable once built. Sorting is always stable, so among rows with the same (series, ts) the
-order of writing survives and the last one written wins: a raw point replaces the point of the
-same time, a rollup row the row of the same bucket (a bucket rolled up again is whole).
+A raw run has one value column; a rollup run has five (min, max, sum, count, last); a sketch
+run two (key, value), several rows per (series, ts): one sketch (`storage.sketches`), which a
+later sketch of the same key replaces whole. Runs are immutable once built. Sorting is always
+stable, so among rows with the same (series, ts) the order of writing survives and the last one
+written wins: a raw point replaces the point of the same time, a rollup row the row of the same
+bucket (a bucket rolled up again is whole).
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from storage import sketches
 from storage.records import FloatArray, IntArray
 
 IdArray = NDArray[np.uint32]
 
 RAW_WIDTH = 1
 ROLLUP_WIDTH = 5  # min, max, sum, count, last
+SKETCH_WIDTH = 2  # key, value
 Summary = tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]
 
 
@@ -84,6 +88,8 @@ def merge(runs: Sequence[Columns], width: int, *, combine: bool = False) -> Colu
     with `combine` (rollup rows of stores from before rows replaced each other, where late
     points were extra partial rows) are combined: min of mins, max of maxes, sums, last."""
     run = concat(runs, width)
+    if width == SKETCH_WIDTH:
+        return _merge_sketches(run)
     if is_strictly_sorted(run):
         return run
     run = run.take(np.lexsort((run.ts, run.sid)))  # lexsort is stable: write order survives
@@ -93,6 +99,43 @@ def merge(runs: Sequence[Columns], width: int, *, combine: bool = False) -> Colu
     if not combine:
         return run.take(last)
     return _combined(run, np.flatnonzero(np.r_[True, last[:-1]]), np.flatnonzero(last))
+
+
+def _merge_sketches(run: Columns) -> Columns:
+    """Sketch rows sorted by (sid, ts, key), the last sketch written of each (sid, ts) whole."""
+    if len(run) < 2:
+        return run
+    sid, ts, key = run.sid, run.ts, run.cols[0]
+    same = (sid[1:] == sid[:-1]) & (ts[1:] == ts[:-1])
+    if bool((sid[1:] >= sid[:-1]).all()) and bool(
+        ((sid[1:] != sid[:-1]) | (ts[1:] > ts[:-1]) | (same & (key[1:] > key[:-1]))).all()
+    ):
+        return run
+    run = run.take(np.lexsort((run.ts, run.sid)))  # stable: a sketch's rows stay in key order
+    keys = run.cols[0].astype(np.int64)
+    return run.take(sketches.last_written(run.sid.astype(np.int64), run.ts, keys))
+
+
+def summarise_sketches(rows: Columns, width_ns: int) -> Columns:
+    """Sketch rows merged into one sketch per (sid, bucket of `width_ns`)."""
+    rows = merge([rows], SKETCH_WIDTH)
+    return _merged_sketches(rows.sid, rows.ts - rows.ts % width_ns, rows.cols)
+
+
+def add_sketches_into(stored: Columns, new: Columns) -> Columns:
+    """Sketches `new` merged into the `stored` sketches of the same keys (backfill)."""
+    run = concat([stored, new], SKETCH_WIDTH)
+    return _merged_sketches(run.sid, run.ts, run.cols) if len(run) else run
+
+
+def _merged_sketches(sid: IdArray, ts: IntArray, cols: tuple[FloatArray, ...]) -> Columns:
+    """One sketch per (sid, ts) of rows whose sketches are whole, merged."""
+    if not len(sid):
+        return Columns.empty(SKETCH_WIDTH)
+    merged_sid, merged_ts, keys, values = sketches.merge_by(
+        sid.astype(np.int64), ts, cols[0].astype(np.int64), cols[1]
+    )
+    return Columns(merged_sid.astype(np.uint32), merged_ts, (keys.astype(np.float64), values))
 
 
 def _combined(run: Columns, starts: NDArray[np.intp], picked: NDArray[np.intp]) -> Columns:

@@ -26,12 +26,30 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
 from storage.base import DirtyBuckets, WriteResult
-from storage.columns import ROLLUP_WIDTH, Columns, add_into, summarise
+from storage.columns import (
+    ROLLUP_WIDTH,
+    Columns,
+    add_into,
+    add_sketches_into,
+    summarise,
+    summarise_sketches,
+)
 from storage.embedded_durable import DurableView
-from storage.embedded_view import NO_FLOOR
-from storage.records import RAW, FloatArray, IndexArray, IntArray, Rollups, Samples, Series, Tier
+from storage.embedded_view import NO_FLOOR, sketch_table
+from storage.records import (
+    RAW,
+    FloatArray,
+    IndexArray,
+    IntArray,
+    Rollups,
+    Samples,
+    Series,
+    Sketches,
+    Tier,
+)
 from storage.wal import Cleared, Record, encode
 
 
@@ -56,54 +74,94 @@ class EmbeddedStore(DurableView):
             checkpoint_interval_s=checkpoint_interval_s,
         )
 
-    def write(self, samples: Samples) -> WriteResult:
+    def write(self, samples: Samples, sketches: Sketches | None = None) -> WriteResult:
         self._check_open()
-        if not len(samples):
+        sketches = sketches if sketches is not None and len(sketches) else None
+        if not len(samples) and sketches is None:
             return WriteResult(0)
         with self._lock:
             rows, new_series, refused_series = self._rows(
                 samples.series, samples.index, samples.ts_ns, (samples.values,)
             )
             refused = len(samples) - len(rows)
-            old = rows.ts < self._manifest.floors.get(RAW, NO_FLOOR)
+            sketch_rows = None
+            if sketches is not None:
+                sketch_rows, more_series, more_refused = self._sketch_rows(sketches)
+                new_series += more_series
+                refused_series += more_refused
+            floor = self._manifest.floors.get(RAW, NO_FLOOR)
+            old = rows.ts < floor
+            old_sketches = None if sketch_rows is None else sketch_rows.ts < floor
             backfill: list[Record] = []
             too_old = 0
-            if old.any():
-                backfill, too_old = self._backfill(rows.take(old))
+            if old.any() or (old_sketches is not None and old_sketches.any()):
+                old_rows = _taken(sketch_rows, old_sketches)
+                backfill, too_old = self._backfill(rows.take(old), old_rows)
                 rows = rows.take(~old)
-            if not len(rows) and not backfill and not new_series:
+                sketch_rows = _taken(sketch_rows, None if old_sketches is None else ~old_sketches)
+            if not len(rows) and sketch_rows is None and not backfill and not new_series:
                 return WriteResult(0, refused, refused_series, too_old)
             # The raw record first, even empty: it defines the batch's new series.
-            ticket = self._wal.submit(encode(Record(RAW, rows, new_series)))
-            self._append_raw(rows)
+            record = Record(RAW, rows, new_series, sketches=sketch_rows)
+            ticket = self._wal.submit(encode(record))
+            self._append_raw(record)
             for record in backfill:
                 ticket = self._wal.submit(encode(record))
                 self._apply_rollup(record)
         self._wal.wait(ticket)
         return WriteResult(len(samples) - refused - too_old, refused, refused_series, too_old)
 
-    def _backfill(self, rows: Columns) -> tuple[list[Record], int]:
-        """Records for raw rows older than the raw tier keeps: each goes to the finest rollup
-        tier that still keeps its time, added to that tier's row of its bucket (coarser tiers
-        roll the bucket up again from there); and how many rows are older than every tier."""
+    def _sketch_rows(
+        self, sketches: Sketches
+    ) -> tuple[Columns, tuple[tuple[int, Series], ...], int]:
+        return self._rows(
+            sketches.series,
+            sketches.index,
+            sketches.ts_ns,
+            (sketches.keys.astype(np.float64), sketches.values),
+        )
+
+    def _backfill(self, rows: Columns, sketch_rows: Columns | None) -> tuple[list[Record], int]:
+        """Records for raw rows (and sketches) older than the raw tier keeps: each goes to the
+        finest rollup tier that still keeps its time, added to that tier's row (or sketch) of
+        its bucket (coarser tiers roll the bucket up again from there); and how many rows are
+        older than every tier."""
         records = []
         for tier in sorted((t for t in self._tiers.values() if not t.is_raw), key=_width):
-            here = rows.ts >= self._manifest.floors.get(tier.name, NO_FLOOR)
-            if not here.any():
+            floor = self._manifest.floors.get(tier.name, NO_FLOOR)
+            here = rows.ts >= floor
+            sketches_here = None if sketch_rows is None else sketch_rows.ts >= floor
+            if not here.any() and (sketches_here is None or not sketches_here.any()):
                 continue
             new = summarise(rows.take(here), tier.width_ns)
             rows = rows.take(~here)
-            lo, hi = int(new.ts.min()), int(new.ts.max()) + 1
-            stored = self._stored(tier.name, np.unique(new.sid), lo, hi)
-            span = (hi - lo) // tier.width_ns + 1
-            keys = new.sid.astype(np.int64) * span + (new.ts - lo) // tier.width_ns
-            stored_keys = stored.sid.astype(np.int64) * span + (stored.ts - lo) // tier.width_ns
-            stored = stored.take(np.isin(stored_keys, keys))
-            records.append(Record(tier.name, add_into(stored, new)))
+            merged_sketches = None
+            if sketch_rows is not None and sketches_here is not None and sketches_here.any():
+                new_sketches = summarise_sketches(sketch_rows.take(sketches_here), tier.width_ns)
+                sketch_rows = sketch_rows.take(~sketches_here)
+                stored = self._stored_keys(sketch_table(tier.name), new_sketches, tier.width_ns)
+                merged_sketches = add_sketches_into(stored, new_sketches)
+            if len(new):
+                new = add_into(self._stored_keys(tier.name, new, tier.width_ns), new)
+            records.append(Record(tier.name, new, sketches=merged_sketches))
         return records, len(rows)
 
+    def _stored_keys(self, table: str, new: Columns, width_ns: int) -> Columns:
+        """The stored rows of `table` for the (sid, bucket) keys of `new`; under `_lock`."""
+        lo, hi = int(new.ts.min()), int(new.ts.max()) + 1
+        stored = self._stored(table, np.unique(new.sid), lo, hi)
+        span = (hi - lo) // width_ns + 1
+        keys = new.sid.astype(np.int64) * span + (new.ts - lo) // width_ns
+        stored_keys = stored.sid.astype(np.int64) * span + (stored.ts - lo) // width_ns
+        return stored.take(np.isin(stored_keys, keys))
+
     def write_rollups(
-        self, tier: str, rollups: Rollups, watermark_ns: int, rerolled: DirtyBuckets | None = None
+        self,
+        tier: str,
+        rollups: Rollups,
+        watermark_ns: int,
+        rerolled: DirtyBuckets | None = None,
+        sketches: Sketches | None = None,
     ) -> None:
         self._check_open()
         self._check_rollup_tier(tier)
@@ -114,10 +172,16 @@ class EmbeddedStore(DurableView):
                 rollups.bucket_ns,
                 (rollups.min, rollups.max, rollups.sum, rollups.count, rollups.last),
             )
+            sketch_rows = None
+            if sketches is not None and len(sketches):
+                sketch_rows, more_series, _ = self._sketch_rows(sketches)
+                new_series += more_series
             cleared = None
             if rerolled is not None and len(rerolled):
                 cleared = Cleared(rerolled.seq, tuple(rerolled.bucket_ns.tolist()))
-            record = Record(tier, rows, new_series, watermark_ns, cleared=cleared)
+            record = Record(
+                tier, rows, new_series, watermark_ns, cleared=cleared, sketches=sketch_rows
+            )
             ticket = self._wal.submit(encode(record))
             self._apply_rollup(record)
         self._wal.wait(ticket)
@@ -193,6 +257,13 @@ class EmbeddedStore(DurableView):
     def fsyncs(self) -> int:
         """WAL fsyncs so far: fewer than writes when group commit shares them."""
         return self._wal.fsyncs
+
+
+def _taken(rows: Columns | None, keep: NDArray[np.bool_] | None) -> Columns | None:
+    """`rows` picked by `keep`; None when there are none."""
+    if rows is None or keep is None or not keep.any():
+        return None
+    return rows.take(keep)
 
 
 def _width(tier: Tier) -> int:

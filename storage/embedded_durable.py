@@ -27,12 +27,12 @@ from storage import blocks as block_files
 from storage.base import retention_floors
 from storage.blocks import Block
 from storage.columns import ROLLUP_WIDTH, drop_before, merge
-from storage.embedded_view import NO_FLOOR, SERIES_LOG, StoreView
+from storage.embedded_view import NO_FLOOR, SERIES_LOG, StoreView, tier_of
 from storage.errors import CorruptStoreError, StoreLockedError
 from storage.files import mkdir_durable
 from storage.head import Head
 from storage.manifest import recover_manifest, write_manifest
-from storage.records import RAW, Tier
+from storage.records import Tier
 from storage.series_index import append_log, discard_uncommitted
 from storage.wal import WalWriter, cut_torn_tail, read_records, segment_path, segments
 
@@ -108,11 +108,11 @@ class DurableView(StoreView):
             number = manifest.next_block
             obsolete: list[tuple[str, int]] = []
             for tier, width in self._widths.items():
-                if upgrade and tier != RAW:
+                if upgrade and width == ROLLUP_WIDTH:
                     number = self._upgrade_rollups(tier, blocks, frozen, number, obsolete)
                     continue
                 rows = merge([r for heads in frozen for r in heads[tier].runs()], width)
-                rows = drop_before(rows, manifest.floors.get(tier, NO_FLOOR))
+                rows = drop_before(rows, manifest.floors.get(tier_of(tier), NO_FLOOR))
                 if len(rows):
                     blocks[tier] = (
                         *blocks[tier],
@@ -215,8 +215,9 @@ class DurableView(StoreView):
             dropped: list[tuple[str, int]] = []
             cuts = retention_floors(tuple(self._tiers.values()), now_ns, oldest_dirty)
             for name in self._tiers:
-                floor = max(floors.get(name, NO_FLOOR), cuts[name])
-                floors[name] = floor
+                floors[name] = max(floors.get(name, NO_FLOOR), cuts[name])
+            for name in self._widths:
+                floor = floors[tier_of(name)]
                 dropped += [(name, b.info.number) for b in blocks[name] if b.info.max_ts < floor]
                 blocks[name] = tuple(b for b in blocks[name] if b.info.max_ts >= floor)
             forgotten = self._forget_aged_out(blocks, floors)
@@ -274,8 +275,8 @@ class DurableView(StoreView):
         self._restore(manifest)
         if manifest.version < 2:
             self._heads = self._new_heads(combine=True)  # replayed as they were written
-        for tier in self._tiers:
-            block_files.remove_unlisted(self._root, tier, manifest.blocks.get(tier, ()))
+        for table in self._widths:
+            block_files.remove_unlisted(self._root, table, manifest.blocks.get(table, ()))
         discard_uncommitted(self._root / SERIES_LOG, manifest.series_bytes)
         wal_dir = self._root / "wal"
         numbers = segments(wal_dir)

@@ -23,6 +23,7 @@ from storage.blocks import Block
 from storage.columns import (
     RAW_WIDTH,
     ROLLUP_WIDTH,
+    SKETCH_WIDTH,
     Columns,
     IdArray,
     concat,
@@ -33,12 +34,23 @@ from storage.columns import (
 from storage.errors import StoreClosedError
 from storage.head import Head, Snapshot
 from storage.manifest import Manifest
-from storage.records import RAW, IntArray, Rollups, Samples, Series, Tier
+from storage.records import RAW, IntArray, Rollups, Samples, Series, Sketches, Tier
 from storage.series_index import SeriesIndex, read_log, sort_key
 from storage.wal import Record
 
 SERIES_LOG = "series.log"
 NO_FLOOR = -(2**63)
+_SKETCH_TABLE = "sketch."
+
+
+def sketch_table(tier: str) -> str:
+    """The table (heads, blocks) holding the sketches of `tier`; a tier's scalar rows are the
+    table of its own name."""
+    return _SKETCH_TABLE + tier
+
+
+def tier_of(table: str) -> str:
+    return table.removeprefix(_SKETCH_TABLE)
 
 
 class StoreView:
@@ -50,12 +62,13 @@ class StoreView:
         if RAW not in self._tiers:
             raise ValueError("the tiers must include the raw tier")
         self._widths = {t: RAW_WIDTH if t == RAW else ROLLUP_WIDTH for t in self._tiers}
+        self._widths |= {sketch_table(t): SKETCH_WIDTH for t in self._tiers}
         self._closed = False
         self._lock = threading.Lock()  # orders writes; guards the heads and swapped views
         self._maintenance_lock = threading.Lock()  # one checkpoint, merge or retention at once
         self._index = SeriesIndex()
         self._manifest = Manifest()
-        self._blocks: dict[str, tuple[Block, ...]] = {t: () for t in self._tiers}
+        self._blocks: dict[str, tuple[Block, ...]] = {t: () for t in self._widths}
         self._heads = self._new_heads()
         self._frozen: tuple[dict[str, Head], ...] = ()  # heads being written as blocks
         self._watermarks: dict[str, int] = {}
@@ -89,12 +102,21 @@ class StoreView:
         """Raw points before this make their bucket of `tier` dirty."""
         return max(self._watermarks.get(tier, NO_FLOOR), self._claims.get(tier, NO_FLOOR))
 
-    def _append_raw(self, rows: Columns) -> None:
+    def _append_raw(self, record: Record) -> None:
         """Append a raw record's rows and mark the buckets they make dirty; under `_lock`."""
         self._seq += 1
-        if self._heads[RAW].append(rows):
+        self._append_rows(record)
+        self._mark_dirty(record.rows.ts, 0)
+        if record.sketches is not None:
+            self._mark_dirty(record.sketches.ts, 0)
+
+    def _append_rows(self, record: Record) -> None:
+        """Append a record's rows and sketch rows to the heads of its tier; under `_lock`."""
+        added = self._heads[record.tier].append(record.rows)
+        if record.sketches is not None:
+            added |= self._heads[sketch_table(record.tier)].append(record.sketches)
+        if added:
             self._part_added()
-        self._mark_dirty(rows.ts, 0)
 
     def _mark_dirty(self, ts_ns: IntArray, finer_than_ns: int) -> None:
         """Mark the buckets of `ts_ns` behind the bound of each rollup tier wider than
@@ -114,13 +136,14 @@ class StoreView:
     def _apply_rollup(self, record: Record) -> None:
         """Apply a rollup tier's record: rows, watermark, pass bound, cleared marks."""
         tier = record.tier
-        if self._heads[tier].append(record.rows):
-            self._part_added()
+        self._append_rows(record)
         if record.watermark_ns is None and record.claim_ns is None and record.cleared is None:
             # Backfill beyond raw: rows written straight into their finest tier; the coarser
             # tiers that rolled those buckets up already take them again from it.
             self._seq += 1
             self._mark_dirty(record.rows.ts, self._tiers[tier].width_ns)
+            if record.sketches is not None:
+                self._mark_dirty(record.sketches.ts, self._tiers[tier].width_ns)
         if record.watermark_ns is not None:
             self._watermarks[tier] = record.watermark_ns
         if record.claim_ns is not None:
@@ -153,17 +176,31 @@ class StoreView:
             keys, rows.sid.astype(np.int32), np.array(rows.ts), mins, maxs, sums, counts, lasts
         )
 
-    def _select(
+    def read_sketches(
         self, tier: str, series: Sequence[Series] | None, start_ns: int, end_ns: int
+    ) -> Sketches:
+        if tier not in self._tiers:
+            raise ValueError(f"not a tier: {tier!r}")
+        keys, rows = self._select(sketch_table(tier), series, start_ns, end_ns)
+        return Sketches(
+            keys,
+            rows.sid.astype(np.int32),
+            np.array(rows.ts),
+            rows.cols[0].astype(np.int64),
+            np.array(rows.cols[1]),
+        )
+
+    def _select(
+        self, table: str, series: Sequence[Series] | None, start_ns: int, end_ns: int
     ) -> tuple[tuple[Series, ...], Columns]:
-        """Rows of `tier` in range, their sid replaced by the position in the returned keys."""
+        """Rows of `table` in range, their sid replaced by the position in the returned keys."""
         self._check_open()
-        width = self._widths[tier]
+        width = self._widths[table]
         with self._lock:
-            start_ns = max(start_ns, self._manifest.floors.get(tier, NO_FLOOR))
-            blocks = [b for b in self._blocks[tier] if b.overlaps(start_ns, end_ns)]
-            heads: list[Snapshot] = [h[tier].snapshot() for h in self._frozen]
-            heads.append(self._heads[tier].snapshot())
+            start_ns = max(start_ns, self._manifest.floors.get(tier_of(table), NO_FLOOR))
+            blocks = [b for b in self._blocks[table] if b.overlaps(start_ns, end_ns)]
+            heads: list[Snapshot] = [h[table].snapshot() for h in self._frozen]
+            heads.append(self._heads[table].snapshot())
             known = len(self._index)
         keys: tuple[Series, ...] = () if series is None else tuple(series)
         if end_ns <= start_ns:
@@ -233,19 +270,19 @@ class StoreView:
         live = np.zeros(len(self._index), np.bool_)
         for name, kept in blocks.items():
             for block in kept:
-                _mark_live(live, block.rows, floors[name])
+                _mark_live(live, block.rows, floors[tier_of(name)])
         with self._lock:
             # Heads under the lock: a series written since the blocks were read is live.
             for heads in (*self._frozen, self._heads):
                 for name, head in heads.items():
                     for run in head.runs():
-                        _mark_live(live, run, floors[name])
+                        _mark_live(live, run, floors[tier_of(name)])
             self._index.forget(np.flatnonzero(~live).tolist())
             return tuple(sorted(self._index.forgotten))
 
     def _new_heads(self, *, combine: bool = False) -> dict[str, Head]:
         """Fresh heads; with `combine`, rollup rows of one bucket combine (`_upgrade_rollups`)."""
-        return {t: Head(w, combine=combine and t != RAW) for t, w in self._widths.items()}
+        return {t: Head(w, combine=combine and w == ROLLUP_WIDTH) for t, w in self._widths.items()}
 
     def _check_open(self) -> None:
         if self._closed:
@@ -255,10 +292,12 @@ class StoreView:
         """Replay a WAL record into the index and head; the caller holds the write lock."""
         for sid, series in record.new_series:
             self._index.define(sid, series)
-        for sid in self._index.forgotten_among(record.rows.sid.astype(np.int64)).tolist():
-            self._index.revive(sid)  # written again after it was forgotten
+        for rows in (record.rows, record.sketches):
+            if rows is not None:  # a series written again after it was forgotten
+                for sid in self._index.forgotten_among(rows.sid.astype(np.int64)).tolist():
+                    self._index.revive(sid)
         if record.tier == RAW:
-            self._append_raw(record.rows)
+            self._append_raw(record)
         elif record.tier in self._tiers:  # else a tier no longer configured
             self._apply_rollup(record)
 

@@ -180,7 +180,48 @@ class Rollups:
         return _concat(cls, parts)
 
 
-_Batch = TypeVar("_Batch", Samples, Rollups)
+@dataclass(frozen=True, slots=True)
+class Sketches:
+    """Latency sketches as rows: row i is field `keys[i]` of the sketch of series[index[i]] at
+    ts_ns[i] (a flush, or a rollup bucket's start), valued `values[i]`.
+
+    The rows of one sketch are contiguous and in key order: its header (scale, sum, min, max)
+    first, then one row per non-empty bucket holding its (weighted) count. `storage.sketches`
+    defines the keys and does the maths."""
+
+    series: Sequence[Series]
+    index: IndexArray
+    ts_ns: IntArray
+    keys: IntArray
+    values: FloatArray
+
+    def __len__(self) -> int:
+        return len(self.ts_ns)
+
+    def take(self, rows: NDArray[np.bool_] | IntArray) -> Sketches:
+        """The rows picked by a boolean mask or an index array, same series; whole sketches
+        only, or the result is no sketch."""
+        return Sketches(
+            self.series, self.index[rows], self.ts_ns[rows], self.keys[rows], self.values[rows]
+        )
+
+    @classmethod
+    def empty(cls) -> Sketches:
+        return cls(
+            (),
+            np.empty(0, np.int32),
+            np.empty(0, np.int64),
+            np.empty(0, np.int64),
+            np.empty(0, np.float64),
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[Sketches]) -> Sketches:
+        """The rows of `parts` in order (each sketch stays whole), series de-duplicated."""
+        return _concat(cls, parts)
+
+
+_Batch = TypeVar("_Batch", Samples, Rollups, Sketches)
 
 
 def _concat(cls: type[_Batch], batches: Sequence[_Batch]) -> _Batch:

@@ -1,11 +1,13 @@
 """The write-ahead log: framed records in numbered segment files, appended with group commit.
 
 A record is a 12-byte frame (magic, payload length, CRC32 of the payload) and a payload: a
-20-byte body (kind, rows, meta length, watermark), a JSON meta (tier, new series definitions,
-and for rollup records the pass bound and the dirty buckets cleared; absent for raw batches
-without new series) and the columns as raw little-endian bytes (ts int64,
-the float64 value columns, sid uint32). One record holds a whole batch, so encoding costs a few
-`tobytes()` and one CRC, never per-point work. A record whose frame or CRC does not check is a
+20-byte body (kind, flags, rows, meta length, watermark), a JSON meta (tier, new series
+definitions, and for rollup records the pass bound and the dirty buckets cleared; absent for raw
+batches without new series) and the columns as raw little-endian bytes (ts int64,
+the float64 value columns, sid uint32). With the `_HAS_SKETCHES` flag the tier's sketch rows
+follow, written with the rest in one step: their count (uint32), ts, key, value and sid. One
+record holds a whole batch, so encoding costs a few `tobytes()` and one CRC, never per-point
+work. A record whose frame or CRC does not check is a
 torn tail: everything before it was fsync'd and acknowledged, nothing after it was.
 
 A power loss leaves the last segment's bytes after its last fsync in any state: cut anywhere,
@@ -31,7 +33,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from storage.columns import RAW_WIDTH, ROLLUP_WIDTH, Columns
+from storage.columns import RAW_WIDTH, ROLLUP_WIDTH, SKETCH_WIDTH, Columns
 from storage.errors import CorruptStoreError
 from storage.files import fsync_dir
 from storage.records import RAW, Series
@@ -39,9 +41,11 @@ from storage.records import RAW, Series
 _LOG = logging.getLogger(__name__)
 
 _FRAME = struct.Struct("<4sII")
-_BODY = struct.Struct("<BxxxIIq")
+_BODY = struct.Struct("<BBxxIIq")
+_COUNT = struct.Struct("<I")
 _MAGIC = b"SBW1"
 _KIND_RAW, _KIND_ROLLUP = 0, 1
+_HAS_SKETCHES = 1
 _NO_WATERMARK = -(2**63)
 _SUFFIX = ".wal"
 
@@ -56,8 +60,9 @@ class Cleared:
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One logged batch: rows of `tier`, the series first defined by it, the tier watermark;
-    for a rollup tier also the bound of a pass begun (`claim_ns`) and the buckets it cleared."""
+    """One logged batch: rows of `tier` (and its sketch rows), the series first defined by it,
+    the tier watermark; for a rollup tier also the bound of a pass begun (`claim_ns`) and the
+    buckets it cleared."""
 
     tier: str
     rows: Columns
@@ -65,6 +70,7 @@ class Record:
     watermark_ns: int | None = None
     claim_ns: int | None = None
     cleared: Cleared | None = None
+    sketches: Columns | None = None
 
 
 def encode(record: Record) -> bytes:
@@ -81,13 +87,11 @@ def encode(record: Record) -> bytes:
         meta = json.dumps(fields).encode()
     kind = _KIND_RAW if record.tier == RAW else _KIND_ROLLUP
     watermark = _NO_WATERMARK if record.watermark_ns is None else record.watermark_ns
-    parts = [
-        _BODY.pack(kind, len(rows), len(meta), watermark),
-        meta,
-        rows.ts.astype("<i8", copy=False).tobytes(),
-        *(c.astype("<f8", copy=False).tobytes() for c in rows.cols),
-        rows.sid.astype("<u4", copy=False).tobytes(),
-    ]
+    sketches = record.sketches if record.sketches is not None and len(record.sketches) else None
+    flags = _HAS_SKETCHES if sketches is not None else 0
+    parts = [_BODY.pack(kind, flags, len(rows), len(meta), watermark), meta, *_columns(rows)]
+    if sketches is not None:
+        parts += [_COUNT.pack(len(sketches)), *_columns(sketches)]
     crc = 0
     length = 0
     for part in parts:
@@ -96,9 +100,17 @@ def encode(record: Record) -> bytes:
     return b"".join([_FRAME.pack(_MAGIC, length, crc), *parts])
 
 
+def _columns(rows: Columns) -> list[bytes]:
+    return [
+        rows.ts.astype("<i8", copy=False).tobytes(),
+        *(c.astype("<f8", copy=False).tobytes() for c in rows.cols),
+        rows.sid.astype("<u4", copy=False).tobytes(),
+    ]
+
+
 def decode(payload: bytes) -> Record:
     """The record of a checked payload."""
-    kind, n, meta_len, watermark = _BODY.unpack_from(payload)
+    kind, flags, n, meta_len, watermark = _BODY.unpack_from(payload)
     offset = _BODY.size
     tier = RAW
     new_series: tuple[tuple[int, Series], ...] = ()
@@ -118,6 +130,25 @@ def decode(payload: bytes) -> Record:
         offset += meta_len
     width = RAW_WIDTH if kind == _KIND_RAW else ROLLUP_WIDTH
 
+    rows, offset = _read_columns(payload, offset, n, width)
+    sketches = None
+    if flags & _HAS_SKETCHES:
+        (m,) = _COUNT.unpack_from(payload, offset)
+        sketches, offset = _read_columns(payload, offset + _COUNT.size, m, SKETCH_WIDTH)
+    return Record(
+        tier,
+        rows,
+        new_series,
+        None if watermark == _NO_WATERMARK else watermark,
+        claim_ns,
+        cleared,
+        sketches,
+    )
+
+
+def _read_columns(payload: bytes, offset: int, n: int, width: int) -> tuple[Columns, int]:
+    """`n` rows of `width` value columns at `offset`, and the offset after them."""
+
     def column(dtype: str, itemsize: int) -> NDArray[Any]:
         nonlocal offset
         array = np.frombuffer(payload, dtype, n, offset).copy()
@@ -127,14 +158,7 @@ def decode(payload: bytes) -> Record:
     ts = column("<i8", 8).astype(np.int64, copy=False)
     cols = tuple(column("<f8", 8).astype(np.float64, copy=False) for _ in range(width))
     sid = column("<u4", 4).astype(np.uint32, copy=False)
-    return Record(
-        tier,
-        Columns(sid, ts, cols),
-        new_series,
-        None if watermark == _NO_WATERMARK else watermark,
-        claim_ns,
-        cleared,
-    )
+    return Columns(sid, ts, cols), offset
 
 
 def read_records(path: Path, offset: int = 0) -> Iterator[tuple[Record, int]]:

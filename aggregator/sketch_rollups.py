@@ -1,0 +1,73 @@
+"""Sketches in queries: merged per bucket and group, and read as percentiles or summaries.
+
+A query's percentile (`agg=p99`, `p99.9`, any `pNN.N`) comes from the sketches of every series
+of a group merged per step bucket (bucket counts add), never from per-flush percentiles, so the
+p99 of a week or of a fleet of hosts is the p99 of all the values they received.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from aggregator.rollups import floor_to
+from storage import sketches
+from storage.records import FloatArray, IndexArray, IntArray, Rollups, Series, Sketches
+
+_PERCENTILE = re.compile(r"p(\d{1,2}(?:\.\d+)?|100)")
+
+
+def percentile(agg: str) -> float | None:
+    """The quantile (0..1] an aggregate such as `p99` or `p99.9` asks for; None if it is none."""
+    match = _PERCENTILE.fullmatch(agg)
+    if match is None:
+        return None
+    value = float(match.group(1))
+    return value / 100 if 0 < value <= 100 else None
+
+
+def regroup_sketches(
+    rows: Sketches, group: IndexArray, groups: Sequence[Series], width_ns: int
+) -> Sketches:
+    """Merge sketches into one per (group[index], bucket of `width_ns`), as `regroup` does
+    rollup rows."""
+    if not len(rows):
+        return Sketches(groups, rows.index, rows.ts_ns, rows.keys, rows.values)
+    index, bucket, keys, values = sketches.merge_by(
+        group[rows.index].astype(np.int64), floor_to(rows.ts_ns, width_ns), rows.keys, rows.values
+    )
+    return Sketches(groups, index.astype(np.int32), bucket, keys, values)
+
+
+def cascade_sketches(rows: Sketches, width_ns: int) -> Sketches:
+    """Sketches of a finer tier (or raw) merged into buckets of `width_ns`."""
+    identity = np.arange(len(rows.series), dtype=np.int32)
+    return regroup_sketches(rows, identity, rows.series, width_ns)
+
+
+def as_rollups(merged: Sketches) -> Rollups:
+    """Merged sketches as rollup rows (count, sum, min, max; no `last`), for the aggregates
+    that summaries answer."""
+    index, bucket, count, total, low, high = _per_sketch(merged)
+    return Rollups(
+        merged.series, index, bucket, low, high, total, count, np.full(len(count), np.nan)
+    )
+
+
+def quantile_rows(merged: Sketches, q: float) -> tuple[IndexArray, IntArray, FloatArray]:
+    """(index, bucket, value) of the `q` quantile of each merged sketch."""
+    first = merged.keys == sketches.SCALE_KEY
+    label = np.arange(int(first.sum()))[np.cumsum(first) - 1]
+    _, values = sketches.quantiles(label, merged.keys, merged.values, q)
+    return merged.index[first], merged.ts_ns[first], values
+
+
+def _per_sketch(
+    merged: Sketches,
+) -> tuple[IndexArray, IntArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    first = merged.keys == sketches.SCALE_KEY
+    label = np.arange(int(first.sum()))[np.cumsum(first) - 1]
+    _, count, total, low, high = sketches.summary(label, merged.keys, merged.values)
+    return merged.index[first], merged.ts_ns[first], count, total, low, high

@@ -1,0 +1,113 @@
+"""Reading across tiers: each rollup tier up to its watermark, its dirty buckets and the tail
+after it from the finer tiers, for scalar rows and for sketches alike.
+
+Watermark, then dirty buckets, then rows: a bucket rolled up again between two of these reads is
+then taken from the finer tier or read whole, never read half-done. Rows never overlap: each
+(series, bucket of the finest width read) comes from one tier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import numpy as np
+
+from aggregator.rollups import rollup
+from aggregator.sketch_rollups import cascade_sketches
+from storage.base import StoreReader, bucket_spans
+from storage.records import RAW, IntArray, Rollups, Series, Sketches, Tier
+
+_Rows = TypeVar("_Rows", Rollups, Sketches)
+_SeriesArg = Sequence[Series] | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind(Generic[_Rows]):
+    """How one kind of rows is read and put together."""
+
+    raw: Callable[[StoreReader, _SeriesArg, int, int, int], _Rows]  # rolled up to a width
+    stored: Callable[[StoreReader, str, _SeriesArg, int, int], _Rows]
+    bucket_ns: Callable[[_Rows], IntArray]
+    concat: Callable[[Sequence[_Rows]], _Rows]
+
+
+_SCALARS: _Kind[Rollups] = _Kind(
+    lambda store, series, lo, hi, width: rollup(store.read(series, lo, hi), width),
+    lambda store, tier, series, lo, hi: store.read_rollups(tier, series, lo, hi),
+    lambda rows: rows.bucket_ns,
+    Rollups.concat,
+)
+_SKETCHES: _Kind[Sketches] = _Kind(
+    lambda store, series, lo, hi, width: cascade_sketches(
+        store.read_sketches(RAW, series, lo, hi), width
+    ),
+    lambda store, tier, series, lo, hi: store.read_sketches(tier, series, lo, hi),
+    lambda rows: rows.ts_ns,
+    Sketches.concat,
+)
+
+
+def read_rows(
+    store: StoreReader,
+    tiers: Sequence[Tier],
+    tier: Tier,
+    series: _SeriesArg,
+    start_ns: int,
+    end_ns: int,
+    width_ns: int,
+) -> Rollups:
+    """Rollup rows covering [start, end) from `tier` and the finer tiers (module doc); raw
+    points are rolled up to `width_ns`, which `tier.width_ns` divides."""
+    return _read(_SCALARS, store, tiers, tier, series, start_ns, end_ns, width_ns)
+
+
+def read_sketches(
+    store: StoreReader,
+    tiers: Sequence[Tier],
+    tier: Tier,
+    series: _SeriesArg,
+    start_ns: int,
+    end_ns: int,
+    width_ns: int,
+) -> Sketches:
+    """Sketches covering [start, end) from `tier` and the finer tiers, as `read_rows`; raw
+    sketches are merged into buckets of `width_ns`."""
+    return _read(_SKETCHES, store, tiers, tier, series, start_ns, end_ns, width_ns)
+
+
+def _read(
+    kind: _Kind[_Rows],
+    store: StoreReader,
+    tiers: Sequence[Tier],
+    tier: Tier,
+    series: _SeriesArg,
+    start_ns: int,
+    end_ns: int,
+    width_ns: int,
+) -> _Rows:
+    if tier.is_raw:
+        return kind.raw(store, series, start_ns, end_ns, width_ns)
+    watermark = store.watermark(tier.name)
+    cut_ns = min(max(watermark if watermark is not None else start_ns, start_ns), end_ns)
+    finer = max((t for t in tiers if t.width_ns < tier.width_ns), key=_width)
+    parts = []
+    if cut_ns > start_ns:
+        dirty = store.dirty(tier.name).within(start_ns - start_ns % tier.width_ns, cut_ns)
+        rows = kind.stored(store, tier.name, series, start_ns, cut_ns)
+        buckets = dirty.for_readers()
+        if len(buckets):
+            rows = rows.take(~np.isin(kind.bucket_ns(rows), buckets))
+            for lo, hi in bucket_spans(buckets, tier.width_ns):
+                lo, hi = max(lo, start_ns), min(hi, cut_ns)
+                parts.append(_read(kind, store, tiers, finer, series, lo, hi, tier.width_ns))
+        parts.append(rows)
+    if cut_ns < end_ns:
+        # Finer rows stay at this tier's width at most, so `last` still orders by bucket.
+        parts.append(_read(kind, store, tiers, finer, series, cut_ns, end_ns, tier.width_ns))
+    return kind.concat(parts)
+
+
+def _width(tier: Tier) -> int:
+    return tier.width_ns

@@ -1,0 +1,270 @@
+"""Mergeable latency sketches: base-2 exponential histograms, as OpenTelemetry and Prometheus'
+native histograms define them, kept as rows of (key, value).
+
+Mapping. At scale `s` the base is b = 2^(2^-s) and bucket i holds the magnitudes in
+(b^i, b^(i+1)], so a bucket's upper bound is b times its lower one. StatsD timers are kept at
+`STATSD_SCALE` 6: a value is estimated by its bucket's harmonic middle 2LU / (L + U), off by at
+most (b - 1) / (b + 1) = 0.54% (scale 5 would give 1.08%). Exact zeros have a bucket of their
+own; negative values have the buckets of their magnitude, mirrored.
+
+Rows. A sketch is contiguous rows in key order (`storage.records.Sketches`; in the embedded
+store, rows of a sketch table of width 2: key, value):
+
+    key SCALE_KEY (-2^52)        value: the scale s
+    key SUM_KEY, MIN_KEY, MAX_KEY  value: sum, min and max of the values (weighted sum)
+    key -(2^40 + i)              value: count of negative values with magnitude in bucket i
+    key 0                        value: count of zeros
+    key 2^40 + i                 value: count of positive values in bucket i
+
+Keys order the rows by the values they hold, and every key is exact as a float64. Counts are
+weighted: a StatsD value sent with `@0.1` counts 10 times; the count of a sketch is the sum of
+its bucket rows, so it can never disagree with them.
+
+Merging adds the counts of equal keys, takes min of mins, max of maxes and the sum of sums.
+Sketches of different scales merge at the coarsest of them: a bucket i of scale s lies wholly
+inside bucket i >> (s - t) of scale t < s (floor shift, negative i included), so downscaling is
+exact at the coarser resolution. An OpenTelemetry exponential histogram or a Prometheus native
+histogram at scale s is these rows as they are: positive bucket `offset + j` is key
+2^40 + offset + j, negative ones mirrored, the zero count key 0 (a zero threshold above 0 is
+kept as the zero bucket too). Rollups and group-by merges are exact (bucket counts add), so a
+percentile is the same whichever tier or grouping it is read from, within the scale's error.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from storage.records import FloatArray, IntArray
+
+STATSD_SCALE = 6
+SCALE_KEY = -(2**52)
+SUM_KEY = SCALE_KEY + 1
+MIN_KEY = SCALE_KEY + 2
+MAX_KEY = SCALE_KEY + 3
+HEADER_KEYS = (SCALE_KEY, SUM_KEY, MIN_KEY, MAX_KEY)
+_BUCKET_BASE = 2**40  # |key| - 2**40 is the bucket index, which stays within +-2**31
+MAX_SCALE = 20  # OpenTelemetry's largest
+MIN_SCALE = -10
+
+BoolArray = NDArray[np.bool_]
+
+
+def relative_error(scale: int) -> float:
+    """The largest relative error of a value estimated from a bucket at `scale`."""
+    base = 2.0 ** (2.0**-scale)
+    return float((base - 1) / (base + 1))
+
+
+def bucket_index(magnitudes: FloatArray, scale: int) -> IntArray:
+    """The bucket of each positive magnitude at `scale`: i with b^i < m <= b^(i+1)."""
+    mantissa, exponent = np.frexp(magnitudes)
+    with np.errstate(divide="ignore"):
+        index = np.ceil(np.log2(magnitudes) * 2.0**scale).astype(np.int64) - 1
+    # Exact powers of two sit on a bound: log2 gives them exactly, but keep OpenTelemetry's
+    # rule (2^e is the top of its bucket) independent of rounding.
+    exact = mantissa == 0.5
+    if exact.any():
+        power = exponent[exact].astype(np.int64) - 1  # the value is 2^power
+        index[exact] = (power << scale) - 1 if scale >= 0 else (power - 1) >> -scale
+    return index
+
+
+def value_keys(values: FloatArray, scale: int) -> IntArray:
+    """The bucket key of each finite value at `scale`."""
+    keys = np.zeros(len(values), np.int64)
+    nonzero = values != 0
+    if nonzero.any():
+        index = bucket_index(np.abs(values[nonzero]), scale) + _BUCKET_BASE
+        keys[nonzero] = np.where(values[nonzero] > 0, index, -index)
+    return keys
+
+
+def is_bucket(keys: IntArray) -> BoolArray:
+    return keys > MAX_KEY
+
+
+def downscale(keys: IntArray, by: IntArray) -> IntArray:
+    """Bucket keys `by` scales coarser (header keys and the zero key stay)."""
+    moved = is_bucket(keys) & (keys != 0) & (by > 0)
+    if not moved.any():
+        return keys
+    keys = keys.copy()
+    k = keys[moved]
+    index = (np.abs(k) - _BUCKET_BASE) >> by[moved]
+    keys[moved] = np.where(k > 0, index + _BUCKET_BASE, -(index + _BUCKET_BASE))
+    return keys
+
+
+def estimates(keys: IntArray, scales: IntArray) -> FloatArray:
+    """The value each bucket key stands for: its bucket's harmonic middle (0 for zeros)."""
+    index = (np.abs(keys) - _BUCKET_BASE).astype(np.float64)
+    step = 2.0 ** (-scales.astype(np.float64))
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        lower = np.exp2(index * step)
+        upper = np.exp2((index + 1) * step)
+        middle = 2 * lower * upper / (lower + upper)
+        middle = np.where(np.isfinite(middle), middle, lower)
+    return np.where(keys == 0, 0.0, np.sign(keys) * middle)
+
+
+def build(
+    group: IntArray, values: FloatArray, weights: FloatArray, scale: int = STATSD_SCALE
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """One sketch per distinct `group` of the values (each counted `weights` times), as rows
+    (group, key, value) sorted by (group, key); values must be finite."""
+    keys = value_keys(values, scale)
+    order = np.lexsort((keys, group))
+    group, keys, values, weights = group[order], keys[order], values[order], weights[order]
+    firsts = _starts(group)
+    buckets = _starts(group, keys)
+    groups = group[firsts]
+    header_values = (
+        np.full(len(groups), float(scale)),
+        np.add.reduceat(values * weights, firsts),
+        np.minimum.reduceat(values, firsts),
+        np.maximum.reduceat(values, firsts),
+    )
+    return _with_headers(
+        groups,
+        header_values,
+        group[buckets],
+        keys[buckets],
+        np.add.reduceat(weights, buckets),
+    )
+
+
+def combine(
+    label: IntArray, keys: IntArray, values: FloatArray
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """Merge sketches into one per distinct `label` (every row of a sketch carries the label of
+    the sketch it merges into): rows (label, key, value) sorted by (label, key), each merged
+    sketch at the coarsest scale among its parts."""
+    if not len(keys):
+        return label, keys, values
+    starts = keys == SCALE_KEY
+    sketch = np.cumsum(starts) - 1
+    scales = values[starts].astype(np.int64)
+    labels, inverse = np.unique(label[starts], return_inverse=True)
+    coarsest = np.full(len(labels), MAX_SCALE, np.int64)
+    np.minimum.at(coarsest, inverse, scales)
+    target = coarsest[inverse]
+    keys = downscale(keys, (scales - target)[sketch])
+    values = values.copy()
+    values[starts] = target
+    order = np.lexsort((keys, label))
+    label, keys, values = label[order], keys[order], values[order]
+    groups = _starts(label, keys)
+    out_keys = keys[groups]
+    merged = np.add.reduceat(values, groups)
+    lows = out_keys == MIN_KEY
+    highs = out_keys == MAX_KEY
+    scale_rows = out_keys == SCALE_KEY
+    if lows.any():
+        merged[lows] = np.minimum.reduceat(values, groups)[lows]
+        merged[highs] = np.maximum.reduceat(values, groups)[highs]
+        merged[scale_rows] = np.minimum.reduceat(values, groups)[scale_rows]
+    return label[groups], out_keys, merged
+
+
+def merge_by(
+    major: IntArray, minor: IntArray, keys: IntArray, values: FloatArray
+) -> tuple[IntArray, IntArray, IntArray, FloatArray]:
+    """Merge whole sketches (rows of each in key order, its scale row first) into one per
+    (major, minor) of their rows, e.g. (series, bucket): rows sorted by (major, minor, key)."""
+    if not len(keys):
+        return major, minor, keys, values
+    starts = np.flatnonzero(keys == SCALE_KEY)
+    order = np.lexsort((minor[starts], major[starts]))
+    first = starts[order]
+    new = _change(major[first], minor[first])
+    merged_into = np.empty(len(starts), np.int64)
+    merged_into[order] = np.cumsum(new) - 1
+    label = merged_into[np.cumsum(keys == SCALE_KEY) - 1]
+    label, keys, values = combine(label, keys, values)
+    heads = first[new]
+    return major[heads][label], minor[heads][label], keys, values
+
+
+def last_written(sid: IntArray, ts: IntArray, keys: IntArray) -> BoolArray:
+    """Rows stably sorted by (sid, ts), sketches whole and in write order: True on the rows of
+    the last sketch written for each (sid, ts), which replaces the earlier ones whole."""
+    starts = keys == SCALE_KEY
+    position = np.arange(len(keys))
+    governing = np.maximum.accumulate(np.where(starts, position, -1))
+    group = np.cumsum(_change(sid, ts)) - 1
+    last_row = np.append(np.flatnonzero(_change(sid, ts))[1:], len(keys)) - 1
+    keep: BoolArray = governing == governing[last_row][group]
+    return keep
+
+
+def summary(
+    label: IntArray, keys: IntArray, values: FloatArray
+) -> tuple[IntArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Per sketch (rows of each label one sketch, merged, in key order): label, count, sum,
+    min, max."""
+    starts = np.flatnonzero(keys == SCALE_KEY)
+    counts = np.where(is_bucket(keys), values, 0.0)
+    count = np.add.reduceat(counts, starts) if len(starts) else np.empty(0)
+    return label[starts], count, values[starts + 1], values[starts + 2], values[starts + 3]
+
+
+def quantiles(
+    label: IntArray, keys: IntArray, values: FloatArray, q: float
+) -> tuple[IntArray, FloatArray]:
+    """The `q` quantile (0..1) of each merged sketch as numpy's default percentile of the
+    values places it: rank h = q * (count - 1), between the values of ranks floor(h) and
+    floor(h) + 1 (each its bucket's estimate), clamped to the sketch's min and max."""
+    first = np.flatnonzero(keys == SCALE_KEY)
+    if not len(first):
+        return label[first], np.empty(0)
+    sketch = np.cumsum(keys == SCALE_KEY) - 1
+    bucket = np.flatnonzero(is_bucket(keys))
+    counts = values[bucket]
+    cumulative = np.cumsum(counts)
+    total = np.bincount(sketch[bucket], counts, len(first))
+    before = np.concatenate([[0.0], np.cumsum(total)[:-1]])
+    rank = q * np.maximum(total - 1, 0.0)
+    low = np.floor(rank)
+    scales = values[first].astype(np.int64)
+
+    def at(rank_in_sketch: FloatArray) -> FloatArray:
+        found = np.searchsorted(cumulative, before + rank_in_sketch, side="right")
+        return estimates(keys[bucket[np.minimum(found, len(bucket) - 1)]], scales)
+
+    below, above = at(low), at(np.minimum(low + 1, np.maximum(total - 1, 0.0)))
+    estimate = np.clip(below + (rank - low) * (above - below), values[first + 2], values[first + 3])
+    return label[first], np.where(total > 0, estimate, np.nan)
+
+
+def _with_headers(
+    groups: IntArray,
+    header_values: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
+    bucket_groups: IntArray,
+    bucket_keys: IntArray,
+    bucket_counts: FloatArray,
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """Header rows of each group before its bucket rows, sorted by (group, key)."""
+    n = len(groups)
+    head_groups = np.repeat(groups, len(HEADER_KEYS))
+    head_keys = np.tile(np.asarray(HEADER_KEYS, np.int64), n)
+    head_values = np.column_stack(header_values).ravel()
+    label = np.concatenate([head_groups, bucket_groups])
+    keys = np.concatenate([head_keys, bucket_keys])
+    order = np.lexsort((keys, label))
+    return label[order], keys[order], np.concatenate([head_values, bucket_counts])[order]
+
+
+def _change(*columns: IntArray) -> BoolArray:
+    """True where a row's key differs from the previous row's (and at row 0)."""
+    n = len(columns[0])
+    change = np.zeros(n, np.bool_)
+    if n:
+        change[0] = True
+        for column in columns:
+            change[1:] |= column[1:] != column[:-1]
+    return change
+
+
+def _starts(*columns: IntArray) -> IntArray:
+    return np.flatnonzero(_change(*columns))
