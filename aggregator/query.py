@@ -208,10 +208,9 @@ def run_query(store: StoreReader, tiers: Sequence[Tier], request: QueryRequest) 
         index, bucket_ns, values = quantile_rows(merged_sketches, q)
     else:
         rows = read_rows(store, tiers, tier, series, start_ns, end_ns, step_ns)
-        present = np.zeros(len(rows.series), np.bool_)
-        present[rows.index] = True
-        if not present.all():
-            bare = [s for s, p in zip(rows.series, present.tolist(), strict=True) if not p]
+        present = {rows.series[i] for i in np.unique(rows.index).tolist()}
+        if len(present) < len(series):
+            bare = [s for s in series if s not in present]
             found = read_sketches(store, tiers, tier, bare, start_ns, end_ns, step_ns)
             rows = Rollups.concat([rows, as_rollups(found)])
         mapping = group_numbers(rows.series)

@@ -15,6 +15,7 @@ import logging
 import re
 from collections.abc import Sequence
 from itertools import repeat
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -24,7 +25,8 @@ from collector.parse_result import split_near_middle
 from collector.stats import IngestStats
 from collector.statsd import COUNTER, GAUGE, SET, TIMER, StatsdMetric, parse_line
 from collector.statsd_flush import SlotOutputs, output_names, timer_stats
-from storage.records import FloatArray, IndexArray, Samples, Series
+from storage.records import FloatArray, IndexArray, Samples, Series, Sketches
+from storage.sketches import build as build_sketches
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,13 @@ _VALUES_MAX = 100_000  # bound of the value-text cache (cleared when full)
 _KEYS_MAX = 1_000_000  # bound of the key cache; slots are bounded by idle expiry
 
 BoolArray = NDArray[np.bool_]
+
+
+class Flushed(NamedTuple):
+    """What one flush interval produced."""
+
+    samples: Samples
+    sketches: Sketches
 
 
 class StatsdAggregator:
@@ -309,8 +318,9 @@ class StatsdAggregator:
 
     # --- flush -----------------------------------------------------------------------------
 
-    def flush(self, now_ns: int) -> Samples:
-        """Everything of the interval as points at `now_ns`; then start a new interval."""
+    def flush(self, now_ns: int) -> Flushed:
+        """Everything of the interval as points at `now_ns`, and a sketch of each timer's values
+        under its base name; then start a new interval."""
         n = len(self._slot_keys)
         active = self._active[:n]
         idle = np.where(active, 0, self._idle[:n] + 1)
@@ -323,6 +333,7 @@ class StatsdAggregator:
             series.extend(s for slot in slots for s in self._outputs[slot][:width])
             parts.append(np.column_stack(columns).ravel() if columns else np.empty(0))
 
+        timer_sketches = Sketches.empty()
         with np.errstate(over="ignore", invalid="ignore"):
             counters = np.flatnonzero(alive & (kind == COUNTER))
             counts = self._counter[counters]
@@ -338,6 +349,7 @@ class StatsdAggregator:
                 parts_by_column = zip(*self._timer_parts, strict=True)
                 slots, values, weights = (np.concatenate(c) for c in parts_by_column)
                 timer_slots, table, valid = timer_stats(slots, values, weights, self._percentiles)
+                timer_sketches = self._sketches(slots, values, weights, now_ns)
                 for slot, row in zip(timer_slots.tolist(), valid.tolist(), strict=True):
                     series.extend(s for s, ok in zip(self._outputs[slot], row, strict=True) if ok)
                 parts.append(table[valid])
@@ -355,7 +367,17 @@ class StatsdAggregator:
             values_out,
         )
         self._next_interval(idle, alive)
-        return samples
+        return Flushed(samples, timer_sketches)
+
+    def _sketches(
+        self, slots: IndexArray, values: FloatArray, weights: FloatArray, now_ns: int
+    ) -> Sketches:
+        """One sketch per timer slot of its values, each counted 1 / sample rate times."""
+        label, keys, counts = build_sketches(slots.astype(np.int64), values, weights)
+        used, index = np.unique(label, return_inverse=True)
+        series = [self._slot_keys[slot][1] for slot in used.tolist()]
+        ts = np.full(len(keys), now_ns, np.int64)
+        return Sketches(series, index.astype(np.int32), ts, keys, counts)
 
     def _next_interval(self, idle: NDArray[np.int64], alive: BoolArray) -> None:
         n = len(idle)

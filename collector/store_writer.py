@@ -12,6 +12,7 @@ threads queries need, however many clients write at once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from typing import Self
 from collector.service_metrics import ServiceMetrics
 from collector.stats import IngestStats
 from storage.base import Store, WriteResult
-from storage.records import Samples
+from storage.records import Samples, Sketches
 from storage.tasks import cancelled
 
 log = logging.getLogger(__name__)
@@ -45,11 +46,15 @@ class StoreWriter:
         self._metrics = metrics
         self._executor = ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="store-write")
 
-    async def write(self, samples: Samples, protocol: str) -> WriteResult:
-        """Store `samples` durably; count what the series limit refused under `protocol`."""
+    async def write(
+        self, samples: Samples, protocol: str, sketches: Sketches | None = None
+    ) -> WriteResult:
+        """Store `samples` (and `sketches`) durably; count what the series limit refused under
+        `protocol`."""
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._executor, self._store.write, samples)
+        write = functools.partial(self._store.write, samples, sketches)
+        result = await loop.run_in_executor(self._executor, write)
         self._metrics.store_write_seconds.observe(time.perf_counter() - started)
         if result.refused_points:
             self._stats.add_dropped(protocol, "series_limit", result.refused_points)
@@ -85,17 +90,18 @@ class BatchingSink:
         self._stats = stats
         self._interval_s = interval_s
         self._max_pending = max_pending
-        self._pending: list[tuple[str, Samples]] = []
-        self._pending_points = 0
+        self._pending: list[tuple[str, Samples, Sketches]] = []
+        self._pending_points = 0  # points and sketch rows
 
-    def add(self, samples: Samples, protocol: str) -> None:
-        if not len(samples):
+    def add(self, samples: Samples, protocol: str, sketches: Sketches | None = None) -> None:
+        sketches = Sketches.empty() if sketches is None else sketches
+        if not len(samples) and not len(sketches):
             return
-        self._pending.append((protocol, samples))
-        self._pending_points += len(samples)
+        self._pending.append((protocol, samples, sketches))
+        self._pending_points += len(samples) + len(sketches)
         while self._pending_points > self._max_pending and len(self._pending) > 1:
-            old_protocol, old = self._pending.pop(0)
-            self._pending_points -= len(old)
+            old_protocol, old, old_sketches = self._pending.pop(0)
+            self._pending_points -= len(old) + len(old_sketches)
             self._stats.add_dropped(old_protocol, "store_backlog", len(old))
 
     async def __aenter__(self) -> Self:
@@ -115,13 +121,14 @@ class BatchingSink:
         if not self._pending:
             return
         batches, self._pending, self._pending_points = self._pending, [], 0
-        by_protocol: dict[str, list[Samples]] = {}
-        for protocol, samples in batches:
-            by_protocol.setdefault(protocol, []).append(samples)
+        by_protocol: dict[str, list[tuple[Samples, Sketches]]] = {}
+        for protocol, samples, sketches in batches:
+            by_protocol.setdefault(protocol, []).append((samples, sketches))
         for protocol, group in by_protocol.items():
-            merged = Samples.concat(group)
+            merged = Samples.concat([samples for samples, _ in group])
+            merged_sketches = Sketches.concat([sketches for _, sketches in group])
             try:
-                await self._writer.write(merged, protocol)
+                await self._writer.write(merged, protocol, merged_sketches)
             except Exception:
                 log.exception("store write of %d %s points failed; retrying", len(merged), protocol)
-                self.add(merged, protocol)
+                self.add(merged, protocol, merged_sketches)

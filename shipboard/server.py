@@ -186,7 +186,8 @@ async def _start_collector(node: _Node, writer: StoreWriter) -> None:
 
     async def flush_statsd() -> None:
         started = time.perf_counter()
-        sink.add(statsd.flush(time.time_ns()), "statsd")
+        flushed = statsd.flush(time.time_ns())
+        sink.add(flushed.samples, "statsd", flushed.sketches)
         metrics.flush_seconds.observe(time.perf_counter() - started)
 
     await node.stack.enter_async_context(_flushing(settings.flush_interval_s, flush_statsd))

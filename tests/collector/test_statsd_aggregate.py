@@ -26,13 +26,13 @@ def make(**kwargs: object) -> tuple[StatsdAggregator, IngestStats]:
 
 def all_points(agg: StatsdAggregator) -> list[tuple[str, float]]:
     """Sorted points of a flush; a name used with two types may give a series twice."""
-    samples = agg.flush(NOW)
+    samples = agg.flush(NOW).samples
     assert bool(np.isfinite(samples.values).all())
     return sorted((str(s), v) for s, _, v in samples.points())
 
 
 def flushed(agg: StatsdAggregator, now_ns: int = NOW) -> dict[str, float]:
-    samples = agg.flush(now_ns)
+    samples = agg.flush(now_ns).samples
     assert set(samples.ts_ns.tolist()) <= {now_ns}
     points = {str(s): v for s, _, v in samples.points()}
     assert len(points) == len(samples), "a series appeared twice in one flush"
@@ -211,7 +211,7 @@ def test_fast_path_and_exact_path_agree(batches: list[bytes], flush_between: boo
 def test_valid_lines_are_all_received(cases: list[tuple[bytes, dict[str, object]]]) -> None:
     agg, stats = make()
     agg.ingest(b"\n".join(line for line, _ in cases))
-    got = agg.flush(NOW)
+    got = agg.flush(NOW).samples
     assert stats.received["statsd"] == len(cases)
     assert not stats.dropped
     names = {s.metric for s in got.series}

@@ -37,7 +37,7 @@ class Listener:
         await asyncio.sleep(0.05)  # anything more would be a bug: let it arrive
 
     def flushed(self) -> dict[str, float]:
-        return {str(s): v for s, _, v in self.aggregator.flush(1).points()}
+        return {str(s): v for s, _, v in self.aggregator.flush(1).samples.points()}
 
 
 @pytest.fixture
@@ -170,12 +170,12 @@ async def test_udp_burst_beyond_the_buffer_is_counted_and_the_listener_recovers(
         assert dropped > sent // 2
         assert accounted() == sent_lines
         # What was taken in is aggregated, every line of it.
-        burst = {str(s): v for s, _, v in aggregator.flush(1).points()}
+        burst = {str(s): v for s, _, v in aggregator.flush(1).samples.points()}
         assert burst["burst.count"] == stats.received["statsd"] == sent_lines - dropped * 20
         # Afterwards the listener takes everything again, and counts no more drops.
         received_before = stats.received["statsd"]
         await send_udp(server.udp_port, *[b"after:1|c\nafter:2|c"] * 10)
         await wait_received(stats, received_before + 20)
-        got = {str(s): v for s, _, v in aggregator.flush(2).points()}
+        got = {str(s): v for s, _, v in aggregator.flush(2).samples.points()}
         assert got["after.count"] == 30.0
         assert stats.dropped["statsd", "overload"] == dropped

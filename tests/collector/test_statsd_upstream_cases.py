@@ -217,7 +217,7 @@ def test_upstream_line_through_the_aggregator(case: LineCase) -> None:
         agg = StatsdAggregator(stats, flush_interval_s=10.0, idle_flushes=1)
         ingest = agg.ingest_exact if exact else agg.ingest
         ingest(b"before:1|c\n" + case.line + b"\nafter:1|c")
-        points = {str(s): v for s, _, v in agg.flush(NOW).points()}
+        points = {str(s): v for s, _, v in agg.flush(NOW).samples.points()}
         assert points.pop("before.count") == points.pop("after.count") == 1.0
         points = {k: v for k, v in points.items() if not k.startswith(("before.", "after."))}
         if case.reason is None:
@@ -408,7 +408,7 @@ def test_upstream_flush(case: FlushCase, exact: bool) -> None:
     )
     for packet in case.packets:
         (agg.ingest_exact if exact else agg.ingest)(packet)
-    points = {str(s): v for s, _, v in agg.flush(NOW).points()}
+    points = {str(s): v for s, _, v in agg.flush(NOW).samples.points()}
     assert points == pytest.approx(case.points)
     assert {reason: n for (_, reason), n in stats.dropped.items()} == (case.dropped or {})
 
@@ -419,10 +419,10 @@ def test_a_bad_timer_line_of_a_known_key_is_stored_as_nothing_on_the_fast_path()
     stats = IngestStats()
     agg = StatsdAggregator(stats, flush_interval_s=10.0, idle_flushes=0)
     agg.ingest(b"glork:320|ms\ngorets:1|c")
-    assert agg.flush(NOW).points()
+    assert agg.flush(NOW).samples.points()
     agg.ingest(b"glork:-320|ms\ngorets:1|c")
-    points = {str(s): v for s, _, v in agg.flush(NOW).points()}
+    points = {str(s): v for s, _, v in agg.flush(NOW).samples.points()}
     assert points == {"gorets.count": 1.0, "gorets.rate": 0.1}
     assert dict(stats.dropped) == {("statsd", "bad_value"): 1}
     agg.ingest(b"glork:-0.0|ms")  # Number("-0.0") >= 0 in etsy
-    assert {str(s) for s, _, _ in agg.flush(NOW).points()} >= {"glork.count", "glork.upper"}
+    assert {str(s) for s, _, _ in agg.flush(NOW).samples.points()} >= {"glork.count", "glork.upper"}
