@@ -277,3 +277,31 @@ def test_shipboard_agent_pushes_this_host_over_line_protocol(server: RunningShip
     assert server.query(metric="net.recv_bytes_per_s", tags="host:agent-e2e", **{"from": "-5m"})[
         "series"
     ]
+
+
+def test_timer_percentiles_come_from_merged_sketches_of_every_host(server: RunningShipboard):
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    fast, slow = rng.lognormal(3, 0.5, 3000).round(3), rng.lognormal(5, 0.5, 1000).round(3)
+    lines = [f"e2e.latency:{v!r}|ms|#host:fast,service:api" for v in fast.tolist()]
+    lines += [f"e2e.latency:{v!r}|ms|@0.5|#host:slow,service:api" for v in slow.tolist()]
+    with socket.create_connection(("127.0.0.1", server.statsd_port)) as conn:
+        conn.sendall(("\n".join(lines) + "\n").encode())
+    expected_count = len(fast) + 2 * len(slow)  # @0.5 counts each value twice
+    wait_for(
+        lambda: values_of(server, "e2e.latency", agg="count", step="1h", group_by="service")
+        == [float(expected_count)]
+    )
+    # The slow host's values count twice, as its sample rate says.
+    everything = np.concatenate([fast, slow, slow])
+    for agg, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999)):
+        [got] = values_of(server, "e2e.latency", agg=agg, step="1h", group_by="service")
+        assert abs(got / np.quantile(everything, q) - 1) < 0.0055, agg
+    per_host = server.query(metric="e2e.latency", agg="p99", step="1h", **{"from": "-10m"})
+    by_host = {s["tags"]["host"]: s["points"][0][1] for s in per_host["series"]}
+    assert abs(by_host["fast"] / np.quantile(fast, 0.99) - 1) < 0.0055
+    assert abs(by_host["slow"] / np.quantile(slow, 0.99) - 1) < 0.0055
+    status, body = server.get("/api/v1/query?metric=e2e.latency&agg=p1000")
+    assert status == 400
+    assert b"percentile" in body
