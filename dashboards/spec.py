@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from aggregator.rollups import AGGREGATES
+from aggregator.sketch_rollups import percentile
 from dashboards.errors import SpecError
 from storage.records import NS_PER_MS
 from storage.timeparse import parse_duration_ns
@@ -18,6 +19,10 @@ KINDS = ("deploy", "flag", "note", "alert")
 UNITS = ("", "percent", "bytes", "bytes/s", "ms", "s", "req/s", "ops/s", "count")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _VARIABLE = re.compile(r"^\$([a-z_][a-z0-9_]*)$")
+AGG_HELP = (
+    f"use one of {', '.join(AGGREGATES)} or a percentile pNN or pNN.N above p0 and at"
+    " most p100, such as p50, p99 or p99.9 (of a StatsD timer's base name, from its sketches)"
+)
 RESERVED = frozenset({"from", "to", "kiosk", "playlist", "rotate", "refresh", "points"})
 """URL query keys of a view, so no variable may take these names."""
 
@@ -38,7 +43,8 @@ class Threshold:
 
 @dataclass(frozen=True, slots=True)
 class Panel:
-    """One graph: a query (tag values may be `$var`), a unit, thresholds and overlays."""
+    """One graph: a query (tag values may be `$var`), a unit, thresholds and overlays, and a
+    description shown when hovering its title (what the numbers are, how they are computed)."""
 
     id: str
     title: str
@@ -49,6 +55,7 @@ class Panel:
     unit: str
     thresholds: tuple[Threshold, ...]
     overlays: tuple[Overlay, ...]
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,12 +162,15 @@ def _overlays(reader: _Reader, node: yaml.Node) -> tuple[Overlay, ...]:
 
 
 def _panel(reader: _Reader, node: yaml.Node, panel_id: str, defaults: tuple[Overlay, ...]) -> Panel:
-    allowed = ("title", "metric", "tags", "agg", "group_by", "unit", "thresholds", "annotations")
+    allowed = (
+        "title", "description", "metric", "tags", "agg", "group_by", "unit", "thresholds",
+        "annotations",
+    )  # fmt: skip
     fields = reader.mapping(node, allowed)
     metric = reader.required(fields, "metric", node)
     agg = reader.text(fields["agg"]) if "agg" in fields else "mean"
-    if agg not in AGGREGATES:
-        raise reader.fail(fields["agg"], f"agg must be one of {', '.join(AGGREGATES)}")
+    if agg not in AGGREGATES and percentile(agg) is None:
+        raise reader.fail(fields["agg"], f"agg {agg!r} is not an aggregate; {AGG_HELP}")
     unit = reader.text(fields["unit"]) if "unit" in fields else ""
     if unit not in UNITS:
         raise reader.fail(fields["unit"], f"unit must be one of {', '.join(map(repr, UNITS))}")
@@ -185,6 +195,7 @@ def _panel(reader: _Reader, node: yaml.Node, panel_id: str, defaults: tuple[Over
         unit=unit,
         thresholds=tuple(thresholds),
         overlays=overlays,
+        description=reader.text(fields["description"]).strip() if "description" in fields else "",
     )
 
 

@@ -76,7 +76,12 @@ def _draw(
 def _panel_card(panel: Panel, view: ViewState, drawn: DrawnPanel) -> Component:
     key = {"panel": panel.id}
     header = [
-        html.H3(panel.title, className="panel-title"),
+        # The description shows when hovering the title (a dotted underline says there is one).
+        html.H3(
+            panel.title,
+            className="panel-title described" if panel.description else "panel-title",
+            title=panel.description or None,
+        ),
         html.A("CSV", className="csv-link", download="", href=drawn.csv_href),
     ]
     return html.Div(

@@ -12,13 +12,16 @@ from annotations.control.notes import add_annotation, update_annotation
 from annotations.control.tokens import create_token
 from annotations.flags.store import create_flag, patch_flag
 from storage.embedded import EmbeddedStore
-from storage.records import NS_PER_S, Samples, Series
+from storage.records import NS_PER_S, Samples, Series, Sketches
+from storage.sketches import build
 
 STEP_S = 10
 HOSTS = {"web-1": 25.0, "web-2": 60.0}
 """cpu.user of each host: a constant, so every bucket's mean is known."""
 SERVICES = {"web": 120.0, "api": 40.0}
 """http.requests.rate of each service."""
+LATENCY_MS = np.array([80.0] * 95 + [200.0] * 5)
+"""The http.latency values of each flush of each service: p90 80 ms, p99 200 ms."""
 SCRIPT = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 
 HOST_METRICS = {
@@ -61,12 +64,7 @@ def metric_points(start_ns: int, end_ns: int, step_s: int = STEP_S) -> Samples:
         values.append(70.0)
     for service, rate in SERVICES.items():
         tags = {"service": service, "environment": "prod"}
-        for metric, level in (
-            ("http.requests.rate", rate),
-            ("http.errors.rate", rate / 100),
-            ("http.latency.p90", 80.0),
-            ("http.latency.p99", 200.0),
-        ):
+        for metric, level in (("http.requests.rate", rate), ("http.errors.rate", rate / 100)):
             series.append(Series.of(metric, tags))
             values.append(level)
     n = len(times)
@@ -76,6 +74,22 @@ def metric_points(start_ns: int, end_ns: int, step_s: int = STEP_S) -> Samples:
         np.tile(times, len(series)),
         np.repeat(np.asarray(values, np.float64), n),
     )
+
+
+def latency_sketches(start_ns: int, end_ns: int, step_s: int = STEP_S) -> Sketches:
+    """A sketch of LATENCY_MS under `http.latency` for each service every `step_s`, as the
+    StatsD flush writes a timer's sketch under its base name."""
+    step_ns = step_s * NS_PER_S
+    times = np.arange(-(-start_ns // step_ns) * step_ns, end_ns, step_ns, dtype=np.int64)
+    series = tuple(
+        Series.of("http.latency", {"service": service, "environment": "prod"})
+        for service in SERVICES
+    )
+    sketch = np.repeat(np.arange(len(series) * len(times)), len(LATENCY_MS))
+    values = np.tile(LATENCY_MS, len(series) * len(times))
+    label, keys, counts = build(sketch, values, np.ones(len(values)))
+    index, at = np.divmod(label, len(times))
+    return Sketches(series, index.astype(np.int32), times[at], keys, counts)
 
 
 def seed_alerts(db: ControlDB, now_ns: int) -> tuple[int, int, int]:
@@ -129,7 +143,8 @@ def seed_alerts(db: ControlDB, now_ns: int) -> tuple[int, int, int]:
 def seed(store: EmbeddedStore, db: ControlDB, now_ns: int) -> Seeded:
     """Two hours of metrics, two finished deploys (one failed), a flag change, a note and two
     alerts (one resolved, one firing)."""
-    store.write(metric_points(now_ns - 2 * 3600 * NS_PER_S, now_ns))
+    start_ns = now_ns - 2 * 3600 * NS_PER_S
+    store.write(metric_points(start_ns, now_ns), latency_sketches(start_ns, now_ns))
     minute = 60 * NS_PER_S
     ok_ns, failed_ns = now_ns - 50 * minute, now_ns - 30 * minute
     ok = start_deploy(

@@ -9,6 +9,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from aggregator.sketch_rollups import percentile
 from dashboards.errors import SpecError
 from dashboards.spec import Overlay, load_catalog, parse_dashboard, substitute
 
@@ -58,7 +59,7 @@ def test_a_good_file_loads_with_defaults_filled_in() -> None:
     ("text", "line", "message"),
     [
         ("title: A\nrows:\n  - panels:\n      - {title: x}\n", 4, "missing 'metric'"),
-        ("title: A\nrows:\n  - panels:\n      - {metric: m, agg: p99}\n", 4, "agg must be one of"),
+        ("title: A\nrows:\n  - panels:\n      - {metric: m, agg: p101}\n", 4, "'p101' is not"),
         ("title: A\nrows:\n  - panels:\n      - {metric: m, unit: furlongs}\n", 4, "unit must be"),
         ("title: A\ncolour: red\nrows: []\n", 2, "unknown key 'colour'"),
         (
@@ -80,6 +81,39 @@ def test_a_mistake_names_the_file_and_line(text: str, line: int, message: str) -
     assert raised.value.line == line
     assert message in str(raised.value)
     assert str(raised.value).startswith(f"/teams/bad.yaml:{line}: ")
+
+
+def one_panel(fields: str) -> str:
+    return f"title: A\nrows:\n  - panels:\n      - {{metric: http.latency, {fields}}}\n"
+
+
+def test_percentiles_are_aggregates_and_a_description_is_the_title_hover() -> None:
+    for agg, quantile in (("p50", 0.5), ("p99", 0.99), ("p99.9", 0.999), ("p100", 1.0)):
+        (panel,) = parse_dashboard(one_panel(f"agg: {agg}"), "a", "a.yaml").panels()
+        assert panel.agg == agg
+        assert percentile(panel.agg) == pytest.approx(quantile)
+        assert panel.description == ""
+    text = one_panel("agg: p99, description: '  From merged sketches.  '")
+    (panel,) = parse_dashboard(text, "a", "a.yaml").panels()
+    assert panel.description == "From merged sketches."
+
+
+@given(st.integers(1, 1000))
+def test_every_percentile_to_a_tenth_loads(tenths: int) -> None:
+    agg = f"p{tenths / 10:g}"  # p0.1 ... p99.9, p100
+    (panel,) = parse_dashboard(one_panel(f"agg: {agg}"), "a", "a.yaml").panels()
+    assert percentile(panel.agg) == pytest.approx(tenths / 1000)
+
+
+@pytest.mark.parametrize("agg", ["p101", "pxx", "p0", "p-1", "P99", "p99.", "99"])
+def test_a_bad_percentile_says_what_an_aggregate_may_be(agg: str) -> None:
+    with pytest.raises(SpecError) as raised:
+        parse_dashboard(one_panel(f"agg: '{agg}'"), "a", "a.yaml")
+    assert str(raised.value) == (
+        f"a.yaml:4: agg {agg!r} is not an aggregate; use one of mean, min, max, sum, count, last"
+        " or a percentile pNN or pNN.N above p0 and at most p100, such as p50, p99 or p99.9"
+        " (of a StatsD timer's base name, from its sketches)"
+    )
 
 
 scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=8)
@@ -113,6 +147,19 @@ def test_built_in_dashboards_load_and_a_bad_file_leaves_the_others_working(tmp_p
     assert len(builtin["hosts"].panels()) == 8
     assert len(builtin["services"].panels()) == 4
     assert {v.name for v in builtin["services"].variables} == {"service", "environment"}
+    p90, p99 = builtin["services"].rows[1].panels
+    assert (p90.metric, p90.agg, p99.metric, p99.agg) == (
+        "http.latency",
+        "p90",
+        "http.latency",
+        "p99",
+    )
+    assert p90.group_by == p99.group_by == ("service",)
+    assert [t.value for t in p99.thresholds] == [500.0]
+    for panel in (p90, p99):
+        assert "merged latency sketches of every host" in panel.description
+        assert "within 0.54%" in panel.description
+        assert "never an average of per-host" in panel.description
 
 
 def test_variables_substitute_and_unset_ones_match_everything() -> None:
