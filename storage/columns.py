@@ -222,6 +222,8 @@ def drop_before(run: Columns, floor_ns: int) -> Columns:
 def summarise(rows: Columns, width_ns: int) -> Columns:
     """Raw rows as rollup rows, one per (sid, bucket of `width_ns`): min, max, sum, count and
     last (by time); a point written twice at one time counts once (the last written)."""
+    if not len(rows):  # a backfill of sketches alone has no rows for the tier
+        return Columns.empty(ROLLUP_WIDTH)
     rows = merge([rows], RAW_WIDTH)
     bucket = rows.ts - rows.ts % width_ns
     order = np.lexsort((rows.ts, bucket, rows.sid))

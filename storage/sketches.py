@@ -100,11 +100,11 @@ def estimates(keys: IntArray, scales: IntArray) -> FloatArray:
     """The value each bucket key stands for: its bucket's harmonic middle (0 for zeros)."""
     index = (np.abs(keys) - _BUCKET_BASE).astype(np.float64)
     step = 2.0 ** (-scales.astype(np.float64))
-    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", under="ignore"):
         lower = np.exp2(index * step)
-        upper = np.exp2((index + 1) * step)
-        middle = 2 * lower * upper / (lower + upper)
-        middle = np.where(np.isfinite(middle), middle, lower)
+        # 2LU / (L + U) as 2L / (1 + L/U): L * U itself overflows above 1e154 and underflows
+        # to 0 below 1e-154, and the top bucket's U is beyond the largest float
+        middle = lower * (2 / (1 + np.exp2(-step)))
     return np.where(keys == 0, 0.0, np.sign(keys) * middle)
 
 
@@ -233,7 +233,9 @@ def quantiles(
         return estimates(keys[bucket[np.minimum(found, len(bucket) - 1)]], scales)
 
     below, above = at(low), at(np.minimum(low + 1, np.maximum(total - 1, 0.0)))
-    estimate = np.clip(below + (rank - low) * (above - below), values[first + 2], values[first + 3])
+    # (1 - f) below + f above: above - below overflows when they are huge of opposite signs
+    f = rank - low
+    estimate = np.clip((1 - f) * below + f * above, values[first + 2], values[first + 3])
     return label[first], np.where(total > 0, estimate, np.nan)
 
 
