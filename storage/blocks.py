@@ -2,9 +2,11 @@
 
 A block is a directory `blocks/<tier>/<number>` holding `sid.npy`, `ts.npy` and `c<i>.npy`,
 sorted by (sid, ts) with one row per key. Pages come from the OS cache as queries touch them,
-so old data costs no resident memory. Blocks are written, fsync'd, then listed in the manifest;
-a block directory the manifest does not list was left by a checkpoint, compaction or retention
-pass that did not finish, and recovery removes it (`remove_unlisted`).
+so old data costs no resident memory. A sketch table's block is compact instead
+(`storage.sketch_blocks`: per-sketch arrays and narrow bucket rows, decoded as read). Blocks
+are written, fsync'd, then listed in the manifest; a block directory the manifest does not
+list was left by a checkpoint, compaction or retention pass that did not finish, and recovery
+removes it (`remove_unlisted`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from storage.columns import Columns
+from storage import sketch_blocks
+from storage.columns import SKETCH_WIDTH, Columns, IdArray, select_sorted
 from storage.files import fsync_dir, mkdir_durable, write_synced
 
 _LOG = logging.getLogger(__name__)
@@ -58,7 +61,25 @@ class BlockInfo:
 @dataclass(frozen=True, slots=True)
 class Block:
     info: BlockInfo
-    rows: Columns
+    rows: Columns | sketch_blocks.SketchRun
+
+    def select(self, sids: IdArray | None, start_ns: int, end_ns: int) -> Columns:
+        """The rows of the sorted `sids` (None: any) in [start_ns, end_ns) (`select_sorted`)."""
+        if isinstance(self.rows, sketch_blocks.SketchRun):
+            return self.rows.select(sids, start_ns, end_ns)
+        return select_sorted(self.rows, sids, start_ns, end_ns)
+
+    def decoded(self) -> Columns:
+        """Every row, for a merge (decoded whole from a compact block)."""
+        if isinstance(self.rows, sketch_blocks.SketchRun):
+            return self.rows.decoded()
+        return self.rows
+
+    def keys(self) -> Columns:
+        """The (sid, ts) keys of the block, without columns (of each sketch, if compact)."""
+        if isinstance(self.rows, sketch_blocks.SketchRun):
+            return self.rows.keys()
+        return Columns(self.rows.sid, self.rows.ts, ())
 
     def overlaps(self, start_ns: int, end_ns: int) -> bool:
         return self.info.max_ts >= start_ns and self.info.min_ts < end_ns
@@ -72,7 +93,10 @@ def write_block(root: Path, tier: str, number: int, rows: Columns, level: int = 
     """Write a sorted, de-duplicated, non-empty run as block `number`; durable on return."""
     directory = block_dir(root, tier, number)
     mkdir_durable(directory)
-    arrays = {"sid": rows.sid, "ts": rows.ts} | {f"c{i}": c for i, c in enumerate(rows.cols)}
+    arrays = sketch_blocks.encode(rows) if rows.width == SKETCH_WIDTH else None
+    if arrays is None:
+        arrays = {"sid": rows.sid, "ts": rows.ts}
+        arrays |= {f"c{i}": c for i, c in enumerate(rows.cols)}
     for name, array in arrays.items():
         write_synced(
             directory / f"{name}.npy", functools.partial(np.save, arr=np.ascontiguousarray(array))
@@ -86,7 +110,10 @@ def load_block(root: Path, tier: str, info: BlockInfo, width: int) -> Block:
     return Block(info, load_rows(block_dir(root, tier, info.number), width))
 
 
-def load_rows(directory: Path, width: int) -> Columns:
+def load_rows(directory: Path, width: int) -> Columns | sketch_blocks.SketchRun:
+    if width == SKETCH_WIDTH and sketch_blocks.is_compact(directory):
+        return sketch_blocks.load(directory)
+
     def load(name: str) -> Any:
         return np.load(directory / f"{name}.npy", mmap_mode="r")
 

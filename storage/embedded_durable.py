@@ -159,7 +159,9 @@ class DurableView(StoreView):
         """Rewrite a rollup tier of a version-1 store, where a late point's bucket had partial
         rows that readers combined, with one row per bucket (they replace each other now).
         Series ranges of at most about `MAX_MERGE_ROWS` rows at a time bound the memory."""
-        runs = [b.rows for b in blocks[tier]] + [r for heads in frozen for r in heads[tier].runs()]
+        runs = [b.decoded() for b in blocks[tier]] + [
+            r for heads in frozen for r in heads[tier].runs()
+        ]
         total = sum(len(r) for r in runs)
         ranges = max(1, -(-total // MAX_MERGE_ROWS))
         edges = np.linspace(0, len(self._index) + 1, ranges + 1).astype(np.int64)
@@ -197,7 +199,7 @@ class DurableView(StoreView):
                 break
             if sum(b.info.rows for b in tail) > MAX_MERGE_ROWS:
                 break
-            rows = merge([b.rows for b in tail], self._widths[tier])
+            rows = merge([b.decoded() for b in tail], self._widths[tier])
             merged = block_files.write_block(self._root, tier, number, rows, level + 1)
             blocks[tier] = (*blocks[tier][:-BLOCK_FAN_IN], merged)
             obsolete += [(tier, b.info.number) for b in tail]

@@ -270,7 +270,7 @@ class StoreView:
         live = np.zeros(len(self._index), np.bool_)
         for name, kept in blocks.items():
             for block in kept:
-                _mark_live(live, block.rows, floors[tier_of(name)])
+                _mark_live(live, block.keys(), floors[tier_of(name)])
         with self._lock:
             # Heads under the lock: a series written since the blocks were read is live.
             for heads in (*self._frozen, self._heads):
@@ -352,7 +352,7 @@ def _gather(
     width: int,
 ) -> Columns:
     """The rows of `blocks` and `heads` for `sids` (None: all) in range, in write order."""
-    pieces = [select_sorted(b.rows, sids, start_ns, end_ns) for b in blocks]
+    pieces = [b.select(sids, start_ns, end_ns) for b in blocks]
     for head in heads:
         pieces += [select_sorted(p, sids, start_ns, end_ns) for p in head.parts]
         pieces += [select_unsorted(c, member, start_ns, end_ns) for c in head.chunks]
