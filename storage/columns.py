@@ -111,9 +111,8 @@ def _merge_sketches(run: Columns) -> Columns:
         ((sid[1:] != sid[:-1]) | (ts[1:] > ts[:-1]) | (same & (key[1:] > key[:-1]))).all()
     ):
         return run
-    run = run.take(np.lexsort((run.ts, run.sid)))  # stable: a sketch's rows stay in key order
     keys = run.cols[0].astype(np.int64)
-    return run.take(sketches.last_written(run.sid.astype(np.int64), run.ts, keys))
+    return run.take(sketches.latest_rows(run.sid.astype(np.int64), run.ts, keys))
 
 
 def summarise_sketches(rows: Columns, width_ns: int) -> Columns:

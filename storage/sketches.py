@@ -125,13 +125,9 @@ def build(
         np.minimum.reduceat(values, firsts),
         np.maximum.reduceat(values, firsts),
     )
-    return _with_headers(
-        groups,
-        header_values,
-        group[buckets],
-        keys[buckets],
-        np.add.reduceat(weights, buckets),
-    )
+    number = np.cumsum(_change(group)) - 1
+    counts = np.add.reduceat(weights, buckets)
+    return _assemble(groups, header_values, number[buckets], keys[buckets], counts)
 
 
 def combine(
@@ -142,60 +138,61 @@ def combine(
     sketch at the coarsest scale among its parts."""
     if not len(keys):
         return label, keys, values
-    starts = keys == SCALE_KEY
-    sketch = np.cumsum(starts) - 1
-    scales = values[starts].astype(np.int64)
-    labels, inverse = np.unique(label[starts], return_inverse=True)
-    coarsest = np.full(len(labels), MAX_SCALE, np.int64)
-    np.minimum.at(coarsest, inverse, scales)
-    target = coarsest[inverse]
-    keys = downscale(keys, (scales - target)[sketch])
-    values = values.copy()
-    values[starts] = target
-    order = np.lexsort((keys, label))
-    label, keys, values = label[order], keys[order], values[order]
-    groups = _starts(label, keys)
-    out_keys = keys[groups]
-    merged = np.add.reduceat(values, groups)
-    lows = out_keys == MIN_KEY
-    highs = out_keys == MAX_KEY
-    scale_rows = out_keys == SCALE_KEY
-    if lows.any():
-        merged[lows] = np.minimum.reduceat(values, groups)[lows]
-        merged[highs] = np.maximum.reduceat(values, groups)[highs]
-        merged[scale_rows] = np.minimum.reduceat(values, groups)[scale_rows]
-    return label[groups], out_keys, merged
+    first = np.flatnonzero(keys == SCALE_KEY)
+    labels, group = np.unique(label[first], return_inverse=True)
+    groups = len(labels)
+    scales = values[first].astype(np.int64)
+    coarsest = np.full(groups, MAX_SCALE, np.int64)
+    np.minimum.at(coarsest, group, scales)
+    lows = np.full(groups, np.inf)
+    np.minimum.at(lows, group, values[first + 2])
+    highs = np.full(groups, -np.inf)
+    np.maximum.at(highs, group, values[first + 3])
+    headers = (
+        coarsest.astype(np.float64),
+        np.bincount(group, values[first + 1], groups).astype(np.float64, copy=False),
+        lows,
+        highs,
+    )
+    row_sketch = np.cumsum(keys == SCALE_KEY) - 1
+    bucket = is_bucket(keys)
+    owner = row_sketch[bucket]
+    bucket_keys = downscale(keys[bucket], (scales - coarsest[group])[owner])
+    out_group, out_keys, counts = _add_buckets(group[owner], bucket_keys, values[bucket], groups)
+    return _assemble(labels, headers, out_group, out_keys, counts)
 
 
 def merge_by(
     major: IntArray, minor: IntArray, keys: IntArray, values: FloatArray
 ) -> tuple[IntArray, IntArray, IntArray, FloatArray]:
     """Merge whole sketches (rows of each in key order, its scale row first) into one per
-    (major, minor) of their rows, e.g. (series, bucket): rows sorted by (major, minor, key)."""
+    (major, minor) of their rows, e.g. (series, bucket): rows sorted by (major, minor, key).
+    Sketches are ordered as wholes, so a sketch alone in its (major, minor) costs a copy."""
     if not len(keys):
         return major, minor, keys, values
-    starts = np.flatnonzero(keys == SCALE_KEY)
+    starts, lengths = _sketches(keys)
     order = np.lexsort((minor[starts], major[starts]))
     first = starts[order]
     new = _change(major[first], minor[first])
+    if new.all():
+        rows = _rows_of(first, lengths[order])
+        return major[rows], minor[rows], keys[rows], values[rows]
     merged_into = np.empty(len(starts), np.int64)
     merged_into[order] = np.cumsum(new) - 1
-    label = merged_into[np.cumsum(keys == SCALE_KEY) - 1]
+    label = np.repeat(merged_into, lengths)
     label, keys, values = combine(label, keys, values)
     heads = first[new]
     return major[heads][label], minor[heads][label], keys, values
 
 
-def last_written(sid: IntArray, ts: IntArray, keys: IntArray) -> BoolArray:
-    """Rows stably sorted by (sid, ts), sketches whole and in write order: True on the rows of
-    the last sketch written for each (sid, ts), which replaces the earlier ones whole."""
-    starts = keys == SCALE_KEY
-    position = np.arange(len(keys))
-    governing = np.maximum.accumulate(np.where(starts, position, -1))
-    group = np.cumsum(_change(sid, ts)) - 1
-    last_row = np.append(np.flatnonzero(_change(sid, ts))[1:], len(keys)) - 1
-    keep: BoolArray = governing == governing[last_row][group]
-    return keep
+def latest_rows(sid: IntArray, ts: IntArray, keys: IntArray) -> IntArray:
+    """The rows, in write order and sketches whole, of the last sketch written for each
+    (sid, ts), which replaces the earlier ones whole: row numbers sorted by (sid, ts, key)."""
+    starts, lengths = _sketches(keys)
+    order = np.lexsort((ts[starts], sid[starts]))  # stable: among twins the last is the latest
+    first = starts[order]
+    last = np.append(_change(sid[first], ts[first])[1:], True)
+    return _rows_of(first[last], lengths[order][last])
 
 
 def summary(
@@ -239,22 +236,63 @@ def quantiles(
     return label[first], np.where(total > 0, estimate, np.nan)
 
 
-def _with_headers(
-    groups: IntArray,
-    header_values: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
-    bucket_groups: IntArray,
+def _add_buckets(
+    group: IntArray, keys: IntArray, counts: FloatArray, groups: int
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """Counts of equal (group, key) added, sorted by (group, key): by counting into a dense
+    table when the keys span a range about as small as the rows, else by sorting."""
+    if not len(keys):
+        return group, keys, counts
+    low = int(keys.min())
+    span = int(keys.max()) - low + 1
+    if groups * span <= 4 * len(keys) + 65_536:
+        cell = group * span + (keys - low)
+        used = np.flatnonzero(np.bincount(cell, minlength=groups * span)).astype(np.int64)
+        added = np.bincount(cell, counts, groups * span)[used].astype(np.float64, copy=False)
+        return used // span, used % span + low, added
+    order = np.lexsort((keys, group))
+    group, keys = group[order], keys[order]
+    starts = _starts(group, keys)
+    return group[starts], keys[starts], np.add.reduceat(counts[order], starts)
+
+
+def _assemble(
+    labels: IntArray,
+    headers: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
+    bucket_group: IntArray,
     bucket_keys: IntArray,
     bucket_counts: FloatArray,
 ) -> tuple[IntArray, IntArray, FloatArray]:
-    """Header rows of each group before its bucket rows, sorted by (group, key)."""
-    n = len(groups)
-    head_groups = np.repeat(groups, len(HEADER_KEYS))
-    head_keys = np.tile(np.asarray(HEADER_KEYS, np.int64), n)
-    head_values = np.column_stack(header_values).ravel()
-    label = np.concatenate([head_groups, bucket_groups])
-    keys = np.concatenate([head_keys, bucket_keys])
-    order = np.lexsort((keys, label))
-    return label[order], keys[order], np.concatenate([head_values, bucket_counts])[order]
+    """Rows of the sketches of `labels` (sorted), each its header rows then its bucket rows,
+    which come sorted by (group number, key); placed without sorting."""
+    width = len(HEADER_KEYS)
+    per_group = np.bincount(bucket_group, minlength=len(labels)) + width
+    begins = np.cumsum(per_group) - per_group
+    total = int(per_group.sum())
+    label = np.repeat(labels, per_group)
+    keys = np.empty(total, np.int64)
+    values = np.empty(total, np.float64)
+    header_rows = (begins[:, None] + np.arange(width)).ravel()
+    keys[header_rows] = np.tile(np.asarray(HEADER_KEYS, np.int64), len(labels))
+    values[header_rows] = np.column_stack(headers).ravel()
+    first_bucket = np.searchsorted(bucket_group, np.arange(len(labels)))
+    bucket_rows = begins[bucket_group] + width + np.arange(len(bucket_group))
+    bucket_rows -= first_bucket[bucket_group]
+    keys[bucket_rows] = bucket_keys
+    values[bucket_rows] = bucket_counts
+    return label, keys, values
+
+
+def _sketches(keys: IntArray) -> tuple[IntArray, IntArray]:
+    """Where each sketch of whole sketches' rows starts, and how many rows it has."""
+    starts = np.flatnonzero(keys == SCALE_KEY)
+    return starts, np.diff(np.append(starts, len(keys)))
+
+
+def _rows_of(starts: IntArray, lengths: IntArray) -> IntArray:
+    """Row numbers of the runs [start, start + length), in the given order."""
+    total = int(lengths.sum())
+    return np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
 
 
 def _change(*columns: IntArray) -> BoolArray:

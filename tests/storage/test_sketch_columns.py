@@ -215,11 +215,8 @@ def test_runs_keep_the_last_sketch_written_of_each_key_whole(
     halves = [merge(runs[:half], SKETCH_WIDTH), merge(runs[half:], SKETCH_WIDTH)]
     assert_columns_equal(merge(halves, SKETCH_WIDTH), want)
     rows = sketch_rows(batch)
-    grouped = rows.take(np.lexsort((rows.ts, rows.sid)))  # stable: write order within a key
-    keep = sketches.last_written(
-        grouped.sid.astype(np.int64), grouped.ts, grouped.cols[0].astype(np.int64)
-    )
-    assert_columns_equal(grouped.take(keep), want)
+    keep = sketches.latest_rows(rows.sid.astype(np.int64), rows.ts, rows.cols[0].astype(np.int64))
+    assert_columns_equal(rows.take(keep), want)
 
 
 def test_a_sketch_written_again_replaces_the_old_one_even_with_fewer_buckets() -> None:
