@@ -25,7 +25,8 @@ BOUND = relative_error(STATSD_SCALE)
 
 def flushes(rng: np.random.Generator) -> tuple[Sketches, dict[Series, np.ndarray]]:
     """A sketch every 10 s for two hours for two hosts: b is ten times slower than a."""
-    parts, sent = [], {WEB_A: [], WEB_B: []}
+    parts: list[Sketches] = []
+    sent: dict[Series, list[np.ndarray]] = {WEB_A: [], WEB_B: []}
     for ts in range(START, NOW, 10 * 10**9):
         values = rng.lognormal(3.0, 0.5, 40)
         slow = values * 10
@@ -52,7 +53,9 @@ def query(agg: str, *, step: str = "1h", group_by: str = "", start: int = START)
     return QueryRequest.from_params(params, NOW + 2 * HOUR, 1000)
 
 
-def answers(store: Store, request: QueryRequest) -> tuple[str, dict[tuple, list[float]]]:
+def answers(
+    store: Store, request: QueryRequest
+) -> tuple[str, dict[tuple[tuple[str, str], ...], list[float]]]:
     result = run_query(store, TIERS, request)
     return result.tier, {tuple(sorted(s.tags.items())): s.values.tolist() for s in result.series}
 
