@@ -4,6 +4,9 @@ Layout in one database (v1) or bucket (v2), all in its default retention policy:
 
     <metric>,<tags> value=<float>                       raw points
     ~<tier>:<metric>,<tags> min=,max=,sum=,count=,last=  rollup rows, one point per bucket
+    ~sketch:<tier>:<metric>,<tags> scale=<int>i,sum=,min=,max=,buckets="<k>:<n>,<dk>:<n>,..."
+                                                         a sketch of a tier (raw too), one point
+                                                         per flush or bucket
     ~meta,tier=<tier> watermark=<int>i 0                 each tier's watermark
     ~meta,tier=raw floor=<int>i 0                        the raw retention floor
     ~dirty,bucket=<ns>,tier=<tier> n=1i <when marked>    a dirty bucket of a rollup tier
@@ -11,7 +14,8 @@ Layout in one database (v1) or bucket (v2), all in its default retention policy:
 Names starting with `~` are the store's own, so a metric may not start with one. Retention is
 `DELETE ... WHERE time < now - retention` per tier (a measurement regex tells tiers apart):
 InfluxDB's retention policies are per database and refuse points older than their duration,
-which would refuse backfills a tier still keeps.
+which would refuse backfills a tier still keeps. A sketch's buckets are one string field
+(`storage.influx_sketches`), so a later sketch of its series and time replaces it whole.
 
 Writes go to InfluxDB at once, or to the spool while it is away (`storage.influx_writes`).
 A rollup row overwrites the stored row of its bucket (InfluxDB keeps one point per series and
@@ -39,10 +43,11 @@ import orjson
 import urllib3
 
 from storage import influx_codec as codec
+from storage import influx_sketches as sketch_lines
 from storage.base import DirtyBuckets, WriteResult, retention_floors
 from storage.errors import ReadOnlyStoreError, StorageError, StoreClosedError
 from storage.influx_writes import DIRTY, InfluxWriter, Unavailable
-from storage.records import RAW, FloatArray, IndexArray, IntArray, Rollups, Samples, Series, Tier
+from storage.records import RAW, FloatArray, Rollups, Samples, Series, Sketches, Tier
 from storage.series_index import sort_key
 from storage.spool import Spool
 
@@ -50,9 +55,8 @@ _LOG = logging.getLogger(__name__)
 
 _META = "~meta"
 _RAW_MEASUREMENTS = "^[^~]"
-_MIN_TS, _MAX_TS = -(2**63) + 2, 2**63 - 2  # InfluxDB's representable time range
+_RAW_SKETCHES = sketch_lines.measurement_prefix(RAW)
 _CHUNK_ROWS = 50_000
-_MAX_FILTER_SERIES = 500  # above this a read filters by measurement only, then exactly here
 _FLOOR_TTL_S = 60.0
 
 
@@ -138,11 +142,13 @@ class InfluxStore:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def write(self, samples: Samples) -> WriteResult:
+    def write(self, samples: Samples, sketches: Sketches | None = None) -> WriteResult:
         self._check_writable()
-        if not len(samples):
+        sketches = sketches if sketches is not None else Sketches.empty()
+        if not len(samples) and not len(sketches):
             return WriteResult(0)
         prefixes, refused_series = self._admit(samples)
+        sketch_prefixes, more_refused = self._admit(sketches)
         keep = np.asarray([p is not None for p in prefixes], np.bool_)[samples.index]
         finite = np.isfinite(samples.values)
         if not finite.all():
@@ -154,12 +160,13 @@ class InfluxStore:
         too_old = int(np.count_nonzero(~recent))
         kept = keep & finite & recent
         subset = samples.take(kept)
-        if len(subset):
-            self._writer.deliver(
-                codec.encode_samples(subset, [p or "" for p in prefixes]), subset.ts_ns
-            )
+        lines, sketch_ts = sketch_lines.encode(RAW, sketches, sketch_prefixes, floor)
+        if len(subset) or lines:
+            payload = codec.encode_samples(subset, [p or "" for p in prefixes])
+            payload += "".join(line + "\n" for line in lines).encode()
+            self._writer.deliver(payload, np.concatenate([subset.ts_ns, sketch_ts]))
         refused = int((~keep & recent).sum())
-        return WriteResult(len(subset), refused, refused_series, too_old)
+        return WriteResult(len(subset), refused, refused_series + more_refused, too_old)
 
     def _floor(self) -> int | None:
         """The raw retention floor: older points are refused, as their buckets are no longer
@@ -180,8 +187,8 @@ class InfluxStore:
         with self._lock:
             return self._floor_ns
 
-    def _admit(self, samples: Samples) -> tuple[list[str | None], int]:
-        """Line prefixes of the batch's series (None: refused by the series limit or not
+    def _admit(self, samples: Samples | Sketches) -> tuple[list[str | None], int]:
+        """Raw line prefixes of the batch's series (None: refused by the series limit or not
         writable), and how many series were refused."""
         used = np.zeros(len(samples.series), np.bool_)
         used[samples.index] = True
@@ -211,7 +218,12 @@ class InfluxStore:
         return self._writer.spool_bytes
 
     def write_rollups(
-        self, tier: str, rollups: Rollups, watermark_ns: int, rerolled: DirtyBuckets | None = None
+        self,
+        tier: str,
+        rollups: Rollups,
+        watermark_ns: int,
+        rerolled: DirtyBuckets | None = None,
+        sketches: Sketches | None = None,
     ) -> None:
         self._check_writable()
         self._check_rollup_tier(tier)
@@ -220,6 +232,12 @@ class InfluxStore:
         mask = np.asarray(writable, np.bool_)[rollups.index] & finite
         prefixes = [codec.line_prefix(s, f"~{tier}:{s.metric}") for s in rollups.series]
         lines = codec.encode_rollups(rollups.take(mask), prefixes)
+        if sketches is not None:
+            own = [
+                codec.line_prefix(s, s.metric) if codec.writable(s) else None
+                for s in sketches.series
+            ]
+            lines += sketch_lines.encode(tier, sketches, own)[0]
         meta = codec.line_prefix(Series.of(_META, {"tier": tier}), _META)
         lines.append(f"{meta} watermark={watermark_ns}i 0")
         try:
@@ -274,66 +292,47 @@ class InfluxStore:
     # -- reads ----------------------------------------------------------------------------
 
     def read(self, series: Sequence[Series] | None, start_ns: int, end_ns: int) -> Samples:
-        keys, index, ts, fields = self._select(RAW, series, start_ns, end_ns, ("value",))
-        return Samples(keys, index, ts, fields[0])
+        keys, picked = self._found("", series, start_ns, end_ns, ("value",))
+        index, ts, (values,) = codec.stack(picked, ("value",))
+        return Samples(keys, index, ts, values)
 
     def read_rollups(
         self, tier: str, series: Sequence[Series] | None, start_ns: int, end_ns: int
     ) -> Rollups:
         self._check_rollup_tier(tier)
-        keys, index, ts, fields = self._select(tier, series, start_ns, end_ns, codec.ROLLUP_FIELDS)
-        return Rollups(keys, index, ts, *fields)
+        fields = codec.ROLLUP_FIELDS
+        keys, picked = self._found(f"~{tier}:", series, start_ns, end_ns, fields)
+        index, ts, columns = codec.stack(picked, fields)
+        return Rollups(keys, index, ts, *columns)
 
-    def _select(
+    def read_sketches(
+        self, tier: str, series: Sequence[Series] | None, start_ns: int, end_ns: int
+    ) -> Sketches:
+        if tier not in self._tiers:
+            raise ValueError(f"not a tier: {tier!r}")
+        prefix = sketch_lines.measurement_prefix(tier)
+        fields = (*sketch_lines.HEADER_FIELDS, sketch_lines.BUCKETS)
+        keys, picked = self._found(prefix, series, start_ns, end_ns, fields, sketch_lines.BUCKETS)
+        return sketch_lines.decode(keys, picked)
+
+    def _found(
         self,
-        tier: str,
+        prefix: str,
         series: Sequence[Series] | None,
         start_ns: int,
         end_ns: int,
         fields: Sequence[str],
-    ) -> tuple[tuple[Series, ...], IndexArray, IntArray, list[FloatArray]]:
-        """One query for `fields` of `tier` in range; rows sorted by (position in keys, ts)."""
+        text: str = "",
+    ) -> tuple[tuple[Series, ...], list[tuple[int, codec.ResultSeries]]]:
+        """One query for `fields` (`text` a string one) of the measurements named `prefix` +
+        metric in range: its series and answers as `codec.pick` gives them."""
         self._check_open()
-        keys: tuple[Series, ...] = () if series is None else tuple(series)
-        start_ns, end_ns = max(start_ns, _MIN_TS), min(end_ns, _MAX_TS)
-        prefix = "" if tier == RAW else f"~{tier}:"
-        found: list[codec.ResultSeries] = []
-        if end_ns > start_ns and (series is None or keys):
-            if series is None:
-                sources = codec.regex_literal(
-                    _RAW_MEASUREMENTS if not prefix else "^" + re.escape(prefix)
-                )
-                condition = ""
-            else:
-                metrics = sorted({s.metric for s in keys})
-                sources = ",".join(codec.ident(prefix + m) for m in metrics)
-                condition = codec.series_filter(keys) if len(keys) <= _MAX_FILTER_SERIES else ""
-            select = ",".join(codec.ident(f) for f in fields)
-            query = f"SELECT {select} FROM {sources} WHERE time >= {start_ns} AND time < {end_ns}"
-            if condition:
-                query += f" AND ({condition})"
-            found = codec.parse_query(self._query(query + " GROUP BY *"))
-        results = [(Series.of(r.name.removeprefix(prefix), r.tags), r) for r in found]
-        if series is None:
-            results.sort(key=lambda item: sort_key(item[0]))
-            keys = tuple(s for s, _ in results)
-            positions = list(range(len(results)))
-        else:
-            where: dict[Series, int] = {}
-            for i, s in enumerate(keys):
-                where.setdefault(s, i)
-            positions = [where.get(s, -1) for s, _ in results]
-        picked = [(p, r) for p, (_, r) in zip(positions, results, strict=True) if p >= 0]
-        picked.sort(key=lambda item: item[0])
-        index = np.concatenate(
-            [np.full(len(r.ts_ns), p, np.int32) for p, r in picked] or [np.empty(0, np.int32)]
-        )
-        ts = np.concatenate([r.ts_ns for _, r in picked] or [np.empty(0, np.int64)])
-        columns = [
-            np.concatenate([r.columns[f] for _, r in picked] or [np.empty(0, np.float64)])
-            for f in fields
-        ]
-        return keys, index, ts, columns
+        keys = None if series is None else tuple(series)
+        every = "^" + re.escape(prefix) if prefix else _RAW_MEASUREMENTS
+        query = codec.select_query(prefix, keys, start_ns, end_ns, fields, every)
+        texts = (text,) if text else ()
+        found = [] if query is None else codec.parse_query(self._query(query), texts)
+        return codec.pick(found, prefix, keys)
 
     def metrics(self, pattern: str = "*") -> list[str]:
         names = sorted({s.metric for s in self._listing()})
@@ -354,12 +353,13 @@ class InfluxStore:
         return len(self._listing(self._listing_ttl_s if never else float("inf")))
 
     def _listing(self, ttl_s: float | None = None) -> set[Series]:
-        """Every raw series: InfluxDB's list (refreshed after `listing_ttl_s`) plus what this
-        process wrote since."""
+        """Every series with raw points or sketches: InfluxDB's list (refreshed after
+        `listing_ttl_s`) plus what this process wrote since."""
         self._check_open()
         if time.monotonic() - self._listed_at >= (self._listing_ttl_s if ttl_s is None else ttl_s):
             started = time.monotonic()
-            query = f"SHOW SERIES FROM {codec.regex_literal(_RAW_MEASUREMENTS)}"
+            pattern = f"{_RAW_MEASUREMENTS}|^{re.escape(_RAW_SKETCHES)}"
+            query = f"SHOW SERIES FROM {codec.regex_literal(pattern)}"
             try:
                 keys = codec.show_values(self._query(query))
             except StorageError:
@@ -367,7 +367,8 @@ class InfluxStore:
                 with self._lock:
                     self._listed_at = started  # not again before the TTL: callers wait on it
             else:
-                listed = {codec.parse_series_key(k) for k in keys}
+                found = (codec.parse_series_key(k) for k in keys)
+                listed = {Series(s.metric.removeprefix(_RAW_SKETCHES), s.tags) for s in found}
                 with self._lock:
                     self._listed = listed | set(self._prefixes)
                     self._listed_at = started
@@ -384,12 +385,13 @@ class InfluxStore:
         statements = []
         cuts = retention_floors(tuple(self._tiers.values()), now_ns, oldest_dirty)
         for name, cut in cuts.items():
-            pattern = _RAW_MEASUREMENTS if name == RAW else "^" + re.escape(f"~{name}:")
-            floor = max(cut, _MIN_TS)
+            rows = _RAW_MEASUREMENTS if name == RAW else "^" + re.escape(f"~{name}:")
+            pattern = f"{rows}|^{re.escape(sketch_lines.measurement_prefix(name))}"
+            floor = max(cut, codec.MIN_TS)
             statements.append(f"DELETE FROM {codec.regex_literal(pattern)} WHERE time < {floor}")
         self._query(";".join(statements), chunked=False)
         meta = codec.line_prefix(Series.of(_META, {"tier": RAW}), _META)
-        raw_floor = max(cuts[RAW], _MIN_TS)
+        raw_floor = max(cuts[RAW], codec.MIN_TS)
         self._writer.post(f"{meta} floor={raw_floor}i 0\n".encode())
         with self._lock:
             self._listed_at = -float("inf")

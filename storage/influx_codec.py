@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import orjson
 
-from storage.records import FloatArray, IntArray, Rollups, Samples, Series
+from storage.records import FloatArray, IndexArray, IntArray, Rollups, Samples, Series
+from storage.series_index import sort_key
 
 ROLLUP_FIELDS = ("min", "max", "sum", "count", "last")
+MIN_TS, MAX_TS = -(2**63) + 2, 2**63 - 2  # InfluxDB's representable time range
+_MAX_FILTER_SERIES = 500  # above this a read filters by measurement only, then exactly here
 
 _MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ "})
 _TAG = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
@@ -96,6 +99,66 @@ def series_filter(series: Iterable[Series]) -> str:
     return " OR ".join(sorted(set(terms)))
 
 
+def select_query(
+    prefix: str,
+    series: tuple[Series, ...] | None,
+    start_ns: int,
+    end_ns: int,
+    fields: Sequence[str],
+    every: str,
+) -> str | None:
+    """InfluxQL for `fields` of `series` (measurement `prefix` + metric; None: of every
+    measurement matching the regex `every`) with start_ns <= time < end_ns, grouped by every
+    tag; None if nothing can match."""
+    start_ns, end_ns = max(start_ns, MIN_TS), min(end_ns, MAX_TS)
+    if end_ns <= start_ns or series == ():
+        return None
+    condition = ""
+    if series is None:
+        sources = regex_literal(every)
+    else:
+        sources = ",".join(ident(prefix + m) for m in sorted({s.metric for s in series}))
+        condition = series_filter(series) if len(series) <= _MAX_FILTER_SERIES else ""
+    select = ",".join(ident(f) for f in fields)
+    query = f"SELECT {select} FROM {sources} WHERE time >= {start_ns} AND time < {end_ns}"
+    return query + (f" AND ({condition})" if condition else "") + " GROUP BY *"
+
+
+def pick(
+    found: Sequence[ResultSeries], prefix: str, series: tuple[Series, ...] | None
+) -> tuple[tuple[Series, ...], list[tuple[int, ResultSeries]]]:
+    """The series of a read (`series`, or every one `found`, sorted) and each answer of one of
+    them with its position there, in that order (`prefix`: what measurements add to metrics)."""
+    results = [(Series.of(r.name.removeprefix(prefix), r.tags), r) for r in found]
+    if series is None:
+        results.sort(key=lambda item: sort_key(item[0]))
+        series = tuple(s for s, _ in results)
+        positions = list(range(len(results)))
+    else:
+        where: dict[Series, int] = {}
+        for i, s in enumerate(series):
+            where.setdefault(s, i)
+        positions = [where.get(s, -1) for s, _ in results]
+    picked = [(p, r) for p, (_, r) in zip(positions, results, strict=True) if p >= 0]
+    picked.sort(key=lambda item: item[0])
+    return series, picked
+
+
+def stack(
+    picked: Sequence[tuple[int, ResultSeries]], fields: Sequence[str]
+) -> tuple[IndexArray, IntArray, list[FloatArray]]:
+    """The answers `picked` (as `pick` gives them) as columns: positions, times, `fields`."""
+    index = np.concatenate(
+        [np.full(len(r.ts_ns), p, np.int32) for p, r in picked] or [np.empty(0, np.int32)]
+    )
+    ts = np.concatenate([r.ts_ns for _, r in picked] or [np.empty(0, np.int64)])
+    columns = [
+        np.concatenate([r.columns[f] for _, r in picked] or [np.empty(0, np.float64)])
+        for f in fields
+    ]
+    return index, ts, columns
+
+
 def parse_series_key(key: str) -> Series:
     """A series of `SHOW SERIES` (`measurement,k=v,...`, escaped) back as a Series."""
     parts = _split(key, ",")
@@ -143,27 +206,30 @@ def _results(answer: Any) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True, slots=True)
 class ResultSeries:
-    """One series of a `/query` answer: its measurement, tags and columns."""
+    """One series of a `/query` answer: its measurement, tags, numeric columns and the string
+    columns asked for (`texts`)."""
 
     name: str
     tags: tuple[tuple[str, str], ...]
     ts_ns: IntArray
     columns: dict[str, FloatArray]
+    texts: dict[str, list[str]] = field(default_factory=dict)
 
 
-def parse_query(body: bytes) -> list[ResultSeries]:
-    """The series of a `/query?epoch=ns` answer, chunked (JSON lines) or not.
+def parse_query(body: bytes, texts: Collection[str] = ()) -> list[ResultSeries]:
+    """The series of a `/query?epoch=ns` answer, chunked (JSON lines) or not; the columns
+    named in `texts` are strings (a missing value is ""), the others float64 (NaN).
 
     Chunks of one series (marked partial) are joined; empty tag values (`GROUP BY *` across
     measurements reports every tag key) are dropped. Raises ValueError on an error answer or
     on anything that is not an answer."""
     try:
-        return _parse_query(body)
+        return _parse_query(body, texts)
     except (KeyError, TypeError, IndexError, AttributeError, OverflowError) as error:
         raise ValueError(f"not an InfluxDB answer: {error!r}") from error
 
 
-def _parse_query(body: bytes) -> list[ResultSeries]:
+def _parse_query(body: bytes, texts: Collection[str]) -> list[ResultSeries]:
     pieces: dict[
         tuple[str, tuple[tuple[str, str], ...]], list[tuple[list[str], list[list[object]]]]
     ]
@@ -188,7 +254,12 @@ def _parse_query(body: bytes) -> list[ResultSeries]:
                 len(rows),
             )
             for i, column in enumerate(columns)
-            if i
+            if i and column not in texts
         }
-        found.append(ResultSeries(name, tags, ts, fields))
+        strings = {
+            column: ["" if row[i] is None else str(row[i]) for row in rows]
+            for i, column in enumerate(columns)
+            if i and column in texts
+        }
+        found.append(ResultSeries(name, tags, ts, fields, strings))
     return found

@@ -3,11 +3,19 @@ listings, the series limit, retention and reopening."""
 
 from __future__ import annotations
 
-import pytest
+import contextlib
+import itertools
 
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from storage import influx_sketches as sketch_lines
 from storage.embedded import EmbeddedStore
 from storage.errors import StoreClosedError
-from storage.records import Rollups, Samples, Series
+from storage.records import Rollups, Samples, Series, Sketches
+from storage.sketches import build
 from tests.backends import StoreOpener, checkpoint
 from tests.storage.test_embedded import HOUR_NS, A, B, C, rollups
 
@@ -137,3 +145,184 @@ def test_use_after_close_raises(open_any_store: StoreOpener) -> None:
         store.write(Samples.from_points([(A, 1, 1.0)]))
     with pytest.raises(StoreClosedError):
         store.read(None, 0, 10)
+
+
+# -- sketches -------------------------------------------------------------------------------
+
+LATENCY_A = Series.of("api.latency", {"host": "a"})
+LATENCY_B = Series.of("api.latency", {"host": "b"})
+
+
+def sketch(series: Series, ts_ns: int, values: list[float], weights: list[float] | None = None):
+    """One sketch of `values` (each counted `weights` times) for `series` at `ts_ns`."""
+    group = np.zeros(len(values), np.int64)
+    weight = np.ones(len(values)) if weights is None else np.asarray(weights, np.float64)
+    _, keys, counts = build(group, np.asarray(values, np.float64), weight)
+    return Sketches(
+        (series,), np.zeros(len(keys), np.int32), np.full(len(keys), ts_ns), keys, counts
+    )
+
+
+def sketch_rows(sketches: Sketches) -> list[tuple[Series, int, int, float]]:
+    return [
+        (sketches.series[i], t, k, v)
+        for i, t, k, v in zip(
+            sketches.index.tolist(),
+            sketches.ts_ns.tolist(),
+            sketches.keys.tolist(),
+            sketches.values.tolist(),
+            strict=True,
+        )
+    ]
+
+
+WIDE = [0.0, 0.25, 1e-9, 3.5, 3.5, 120.0, 7e5, -2.0, -2.0, -1e-3, 5e-324, 1.7e300]
+
+
+def test_sketches_read_back_exactly_sorted_by_series_time_and_key(
+    open_any_store: StoreOpener,
+) -> None:
+    store = open_any_store()
+    a_late = sketch(LATENCY_A, 30, WIDE, [0.5] * 6 + [1 / 3] * 6)
+    a_early = sketch(LATENCY_A, 10, [2.0, 4.0, 4.0])
+    b = sketch(LATENCY_B, 20, [-5.0, 0.0])
+    assert store.write(Samples.empty(), Sketches.concat([a_late, b, a_early])).accepted == 0
+    got = store.read_sketches("raw", [LATENCY_B, Series("nope"), LATENCY_A], 0, 100)
+    assert got.series == (LATENCY_B, Series("nope"), LATENCY_A)
+    assert sketch_rows(got) == sketch_rows(Sketches.concat([b, a_early, a_late]))
+    assert got.index.tolist() == sorted(got.index.tolist())
+    everything = store.read_sketches("raw", None, 0, 100)
+    assert sketch_rows(everything) == sketch_rows(Sketches.concat([a_early, a_late, b]))
+    assert sketch_rows(store.read_sketches("raw", [LATENCY_A], 11, 30)) == []  # half open
+    assert store.series("api.latency") == [LATENCY_A, LATENCY_B]  # sketch-only series listed
+
+
+def test_a_read_of_every_series_lists_only_series_with_sketches(
+    open_any_store: StoreOpener,
+) -> None:
+    store = open_any_store()
+    store.write(Samples.from_points([(A, 10, 1.0), (B, 10, 2.0)]), sketch(LATENCY_B, 10, [1.0]))
+    store.write_rollups("1m", rollups([(C, 0, 1, 1, 1, 1, 1)]), 60, sketches=sketch(A, 0, [1.0]))
+    assert store.read_sketches("raw", None, 0, 100).series == (LATENCY_B,)
+    assert store.read_sketches("1m", None, 0, 100).series == (A,)
+    assert store.read_sketches("1h", None, 0, 100).series == ()
+    assert store.read(None, 0, 100).series == (A, B)
+
+
+def test_the_last_sketch_written_replaces_the_earlier_whole(open_any_store: StoreOpener) -> None:
+    store = open_any_store()
+    many = sketch(LATENCY_A, 10, [1.0, 10.0, 100.0, 1000.0, -1.0, 0.0])
+    store.write(Samples.empty(), many)
+    checkpoint(store)
+    fewer = sketch(LATENCY_A, 10, [5.0])
+    store.write(Samples.empty(), fewer)
+    assert sketch_rows(store.read_sketches("raw", [LATENCY_A], 0, 100)) == sketch_rows(fewer)
+    checkpoint(store)
+    # In one write too: the later of two sketches of a series and time.
+    last = sketch(LATENCY_A, 10, [7.0, 70.0])
+    store.write(Samples.empty(), Sketches.concat([many, last]))
+    assert sketch_rows(store.read_sketches("raw", None, 0, 100)) == sketch_rows(last)
+
+
+def test_reopening_keeps_sketches_of_every_tier(open_any_store: StoreOpener) -> None:
+    store = open_any_store()
+    raw = sketch(LATENCY_A, 10, WIDE)
+    minute = sketch(LATENCY_A, 0, [1.0, 2.0, 3.0])
+    store.write(Samples.from_points([(A, 10, 1.0)]), raw)
+    store.write_rollups("1m", Rollups.empty(), 60, sketches=minute)
+    store.close()
+    store = open_any_store()
+    assert sketch_rows(store.read_sketches("raw", None, 0, 100)) == sketch_rows(raw)
+    assert sketch_rows(store.read_sketches("1m", None, 0, 100)) == sketch_rows(minute)
+    assert store.watermark("1m") == 60
+    assert store.series() == [LATENCY_A, A]
+
+
+def test_a_rollup_sketch_replaces_the_stored_sketch_of_its_bucket(
+    open_any_store: StoreOpener,
+) -> None:
+    store = open_any_store()
+    wide = sketch(LATENCY_A, 60, WIDE)
+    store.write_rollups("1m", rollups([(A, 60, 1, 5, 6, 2, 5)]), 120, sketches=wide)
+    checkpoint(store)
+    narrow = sketch(LATENCY_A, 60, [2.0, 2.0])
+    other = sketch(LATENCY_B, 0, [9.0])
+    store.write_rollups("1m", Rollups.empty(), 180, sketches=Sketches.concat([narrow, other]))
+    got = store.read_sketches("1m", [LATENCY_A, LATENCY_B], 0, 600)
+    assert sketch_rows(got) == sketch_rows(Sketches.concat([narrow, other]))
+    assert store.read_rollups("1m", [A], 0, 600).sum.tolist() == [6.0]
+    assert store.watermark("1m") == 180
+    assert len(store.read_sketches("10m", None, 0, 600)) == 0
+    assert len(store.read_sketches("raw", None, 0, 600)) == 0
+
+
+def test_a_late_sketch_marks_its_bucket_in_each_tier(open_any_store: StoreOpener) -> None:
+    store = open_any_store()
+    for tier in ("1m", "10m", "1h"):
+        store.write_rollups(tier, Rollups.empty(), 10 * HOUR_NS, store.dirty(tier))
+    store.write(Samples.empty(), sketch(LATENCY_A, 9 * HOUR_NS - 50 * 60 * 10**9 + 7, [1.0]))
+    bucket = 9 * HOUR_NS - 50 * 60 * 10**9
+    dirty = {t: store.dirty(t).for_readers().tolist() for t in ("1m", "10m", "1h")}
+    assert dirty == {"1m": [bucket], "10m": [bucket], "1h": [8 * HOUR_NS]}
+
+
+def test_retention_drops_old_sketches_per_tier(open_any_store: StoreOpener, tiers) -> None:
+    store = open_any_store()
+    raw_retention = tiers[0].retention_ns
+    now = 10 * raw_retention
+    old, new = now - raw_retention - HOUR_NS, now - HOUR_NS
+    older = now - 15 * 24 * HOUR_NS  # past the 14 days of the 1m tier
+    store.write(Samples.empty(), Sketches.concat([sketch(A, old, [1.0]), sketch(A, new, [2.0])]))
+    store.write_rollups(
+        "1m",
+        Rollups.empty(),
+        now,
+        sketches=Sketches.concat([sketch(A, older, [3.0]), sketch(A, old, [4.0])]),
+    )
+    store.write_rollups("1h", Rollups.empty(), now, sketches=sketch(A, older, [5.0]))
+    for tier in ("1m", "10m", "1h"):  # passes that clear the marks the old sketches left
+        store.write_rollups(tier, Rollups.empty(), now, store.dirty(tier))
+    store.apply_retention(now)
+    checkpoint(store)
+    store.close()
+    store = open_any_store()
+    assert sketch_rows(store.read_sketches("raw", None, 0, now)) == sketch_rows(
+        sketch(A, new, [2.0])
+    )
+    assert sketch_rows(store.read_sketches("1m", None, 0, now)) == sketch_rows(
+        sketch(A, old, [4.0])
+    )
+    assert sketch_rows(store.read_sketches("1h", None, 0, now)) == sketch_rows(
+        sketch(A, older, [5.0])
+    )
+
+
+finite = st.floats(-1e300, 1e300, allow_nan=False, allow_subnormal=True)
+weighted = st.lists(st.tuples(finite, st.floats(1e-3, 1e3)), min_size=1, max_size=30)
+
+
+def test_any_sketches_round_trip_exactly(open_any_store: StoreOpener) -> None:
+    store = open_any_store()
+    cases = itertools.count()
+
+    @settings(max_examples=25, deadline=None)
+    @given(st.lists(weighted, min_size=1, max_size=4), st.integers(-4, 12))
+    def round_trip(parts: list[list[tuple[float, float]]], scale: int) -> None:
+        series = Series.of("latency", {"case": str(next(cases))})  # one store, a new series
+        values = np.asarray([v for part in parts for v, _ in part])
+        weights = np.asarray([w for part in parts for _, w in part])
+        group = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
+        label, keys, counts = build(group, values, weights, scale)
+        sent = Sketches((series,), np.zeros(len(keys), np.int32), label * 10, keys, counts)
+        store.write(Samples.empty(), sent)
+        assert sketch_rows(store.read_sketches("raw", [series], 0, 100)) == sketch_rows(sent)
+
+    round_trip()
+
+
+@given(st.lists(st.text("0123456789-:,.e+x") | st.text(), max_size=4))
+def test_any_bucket_text_decodes_or_raises_value_error(texts: list[str]) -> None:
+    with contextlib.suppress(ValueError):
+        sizes, keys, counts = sketch_lines.decode_buckets(texts)
+        assert len(sizes) == len(texts)
+        assert len(keys) == len(counts) == sizes.sum()
