@@ -290,8 +290,10 @@ def test_timer_percentiles_come_from_merged_sketches_of_every_host(server: Runni
         conn.sendall(("\n".join(lines) + "\n").encode())
     expected_count = len(fast) + 2 * len(slow)  # @0.5 counts each value twice
     wait_for(
-        lambda: values_of(server, "e2e.latency", agg="count", step="1h", group_by="service")
-        == [float(expected_count)]
+        lambda: (
+            values_of(server, "e2e.latency", agg="count", step="1h", group_by="service")
+            == [float(expected_count)]
+        )
     )
     # The slow host's values count twice, as its sample rate says.
     everything = np.concatenate([fast, slow, slow])
