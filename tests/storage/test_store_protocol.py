@@ -1,10 +1,14 @@
 """The Store protocol on both backends: exact round trips, last write wins, rollups combined,
-listings, the series limit, retention and reopening."""
+listings, the series limit, retention and reopening, for points and for sketches (late ones
+marking dirty buckets); InfluxDB's sketch bucket text decoded by Hypothesis, and sketches
+spooled while influxd is away."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +18,12 @@ from hypothesis import strategies as st
 from storage import influx_sketches as sketch_lines
 from storage.embedded import EmbeddedStore
 from storage.errors import StoreClosedError
+from storage.influx import InfluxConfig, InfluxStore
 from storage.records import Rollups, Samples, Series, Sketches
 from storage.sketches import build
-from tests.backends import StoreOpener, checkpoint
+from tests.backends import Influxd, StoreOpener, checkpoint
+from tests.launcher import free_port
+from tests.storage.sketch_cases import rows_of
 from tests.storage.test_embedded import HOUR_NS, A, B, C, rollups
 
 
@@ -163,19 +170,6 @@ def sketch(series: Series, ts_ns: int, values: list[float], weights: list[float]
     )
 
 
-def sketch_rows(sketches: Sketches) -> list[tuple[Series, int, int, float]]:
-    return [
-        (sketches.series[i], t, k, v)
-        for i, t, k, v in zip(
-            sketches.index.tolist(),
-            sketches.ts_ns.tolist(),
-            sketches.keys.tolist(),
-            sketches.values.tolist(),
-            strict=True,
-        )
-    ]
-
-
 WIDE = [0.0, 0.25, 1e-9, 3.5, 3.5, 120.0, 7e5, -2.0, -2.0, -1e-3, 5e-324, 1.7e300]
 
 
@@ -189,11 +183,11 @@ def test_sketches_read_back_exactly_sorted_by_series_time_and_key(
     assert store.write(Samples.empty(), Sketches.concat([a_late, b, a_early])).accepted == 0
     got = store.read_sketches("raw", [LATENCY_B, Series("nope"), LATENCY_A], 0, 100)
     assert got.series == (LATENCY_B, Series("nope"), LATENCY_A)
-    assert sketch_rows(got) == sketch_rows(Sketches.concat([b, a_early, a_late]))
+    assert rows_of(got) == rows_of(Sketches.concat([b, a_early, a_late]))
     assert got.index.tolist() == sorted(got.index.tolist())
     everything = store.read_sketches("raw", None, 0, 100)
-    assert sketch_rows(everything) == sketch_rows(Sketches.concat([a_early, a_late, b]))
-    assert sketch_rows(store.read_sketches("raw", [LATENCY_A], 11, 30)) == []  # half open
+    assert rows_of(everything) == rows_of(Sketches.concat([a_early, a_late, b]))
+    assert rows_of(store.read_sketches("raw", [LATENCY_A], 11, 30)) == []  # half open
     assert store.series("api.latency") == [LATENCY_A, LATENCY_B]  # sketch-only series listed
 
 
@@ -216,12 +210,12 @@ def test_the_last_sketch_written_replaces_the_earlier_whole(open_any_store: Stor
     checkpoint(store)
     fewer = sketch(LATENCY_A, 10, [5.0])
     store.write(Samples.empty(), fewer)
-    assert sketch_rows(store.read_sketches("raw", [LATENCY_A], 0, 100)) == sketch_rows(fewer)
+    assert rows_of(store.read_sketches("raw", [LATENCY_A], 0, 100)) == rows_of(fewer)
     checkpoint(store)
     # In one write too: the later of two sketches of a series and time.
     last = sketch(LATENCY_A, 10, [7.0, 70.0])
     store.write(Samples.empty(), Sketches.concat([many, last]))
-    assert sketch_rows(store.read_sketches("raw", None, 0, 100)) == sketch_rows(last)
+    assert rows_of(store.read_sketches("raw", None, 0, 100)) == rows_of(last)
 
 
 def test_reopening_keeps_sketches_of_every_tier(open_any_store: StoreOpener) -> None:
@@ -232,8 +226,8 @@ def test_reopening_keeps_sketches_of_every_tier(open_any_store: StoreOpener) -> 
     store.write_rollups("1m", Rollups.empty(), 60, sketches=minute)
     store.close()
     store = open_any_store()
-    assert sketch_rows(store.read_sketches("raw", None, 0, 100)) == sketch_rows(raw)
-    assert sketch_rows(store.read_sketches("1m", None, 0, 100)) == sketch_rows(minute)
+    assert rows_of(store.read_sketches("raw", None, 0, 100)) == rows_of(raw)
+    assert rows_of(store.read_sketches("1m", None, 0, 100)) == rows_of(minute)
     assert store.watermark("1m") == 60
     assert store.series() == [LATENCY_A, A]
 
@@ -249,7 +243,7 @@ def test_a_rollup_sketch_replaces_the_stored_sketch_of_its_bucket(
     other = sketch(LATENCY_B, 0, [9.0])
     store.write_rollups("1m", Rollups.empty(), 180, sketches=Sketches.concat([narrow, other]))
     got = store.read_sketches("1m", [LATENCY_A, LATENCY_B], 0, 600)
-    assert sketch_rows(got) == sketch_rows(Sketches.concat([narrow, other]))
+    assert rows_of(got) == rows_of(Sketches.concat([narrow, other]))
     assert store.read_rollups("1m", [A], 0, 600).sum.tolist() == [6.0]
     assert store.watermark("1m") == 180
     assert len(store.read_sketches("10m", None, 0, 600)) == 0
@@ -286,15 +280,9 @@ def test_retention_drops_old_sketches_per_tier(open_any_store: StoreOpener, tier
     checkpoint(store)
     store.close()
     store = open_any_store()
-    assert sketch_rows(store.read_sketches("raw", None, 0, now)) == sketch_rows(
-        sketch(A, new, [2.0])
-    )
-    assert sketch_rows(store.read_sketches("1m", None, 0, now)) == sketch_rows(
-        sketch(A, old, [4.0])
-    )
-    assert sketch_rows(store.read_sketches("1h", None, 0, now)) == sketch_rows(
-        sketch(A, older, [5.0])
-    )
+    assert rows_of(store.read_sketches("raw", None, 0, now)) == rows_of(sketch(A, new, [2.0]))
+    assert rows_of(store.read_sketches("1m", None, 0, now)) == rows_of(sketch(A, old, [4.0]))
+    assert rows_of(store.read_sketches("1h", None, 0, now)) == rows_of(sketch(A, older, [5.0]))
 
 
 finite = st.floats(-1e300, 1e300, allow_nan=False, allow_subnormal=True)
@@ -315,7 +303,7 @@ def test_any_sketches_round_trip_exactly(open_any_store: StoreOpener) -> None:
         label, keys, counts = build(group, values, weights, scale)
         sent = Sketches((series,), np.zeros(len(keys), np.int32), label * 10, keys, counts)
         store.write(Samples.empty(), sent)
-        assert sketch_rows(store.read_sketches("raw", [series], 0, 100)) == sketch_rows(sent)
+        assert rows_of(store.read_sketches("raw", [series], 0, 100)) == rows_of(sent)
 
     round_trip()
 
@@ -326,3 +314,22 @@ def test_any_bucket_text_decodes_or_raises_value_error(texts: list[str]) -> None
         sizes, keys, counts = sketch_lines.decode_buckets(texts)
         assert len(sizes) == len(texts)
         assert len(keys) == len(counts) == sizes.sum()
+
+
+@pytest.mark.slow
+def test_sketches_written_while_influxd_is_away_are_spooled_then_delivered(
+    tmp_path: Path, influxd: Influxd, tiers
+) -> None:
+    database = influxd.new_database()
+    away = InfluxConfig(f"http://127.0.0.1:{free_port()}", api="v1", database=database)
+    sent = Sketches.concat([sketch(LATENCY_A, 10, WIDE), sketch(LATENCY_B, 20, [3.0])])
+    with InfluxStore(away, tiers, tmp_path / "spool") as store:
+        store.write(Samples.empty(), sent)
+        assert store.spool_depth == 1
+    config = InfluxConfig(influxd.url, api="v1", database=database)
+    with InfluxStore(config, tiers, tmp_path / "spool", settle_ns=0) as store:
+        deadline = time.monotonic() + 10
+        while store.spool_depth and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert rows_of(store.read_sketches("raw", None, 0, 100)) == rows_of(sent)
+        assert store.dirty("1m").bucket_ns.tolist() == [0]  # delivered late: marked
