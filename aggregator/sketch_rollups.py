@@ -50,24 +50,16 @@ def cascade_sketches(rows: Sketches, width_ns: int) -> Sketches:
 def as_rollups(merged: Sketches) -> Rollups:
     """Merged sketches as rollup rows (count, sum, min, max; no `last`), for the aggregates
     that summaries answer."""
-    index, bucket, count, total, low, high = _per_sketch(merged)
+    row = np.arange(len(merged))
+    first, count, total, low, high = sketches.summary(row, merged.keys, merged.values)
+    no_last = np.full(len(count), np.nan)
     return Rollups(
-        merged.series, index, bucket, low, high, total, count, np.full(len(count), np.nan)
+        merged.series, merged.index[first], merged.ts_ns[first], low, high, total, count, no_last
     )
 
 
 def quantile_rows(merged: Sketches, q: float) -> tuple[IndexArray, IntArray, FloatArray]:
     """(index, bucket, value) of the `q` quantile of each merged sketch."""
-    first = merged.keys == sketches.SCALE_KEY
-    label = np.arange(int(first.sum()))[np.cumsum(first) - 1]
-    _, values = sketches.quantiles(label, merged.keys, merged.values, q)
+    row = np.arange(len(merged))
+    first, values = sketches.quantiles(row, merged.keys, merged.values, q)
     return merged.index[first], merged.ts_ns[first], values
-
-
-def _per_sketch(
-    merged: Sketches,
-) -> tuple[IndexArray, IntArray, FloatArray, FloatArray, FloatArray, FloatArray]:
-    first = merged.keys == sketches.SCALE_KEY
-    label = np.arange(int(first.sum()))[np.cumsum(first) - 1]
-    _, count, total, low, high = sketches.summary(label, merged.keys, merged.values)
-    return merged.index[first], merged.ts_ns[first], count, total, low, high

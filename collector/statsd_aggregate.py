@@ -374,8 +374,9 @@ class StatsdAggregator:
     ) -> Sketches:
         """One sketch per timer slot of its values, each counted 1 / sample rate times."""
         label, keys, counts = build_sketches(slots.astype(np.int64), values, weights)
-        used, index = np.unique(label, return_inverse=True)
-        series = [self._slot_keys[slot][1] for slot in used.tolist()]
+        first = np.r_[True, label[1:] != label[:-1]]  # rows come sorted by slot
+        index = np.cumsum(first) - 1
+        series = [self._slot_keys[slot][1] for slot in label[first].tolist()]
         ts = np.full(len(keys), now_ns, np.int64)
         return Sketches(series, index.astype(np.int32), ts, keys, counts)
 

@@ -26,11 +26,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from numpy.typing import NDArray
 
 from storage.base import DirtyBuckets, WriteResult
 from storage.columns import (
     ROLLUP_WIDTH,
+    SKETCH_WIDTH,
     Columns,
     add_into,
     add_sketches_into,
@@ -76,30 +76,24 @@ class EmbeddedStore(DurableView):
 
     def write(self, samples: Samples, sketches: Sketches | None = None) -> WriteResult:
         self._check_open()
-        sketches = sketches if sketches is not None and len(sketches) else None
-        if not len(samples) and sketches is None:
+        if not len(samples) and (sketches is None or not len(sketches)):
             return WriteResult(0)
         with self._lock:
             rows, new_series, refused_series = self._rows(
                 samples.series, samples.index, samples.ts_ns, (samples.values,)
             )
             refused = len(samples) - len(rows)
-            sketch_rows = None
-            if sketches is not None:
-                sketch_rows, more_series, more_refused = self._sketch_rows(sketches)
-                new_series += more_series
-                refused_series += more_refused
+            sketch_rows, more_series, more_refused = self._sketch_rows(sketches)
+            new_series += more_series
+            refused_series += more_refused
             floor = self._manifest.floors.get(RAW, NO_FLOOR)
-            old = rows.ts < floor
-            old_sketches = None if sketch_rows is None else sketch_rows.ts < floor
+            old, old_sketches = rows.ts < floor, sketch_rows.ts < floor
             backfill: list[Record] = []
             too_old = 0
-            if old.any() or (old_sketches is not None and old_sketches.any()):
-                old_rows = _taken(sketch_rows, old_sketches)
-                backfill, too_old = self._backfill(rows.take(old), old_rows)
-                rows = rows.take(~old)
-                sketch_rows = _taken(sketch_rows, None if old_sketches is None else ~old_sketches)
-            if not len(rows) and sketch_rows is None and not backfill and not new_series:
+            if old.any() or old_sketches.any():
+                backfill, too_old = self._backfill(rows.take(old), sketch_rows.take(old_sketches))
+                rows, sketch_rows = rows.take(~old), sketch_rows.take(~old_sketches)
+            if not len(rows) and not len(sketch_rows) and not backfill and not new_series:
                 return WriteResult(0, refused, refused_series, too_old)
             # The raw record first, even empty: it defines the batch's new series.
             record = Record(RAW, rows, new_series, sketches=sketch_rows)
@@ -112,8 +106,11 @@ class EmbeddedStore(DurableView):
         return WriteResult(len(samples) - refused - too_old, refused, refused_series, too_old)
 
     def _sketch_rows(
-        self, sketches: Sketches
+        self, sketches: Sketches | None
     ) -> tuple[Columns, tuple[tuple[int, Series], ...], int]:
+        """`_rows` of a batch of sketches (none: no rows)."""
+        if sketches is None or not len(sketches):
+            return Columns.empty(SKETCH_WIDTH), (), 0
         return self._rows(
             sketches.series,
             sketches.index,
@@ -121,7 +118,7 @@ class EmbeddedStore(DurableView):
             (sketches.keys.astype(np.float64), sketches.values),
         )
 
-    def _backfill(self, rows: Columns, sketch_rows: Columns | None) -> tuple[list[Record], int]:
+    def _backfill(self, rows: Columns, sketch_rows: Columns) -> tuple[list[Record], int]:
         """Records for raw rows (and sketches) older than the raw tier keeps: each goes to the
         finest rollup tier that still keeps its time, added to that tier's row (or sketch) of
         its bucket (coarser tiers roll the bucket up again from there); and how many rows are
@@ -130,20 +127,19 @@ class EmbeddedStore(DurableView):
         for tier in sorted((t for t in self._tiers.values() if not t.is_raw), key=_width):
             floor = self._manifest.floors.get(tier.name, NO_FLOOR)
             here = rows.ts >= floor
-            sketches_here = None if sketch_rows is None else sketch_rows.ts >= floor
-            if not here.any() and (sketches_here is None or not sketches_here.any()):
+            sketches_here = sketch_rows.ts >= floor
+            if not here.any() and not sketches_here.any():
                 continue
             new = summarise(rows.take(here), tier.width_ns)
-            rows = rows.take(~here)
-            merged_sketches = None
-            if sketch_rows is not None and sketches_here is not None and sketches_here.any():
-                new_sketches = summarise_sketches(sketch_rows.take(sketches_here), tier.width_ns)
-                sketch_rows = sketch_rows.take(~sketches_here)
-                stored = self._stored_keys(sketch_table(tier.name), new_sketches, tier.width_ns)
-                merged_sketches = add_sketches_into(stored, new_sketches)
+            new_sketches = summarise_sketches(sketch_rows.take(sketches_here), tier.width_ns)
+            rows, sketch_rows = rows.take(~here), sketch_rows.take(~sketches_here)
             if len(new):
                 new = add_into(self._stored_keys(tier.name, new, tier.width_ns), new)
-            records.append(Record(tier.name, new, sketches=merged_sketches))
+            if len(new_sketches):
+                table = sketch_table(tier.name)
+                stored = self._stored_keys(table, new_sketches, tier.width_ns)
+                new_sketches = add_sketches_into(stored, new_sketches)
+            records.append(Record(tier.name, new, sketches=new_sketches))
         return records, len(rows)
 
     def _stored_keys(self, table: str, new: Columns, width_ns: int) -> Columns:
@@ -172,10 +168,8 @@ class EmbeddedStore(DurableView):
                 rollups.bucket_ns,
                 (rollups.min, rollups.max, rollups.sum, rollups.count, rollups.last),
             )
-            sketch_rows = None
-            if sketches is not None and len(sketches):
-                sketch_rows, more_series, _ = self._sketch_rows(sketches)
-                new_series += more_series
+            sketch_rows, more_series, _ = self._sketch_rows(sketches)
+            new_series += more_series
             cleared = None
             if rerolled is not None and len(rerolled):
                 cleared = Cleared(rerolled.seq, tuple(rerolled.bucket_ns.tolist()))
@@ -257,13 +251,6 @@ class EmbeddedStore(DurableView):
     def fsyncs(self) -> int:
         """WAL fsyncs so far: fewer than writes when group commit shares them."""
         return self._wal.fsyncs
-
-
-def _taken(rows: Columns | None, keep: NDArray[np.bool_] | None) -> Columns | None:
-    """`rows` picked by `keep`; None when there are none."""
-    if rows is None or keep is None or not keep.any():
-        return None
-    return rows.take(keep)
 
 
 def _width(tier: Tier) -> int:

@@ -107,14 +107,12 @@ class StoreView:
         self._seq += 1
         self._append_rows(record)
         self._mark_dirty(record.rows.ts, 0)
-        if record.sketches is not None:
-            self._mark_dirty(record.sketches.ts, 0)
+        self._mark_dirty(record.sketches.ts, 0)
 
     def _append_rows(self, record: Record) -> None:
         """Append a record's rows and sketch rows to the heads of its tier; under `_lock`."""
         added = self._heads[record.tier].append(record.rows)
-        if record.sketches is not None:
-            added |= self._heads[sketch_table(record.tier)].append(record.sketches)
+        added |= self._heads[sketch_table(record.tier)].append(record.sketches)
         if added:
             self._part_added()
 
@@ -142,8 +140,7 @@ class StoreView:
             # tiers that rolled those buckets up already take them again from it.
             self._seq += 1
             self._mark_dirty(record.rows.ts, self._tiers[tier].width_ns)
-            if record.sketches is not None:
-                self._mark_dirty(record.sketches.ts, self._tiers[tier].width_ns)
+            self._mark_dirty(record.sketches.ts, self._tiers[tier].width_ns)
         if record.watermark_ns is not None:
             self._watermarks[tier] = record.watermark_ns
         if record.claim_ns is not None:
@@ -292,10 +289,9 @@ class StoreView:
         """Replay a WAL record into the index and head; the caller holds the write lock."""
         for sid, series in record.new_series:
             self._index.define(sid, series)
-        for rows in (record.rows, record.sketches):
-            if rows is not None:  # a series written again after it was forgotten
-                for sid in self._index.forgotten_among(rows.sid.astype(np.int64)).tolist():
-                    self._index.revive(sid)
+        for rows in (record.rows, record.sketches):  # a series written again after forgotten
+            for sid in self._index.forgotten_among(rows.sid.astype(np.int64)).tolist():
+                self._index.revive(sid)
         if record.tier == RAW:
             self._append_raw(record)
         elif record.tier in self._tiers:  # else a tier no longer configured

@@ -45,7 +45,6 @@ MAX_KEY = SCALE_KEY + 3
 HEADER_KEYS = (SCALE_KEY, SUM_KEY, MIN_KEY, MAX_KEY)
 _BUCKET_BASE = 2**40  # |key| - 2**40 is the bucket index, which stays within +-2**31
 MAX_SCALE = 20  # OpenTelemetry's largest
-MIN_SCALE = -10
 
 BoolArray = NDArray[np.bool_]
 

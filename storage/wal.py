@@ -26,7 +26,7 @@ import struct
 import threading
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ class Record:
     watermark_ns: int | None = None
     claim_ns: int | None = None
     cleared: Cleared | None = None
-    sketches: Columns | None = None
+    sketches: Columns = field(default_factory=lambda: Columns.empty(SKETCH_WIDTH))
 
 
 def encode(record: Record) -> bytes:
@@ -87,10 +87,10 @@ def encode(record: Record) -> bytes:
         meta = json.dumps(fields).encode()
     kind = _KIND_RAW if record.tier == RAW else _KIND_ROLLUP
     watermark = _NO_WATERMARK if record.watermark_ns is None else record.watermark_ns
-    sketches = record.sketches if record.sketches is not None and len(record.sketches) else None
-    flags = _HAS_SKETCHES if sketches is not None else 0
+    sketches = record.sketches
+    flags = _HAS_SKETCHES if len(sketches) else 0
     parts = [_BODY.pack(kind, flags, len(rows), len(meta), watermark), meta, *_columns(rows)]
-    if sketches is not None:
+    if flags:
         parts += [_COUNT.pack(len(sketches)), *_columns(sketches)]
     crc = 0
     length = 0
@@ -131,7 +131,7 @@ def decode(payload: bytes) -> Record:
     width = RAW_WIDTH if kind == _KIND_RAW else ROLLUP_WIDTH
 
     rows, offset = _read_columns(payload, offset, n, width)
-    sketches = None
+    sketches = Columns.empty(SKETCH_WIDTH)
     if flags & _HAS_SKETCHES:
         (m,) = _COUNT.unpack_from(payload, offset)
         sketches, offset = _read_columns(payload, offset + _COUNT.size, m, SKETCH_WIDTH)
