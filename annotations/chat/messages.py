@@ -1,5 +1,5 @@
-"""The short chat lines that announce deploys, flag changes, notes and alerts (with what changed
-before them), with a dashboard link."""
+"""The short chat lines that announce deploys (and their verdicts), flag changes, notes and alerts
+(with what changed before them), with a dashboard link."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from annotations.alerts.model import ALERTNAME
 from annotations.control.links import dashboard_link
 from annotations.control.notes import Annotation
 from annotations.control.outbox import Announcement
+from annotations.control.verdict_text import confounders_of, summary_text, verdict_of
 from storage.records import NS_PER_S
 
 MAX_QUOTE = 200
@@ -44,10 +45,10 @@ def duration_text(seconds: float) -> str:
 
 def announcement_text(annotation: Annotation, event: str, public_url: str = "") -> str:
     """The chat line for an annotation just `added` or `updated` (a deploy's finish, an
-    alert's resolve)."""
+    alert's resolve), or for a deploy's `verdict`."""
     if annotation.kind == "alert":
         return alert_text(annotation, event, public_url)
-    text = _text(annotation, event)
+    text = verdict_text(annotation) if event == "verdict" else _text(annotation, event)
     link = dashboard_link(public_url, annotation.start_ns, annotation.end_ns)
     return f"{text} {link}" if link else text
 
@@ -90,6 +91,22 @@ def _text(annotation: Annotation, event: str) -> str:
     return f"[{clean(annotation.kind, 20)}] {who}: {clean(annotation.title)}" + (
         f": {body}" if body else ""
     )
+
+
+def verdict_text(deploy: Annotation) -> str:
+    """`[verdict] web 3f2c1a9: regressed: http.errors/http.requests 0.4% -> 0.9% (+125%)`, and
+    `· confounders: deploy api 7.0.0 to prod` when other changes fell inside its windows."""
+    service = clean(deploy.tags.get("service", "?"), 60)
+    version = clean(str(deploy.extra.get("version", "")), 40)
+    verdict = verdict_of(deploy.extra)
+    said = clean(summary_text(verdict), 160) if verdict is not None else "nothing to verify"
+    text = f"[verdict] {service} {version}: {said}"
+    others = confounders_of(verdict) if verdict is not None else []
+    if others:
+        shown = "; ".join(clean(o, 80) for o in others[:MAX_CHANGES_SHOWN])
+        more = len(others) - MAX_CHANGES_SHOWN
+        text += f" · confounders: {shown}" + (f"; {more} more" if more > 0 else "")
+    return text
 
 
 def _started_ns(alert: Annotation) -> int:
