@@ -20,6 +20,7 @@ import numpy as np
 from aggregator.query import QueryResult, ResultSeries
 from annotations.control.notes import Annotation
 from dashboards.spec import Panel
+from dashboards.verdicts import verdict_color, verdict_hover, verdict_status
 from storage.records import NS_PER_MS, FloatArray
 
 Figure = dict[str, Any]
@@ -151,6 +152,11 @@ def deploy_status(annotation: Annotation) -> str:
     return status if status in DEPLOY_COLORS else "running"
 
 
+def deploy_color(deploy: Annotation) -> str:
+    """Its verdict's colour once it has a final one, else its status's."""
+    return verdict_color(deploy) or DEPLOY_COLORS[deploy_status(deploy)]
+
+
 def hover_text(annotation: Annotation) -> str:
     """Who, what, when, version or before -> after, and the change set: escaped, then marked up."""
 
@@ -165,6 +171,7 @@ def hover_text(annotation: Annotation) -> str:
     if annotation.kind == "deploy":
         version = str(annotation.extra.get("version", ""))
         lines.append(f"{deploy_status(annotation).replace('_', ' ')} · version {e(version)}")
+        lines += verdict_hover(annotation)
     elif annotation.kind == "flag":
         lines.append(f"flag {e(annotation.tags.get('flag', ''))}")
     elif annotation.kind == "alert":
@@ -211,10 +218,7 @@ def _marker_traces(annotations: Sequence[Annotation]) -> list[dict[str, Any]]:
         chosen = [a for a in annotations if a.kind == kind]
         if not chosen:
             continue
-        colors = [
-            DEPLOY_COLORS[deploy_status(a)] if kind == "deploy" else _kind_color(kind)
-            for a in chosen
-        ]
+        colors = [deploy_color(a) if kind == "deploy" else _kind_color(kind) for a in chosen]
         traces.append(
             {
                 "type": "scatter",
@@ -240,9 +244,9 @@ def _kind_color(kind: str) -> str:
 
 def _marker_shapes(annotations: Sequence[Annotation], open_end_ms: int) -> list[dict[str, Any]]:
     """A line at each event; a deploy also shades start to finish, an alert firing to
-    resolved (to `open_end_ms` while it fires). A failed or rolled-back deploy is red or
-    orange, dashed, and more strongly shaded. Events of one look share one path shape: fifty
-    deploys cost the browser a few shapes, not a hundred."""
+    resolved (to `open_end_ms` while it fires). A failed, rolled-back or regressed deploy is
+    red or orange, dashed, more strongly shaded; a verdict colours it (dashboards.verdicts).
+    Events of one look share one path shape: fifty deploys cost a few shapes, not a hundred."""
     lines: dict[tuple[str, float, str], list[str]] = {}
     regions: dict[tuple[str, float], list[str]] = {}
     for a in annotations:
@@ -253,8 +257,8 @@ def _marker_shapes(annotations: Sequence[Annotation], open_end_ms: int) -> list[
             style = (ALERT_COLOR, 2.0, "solid")
         elif a.kind == "deploy":
             status = deploy_status(a)
-            bad = status in ("failed", "rolled_back")
-            color = DEPLOY_COLORS[status]
+            bad = status in ("failed", "rolled_back") or verdict_status(a) == "regressed"
+            color = deploy_color(a)
             if a.end_ns is not None and a.end_ns > a.start_ns:
                 x1 = a.end_ns // NS_PER_MS
                 regions.setdefault((color, 0.22 if bad else 0.1), []).append(

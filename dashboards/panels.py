@@ -25,6 +25,7 @@ from dashboards.figures import (
     spacing_ms,
 )
 from dashboards.spec import Dashboard, Panel
+from dashboards.verdicts import verdict_status
 from storage.errors import StorageError
 from storage.records import NS_PER_MS
 
@@ -45,8 +46,11 @@ def points_for(width_px: int, per_row: int, max_points: int) -> int:
 
 
 def _annotation_stamp(annotations: list[Any]) -> str:
-    """Changes when an annotation appears, ends or changes status: then the panel redraws."""
-    text = ";".join(f"{a.id}:{a.end_ns}:{deploy_status(a)}" for a in annotations)
+    """Changes when an annotation appears, ends or changes status or verdict: then the panel
+    redraws."""
+    text = ";".join(
+        f"{a.id}:{a.end_ns}:{deploy_status(a)}:{verdict_status(a)}" for a in annotations
+    )
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 

@@ -28,6 +28,7 @@ from dashboards.figures import (
 from dashboards.panels import Meta, meta_changes, points_for, refresh_panel, render_panel
 from dashboards.spec import Dashboard, Panel
 from dashboards.state import PRESETS, ViewState, zoom_range
+from dashboards.verdicts import verdict_lines, verdict_status
 from storage.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,11 @@ def _change(annotation: Annotation) -> Component:
     if annotation.kind == "deploy":
         status = deploy_status(annotation)
         parts.append(html.Div(status.replace("_", " "), className=f"status status-{status}"))
+        if lines := verdict_lines(annotation):  # the summary, every metric in its hover
+            verdict = verdict_status(annotation)
+            parts.append(
+                html.Div(lines[0], title="\n".join(lines), className=f"verdict verdict-{verdict}")
+            )
     elif annotation.kind == "alert":
         state = "firing" if annotation.end_ns is None else "resolved"
         parts.append(html.Div(alert_state(annotation), className=f"status status-{state}"))
