@@ -1,5 +1,6 @@
 """`shipboard token create|list|revoke` and `shipboard deploy … -- CMD` (spooled when offline,
-its alerts silenced while it runs with `--silence RULE`)."""
+its alerts silenced while it runs with `--silence RULE`, its verdict waited for with
+`--verify`)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ from annotations.control.tokens import ROLES, create_token, list_tokens, revoke_
 from annotations.http_client import ApiClient, ApiError
 from shipboard.alerts_cli import SilenceLease
 from shipboard.settings import Settings
+from shipboard.verify_cli import NO_VERDICT_EXIT, REGRESSED_EXIT, wait_for_verdict
 from storage.files import replace_file
+from storage.timeparse import parse_duration_ns
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 LOG_TAIL_BYTES = 8192
@@ -61,7 +64,26 @@ def add_commands(
     deploy.add_argument("--description", default="")
     deploy.add_argument("--url", default="", help="Change set or diff.")
     deploy.add_argument(
-        "--watch", default="", help="Metrics this change may move, comma separated."
+        "--watch",
+        action="append",
+        default=[],
+        metavar="METRIC",
+        help="A metric this change may move and its verdict judges: http.errors.count/"
+        "http.requests.count (a ratio), http.latency:p99, cpu.user. Repeat, or comma separate.",
+    )
+    deploy.add_argument(
+        "--verify",
+        action="store_true",
+        help="After the command succeeded, wait for the deploy's verdict and print it. Exit"
+        f" codes: the command's when it failed; else 0 healthy, inconclusive, no_data or nothing"
+        f" to verify, {REGRESSED_EXIT} regressed, {NO_VERDICT_EXIT} no verdict to be had (server"
+        " unreachable, or still pending a minute past due).",
+    )
+    deploy.add_argument(
+        "--verify-after",
+        metavar="DURATION",
+        help="How long after the finish the verdict is taken (e.g. 2m; the server's default"
+        " is 15m).",
     )
     deploy.add_argument("--risk", default="")
     deploy.add_argument("--rollback", default="", help="How to undo it.")
@@ -230,6 +252,11 @@ def _deploy(args: argparse.Namespace, settings: Settings) -> int:
     if missing:
         print(f"shipboard deploy: missing {', '.join(missing)}", file=sys.stderr)
         return 2
+    try:
+        verify_after_s = parse_duration_ns(args.verify_after) / 1e9 if args.verify_after else None
+    except ValueError as error:
+        print(f"shipboard deploy: --verify-after: {error}", file=sys.stderr)
+        return 2
 
     key = f"deploy-{uuid.uuid4().hex}"
     spool.add(
@@ -240,12 +267,13 @@ def _deploy(args: argparse.Namespace, settings: Settings) -> int:
             "version": args.deploy_version,
             "description": args.description,
             "url": args.url,
-            "watch": [w.strip() for w in args.watch.split(",") if w.strip()],
+            "watch": [w.strip() for item in args.watch for w in item.split(",") if w.strip()],
             "risk": args.risk,
             "rollback": args.rollback,
             "start_ns": time.time_ns(),
             "idempotency_key": key,
-        },
+        }
+        | ({"verify_after": args.verify_after} if args.verify_after else {}),
     )
     spool.flush(server)
     started = time.monotonic()
@@ -262,4 +290,9 @@ def _deploy(args: argparse.Namespace, settings: Settings) -> int:
     where = "recorded" if left == 0 else f"spooled in {spool.directory} (sent on the next deploy)"
     duration_s = time.monotonic() - started
     print(f"shipboard: deploy {status} (exit {code}, {duration_s:.1f}s), {where}", file=sys.stderr)
-    return code
+    if code != 0 or not args.verify:
+        return code
+    if left:
+        print("shipboard: no verdict: the deploy is not recorded yet", file=sys.stderr)
+        return NO_VERDICT_EXIT
+    return wait_for_verdict(server, key, verify_after_s)
