@@ -16,6 +16,7 @@ ADVISORY_KEYS = {
     "aggregator": 0x5348_4950_424F_4152,  # "SHIPBOAR" in ASCII
     "chat": 0x5348_4950_4348_4154,  # "SHIPCHAT"
     "alerts": 0x5348_4950_414C_5254,  # "SHIPALRT"
+    "verdicts": 0x5348_4950_5645_5244,  # "SHIPVERD"
 }
 """The fixed key of each duty's PostgreSQL advisory lock."""
 
@@ -23,6 +24,7 @@ DUTIES = {
     "aggregator": "runs the rollups",
     "chat": "keeps the chat bot connected",
     "alerts": "evaluates the alert rules",
+    "verdicts": "judges the deploys",
 }
 
 

@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     rules_interval_s: float = Field(
         15.0, gt=0, description="How often an alert rule without its own `interval` is evaluated."
     )
+    verify_after_s: float = Field(
+        900.0,
+        gt=0,
+        description="How long after a deploy finished its verdict is reached, when the deploy"
+        " names no `verify_after`.",
+    )
     role: Literal["all", "collector", "api", "dashboards", "aggregator"] = Field(
         "all",
         description="Which parts `run` starts: all, collector, api, dashboards, aggregator.",

@@ -25,7 +25,7 @@ from pydantic import (
 
 from annotations.control.errors import BadRequestError, first_problem
 from annotations.control.timespec import parse_time
-from storage.timeparse import MAX_ABS_NS
+from storage.timeparse import MAX_ABS_NS, parse_duration_ns
 
 MAX_TEXT = 10_000
 
@@ -100,6 +100,15 @@ class Body(BaseModel):
         return now_ns if given is None else given
 
 
+def _duration(text: str) -> str:
+    if text and parse_duration_ns(text) <= 0:  # its ValueError names what a duration is
+        raise ValueError("must be longer than 0")
+    return text
+
+
+Duration = Annotated[Text, AfterValidator(_duration)]  # "2m", "30s"; "" when not given
+
+
 class DeployStartBody(Body):
     service: RequiredText
     environment: RequiredText
@@ -109,10 +118,14 @@ class DeployStartBody(Body):
     watch: Annotated[list[Word], BeforeValidator(_split_commas)] = []
     risk: Text = ""
     rollback: Text = ""
+    verify_after: Duration = ""
     who: Text = ""
     start: TimeText | None = None
     start_ns: TimeNs | None = None
     idempotency_key: IdempotencyKey = ""
+
+    def verify_after_ns(self) -> int | None:
+        return parse_duration_ns(self.verify_after) if self.verify_after else None
 
 
 class DeployFinishBody(Body):

@@ -19,6 +19,7 @@ from annotations.control.outbox import Outbox
 
 STATUSES = ("succeeded", "failed", "rolled_back")
 RUNNING = "running"
+PENDING = "pending"
 MAX_LOG_TAIL = 20_000
 
 
@@ -34,6 +35,13 @@ class DeployStart:
     watch: tuple[str, ...] = ()
     risk: str = ""
     rollback: str = ""
+    verify_after_ns: int | None = None  # None: the server's default (`verify_after_s`)
+
+
+def pending_verdict(due_ns: int | None = None) -> dict[str, Any]:
+    """The verdict of a deploy not yet judged: due `verify_after` after its finish (None
+    while it runs, until the verdict engine has seen it finished)."""
+    return {"status": PENDING, "due_ns": due_ns}
 
 
 def start_deploy(
@@ -62,6 +70,8 @@ def start_deploy(
             "risk": start.risk,
             "rollback": start.rollback,
             "status": RUNNING,
+            "verify_after_ns": start.verify_after_ns,
+            "verdict": pending_verdict(),
         },
         idempotency_key=idempotency_key,
         outbox=outbox,
@@ -135,4 +145,7 @@ def deploy_json(deploy: Annotation) -> dict[str, Any]:
         "start_ns": deploy.start_ns,
         "end_ns": deploy.end_ns,
         "duration_s": duration_s,
+        "verify_after_ns": extra.get("verify_after_ns"),
+        # Deploys recorded before verdicts existed have none.
+        "verdict": extra.get("verdict"),
     }

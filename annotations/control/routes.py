@@ -88,6 +88,7 @@ async def post_deploy(request: web.Request) -> web.Response:
         watch=tuple(body.watch),
         risk=body.risk,
         rollback=body.rollback,
+        verify_after_ns=body.verify_after_ns(),
     )
     who = body.who or request[PRINCIPAL].name
     start_ns = body.time_ns_or_now("start", now_ns)

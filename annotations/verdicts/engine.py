@@ -1,0 +1,147 @@
+"""The verdict engine: on the node holding the verdicts lock, every second, each finished
+deploy whose verdict is pending gets its due time, and once due its verdict, stored in the
+deploy's `extra["verdict"]` and announced through the outbox (event `verdict`) in the same
+transaction, so a restart or a takeover neither judges twice nor forgets one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Self
+
+from annotations.alerts.engine import Lease
+from annotations.control.db import ControlDB
+from annotations.control.deploys import PENDING, pending_verdict
+from annotations.control.errors import UnavailableError
+from annotations.control.notes import (
+    Annotation,
+    get_annotation,
+    list_annotations,
+    update_annotation,
+)
+from annotations.control.outbox import Outbox
+from annotations.verdicts.judge import judge
+from storage.base import StoreReader
+from storage.records import NS_PER_S, Tier
+from storage.tasks import background
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0
+LOOKBACK_NS = 30 * 86_400 * NS_PER_S
+"""How far back pending verdicts are looked for (a deploy's start)."""
+
+
+class VerdictEngine:
+    """Judges deploys over `store` while in `async with`, only while this node holds `lease`
+    if one is given; `verify_after_ns` is the wait of a deploy that names none. A verdict is
+    reached `grace_ns` after it is due, once the points of its window's end have landed (a
+    StatsD flush writes its interval's counts after it)."""
+
+    def __init__(
+        self,
+        db: ControlDB,
+        store: StoreReader,
+        tiers: Sequence[Tier],
+        outbox: Outbox,
+        verify_after_ns: int,
+        *,
+        lease: Lease | None = None,
+        grace_ns: int = 0,
+        clock: Callable[[], int] = time.time_ns,
+        tick_s: float = TICK_S,
+    ) -> None:
+        self._db = db
+        self._store = store
+        self._tiers = tuple(tiers)
+        self._outbox = outbox
+        self._verify_after_ns = verify_after_ns
+        self._lease = lease
+        self._grace_ns = grace_ns
+        self._clock = clock
+        self._tick_s = tick_s
+        self._stopping = asyncio.Event()
+        self._stack = contextlib.AsyncExitStack()
+        self._loop: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        self._stopping.clear()
+        self._loop = await self._stack.enter_async_context(background(self._run()))
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._stopping.set()
+        if self._loop is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._loop), 10.0)
+        await self._stack.aclose()
+        self._loop = None
+
+    async def _run(self) -> None:
+        away = False
+        while not self._stopping.is_set():
+            try:
+                await self.tick()
+                away = False
+            except UnavailableError as error:
+                if not away:
+                    log.warning("verdicts: control DB away (%s); they wait for it", error)
+                away = True
+            except Exception:
+                log.exception("deploy verdicts failed; retrying in %g s", self._tick_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._tick_s)
+
+    async def tick(self) -> None:
+        """Once, holding the lease: due times for newly finished deploys, verdicts for due
+        ones."""
+        if self._lease is not None and not await asyncio.to_thread(self._lease.try_acquire):
+            return
+        now_ns = self._clock()
+        pending = await self._db.run(self._pending, now_ns)
+        for deploy in pending:
+            assert deploy.end_ns is not None
+            due_ns = deploy.end_ns + self.verify_after_ns(deploy)
+            if due_ns + self._grace_ns > now_ns:
+                if deploy.extra["verdict"].get("due_ns") != due_ns:
+                    await self._db.run(self._store_verdict, deploy.id, pending_verdict(due_ns))
+                continue
+            verdict = await asyncio.to_thread(
+                judge,
+                self._db,
+                self._store,
+                self._tiers,
+                deploy,
+                self.verify_after_ns(deploy),
+                now_ns,
+            )
+            await self._db.run(self._store_verdict, deploy.id, verdict)
+            status = "none" if verdict is None else verdict["status"]
+            log.info("deploy %d (%s): verdict %s", deploy.id, deploy.title, status)
+
+    def verify_after_ns(self, deploy: Annotation) -> int:
+        given = deploy.extra.get("verify_after_ns")
+        return given if isinstance(given, int) else self._verify_after_ns
+
+    def _pending(self, now_ns: int) -> list[Annotation]:
+        found = list_annotations(self._db, now_ns - LOOKBACK_NS, now_ns, kinds=("deploy",))
+        return [
+            d
+            for d in found
+            if d.end_ns is not None
+            and isinstance(d.extra.get("verdict"), dict)
+            and d.extra["verdict"].get("status") == PENDING
+        ]
+
+    def _store_verdict(self, deploy_id: int, verdict: dict[str, Any] | None) -> None:
+        """The verdict in the deploy's extra; a final one announced in the same transaction."""
+        db = self._db
+        with db.transaction():
+            deploy = get_annotation(db, deploy_id)
+            extra = dict(deploy.extra) | {"verdict": verdict}
+            update_annotation(db, deploy_id, end_ns=deploy.end_ns, extra=extra, outbox=None)
+            if verdict is not None and verdict["status"] != PENDING:
+                self._outbox.append(db, get_annotation(db, deploy_id), "verdict")
