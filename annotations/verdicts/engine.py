@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 TICK_S = 1.0
 LOOKBACK_NS = 30 * 86_400 * NS_PER_S
 """How far back pending verdicts are looked for (a deploy's start)."""
+RETRY_NS = 60 * NS_PER_S
+"""How long a deploy whose judging failed waits for the next try."""
 
 
 class VerdictEngine:
@@ -61,6 +63,7 @@ class VerdictEngine:
         self._verify_after_ns = verify_after_ns
         self._lease = lease
         self._grace_ns = grace_ns
+        self._retry_ns: dict[int, int] = {}  # deploys whose judging failed: when to try again
         self._clock = clock
         self._tick_s = tick_s
         self._stopping = asyncio.Event()
@@ -109,15 +112,24 @@ class VerdictEngine:
                 if deploy.extra["verdict"].get("due_ns") != due_ns:
                     await self._db.run(self._store_verdict, deploy.id, pending_verdict(due_ns))
                 continue
-            verdict = await asyncio.to_thread(
-                judge,
-                self._db,
-                self._store,
-                self._tiers,
-                deploy,
-                self.verify_after_ns(deploy),
-                now_ns,
-            )
+            if self._retry_ns.get(deploy.id, 0) > now_ns:
+                continue
+            try:
+                verdict = await asyncio.to_thread(
+                    judge,
+                    self._db,
+                    self._store,
+                    self._tiers,
+                    deploy,
+                    self.verify_after_ns(deploy),
+                    now_ns,
+                )
+            except (UnavailableError, OSError):
+                raise  # the DB or the store is away: every deploy waits for it
+            except Exception:  # one deploy's failure must not hold back the others
+                log.exception("deploy %d: no verdict; trying again in a minute", deploy.id)
+                self._retry_ns[deploy.id] = now_ns + RETRY_NS
+                continue
             await self._db.run(self._store_verdict, deploy.id, verdict)
             status = "none" if verdict is None else verdict["status"]
             log.info("deploy %d (%s): verdict %s", deploy.id, deploy.title, status)
@@ -127,7 +139,9 @@ class VerdictEngine:
         return given if isinstance(given, int) else self._verify_after_ns
 
     def _pending(self, now_ns: int) -> list[Annotation]:
-        found = list_annotations(self._db, now_ns - LOOKBACK_NS, now_ns, kinds=("deploy",))
+        found = list_annotations(
+            self._db, now_ns - LOOKBACK_NS, now_ns, kinds=("deploy",), newest_first=True
+        )
         return [
             d
             for d in found
