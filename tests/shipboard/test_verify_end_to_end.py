@@ -1,7 +1,7 @@
 """`shipboard deploy --verify` on a real `shipboard run` fed StatsD over UDP: a deploy after
 which the error ratio doubles is judged `regressed` by the server's own verdict engine, the CLI
 prints it and exits 3, and the verdict is announced through the outbox to a real webhook; an
-unchanged one is `healthy` and exits 0."""
+unchanged one is `healthy` and exits 0, and one with no metric to judge has nothing to verify."""
 
 from __future__ import annotations
 
@@ -126,3 +126,20 @@ def test_an_unchanged_deploy_is_healthy_and_exits_0(
     assert code == 0, err
     assert "verdict healthy for web 4a5b6c7" in err
     assert "http.errors/http.requests 5% -> 5% (" in err
+
+
+def test_a_deploy_with_no_metric_to_judge_has_nothing_to_verify_and_exits_0(
+    shipboard: RunningShipboard, tmp_path: Path
+) -> None:
+    command = [
+        str(SHIPBOARD), "deploy", "--service", "batch", "--env", "prod", "--version", "v9",
+        "--verify", "--verify-after", "1s", "--spool-dir", str(tmp_path / "spool"),
+        "--", sys.executable, "-c", "print('shipped')",
+    ]  # fmt: skip
+    env = shipboard_env(SHIPBOARD_URL=shipboard.url, SHIPBOARD_TOKEN=shipboard.token)
+    done = subprocess.run(
+        command, env=env | {"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (0, "shipped\n"), done.stderr
+    assert "shipboard: nothing to verify" in done.stderr
