@@ -9,6 +9,8 @@ The document, as the API reads and returns it:
 
 Top-level `enabled: false` is the kill switch for every environment; an environment's own
 `enabled: false` switches the flag off there alone. Missing fields take the defaults below.
+An environment may carry a `rollout` plan (annotations/flags/rollout_plan.py); without one the
+key is absent.
 `FlagDoc` (pydantic, strict, unknown fields refused) checks a document; `Flag.from_doc` turns it
 into the frozen records that evaluation reads, or raises FlagError naming the bad field.
 """
@@ -30,6 +32,7 @@ from pydantic import (
 )
 
 from annotations.control.errors import BadRequestError, first_problem
+from annotations.flags.rollout_plan import RolloutDoc
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # Keys that would collide with the fixed routes under /api/v1/flags/.
@@ -64,6 +67,7 @@ class EnvironmentRules:
     allow_users: tuple[str, ...] = ()
     allow_groups: tuple[str, ...] = ()
     variants: tuple[Variant, ...] = ()
+    rollout: RolloutDoc | None = None
     # Sets for evaluation: allowlists can hold thousands of names.
     user_set: frozenset[str] = field(init=False, repr=False, compare=False)
     group_set: frozenset[str] = field(init=False, repr=False, compare=False)
@@ -120,13 +124,15 @@ class Flag:
 
 
 def _env_doc(env: EnvironmentRules) -> dict[str, Any]:
-    return {
+    doc = {
         "enabled": env.enabled,
         "percentage": env.percentage,
         "allow_users": list(env.allow_users),
         "allow_groups": list(env.allow_groups),
         "variants": [{"name": v.name, "weight": v.weight} for v in env.variants],
     }
+    # No plan, no key: the full document stays free of nulls (a null in a merge patch deletes).
+    return doc if env.rollout is None else {**doc, "rollout": env.rollout.doc()}
 
 
 def _key(key: str) -> str:
@@ -175,6 +181,7 @@ class EnvironmentDoc(_Doc):
     allow_users: Names = []
     allow_groups: Names = []
     variants: Annotated[list[VariantDoc], Field(max_length=100)] = []
+    rollout: RolloutDoc | None = None
 
 
 class FlagDoc(_Doc):
@@ -194,6 +201,8 @@ def _rules(env: EnvironmentDoc, path: str) -> EnvironmentRules:
             raise FlagError(f"{path}.variants[{i}].name", f"duplicate variant {variant.name!r}")
     if env.variants and sum(v.weight for v in env.variants) <= 0:
         raise FlagError(f"{path}.variants", "the weights must add up to more than 0")
+    if env.rollout is not None and (problem := env.rollout.step_problem()) is not None:
+        raise FlagError(f"{path}.rollout.steps[{problem[0]}]", problem[1])
     return EnvironmentRules(
         enabled=env.enabled,
         percentage=env.percentage,
@@ -201,6 +210,7 @@ def _rules(env: EnvironmentDoc, path: str) -> EnvironmentRules:
         allow_users=tuple(dict.fromkeys(env.allow_users)),
         allow_groups=tuple(dict.fromkeys(env.allow_groups)),
         variants=tuple(Variant(v.name, v.weight) for v in env.variants),
+        rollout=env.rollout,
     )
 
 
@@ -296,6 +306,9 @@ def _env_differences(old: EnvironmentRules, new: EnvironmentRules) -> list[str]:
             parts.append(f"{name} -{','.join(_short(removed))}")
     if old.variants != new.variants:
         parts.append(f"variants {_variants_text(old.variants)} -> {_variants_text(new.variants)}")
+    if old.rollout != new.rollout:
+        plan = "removed" if new.rollout is None else new.rollout.summary()
+        parts.append(f"rollout plan {plan}")
     return parts
 
 
