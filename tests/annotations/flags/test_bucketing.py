@@ -177,3 +177,15 @@ def test_rollout_reason_and_variant_when_in_the_percentage() -> None:
 
 def test_no_variants_means_variant_none() -> None:
     assert evaluate(flag(percentage=100), "prod", "u").variant is None
+
+
+def test_a_rollout_ramp_keeps_its_users() -> None:
+    # A rollout plan moving a flag from 5% to 25%: everyone who had it at 5% keeps it.
+    plan = {"steps": [5, 25, 100], "interval": "2s"}
+    at_5 = flag("ramp", percentage=5, rollout=plan)
+    at_25 = flag("ramp", percentage=25, rollout=plan)
+    had = {u for u in POPULATION if evaluate(at_5, "prod", u).enabled}
+    has = {u for u in POPULATION if evaluate(at_25, "prod", u).enabled}
+    assert had <= has
+    assert len(had) == pytest.approx(5_000, rel=0.05)
+    assert len(has) == pytest.approx(25_000, rel=0.05)
