@@ -1,13 +1,20 @@
 """The flags SDK: polls the snapshot in a background thread and evaluates flags locally.
 
-    flags = Flags("http://shipboard:8080", token, "prod", poll_interval_s=10)
+    flags = Flags("http://shipboard:8080", token, "prod", statsd="127.0.0.1:8125")
     if flags.is_enabled("new-search", user.id, groups=user.groups): ...
+    statsd.increment("checkout.done", tags=flags.tags(user.id, user.groups))
     flags.close()
 
 Evaluation uses `annotations.flags.bucketing`, the server's own rules, so a user gets the same
 answer from the SDK as from `/evaluate`. Polls send `If-None-Match`, so an unchanged state costs
 a 304. When the server cannot be reached the last good snapshot keeps being served; an unknown
 flag (or no snapshot yet) is off.
+
+With `statsd="host:port"`, every evaluation of a known flag counts an exposure, sent as the
+StatsD counter `shipboard.flag.exposure` (tags flag, variant, environment) every
+`exposure_interval_s` and on close (`annotations.flags.exposures`). `tags(user)` gives the
+DogStatsD tags `flag_<key>:<variant>` (or `on`/`off` without variants) of every flag, for the
+app's own metrics; it counts no exposure, as it decides nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any
 import orjson
 
 from annotations.flags.bucketing import Evaluation, evaluate
+from annotations.flags.exposures import ExposureSender, arm
 from annotations.flags.model import Flag, FlagError
 from annotations.http_client import ApiClient, ApiError
 
@@ -41,8 +49,12 @@ class Flags:
         poll_interval_s: float = 10.0,
         timeout_s: float = 5.0,
         initial_wait_s: float = 5.0,
+        statsd: str | None = None,
+        exposure_interval_s: float = 5.0,
     ) -> None:
-        """Start polling; wait up to `initial_wait_s` for the first poll's outcome (0: no wait)."""
+        """Start polling; wait up to `initial_wait_s` for the first poll's outcome (0: no wait).
+        `statsd` (`host:port`) is where exposures are sent; None counts none."""
+        self._exposures = None if statsd is None else ExposureSender(statsd, exposure_interval_s)
         self._api = ApiClient(url, token, timeout_s=timeout_s)
         self._url = self._api.url(SNAPSHOT_PATH)
         self.environment = environment
@@ -64,7 +76,19 @@ class Flags:
         flag = self._flags.get(key)
         if flag is None:
             return Evaluation(key, self.environment, False, None, "default")
-        return evaluate(flag, self.environment, user, groups)
+        result = evaluate(flag, self.environment, user, groups)
+        if self._exposures is not None:
+            self._exposures.count(result)
+        return result
+
+    def tags(self, user: str, groups: Iterable[str] = ()) -> list[str]:
+        """`flag_<key>:<variant>` for every flag (`on`/`off` for one without variants), the
+        DogStatsD tags that let a graph `group_by` a flag's arm; counts no exposure."""
+        flags, wanted = self._flags, tuple(groups)
+        return [
+            f"flag_{key}:{arm(evaluate(flags[key], self.environment, user, wanted))}"
+            for key in sorted(flags)
+        ]
 
     def is_enabled(self, key: str, user: str, groups: Iterable[str] = ()) -> bool:
         return self.evaluate(key, user, groups).enabled
@@ -106,9 +130,11 @@ class Flags:
         return True
 
     def close(self) -> None:
-        """Stop polling (the last snapshot stays readable)."""
+        """Stop polling (the last snapshot stays readable) and send the exposures left."""
         self._stop.set()
         self._thread.join(self._timeout_s + 1)
+        if self._exposures is not None:
+            self._exposures.close()
 
     def __enter__(self) -> Flags:
         return self
