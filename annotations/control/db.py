@@ -130,6 +130,25 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (target, group_key)
         )""",
     ),
+    (
+        # Guarded rollouts (annotations.rollouts): where each flag environment's plan stands,
+        # so that a restart or another node goes on from the same step.
+        """CREATE TABLE rollouts (
+            flag TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            plan TEXT NOT NULL,
+            status TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            percentage DOUBLE PRECISION NOT NULL,
+            step_started_ns BIGINT NOT NULL,
+            next_ns BIGINT,
+            holds INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            evaluation TEXT,
+            updated_ns BIGINT NOT NULL,
+            PRIMARY KEY (flag, environment)
+        )""",
+    ),
 )
 
 _ID = {
