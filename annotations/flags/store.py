@@ -73,8 +73,11 @@ def patch_flag(
     who: str,
     now_ns: int,
     outbox: Outbox | None = None,
+    why: str = "",
 ) -> StoredFlag:
-    """Apply an RFC 7396 merge patch to the stored document; the key cannot change."""
+    """Apply an RFC 7396 merge patch to the stored document; the key cannot change. `why`, when
+    the change is not a person's (a rollout step, an alert's action), ends each annotation's
+    title in parentheses."""
     if not isinstance(patch, dict):
         raise FlagError("", "a merge patch must be a JSON object")
     if "key" in patch and patch["key"] != key:
@@ -94,7 +97,9 @@ def patch_flag(
         )
         if not changed:
             raise ConflictError(f"flag {key!r} changed during this patch; try again")
-        _record(db, current.flag, flag, who=who, now_ns=now_ns, version=version, outbox=outbox)
+        _record(
+            db, current.flag, flag, who=who, now_ns=now_ns, version=version, outbox=outbox, why=why
+        )
         return StoredFlag(flag, version, now_ns)
 
 
@@ -131,6 +136,7 @@ def _record(
     now_ns: int,
     version: int,
     outbox: Outbox | None,
+    why: str = "",
 ) -> None:
     """One annotation per change and environment. A change that concerns every environment (the
     kill switch, a creation) is recorded in each, so every environment's graphs show it."""
@@ -140,6 +146,8 @@ def _record(
         set(before.environments if before else ()) | set(after.environments if after else ())
     )
     for change in describe_change(before, after):
+        if why:
+            change = FlagChange(change.environment, f"{change.summary} ({why})")
         targets: list[str | None] = [change.environment] if change.environment else [*envs]
         for env in targets or [None]:
             _annotate(
