@@ -149,6 +149,22 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (flag, environment)
         )""",
     ),
+    (
+        # Alert rules' knob actions (annotations.alerts.knob_actions): the knob an alert set and
+        # what it was before, one per flag environment, so that a restart or another node
+        # neither sets it twice nor forgets to set it back.
+        """CREATE TABLE knob_actions (
+            flag TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            rule TEXT NOT NULL,
+            set_value TEXT NOT NULL,
+            previous TEXT,
+            revert_after_ns BIGINT NOT NULL,
+            started_ns BIGINT NOT NULL,
+            resolved_ns BIGINT,
+            PRIMARY KEY (flag, environment)
+        )""",
+    ),
 )
 
 _ID = {
