@@ -21,6 +21,7 @@ from annotations.control.outbox import Outbox
 from annotations.control.routes import CONTROL_DB, OUTBOX, json_response, routes
 from annotations.control.tokens import create_token, has_tokens
 from annotations.flags.routes import flag_routes
+from annotations.rollouts.routes import rollout_routes, rollout_state
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,12 @@ def setup_control(
     app[OUTBOX] = Outbox() if outbox is None else outbox
     app[AUDIT_BACKLOG] = backlog = AuditBacklog()
     app.add_routes(routes)
-    app.add_routes(flag_routes(CONTROL_DB, OUTBOX, lambda request: request[PRINCIPAL].name))
+
+    def who(request: web.Request) -> str:
+        return str(request[PRINCIPAL].name)
+
+    app.add_routes(flag_routes(CONTROL_DB, OUTBOX, who, rollout_state))
+    app.add_routes(rollout_routes(CONTROL_DB, OUTBOX, who))
     add_alert_routes(app, rules_view)
     # Outermost first: audit sees the final status, refused calls included.
     app.middlewares.append(audit_middleware(control.db, backlog))

@@ -17,6 +17,7 @@ ADVISORY_KEYS = {
     "chat": 0x5348_4950_4348_4154,  # "SHIPCHAT"
     "alerts": 0x5348_4950_414C_5254,  # "SHIPALRT"
     "verdicts": 0x5348_4950_5645_5244,  # "SHIPVERD"
+    "rollouts": 0x5348_4950_524F_4C4C,  # "SHIPROLL"
 }
 """The fixed key of each duty's PostgreSQL advisory lock."""
 
@@ -25,6 +26,7 @@ DUTIES = {
     "chat": "keeps the chat bot connected",
     "alerts": "evaluates the alert rules",
     "verdicts": "judges the deploys",
+    "rollouts": "steps the guarded rollouts",
 }
 
 

@@ -28,7 +28,6 @@ from annotations.app import ControlCollector, ControlPlane, add_auth, setup_cont
 from annotations.chat.announce import Announcer
 from annotations.chat.errors import TargetError
 from annotations.control.outbox import Outbox
-from annotations.verdicts.engine import VerdictEngine
 from collector.graphite_server import graphite_listener
 from collector.host_agent import HostSampler
 from collector.http_ingest import add_ingest_routes
@@ -38,6 +37,7 @@ from collector.statsd_aggregate import StatsdAggregator
 from collector.statsd_server import statsd_listener
 from collector.store_writer import BatchingSink, StoreWriter
 from shipboard.http_site import http_site
+from shipboard.judges import judging
 from shipboard.node_lock import NodeLock
 from shipboard.settings import Settings
 from shipboard.stores import open_reader, running_store, watch_store
@@ -339,18 +339,6 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
                 public_url=settings.public_url,
             )
             node.metrics.registry.register(engine.collector())
-            # One node judges the deploys (a verdict is announced once).
-            verdicts_lease = NodeLock("verdicts", settings.control_db, settings.data_dir)
-            stack.push_async_callback(asyncio.to_thread, verdicts_lease.release)
-            verdicts = VerdictEngine(
-                control.db,
-                store,
-                tiers,
-                announcer.outbox,
-                round(settings.verify_after_s * NS_PER_S),
-                lease=verdicts_lease,
-                grace_ns=round(2 * settings.flush_interval_s * NS_PER_S),
-            )
         scheduler = RollupScheduler(
             store, tiers, grace_ns=int(2 * settings.flush_interval_s * NS_PER_S)
         )
@@ -377,8 +365,12 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
             node.listeners["notify"] = ", ".join(t.name for t in announcer.notifier.targets)
         if engine is not None:  # stops before the notifier that delivers what it queues
             await stack.enter_async_context(engine)
-            await stack.enter_async_context(verdicts)
+            assert announcer is not None
+            await stack.enter_async_context(
+                judging(settings, control.db, store, tiers, announcer.outbox)
+            )
             node.listeners["verdicts"] = "deploys judged while holding the verdicts lock"
+            node.listeners["rollouts"] = "flag rollouts stepped while holding the rollouts lock"
             rules, errors = engine.rules_view()
             dirs = ", ".join(str(d) for d in settings.rule_dirs())
             node.listeners["alerts"] = (

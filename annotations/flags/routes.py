@@ -9,7 +9,8 @@ into `{"error": ...}` by that middleware too.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from aiohttp import web
 
@@ -20,6 +21,7 @@ from annotations.control.outbox import Outbox
 from annotations.control.routes import json_response
 from annotations.flags.bucketing import evaluate
 from annotations.flags.store import (
+    StoredFlag,
     create_flag,
     delete_flag,
     get_flag,
@@ -29,16 +31,28 @@ from annotations.flags.store import (
 )
 
 Who = Callable[[web.Request], str]
+Extras = Callable[[ControlDB, StoredFlag], Mapping[str, Any]]
+"""Read-only fields a flag's GET adds beside its document (the rollouts' `rollout_state`)."""
 
 PREFIX = "/api/v1"
+READ_ONLY = frozenset({"rollout_state"})
 _JSON = "application/json"
 
 
 def flag_routes(
-    db_key: web.AppKey[ControlDB], outbox_key: web.AppKey[Outbox], who: Who
+    db_key: web.AppKey[ControlDB],
+    outbox_key: web.AppKey[Outbox],
+    who: Who,
+    extras: Extras | None = None,
 ) -> list[web.RouteDef]:
     """The routes, for `app.add_routes`; `who(request)` names the caller for the annotations,
-    which are announced through the app's `outbox_key`."""
+    which are announced through the app's `outbox_key`; a flag's GET adds `extras` to its
+    document, and a document written back with them has them dropped."""
+
+    def writable(body: object) -> object:
+        if isinstance(body, dict) and extras is not None:
+            return {k: v for k, v in body.items() if k not in READ_ONLY}
+        return body
 
     def db_of(request: web.Request) -> ControlDB:
         return request.config_dict[db_key]
@@ -52,7 +66,7 @@ def flag_routes(
         return json_response({"flags": [s.flag.to_doc() for s in flags]})
 
     async def create(request: web.Request) -> web.Response:
-        db, doc = db_of(request), await read_json(request)
+        db, doc = db_of(request), writable(await read_json(request))
         stored = await db.run(
             create_flag, db, doc, who=who(request), now_ns=time.time_ns(), outbox=outbox_of(request)
         )
@@ -72,10 +86,11 @@ def flag_routes(
     async def read(request: web.Request) -> web.Response:
         db = db_of(request)
         stored = await db.run(get_flag, db, request.match_info["key"])
-        return json_response(stored.flag.to_doc())
+        more = {} if extras is None else await db.run(extras, db, stored)
+        return json_response(stored.flag.to_doc() | dict(more))
 
     async def patch(request: web.Request) -> web.Response:
-        db, body = db_of(request), await read_json(request)
+        db, body = db_of(request), writable(await read_json(request))
         key = request.match_info["key"]
         stored = await db.run(
             patch_flag,

@@ -6,13 +6,11 @@ transaction, so a restart or a takeover neither judges twice nor forgets one."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Self
 
-from annotations.alerts.engine import Lease
 from annotations.control.db import ControlDB
 from annotations.control.deploys import PENDING, pending_verdict
 from annotations.control.errors import UnavailableError
@@ -23,10 +21,10 @@ from annotations.control.notes import (
     update_annotation,
 )
 from annotations.control.outbox import Outbox
+from annotations.control.ticker import Lease, Ticker
 from annotations.verdicts.judge import judge
 from storage.base import StoreReader
 from storage.records import NS_PER_S, Tier
-from storage.tasks import background
 
 log = logging.getLogger(__name__)
 
@@ -61,48 +59,20 @@ class VerdictEngine:
         self._tiers = tuple(tiers)
         self._outbox = outbox
         self._verify_after_ns = verify_after_ns
-        self._lease = lease
         self._grace_ns = grace_ns
         self._retry_ns: dict[int, int] = {}  # deploys whose judging failed: when to try again
         self._clock = clock
-        self._tick_s = tick_s
-        self._stopping = asyncio.Event()
-        self._stack = contextlib.AsyncExitStack()
-        self._loop: asyncio.Task[None] | None = None
+        self._ticker = Ticker("deploy verdicts", self.tick, tick_s, lease)
 
     async def __aenter__(self) -> Self:
-        self._stopping.clear()
-        self._loop = await self._stack.enter_async_context(background(self._run()))
+        await self._ticker.__aenter__()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._stopping.set()
-        if self._loop is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._loop), 10.0)
-        await self._stack.aclose()
-        self._loop = None
-
-    async def _run(self) -> None:
-        away = False
-        while not self._stopping.is_set():
-            try:
-                await self.tick()
-                away = False
-            except UnavailableError as error:
-                if not away:
-                    log.warning("verdicts: control DB away (%s); they wait for it", error)
-                away = True
-            except Exception:
-                log.exception("deploy verdicts failed; retrying in %g s", self._tick_s)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._tick_s)
+        await self._ticker.__aexit__(*exc_info)
 
     async def tick(self) -> None:
-        """Once, holding the lease: due times for newly finished deploys, verdicts for due
-        ones."""
-        if self._lease is not None and not await asyncio.to_thread(self._lease.try_acquire):
-            return
+        """Once: due times for newly finished deploys, verdicts for due ones."""
         now_ns = self._clock()
         pending = await self._db.run(self._pending, now_ns)
         for deploy in pending:

@@ -10,7 +10,10 @@ import pytest
 from annotations.app import ControlPlane
 from annotations.control.db import ControlDB
 from annotations.control.tokens import create_token
+from storage.base import Store
+from tests.aggregator.conftest import TIERS
 from tests.annotations.flag_server import LiveServer
+from tests.backends import StoreOpener
 from tests.postgres import (  # own_pg*: a server of the module's own, which a test may stop
     fresh_schema,
     own_pg,  # noqa: F401
@@ -63,3 +66,11 @@ def server(control: ControlPlane) -> Iterator[LiveServer]:
     live.start()
     yield live
     live.close()
+
+
+@pytest.fixture
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """An embedded store with the aggregator tests' tiers, for the judges of changes."""
+    opener = StoreOpener(request, "embedded", tmp_path, TIERS)
+    yield opener()
+    opener.close()

@@ -4,11 +4,7 @@ due time first, then the verdict stored and announced once, even by an engine st
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from annotations.control.db import ControlDB
 from annotations.control.deploys import (
@@ -21,17 +17,8 @@ from annotations.control.deploys import (
 from annotations.control.notes import Annotation
 from annotations.control.outbox import Announcement, Outbox
 from annotations.verdicts.engine import VerdictEngine
-from storage.base import Store
 from tests.aggregator.conftest import MIN, NOW, TIERS, S
 from tests.aggregator.test_compare import write_counts
-from tests.backends import StoreOpener
-
-
-@pytest.fixture
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    opener = StoreOpener(request, "embedded", tmp_path, TIERS)
-    yield opener()
-    opener.close()
 
 
 def render(annotation: Annotation, event: str) -> Announcement:
