@@ -4,14 +4,23 @@ group), and how an Alertmanager-style target groups its notifications."""
 from __future__ import annotations
 
 import hashlib
+import math
 import operator
+import re
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from storage.timeparse import parse_duration_ns
 
@@ -46,6 +55,78 @@ def _duration(value: str) -> str:
     return value
 
 
+FLAG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # a flag key or environment name
+MAX_INT = 2**63 - 1  # what JSON readers and the control DB's JSON hold without loss
+
+
+def _json_problem(value: object, where: str = "") -> str | None:
+    """Why `value` (decoded YAML) is not a knob's value, naming the part at fault; None if it
+    is one: JSON without nulls, which a flag's merge patch reads as removals."""
+    at = f" (at {where})" if where else ""
+    if value is None:
+        return f"null{at}: a knob's value holds no nulls (leave the key out)"
+    if isinstance(value, (bool, str)):
+        return None
+    if isinstance(value, int):
+        return None if -MAX_INT - 1 <= value <= MAX_INT else f"an integer out of 64 bits{at}"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"not a finite number{at}"
+    if isinstance(value, list):
+        return next(
+            (p for i, v in enumerate(value) if (p := _json_problem(v, f"{where}[{i}]"))), None
+        )
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"a mapping key that is not a string: {key!r}{at}"
+            if problem := _json_problem(item, f"{where}.{key}" if where else key):
+                return problem
+        return None
+    return f"not a JSON value: {value!r}{at} (quote it to make it a string)"
+
+
+def _flag_name(name: str) -> str:
+    if not FLAG_NAME.match(name):
+        raise ValueError(f"{name!r}: write 1-100 of A-Z a-z 0-9 _ . -, starting alphanumeric")
+    return name
+
+
+def _json_value(value: Any) -> Any:
+    if value is None:
+        raise ValueError("a value is required (null would remove the knob's value)")
+    problem = _json_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+class OnFiring(BaseModel):
+    """What a rule does while it fires: set a flag environment's `value` (a knob), set back once
+    the rule has stayed resolved for `revert_after` (README, "Alerts")."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    flag: Annotated[str, AfterValidator(_flag_name)]
+    environment: Annotated[str, AfterValidator(_flag_name)]
+    set_: Annotated[Any, AfterValidator(_json_value)] = Field(alias="set")
+    revert_after: str = "10m"
+
+    _durations = field_validator("revert_after")(lambda value: _duration(value))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_mapping(cls, data: Any) -> Any:
+        if not isinstance(data, dict | OnFiring):
+            raise ValueError(
+                "a mapping: {flag: KEY, environment: ENV, set: VALUE, revert_after: 10m}"
+            )
+        return data
+
+    @property
+    def revert_after_ns(self) -> int:
+        return parse_duration_ns(self.revert_after)
+
+
 class Rule(BaseModel):
     """One alerting rule; its field names are the rule files' contract (README, "Alerts")."""
 
@@ -64,6 +145,7 @@ class Rule(BaseModel):
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}
     notify: tuple[str, ...] | None = None
+    on_firing: OnFiring | None = None
     source: str = Field("", exclude=True)  # `file:line`, set by the loader
 
     _durations = field_validator("window", "for_", "keep_firing_for", "interval")(
