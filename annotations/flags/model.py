@@ -9,8 +9,9 @@ The document, as the API reads and returns it:
 
 Top-level `enabled: false` is the kill switch for every environment; an environment's own
 `enabled: false` switches the flag off there alone. Missing fields take the defaults below.
-An environment may carry a `rollout` plan (annotations/flags/rollout_plan.py); without one the
-key is absent.
+An environment may carry a `rollout` plan (annotations/flags/rollout_plan.py), and it and each
+variant a typed knob `value` checked against the environment's `schema`
+(annotations/flags/knobs.py); without them the keys are absent.
 `FlagDoc` (pydantic, strict, unknown fields refused) checks a document; `Flag.from_doc` turns it
 into the frozen records that evaluation reads, or raises FlagError naming the bad field.
 """
@@ -22,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -32,6 +34,7 @@ from pydantic import (
 )
 
 from annotations.control.errors import BadRequestError, first_problem
+from annotations.flags.knobs import Knob, KnobError, Schema, environment_knobs, text_of
 from annotations.flags.rollout_plan import RolloutDoc
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -56,6 +59,7 @@ class Variant:
 
     name: str
     weight: float
+    value: Knob | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,8 @@ class EnvironmentRules:
     allow_groups: tuple[str, ...] = ()
     variants: tuple[Variant, ...] = ()
     rollout: RolloutDoc | None = None
+    value: Knob | None = None
+    schema: Schema | None = None
     # Sets for evaluation: allowlists can hold thousands of names.
     user_set: frozenset[str] = field(init=False, repr=False, compare=False)
     group_set: frozenset[str] = field(init=False, repr=False, compare=False)
@@ -129,10 +135,22 @@ def _env_doc(env: EnvironmentRules) -> dict[str, Any]:
         "percentage": env.percentage,
         "allow_users": list(env.allow_users),
         "allow_groups": list(env.allow_groups),
-        "variants": [{"name": v.name, "weight": v.weight} for v in env.variants],
+        "variants": [_variant_doc(v) for v in env.variants],
     }
-    # No plan, no key: the full document stays free of nulls (a null in a merge patch deletes).
-    return doc if env.rollout is None else {**doc, "rollout": env.rollout.doc()}
+    # No plan or knob, no key: the full document stays free of nulls (a null in a merge patch
+    # deletes).
+    if env.rollout is not None:
+        doc["rollout"] = env.rollout.doc()
+    if env.value is not None:
+        doc["value"] = env.value.get()
+    if env.schema is not None:
+        doc["schema"] = env.schema.knob.get()
+    return doc
+
+
+def _variant_doc(variant: Variant) -> dict[str, Any]:
+    doc: dict[str, Any] = {"name": variant.name, "weight": variant.weight}
+    return doc if variant.value is None else {**doc, "value": variant.value.get()}
 
 
 def _key(key: str) -> str:
@@ -171,6 +189,8 @@ class _Doc(BaseModel):
 class VariantDoc(_Doc):
     name: Annotated[str, AfterValidator(_name)]
     weight: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    # Any JSON value, checked (and kept exactly) by annotations/flags/knobs.py.
+    value: Any = None
 
 
 class EnvironmentDoc(_Doc):
@@ -182,6 +202,9 @@ class EnvironmentDoc(_Doc):
     allow_groups: Names = []
     variants: Annotated[list[VariantDoc], Field(max_length=100)] = []
     rollout: RolloutDoc | None = None
+    value: Any = None
+    # `schema` would shadow a BaseModel method.
+    knob_schema: Any = Field(default=None, alias="schema")
 
 
 class FlagDoc(_Doc):
@@ -203,14 +226,24 @@ def _rules(env: EnvironmentDoc, path: str) -> EnvironmentRules:
         raise FlagError(f"{path}.variants", "the weights must add up to more than 0")
     if env.rollout is not None and (problem := env.rollout.step_problem()) is not None:
         raise FlagError(f"{path}.rollout.steps[{problem[0]}]", problem[1])
+    try:
+        value, schema, values = environment_knobs(
+            env.value, env.knob_schema, [v.value for v in env.variants]
+        )
+    except KnobError as error:
+        raise FlagError(f"{path}.{error.field}", error.problem) from None
     return EnvironmentRules(
         enabled=env.enabled,
         percentage=env.percentage,
         # Order is kept for display; duplicates carry no meaning.
         allow_users=tuple(dict.fromkeys(env.allow_users)),
         allow_groups=tuple(dict.fromkeys(env.allow_groups)),
-        variants=tuple(Variant(v.name, v.weight) for v in env.variants),
+        variants=tuple(
+            Variant(v.name, v.weight, value) for v, value in zip(env.variants, values, strict=True)
+        ),
         rollout=env.rollout,
+        value=value,
+        schema=schema,
     )
 
 
@@ -235,9 +268,14 @@ def make_merge_patch(before: object, after: object) -> Any:
     for name, value in after.items():
         if name not in before:
             patch[name] = value
-        elif before[name] != value:
+        elif _json(before[name]) != _json(value):
             patch[name] = make_merge_patch(before[name], value)
     return patch
+
+
+def _json(value: object) -> bytes:
+    # Python has True == 1 == 1.0; a knob set from 1 to true or 1.0 is a change all the same.
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +347,10 @@ def _env_differences(old: EnvironmentRules, new: EnvironmentRules) -> list[str]:
     if old.rollout != new.rollout:
         plan = "removed" if new.rollout is None else new.rollout.summary()
         parts.append(f"rollout plan {plan}")
+    if old.value != new.value:
+        parts.append(f"{text_of(old.value)} -> {text_of(new.value)}")
+    if old.schema != new.schema:
+        parts.append(f"schema {text_of(old.schema)} -> {text_of(new.schema)}")
     return parts
 
 
@@ -317,4 +359,8 @@ def _short(names: list[str], limit: int = 5) -> list[str]:
 
 
 def _variants_text(variants: tuple[Variant, ...]) -> str:
-    return "[" + " ".join(f"{v.name}:{v.weight:g}" for v in variants) + "]"
+    return "[" + " ".join(f"{v.name}:{v.weight:g}{_valued(v)}" for v in variants) + "]"
+
+
+def _valued(variant: Variant) -> str:
+    return "" if variant.value is None else f"={text_of(variant.value)}"
