@@ -36,6 +36,7 @@ from annotations.alerts.instances import (
     rule_statuses,
     save_instances,
 )
+from annotations.alerts.knob_actions import KnobActions
 from annotations.alerts.model import STATES, Grouping, Instance, Rule
 from annotations.alerts.rules import RuleError, RuleSet
 from annotations.alerts.silences import list_silences
@@ -140,6 +141,7 @@ class AlertEngine:
         self._held = False
         self._taken_ns = 0  # when this node last took the lease
         self._prune = True  # rules may have been removed: forget their rows when next held
+        self._knobs = KnobActions(db, outbox)  # the rules' on_firing, set and set back
         self._ticking = asyncio.Lock()
         self._stack = contextlib.AsyncExitStack()
         self._stopping = asyncio.Event()
@@ -221,6 +223,7 @@ class AlertEngine:
             if outcomes or self._groupings:
                 saved = await asyncio.to_thread(self._record, outcomes, now_ns)
                 self._instances.update(saved)
+            await asyncio.to_thread(self._knobs.step, self._rules, self.instances(), now_ns)
 
     async def _reload_if_changed(self) -> None:
         current = self._rule_set
