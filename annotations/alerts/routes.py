@@ -16,6 +16,7 @@ from aiohttp import web
 from pydantic import Field
 
 from annotations.alerts.instances import RuleStatus, load_instances, rule_statuses
+from annotations.alerts.knobs import KnobAction, list_knob_actions
 from annotations.alerts.model import STATES, Instance, Rule
 from annotations.alerts.silences import (
     Silence,
@@ -97,8 +98,11 @@ def _file_and_line(source: str) -> tuple[str, int | None]:
     return (path, int(line)) if sep and line.isdigit() else (source, None)
 
 
-def rule_json(rule: Rule, status: RuleStatus | None) -> dict[str, Any]:
-    """A rule as its file says it, where it is, and how its last evaluation went."""
+def rule_json(
+    rule: Rule, status: RuleStatus | None, knob_action: KnobAction | None = None
+) -> dict[str, Any]:
+    """A rule as its file says it, where it is, how its last evaluation went, and the knob its
+    `on_firing` holds now (null if none)."""
     file, line = _file_and_line(rule.source)
     return {
         **rule.model_dump(mode="json", by_alias=True),
@@ -107,6 +111,7 @@ def rule_json(rule: Rule, status: RuleStatus | None) -> dict[str, Any]:
         "last_evaluation": None if status is None else format_time(status.evaluated_ns),
         "duration_s": None if status is None else status.duration_s,
         "error": "" if status is None else status.error,
+        "knob_action": None if knob_action is None else knob_action.to_json(),
     }
 
 
@@ -140,10 +145,17 @@ def add_alert_routes(app: web.Application, rules_view: RulesView = no_rules) -> 
     async def get_rules(request: web.Request) -> web.Response:
         db = db_of(request)
         rules, errors = rules_view()
-        statuses = await db.run(rule_statuses, db)
+
+        def read() -> tuple[dict[str, RuleStatus], dict[str, KnobAction]]:
+            return rule_statuses(db), {a.rule: a for a in list_knob_actions(db)}
+
+        statuses, actions = await db.run(read)
         return json_response(
             {
-                "rules": [rule_json(rule, statuses.get(name)) for name, rule in rules.items()],
+                "rules": [
+                    rule_json(rule, statuses.get(name), actions.get(name))
+                    for name, rule in rules.items()
+                ],
                 "errors": [{"file": e.file, "line": e.line, "message": e.message} for e in errors],
             }
         )
