@@ -11,6 +11,9 @@ Rules, in order, for a flag, a user, the user's groups and an environment:
 When the flag is on and the environment has variants, a second, independent bucket picks one,
 each with a share of `weight / sum(weights)`; otherwise the variant is None.
 
+The knob `value` is the user's variant's value when it carries one, else the environment's value
+unless the flag is killed there (a knob turns for everyone, whatever the percentage), else None.
+
 Buckets (as Unleash does): `mmh3.hash(f"{flag_key}:{user}", seed, signed=False) % 100_000`,
 MurmurHash3 x86 32-bit, with seed 0 for the rollout and 86028157 for the variant. A bucket
 depends only on the flag key and the user, so it is sticky; the key makes flags independent;
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import mmh3
 
@@ -44,6 +47,7 @@ class Evaluation:
     enabled: bool
     variant: str | None
     reason: Reason
+    value: Any = None
 
     def to_doc(self) -> dict[str, object]:
         return {
@@ -52,6 +56,7 @@ class Evaluation:
             "enabled": self.enabled,
             "variant": self.variant,
             "reason": self.reason,
+            "value": self.value,
         }
 
 
@@ -66,7 +71,13 @@ def in_rollout(flag_key: str, user: str, percentage: float) -> bool:
 
 
 def pick_variant(flag_key: str, user: str, variants: tuple[Variant, ...]) -> str | None:
-    """The user's variant by weight, from a bucket independent of the rollout; None if none."""
+    """The user's variant's name by weight, from a bucket independent of the rollout."""
+    chosen = variant_of(flag_key, user, variants)
+    return None if chosen is None else chosen.name
+
+
+def variant_of(flag_key: str, user: str, variants: tuple[Variant, ...]) -> Variant | None:
+    """The user's variant by weight (see `pick_variant`); None if there is none."""
     total = sum(v.weight for v in variants)
     if total <= 0:
         return None
@@ -75,9 +86,9 @@ def pick_variant(flag_key: str, user: str, variants: tuple[Variant, ...]) -> str
     for variant in variants:
         cumulative += variant.weight
         if point < cumulative:
-            return variant.name
+            return variant
     # Float rounding can leave the last sliver past the sum; it belongs to the last weighted one.
-    return next(v.name for v in reversed(variants) if v.weight > 0)
+    return next(v for v in reversed(variants) if v.weight > 0)
 
 
 def evaluate(flag: Flag, environment: str, user: str, groups: Iterable[str] = ()) -> Evaluation:
@@ -87,12 +98,15 @@ def evaluate(flag: Flag, environment: str, user: str, groups: Iterable[str] = ()
         return Evaluation(flag.key, environment, False, None, "killed")
     if env is None:
         return Evaluation(flag.key, environment, False, None, "default")
+    own = None if env.value is None else env.value.get()
     reason = _decide(flag.key, env, user, groups)
     if reason == "default":
-        return Evaluation(flag.key, environment, False, None, reason)
-    return Evaluation(
-        flag.key, environment, True, pick_variant(flag.key, user, env.variants), reason
-    )
+        return Evaluation(flag.key, environment, False, None, reason, own)
+    chosen = variant_of(flag.key, user, env.variants)
+    if chosen is None:
+        return Evaluation(flag.key, environment, True, None, reason, own)
+    value = own if chosen.value is None else chosen.value.get()
+    return Evaluation(flag.key, environment, True, chosen.name, reason, value)
 
 
 def _decide(key: str, env: EnvironmentRules, user: str, groups: Iterable[str]) -> Reason:

@@ -2,6 +2,7 @@
 
     flags = Flags("http://shipboard:8080", token, "prod", statsd="127.0.0.1:8125")
     if flags.is_enabled("new-search", user.id, groups=user.groups): ...
+    limit = flags.value("search.max_results", user.id, default=20)
     statsd.increment("checkout.done", tags=flags.tags(user.id, user.groups))
     flags.close()
 
@@ -95,6 +96,12 @@ class Flags:
 
     def variant(self, key: str, user: str, groups: Iterable[str] = ()) -> str | None:
         return self.evaluate(key, user, groups).variant
+
+    def value(self, key: str, user: str, groups: Iterable[str] = (), default: Any = None) -> Any:
+        """The knob's value for this user (their variant's, else the environment's), or `default`
+        when the flag or environment is unknown, the flag is killed, or it carries no value."""
+        value = self.evaluate(key, user, groups).value
+        return default if value is None else value
 
     @property
     def keys(self) -> list[str]:

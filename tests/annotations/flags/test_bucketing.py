@@ -130,6 +130,7 @@ def test_kill_switch_wins_over_allowlist() -> None:
         "enabled": False,
         "variant": None,
         "reason": "killed",
+        "value": None,
     }
 
 
@@ -172,6 +173,7 @@ def test_rollout_reason_and_variant_when_in_the_percentage() -> None:
         "enabled": True,
         "variant": "blue",
         "reason": "rollout",
+        "value": None,
     }
 
 

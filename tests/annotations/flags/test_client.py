@@ -92,6 +92,7 @@ def test_unknown_flag_is_off(flags: Flags) -> None:
         "enabled": False,
         "variant": None,
         "reason": "default",
+        "value": None,
     }
     assert not flags.is_enabled("nope", "ann")
     assert flags.variant("nope", "ann") is None

@@ -125,6 +125,7 @@ async def test_kill_switch_is_annotated_in_every_environment(client, tokens, con
         "enabled": False,
         "variant": None,
         "reason": "killed",
+        "value": None,
     }
 
 
@@ -192,6 +193,7 @@ async def test_evaluate_gives_reason_and_variant(client, tokens) -> None:
         "enabled": True,
         "variant": "blue",
         "reason": "allowlist",
+        "value": None,
     }
     assert (await evaluate("user=bob&environment=prod"))["reason"] == "rollout"
     assert (await evaluate("user=bob&environment=dev"))["reason"] == "default"
