@@ -20,10 +20,12 @@ import orjson
 
 from aggregator.errors import QueryError
 from aggregator.rollups import AGGREGATES, regroup
+from aggregator.sketch_cache import Answers, cached_answers
 from aggregator.sketch_rollups import as_rollups, percentile, quantile_rows, regroup_sketches
 from aggregator.tiered import read_rows, read_sketches
 from storage.base import StoreReader
 from storage.records import NS_PER_MS, FloatArray, IndexArray, IntArray, Rollups, Series, Tier
+from storage.sketches import exact_counts
 from storage.timeparse import nice_step_ns, parse_duration_ns, parse_time
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -202,10 +204,17 @@ def run_query(store: StoreReader, tiers: Sequence[Tier], request: QueryRequest) 
 
     q = percentile(request.agg)
     if q is not None:
-        found = read_sketches(store, tiers, tier, series, start_ns, end_ns, step_ns)
-        mapping = group_numbers(found.series)
-        merged_sketches = regroup_sketches(found, mapping, tuple(groups), step_ns)
-        index, bucket_ns, values = quantile_rows(merged_sketches, q)
+        numbers = dict(zip(series, group_numbers(series).tolist(), strict=True))
+
+        def quantiles(lo_ns: int, hi_ns: int) -> tuple[Answers, bool]:
+            found = read_sketches(store, tiers, tier, series, lo_ns, hi_ns, step_ns)
+            mapping = np.fromiter((numbers[s] for s in found.series), np.int32)
+            merged = regroup_sketches(found, mapping, tuple(groups), step_ns)
+            return quantile_rows(merged, q), exact_counts(merged.keys, merged.values)
+
+        key = (q, request.group_by, tuple(series))
+        answers = cached_answers(store, tier, key, start_ns, end_ns, step_ns, quantiles)
+        index, bucket_ns, values = answers
     else:
         rows = read_rows(store, tiers, tier, series, start_ns, end_ns, step_ns)
         present = {rows.series[i] for i in np.unique(rows.index).tolist()}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Self
+from typing import Protocol, Self, runtime_checkable
 
 import numpy as np
 
@@ -158,6 +158,18 @@ class StoreReader(Protocol):
 
     def __exit__(self, *exc_info: object) -> None:
         """`close()`."""
+        ...
+
+
+@runtime_checkable
+class SketchChanges(Protocol):
+    """A reader that can tell which sketch times changed (the embedded store): answers computed
+    from its sketches can be kept until a change touches them."""
+
+    def sketch_changes(self, tier: str, since: int) -> tuple[int, tuple[tuple[int, int], ...]]:
+        """The number of the last change now, and the spans [lo, hi] of sketch times of `tier`
+        written, rolled up or cut by retention after change `since` (0: from the start), or
+        one span of every time when the store no longer knows."""
         ...
 
 

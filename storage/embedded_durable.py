@@ -210,7 +210,8 @@ class DurableView(StoreView):
         self._check_open()
         with self._maintenance_lock:
             manifest = self._manifest
-            floors = dict(manifest.floors)
+            manifest_floors = manifest.floors
+            floors = dict(manifest_floors)
             blocks = dict(self._blocks)
             with self._lock:
                 oldest_dirty = {t: min(m) for t, m in self._dirty.items() if m}
@@ -233,6 +234,9 @@ class DurableView(StoreView):
             with self._lock:
                 self._manifest = manifest
                 self._blocks = blocks
+                for name in self._tiers:
+                    if floors[name] > manifest_floors.get(name, NO_FLOOR):
+                        self._changes.note(name, NO_FLOOR, floors[name])
             for name, number in dropped:
                 block_files.remove_block(self._root, name, number)
 

@@ -52,6 +52,7 @@ class EmbeddedReader(StoreView):
             self._blocks = blocks
             self._heads = self._new_heads()
             self._restore(manifest)
+            self._changes.note_everything()
         self._segment = manifest.wal_start
         self._offset = 0
 

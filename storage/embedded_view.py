@@ -36,6 +36,7 @@ from storage.head import Head, Snapshot
 from storage.manifest import Manifest
 from storage.records import RAW, IntArray, Rollups, Samples, Series, Sketches, Tier
 from storage.series_index import SeriesIndex, read_log, sort_key
+from storage.sketch_changes import ChangeLog, Span
 from storage.wal import Record
 
 SERIES_LOG = "series.log"
@@ -75,6 +76,7 @@ class StoreView:
         self._claims: dict[str, int] = {}
         self._dirty: dict[str, dict[int, int]] = {t: {} for t in self._tiers if t != RAW}
         self._seq = 0  # raw write records so far; numbers the dirty marks
+        self._changes = ChangeLog()  # sketch times changed per tier, for caches of answers
 
     def refresh(self) -> None:
         """Catch up with the data dir: nothing to do for the writer, which holds it."""
@@ -113,6 +115,9 @@ class StoreView:
         """Append a record's rows and sketch rows to the heads of its tier; under `_lock`."""
         added = self._heads[record.tier].append(record.rows)
         added |= self._heads[sketch_table(record.tier)].append(record.sketches)
+        if len(record.sketches):
+            ts = record.sketches.ts
+            self._changes.note(record.tier, int(ts.min()), int(ts.max()))
         if added:
             self._part_added()
 
@@ -186,6 +191,11 @@ class StoreView:
             rows.cols[0].astype(np.int64),
             np.array(rows.cols[1]),
         )
+
+    def sketch_changes(self, tier: str, since: int) -> tuple[int, tuple[Span, ...]]:
+        self._check_open()
+        with self._lock:
+            return self._changes.number, self._changes.since(tier, since)
 
     def _select(
         self, table: str, series: Sequence[Series] | None, start_ns: int, end_ns: int

@@ -235,6 +235,13 @@ def quantiles(
     return label[first], np.where(total > 0, estimate, np.nan)
 
 
+def exact_counts(keys: IntArray, values: FloatArray) -> bool:
+    """True when the bucket counts are whole numbers summing below 2^53: then every running
+    count is exact, and `quantiles` of a sketch do not depend on the sketches beside it."""
+    counts = values[is_bucket(keys)]
+    return bool((counts == np.floor(counts)).all()) and float(np.abs(counts).sum()) < 2.0**53
+
+
 def _add_buckets(
     group: IntArray, keys: IntArray, counts: FloatArray, groups: int
 ) -> tuple[IntArray, IntArray, FloatArray]:
