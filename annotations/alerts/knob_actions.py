@@ -42,8 +42,9 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _duration_text(ns: int) -> str:
-    """`10m` for 600 s: the largest unit that divides it."""
-    return next((f"{ns // size}{unit}" for unit, size in _UNITS if ns and ns % size == 0), "")
+    """`10m` for 600 s: the largest unit that divides it; else seconds (`1.5s`, `0s`)."""
+    exact = (f"{ns // size}{unit}" for unit, size in _UNITS if ns and ns % size == 0)
+    return next(exact, f"{ns / 10**9:g}s")
 
 
 class KnobActions:
@@ -168,8 +169,7 @@ class KnobActions:
                 if not _same(current, action.set_value):
                     self._left(action, current, now_ns)
                     return
-                resolved_for = _duration_text(action.revert_after_ns) or "0s"
-                why = f"resolved for {resolved_for}"
+                why = f"resolved for {_duration_text(action.revert_after_ns)}"
                 self._patch(
                     action.flag, action.environment, current, action.previous, who, now_ns, why
                 )

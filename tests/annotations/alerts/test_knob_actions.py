@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from annotations.alerts.engine import AlertEngine
+from annotations.alerts.knob_actions import _duration_text
 from annotations.alerts.knobs import KnobAction, list_knob_actions
 from annotations.chat.messages import render_announcement
 from annotations.control.db import ControlDB
@@ -312,3 +313,11 @@ async def test_a_removed_rule_sets_its_knob_back(
     await run.at(615, search=0.9)
     assert (await run.prod())["value"] == 50
     assert await run.actions() == []
+
+
+@pytest.mark.parametrize(
+    ("ns", "text"),
+    [(0, "0s"), (1_500_000_000, "1.5s"), (90 * S, "90s"), (600 * S, "10m"), (7200 * S, "2h")],
+)
+def test_the_set_back_says_how_long_the_rule_was_resolved_in_its_unit(ns: int, text: str):
+    assert _duration_text(ns) == text
