@@ -31,6 +31,7 @@ from annotations.control.outbox import Outbox
 from collector.graphite_server import graphite_listener
 from collector.host_agent import HostSampler
 from collector.http_ingest import add_ingest_routes
+from collector.scraper import PROTOCOL, Scraper
 from collector.service_metrics import ServiceMetrics
 from collector.stats import IngestStats
 from collector.statsd_aggregate import StatsdAggregator
@@ -207,6 +208,9 @@ async def _start_collector(node: _Node, writer: StoreWriter) -> None:
             )
         )
         node.listeners["graphite"] = f"tcp {settings.ingest_host}:{settings.graphite_port}"
+    scraper = Scraper(settings.scrape_path(), lambda samples: sink.add(samples, PROTOCOL), stats)
+    await node.stack.enter_async_context(scraper)
+    node.listeners["scrape"] = f"{len(scraper.targets)} targets of {settings.scrape_path()}"
     if settings.agent:
         sampler = await asyncio.to_thread(HostSampler)
 

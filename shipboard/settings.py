@@ -111,6 +111,11 @@ class Settings(BaseSettings):
         None,
         description="Where the alert rule files (*.yaml) are (default `<data dir>/rules`).",
     )
+    scrape_config: Path | None = Field(
+        None,
+        description="The Prometheus-style scrape configuration, reloaded when it changes"
+        " (default `<data dir>/scrape.yaml`; without the file nothing is scraped).",
+    )
     rules_interval_s: float = Field(
         15.0, gt=0, description="How often an alert rule without its own `interval` is evaluated."
     )
@@ -151,6 +156,9 @@ class Settings(BaseSettings):
     def rule_dirs(self) -> tuple[Path, ...]:
         """Where the alert rules are read from: `rules_dir`, by default `<data dir>/rules`."""
         return (self.data_dir / "rules" if self.rules_dir is None else self.rules_dir,)
+
+    def scrape_path(self) -> Path:
+        return self.data_dir / "scrape.yaml" if self.scrape_config is None else self.scrape_config
 
     def tiers(self) -> tuple[Tier, ...]:
         """Raw plus the rollup tiers, finest first."""
