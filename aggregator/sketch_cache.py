@@ -9,7 +9,7 @@ store's last sketch change. A later query takes a kept answer only if no change 
 cutting it) touches its step bucket and it is still wholly before the watermark and clean;
 every other step bucket is read and merged as without the cache. Kept answers are exact: a
 step bucket's percentile depends only on the sketches in it when bucket counts are whole
-numbers summing below 2^53 (`sketches.exact_counts`), and answers of other counts are not kept.
+numbers summing below 2^53 (`sketches.exact_quantiles`), and answers of other counts are not kept.
 A store that cannot tell its changes (InfluxDB) keeps nothing.
 """
 

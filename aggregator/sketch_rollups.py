@@ -58,8 +58,11 @@ def as_rollups(merged: Sketches) -> Rollups:
     )
 
 
-def quantile_rows(merged: Sketches, q: float) -> tuple[IndexArray, IntArray, FloatArray]:
-    """(index, bucket, value) of the `q` quantile of each merged sketch."""
+def quantile_rows(
+    merged: Sketches, q: float
+) -> tuple[tuple[IndexArray, IntArray, FloatArray], bool]:
+    """(index, bucket, value) of the `q` quantile of each merged sketch, and whether each
+    value depends on its sketch alone (`sketches.exact_quantiles`)."""
     row = np.arange(len(merged))
-    first, values = sketches.quantiles(row, merged.keys, merged.values, q)
-    return merged.index[first], merged.ts_ns[first], values
+    first, values, exact = sketches.exact_quantiles(row, merged.keys, merged.values, q)
+    return (merged.index[first], merged.ts_ns[first], values), exact

@@ -174,6 +174,8 @@ def merge_by(
     first = starts[order]
     new = _change(major[first], minor[first])
     if new.all():
+        if bool((order[1:] > order[:-1]).all()):
+            return major, minor, keys, values  # in order already: nothing to move
         rows = _rows_of(first, lengths[order])
         return major[rows], minor[rows], keys[rows], values[rows]
     merged_into = np.empty(len(starts), np.int64)
@@ -211,14 +213,26 @@ def quantiles(
     """The `q` quantile (0..1) of each merged sketch as numpy's default percentile of the
     values places it: rank h = q * (count - 1), between the values of ranks floor(h) and
     floor(h) + 1 (each its bucket's estimate), clamped to the sketch's min and max."""
+    found_label, estimate, _ = exact_quantiles(label, keys, values, q)
+    return found_label, estimate
+
+
+def exact_quantiles(
+    label: IntArray, keys: IntArray, values: FloatArray, q: float
+) -> tuple[IntArray, FloatArray, bool]:
+    """`quantiles`, and whether the bucket counts are whole numbers, none negative, summing
+    below 2^53: then every running count is exact, and a sketch's quantile is the same
+    whichever sketches are beside it."""
     first = np.flatnonzero(keys == SCALE_KEY)
     if not len(first):
-        return label[first], np.empty(0)
-    sketch = np.cumsum(keys == SCALE_KEY) - 1
-    bucket = np.flatnonzero(is_bucket(keys))
+        return label[first], np.empty(0), True
+    is_counted = is_bucket(keys)
+    bucket = np.flatnonzero(is_counted)
     counts = values[bucket]
     cumulative = np.cumsum(counts)
-    total = np.bincount(sketch[bucket], counts, len(first))
+    per_sketch = np.add.reduceat(is_counted, first, dtype=np.int64)
+    sketch = np.repeat(np.arange(len(first)), per_sketch)
+    total = np.bincount(sketch, counts, len(first))
     before = np.concatenate([[0.0], np.cumsum(total)[:-1]])
     rank = q * np.maximum(total - 1, 0.0)
     low = np.floor(rank)
@@ -232,14 +246,12 @@ def quantiles(
     # (1 - f) below + f above: above - below overflows when they are huge of opposite signs
     f = rank - low
     estimate = np.clip((1 - f) * below + f * above, values[first + 2], values[first + 3])
-    return label[first], np.where(total > 0, estimate, np.nan)
-
-
-def exact_counts(keys: IntArray, values: FloatArray) -> bool:
-    """True when the bucket counts are whole numbers summing below 2^53: then every running
-    count is exact, and `quantiles` of a sketch do not depend on the sketches beside it."""
-    counts = values[is_bucket(keys)]
-    return bool((counts == np.floor(counts)).all()) and float(np.abs(counts).sum()) < 2.0**53
+    exact = not len(counts) or (
+        float(cumulative[-1]) < 2.0**53
+        and float(counts.min()) >= 0
+        and bool((counts == np.floor(counts)).all())
+    )
+    return label[first], np.where(total > 0, estimate, np.nan), exact
 
 
 def _add_buckets(
