@@ -22,7 +22,7 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from jsonschema import Draft202012Validator
+from jsonschema import Draft3Validator, Draft4Validator, Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
 from jsonschema.validators import validator_for
 from referencing import Registry
@@ -175,6 +175,8 @@ def _json_schema(doc: dict[str, Any]) -> Callable[[Knob, str], None]:
     except SchemaError as error:
         where = _path("schema", error.path)
         raise KnobError(where, f"not a JSON Schema: {error.message}") from None
+    if kind in (Draft3Validator, Draft4Validator):
+        _check_refs(doc, "schema")
     # An empty registry (jsonschema adds the meta-schemas to it) fetches nothing from anywhere.
     validator = kind(doc, registry=Registry())
 
@@ -195,6 +197,19 @@ def _json_schema(doc: dict[str, Any]) -> Callable[[Knob, str], None]:
             )
 
     return check
+
+
+def _check_refs(node: object, where: str) -> None:
+    """Drafts 3 and 4's meta-schemas leave `$ref` unchecked; a `$ref` that is no string would
+    break the validator later."""
+    if isinstance(node, dict):
+        if "$ref" in node and not isinstance(node["$ref"], str):
+            raise KnobError(f"{where}.$ref", "not a JSON Schema: a reference must be a string")
+        for name, item in node.items():
+            _check_refs(item, f"{where}.{name}")
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            _check_refs(item, f"{where}[{i}]")
 
 
 def _path(start: str, parts: Sequence[str | int] | Any) -> str:

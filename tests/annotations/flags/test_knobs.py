@@ -202,6 +202,14 @@ def test_values_inside_their_schema_are_accepted() -> None:
         ({"schema": {"type": "colour"}}, "environments.prod.schema.type: not a JSON Schema"),
         ({"schema": {"pattern": "("}}, "environments.prod.schema.pattern: not a JSON Schema"),
         ({"value": 1, "schema": {"$ref": "#"}}, "environments.prod.schema: refers to itself"),
+        (
+            {
+                "value": 1,
+                "schema": {"$schema": "http://json-schema.org/draft-04/schema#", "$ref": 1},
+            },
+            "environments.prod.schema.$ref: not a JSON Schema: a reference must be a string",
+        ),
+        ({"schema": {"$schema": 4}}, "environments.prod.schema.$schema: must be the URI of a JSON"),
         ({"value": float("inf")}, "environments.prod.value: inf is not a JSON number"),
         ({"value": 2**64}, "environments.prod.value: not a JSON value: Integer exceeds 64-bit"),
         ({"value": "\ud800"}, "environments.prod.value: not a JSON value: str is not valid UTF-8"),
@@ -293,10 +301,19 @@ keywords = st.sampled_from(
         *("$schema", "minLength", "format", "additionalProperties", "$defs"),
     ]
 )
-schemas = json_values | st.dictionaries(keywords, json_values, max_size=4)
+drafts = st.sampled_from(
+    [f"http://json-schema.org/draft-0{n}/schema#" for n in (3, 4, 6, 7)]
+    + [f"https://json-schema.org/draft/{d}/schema" for d in ("2019-09", "2020-12")]
+)
+keyword_schemas = st.dictionaries(keywords, json_values, max_size=4)
+schemas = (
+    json_values
+    | keyword_schemas
+    | st.builds(lambda draft, rest: {**rest, "$schema": draft}, drafts, keyword_schemas)
+)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(value=json_values, rules=schemas, variant=json_values)
 def test_any_value_and_schema_is_accepted_or_a_flag_error_with_a_path(
     value: Any, rules: Any, variant: Any
