@@ -67,7 +67,8 @@ def knob(raw: object, where: str) -> Knob:
         raise KnobError(where, f"not a JSON value: {error}") from None
     if len(text) > MAX_BYTES:
         raise KnobError(where, f"is {len(text)} bytes of JSON; at most {MAX_BYTES}")
-    return Knob(text, raw)
+    # Its own copy of an object or array: the caller's document may change after.
+    return Knob(text, orjson.loads(text) if isinstance(raw, dict | list) else raw)
 
 
 def _check_json(raw: object, where: str, depth: int) -> None:

@@ -99,11 +99,14 @@ def test_an_object_value_merges_key_by_key() -> None:
     }
 
 
-def test_a_value_read_is_a_copy() -> None:
-    f = flag({"value": {"tiers": [1, 2]}})
+def test_a_value_read_is_a_copy_and_so_is_the_one_written() -> None:
+    written: dict[str, Any] = {"tiers": [1, 2]}
+    f = flag({"value": written})
     got = f.environments["prod"].value
     assert got is not None
     got.get()["tiers"].append(3)
+    written["tiers"].append(4)
+    assert got.data == {"tiers": [1, 2]}
     assert f.to_doc()["environments"]["prod"]["value"] == {"tiers": [1, 2]}
 
 
