@@ -1,0 +1,178 @@
+"""OTLP exponential histograms as the store's latency sketches (`storage.sketches`).
+
+OTLP's buckets are the sketches' own (bucket i of scale s holds (b^i, b^(i+1)], b = 2^(2^-s)),
+so a point's buckets become sketch rows without re-bucketing: a point at scale 6
+(`STATSD_SCALE`) or coarser keeps its scale, one at a finer scale has its buckets merged exactly
+into scale 6 (bucket i into i >> (s - 6)), which bounds a sketch's rows and keeps every sketch
+of a metric mergeable at the StatsD timers' 0.54% whatever scale each exporter chose.
+
+A cumulative histogram is stored as its increase since the stream's previous export, so that a
+step's percentile is of the values recorded in that step: the last export of each stream (one
+series) is kept, and a changed start time, or a count that went down, is a reset whose export
+counts whole. States are taken only once the write is durable (`commit`), so an export retried
+after a failed write counts once.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+from opentelemetry.proto.metrics.v1.metrics_pb2 import ExponentialHistogramDataPoint
+
+from collector.errors import ParseError
+from storage.records import FloatArray, IntArray, Series
+from storage.sketches import HEADER_KEYS, STATSD_SCALE, downscale, estimates
+
+MIN_OTLP_SCALE, MAX_OTLP_SCALE = -10, 20
+# storage.sketches: bucket i is key 2^40 + i, its negative mirror -(2^40 + i), zeros key 0.
+BUCKET_KEY_BASE = 2**40
+MAX_STREAMS = 100_000  # past this, the stream least recently exported is forgotten
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """Buckets as sketch keys at `scale` (sorted, counts non-zero), with sum, min and max, and
+    the point's start and time."""
+
+    scale: int
+    keys: IntArray
+    counts: FloatArray
+    sum: float
+    min: float
+    max: float
+    start_ns: int
+    time_ns: int
+
+    def rows(self) -> tuple[IntArray, FloatArray]:
+        """The sketch's rows: header (scale, sum, min, max), then its buckets in key order."""
+        keys = np.concatenate([np.asarray(HEADER_KEYS, np.int64), self.keys])
+        header = np.asarray([self.scale, self.sum, self.min, self.max], np.float64)
+        return keys, np.concatenate([header, self.counts])
+
+
+def from_point(point: ExponentialHistogramDataPoint, metric: str, time_ns: int) -> Histogram:
+    """The point's buckets at min(its scale, 6); sum, min and max from the buckets where the
+    point has none."""
+    if not MIN_OTLP_SCALE <= point.scale <= MAX_OTLP_SCALE:
+        raise ParseError(
+            "bad_scale",
+            metric,
+            f"scale {point.scale} is outside OTLP's {MIN_OTLP_SCALE}..{MAX_OTLP_SCALE}",
+        )
+    scale = min(point.scale, STATSD_SCALE)
+    shift = point.scale - scale
+    positive = np.asarray(point.positive.bucket_counts, np.float64)
+    negative = np.asarray(point.negative.bucket_counts, np.float64)
+    positive_index = (point.positive.offset + np.arange(len(positive))) >> shift
+    negative_index = (point.negative.offset + np.arange(len(negative))) >> shift
+    keys, counts = _added(
+        np.concatenate(
+            [-(BUCKET_KEY_BASE + negative_index), [0], BUCKET_KEY_BASE + positive_index]
+        ).astype(np.int64),
+        np.concatenate([negative, [float(point.zero_count)], positive]),
+    )
+    low, high = _bounds(keys, scale)
+    total = point.sum if point.HasField("sum") else _estimated_sum(keys, counts, scale)
+    if not np.isfinite([total, point.min, point.max]).all():
+        raise ParseError("not_finite", metric, "sum, min and max must be finite")
+    return Histogram(
+        scale,
+        keys,
+        counts,
+        total,
+        point.min if point.HasField("min") else low,
+        point.max if point.HasField("max") else high,
+        point.start_time_unix_nano,
+        time_ns,
+    )
+
+
+def increase(now: Histogram, before: Histogram) -> Histogram | None:
+    """`now` less `before` at the coarser of their scales; None when a count went down (a
+    reset). Min and max are the cumulative ones narrowed to the increase's buckets."""
+    scale = min(now.scale, before.scale)
+    now_keys = downscale(now.keys, np.full(len(now.keys), now.scale - scale))
+    before_keys = downscale(before.keys, np.full(len(before.keys), before.scale - scale))
+    keys, counts = _added(
+        np.concatenate([now_keys, before_keys]), np.concatenate([now.counts, -before.counts])
+    )
+    if (counts < 0).any():
+        return None
+    low, high = _bounds(keys, scale)
+    return Histogram(
+        scale,
+        keys,
+        counts,
+        now.sum - before.sum,
+        max(now.min, low),
+        min(now.max, high),
+        now.start_ns,
+        now.time_ns,
+    )
+
+
+class CumulativeStreams:
+    """The last export of each cumulative stream, by series; used from one thread at a time."""
+
+    def __init__(self, limit: int = MAX_STREAMS) -> None:
+        self._last: dict[Series, Histogram] = {}
+        self._limit = limit
+
+    def increase(
+        self, series: Series, point: Histogram, pending: dict[Series, Histogram]
+    ) -> Histogram | None:
+        """What `point` adds to its stream (itself, after a reset or on first sight), or None
+        when nothing: no new value, or an export no later than the last one (re-sent). The new
+        state goes into `pending`, for `commit`."""
+        before = pending.get(series) or self._last.get(series)
+        if before is not None and before.start_ns == point.start_ns:
+            if point.time_ns <= before.time_ns:
+                return None
+            pending[series] = point
+            added = increase(point, before)
+            if added is not None:
+                return added if len(added.keys) else None
+        pending[series] = point
+        return point if len(point.keys) else None
+
+    def commit(self, pending: dict[Series, Histogram]) -> None:
+        for series, point in pending.items():
+            self._last.pop(series, None)  # re-inserted last: the dict is in export order
+            self._last[series] = point
+        for stale in list(self._last)[: max(len(self._last) - self._limit, 0)]:
+            del self._last[stale]
+
+
+def _added(keys: IntArray, counts: FloatArray) -> tuple[IntArray, FloatArray]:
+    """Counts of equal keys added, sorted by key, the zero ones left out."""
+    unique, where = np.unique(keys, return_inverse=True)
+    added = np.bincount(where, counts, len(unique))
+    kept = added != 0
+    return unique[kept], added[kept]
+
+
+def _bounds(keys: IntArray, scale: int) -> tuple[float, float]:
+    """The lowest and highest value the buckets can hold (0 and 0 when there are none)."""
+    if not len(keys):
+        return 0.0, 0.0
+    step = 2.0**-scale
+
+    def edge(key: int, upper: bool) -> float:
+        if key == 0:
+            return 0.0
+        index = abs(key) - BUCKET_KEY_BASE
+        # the magnitude bound farther from zero: the upper edge of a positive bucket's values,
+        # the lower edge of a negative one's
+        farther = upper == (key > 0)
+        with np.errstate(over="ignore"):
+            magnitude = min(float(np.exp2((index + farther) * step)), sys.float_info.max)
+        return magnitude if key > 0 else -magnitude
+
+    return edge(int(keys[0]), False), edge(int(keys[-1]), True)
+
+
+def _estimated_sum(keys: IntArray, counts: FloatArray, scale: int) -> float:
+    middles = estimates(keys, np.full(len(keys), scale, np.int64))
+    return float(np.clip((counts * middles).sum(), -sys.float_info.max, sys.float_info.max))
