@@ -22,6 +22,7 @@ import orjson
 from aiohttp import web
 
 from collector.influx_line import PRECISION_NS, parse_influx
+from collector.otlp import add_otlp_routes
 from collector.stats import IngestStats
 from collector.store_writer import StoreWriter
 from storage.errors import SpoolFullError
@@ -133,3 +134,4 @@ def add_ingest_routes(
     app.cleanup_ctx.append(_parser_thread)
     app.router.add_post("/write", write_v1)
     app.router.add_post("/api/v2/write", write_v2)
+    add_otlp_routes(app, writer, stats, max_body_bytes, _read_body)
