@@ -1,0 +1,203 @@
+"""Prometheus remote write 1.0 bodies: snappy-compressed `prometheus.WriteRequest` protobufs.
+
+A series' `__name__` is its metric name and its other labels are its tags, kept as they are
+(`http_requests_total{code="500"}` is metric `http_requests_total` with the tag `code`); a label
+with an empty value is no label, as in Prometheus. Timestamps are milliseconds.
+
+A body that is not snappy or not a WriteRequest is refused whole (`RemoteWriteError`). Of a body
+that decodes, a series without a `__name__`, with an empty or repeated label name, and samples
+with a timestamp beyond int64 nanoseconds are invalid: dropped and named in the answer, the rest
+kept. What Shipboard does not store is dropped and counted, not refused, since the sender could
+do nothing else with it: NaN and infinite values (Prometheus' stale markers among them), native
+histograms and exemplars. Metric metadata (type, help, unit) is not kept.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from cramjam import DecompressionError, snappy
+from google.protobuf.message import DecodeError
+
+from collector.prompb import WriteRequest
+from storage.records import NS_PER_MS, Samples, Series
+
+PROTOCOL = "remote_write"
+STALE_NAN_BITS = 0x7FF0000000000002  # the NaN Prometheus writes when a series goes away
+MAX_MS = (2**63 - 1) // NS_PER_MS  # the timestamps whose nanoseconds fit in int64
+_SHOWN = 200
+
+Labels = tuple[tuple[str, str], ...]
+
+# Decoded label sets, so a series sent again costs one dict lookup; bounded against floods of
+# new series. Used from the parser thread only.
+_SERIES: dict[Labels, Series | InvalidSeries] = {}
+_SERIES_MAX = 100_000
+
+
+class RemoteWriteError(ValueError):
+    """A body refused whole: `status` is the HTTP answer, `reason` the dropped counter's label."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(message)
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidSeries:
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """The points of a body, what was dropped by reason (in samples), and the first invalid
+    series or sample for the answer (None when there was none)."""
+
+    samples: Samples
+    dropped: Counter[str] = field(default_factory=Counter)
+    first_error: str | None = None
+
+    @property
+    def invalid(self) -> int:
+        return sum(self.dropped[reason] for reason in INVALID_REASONS)
+
+
+INVALID_REASONS = ("no_name", "bad_label", "bad_timestamp")
+
+
+def decode(body: bytes, max_bytes: int) -> Decoded:
+    """The points of a remote-write body, at most `max_bytes` once decompressed; a body that
+    does not decode raises RemoteWriteError."""
+    if not body:
+        return Decoded(Samples.empty())
+    raw = _decompress(body, max_bytes)
+    try:
+        request = WriteRequest.FromString(raw)
+    except DecodeError as error:
+        raise RemoteWriteError(
+            400, "bad_protobuf", f"body is not a prometheus.WriteRequest protobuf: {error}"
+        ) from None
+    return _points(request)
+
+
+def _decompress(body: bytes, max_bytes: int) -> bytes:
+    try:
+        # The block format states its decompressed size first: checked before inflating.
+        size = snappy.decompress_raw_len(body)
+        if size > max_bytes:
+            raise RemoteWriteError(
+                413,
+                "too_large",
+                f"body is {size} bytes decompressed, over the {max_bytes}-byte limit "
+                "(--max-body): lower max_samples_per_send in remote_write's queue_config",
+            )
+        return bytes(snappy.decompress_raw(body))
+    except DecompressionError as error:
+        raise RemoteWriteError(
+            400, "bad_snappy", f"body is not snappy-compressed (block format): {error}"
+        ) from None
+
+
+def _points(request: Any) -> Decoded:
+    dropped: Counter[str] = Counter()
+    first_error: str | None = None
+    series: list[Series] = []
+    positions: dict[Series, int] = {}
+    index: list[int] = []
+    ts_ms: list[int] = []
+    values: list[float] = []
+    for timeseries in request.timeseries:
+        found = _series(tuple((label.name, label.value) for label in timeseries.labels))
+        if timeseries.histograms:
+            dropped["native_histogram"] += len(timeseries.histograms)
+        if timeseries.exemplars:
+            dropped["exemplar"] += len(timeseries.exemplars)
+        count = len(timeseries.samples)
+        if not count:
+            continue
+        if isinstance(found, InvalidSeries):
+            dropped[found.reason] += count
+            first_error = first_error or found.message
+            continue
+        position = positions.get(found)
+        if position is None:
+            position = positions[found] = len(series)
+            series.append(found)
+        index.extend([position] * count)
+        for sample in timeseries.samples:
+            ts_ms.append(sample.timestamp)
+            values.append(sample.value)
+    samples = Samples(
+        tuple(series),
+        np.asarray(index, np.int32),
+        np.asarray(ts_ms, np.int64),
+        np.asarray(values, np.float64),
+    )
+    kept, out_of_range = _keep(samples, dropped)
+    return Decoded(kept, dropped, first_error or out_of_range)
+
+
+def _keep(samples: Samples, dropped: Counter[str]) -> tuple[Samples, str | None]:
+    """The points Shipboard stores, in nanoseconds, series without points left out; the
+    others counted in `dropped`; what the first point out of time range was."""
+    stale = samples.values.view(np.uint64) == np.uint64(STALE_NAN_BITS)
+    non_finite = ~np.isfinite(samples.values) & ~stale
+    out_of_range = (samples.ts_ns < -MAX_MS) | (samples.ts_ns > MAX_MS)  # still milliseconds
+    first = None
+    for reason, mask in (
+        ("stale_marker", stale),
+        ("non_finite", non_finite),
+        ("bad_timestamp", out_of_range),
+    ):
+        if count := int(np.count_nonzero(mask)):
+            dropped[reason] += count
+    if out_of_range.any():
+        row = int(np.flatnonzero(out_of_range)[0])
+        where = samples.series[samples.index[row]]
+        first = f"sample timestamp {samples.ts_ns[row]} ms of {where} is out of range"
+    drop = stale | non_finite | out_of_range
+    if drop.any():
+        samples = _without_unused_series(samples.take(~drop))
+    ns = samples.ts_ns * NS_PER_MS
+    return Samples(samples.series, samples.index, ns, samples.values), first
+
+
+def _without_unused_series(samples: Samples) -> Samples:
+    used, index = np.unique(samples.index, return_inverse=True)
+    series = tuple(samples.series[i] for i in used.tolist())
+    return Samples(series, index.astype(np.int32), samples.ts_ns, samples.values)
+
+
+def _series(labels: Labels) -> Series | InvalidSeries:
+    found = _SERIES.get(labels)
+    if found is None:
+        found = _new_series(labels)
+        if len(_SERIES) >= _SERIES_MAX:
+            del _SERIES[next(iter(_SERIES))]
+        _SERIES[labels] = found
+    return found
+
+
+def _new_series(labels: Labels) -> Series | InvalidSeries:
+    names = [name for name, _ in labels]
+    shown = _shown(labels)
+    if "" in names:
+        return InvalidSeries("bad_label", f"a label name is empty in series {shown}")
+    if len(set(names)) < len(names):
+        twice = next(name for name in names if names.count(name) > 1)
+        return InvalidSeries("bad_label", f"label {twice!r} appears twice in series {shown}")
+    metric = dict(labels).get("__name__", "")
+    if not metric:
+        return InvalidSeries("no_name", f"series {shown} has no __name__ (metric name)")
+    return Series.of(metric, [(k, v) for k, v in labels if k != "__name__" and v])
+
+
+def _shown(labels: Labels) -> str:
+    text = "{" + ", ".join(f"{name}={json.dumps(value)}" for name, value in labels) + "}"
+    return text[:_SHOWN] + ("..." if len(text) > _SHOWN else "")
