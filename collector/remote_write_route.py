@@ -6,21 +6,27 @@ body is kept, and the answer names the first), which the sender drops and does n
 while the store cannot hold writes, which it retries; 413 over the body limit (`--max-body`,
 compressed or decompressed); 415 for another encoding or remote write 2.0.
 
-The body limit, the parser thread, the store writer and the counters are the InfluxDB ingest's
-(collector.http_ingest), which routes `/api/v1/write` here: its names are read per call.
+Bodies are decoded on a thread of their own, never on the event loop. The body limit, the store
+writer and the counters are the InfluxDB ingest's (collector.http_ingest).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
+import orjson
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from collector import http_ingest
 from collector.remote_write import PROTOCOL, RemoteWriteError, decode
+from collector.stats import IngestStats
+from collector.store_writer import StoreWriter
 from storage.errors import SpoolFullError
 
+BodyReader = Callable[[web.Request, int], Awaitable[bytes]]
 V1_MESSAGE = "prometheus.WriteRequest"
 
 
@@ -44,48 +50,90 @@ def unsupported(headers: CIMultiDictProxy[str]) -> str | None:
     return None
 
 
-async def remote_write(request: web.Request) -> web.Response:
-    app = request.app
-    stats, limit = app[http_ingest.INGEST_STATS], app[http_ingest.MAX_BODY_BYTES]
-    refused_media = unsupported(request.headers)
-    if refused_media is not None:
-        return http_ingest._error(415, refused_media, "unsupported")
-    try:
-        body = await http_ingest._read_body(request, limit)
-    except web.HTTPRequestEntityTooLarge:
-        stats.add_dropped(PROTOCOL, "too_large")
-        message = f"body is over the {limit}-byte limit (--max-body): lower max_samples_per_send"
-        return http_ingest._error(413, message, "too large")
-    try:
-        decoded = await asyncio.get_running_loop().run_in_executor(
-            app[http_ingest.PARSER], decode, body, limit
-        )
-    except RemoteWriteError as error:  # nothing of this body is kept
-        stats.add_dropped(PROTOCOL, error.reason)
-        return http_ingest._error(error.status, str(error), "invalid")
-    for reason, count in decoded.dropped.items():
-        stats.add_dropped(PROTOCOL, reason, count)
-    problems = []
-    if decoded.first_error is not None:
-        problems.append(
-            f"{decoded.invalid} invalid samples dropped, the first: {decoded.first_error}"
-        )
-    if len(decoded.samples):
+def _error(status: int, message: str) -> web.Response:
+    # Prometheus logs the answer's body: the message says what to change.
+    body = orjson.dumps({"error": message})
+    return web.Response(status=status, body=body, content_type="application/json")
+
+
+@dataclass
+class RemoteWriteIngest:
+    writer: StoreWriter
+    stats: IngestStats
+    max_body_bytes: int
+    read_body: BodyReader
+    _decoder: ThreadPoolExecutor | None = field(default=None, init=False)
+
+    async def decoder_thread(self, app: web.Application) -> AsyncIterator[None]:
+        """The thread that decodes every body, from startup to cleanup."""
+        self._decoder = ThreadPoolExecutor(1, thread_name_prefix="remote-write-decode")
         try:
-            written = await app[http_ingest.STORE_WRITER].write(decoded.samples, PROTOCOL)
-        except SpoolFullError as error:  # the sender retries the whole body
-            return http_ingest._error(error.status, str(error), "unavailable")
-        stats.add_received(PROTOCOL, written.accepted)
-        if written.refused_points:
-            problems.append(
-                f"the series limit (--max-series) is reached: {written.refused_points} samples"
-                " of new series dropped; raise --max-series or send fewer new label values"
+            yield
+        finally:
+            await asyncio.to_thread(self._decoder.shutdown)
+
+    async def write(self, request: web.Request) -> web.Response:
+        """`POST /api/v1/write`."""
+        stats, limit = self.stats, self.max_body_bytes
+        refused_media = unsupported(request.headers)
+        if refused_media is not None:
+            return _error(415, refused_media)
+        try:
+            body = await self.read_body(request, limit)
+        except web.HTTPRequestEntityTooLarge:
+            stats.add_dropped(PROTOCOL, "too_large")
+            return _error(
+                413,
+                f"body is over the {limit}-byte limit (--max-body): lower"
+                " max_samples_per_send in remote_write's queue_config",
             )
-        if written.too_old:
-            problems.append(
-                f"{written.too_old} samples older than every tier keeps (the longest is"
-                " --retention-1h) dropped"
+        except web.RequestPayloadError as error:  # a chunked body broken off, say
+            stats.add_dropped(PROTOCOL, "bad_body")
+            answer = _error(400, f"the body could not be read: {error}")
+            answer.force_close()  # the rest of the body cannot be read: the answer must be last
+            return answer
+        try:
+            decoded = await asyncio.get_running_loop().run_in_executor(
+                self._decoder, decode, body, limit
             )
-    if problems:
-        return http_ingest._error(400, "partial write: " + "; ".join(problems), "invalid")
-    return web.Response(status=204)
+        except RemoteWriteError as error:  # nothing of this body is kept
+            stats.add_dropped(PROTOCOL, error.reason)
+            return _error(error.status, str(error))
+        for reason, count in decoded.dropped.items():
+            stats.add_dropped(PROTOCOL, reason, count)
+        problems = []
+        if decoded.first_error is not None:
+            problems.append(
+                f"{decoded.invalid} invalid samples dropped, the first: {decoded.first_error}"
+            )
+        if len(decoded.samples):
+            try:
+                written = await self.writer.write(decoded.samples, PROTOCOL)
+            except SpoolFullError as error:  # the sender retries the whole body
+                return _error(error.status, str(error))
+            stats.add_received(PROTOCOL, written.accepted)
+            if written.refused_points:
+                problems.append(
+                    f"the series limit (--max-series) is reached: {written.refused_points} samples"
+                    " of new series dropped; raise --max-series or send fewer new label values"
+                )
+            if written.too_old:
+                problems.append(
+                    f"{written.too_old} samples older than every tier keeps (the longest is"
+                    " --retention-1h) dropped"
+                )
+        if problems:
+            return _error(400, "partial write: " + "; ".join(problems))
+        return web.Response(status=204)
+
+
+def add_remote_write_route(
+    app: web.Application,
+    writer: StoreWriter,
+    stats: IngestStats,
+    max_body_bytes: int,
+    read_body: BodyReader,
+) -> None:
+    ingest = RemoteWriteIngest(writer, stats, max_body_bytes, read_body)
+    app.cleanup_ctx.append(ingest.decoder_thread)
+    app.router.add_post("/api/v1/write", ingest.write)
