@@ -23,6 +23,7 @@ from aiohttp import web
 
 from collector.influx_line import PRECISION_NS, parse_influx
 from collector.otlp import add_otlp_routes
+from collector.remote_write_route import add_remote_write_route
 from collector.stats import IngestStats
 from collector.store_writer import StoreWriter
 from storage.errors import SpoolFullError
@@ -135,3 +136,4 @@ def add_ingest_routes(
     app.router.add_post("/write", write_v1)
     app.router.add_post("/api/v2/write", write_v2)
     add_otlp_routes(app, writer, stats, max_body_bytes, _read_body)
+    add_remote_write_route(app, writer, stats, max_body_bytes, _read_body)
