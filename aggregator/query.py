@@ -18,6 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
+from aggregator.counters import (
+    COUNTER_AGGREGATES,
+    counter_buckets,
+    counter_tier,
+    fine_width,
+)
 from aggregator.errors import QueryError
 from aggregator.rollups import AGGREGATES, regroup
 from aggregator.sketch_cache import Answers, cached_answers
@@ -88,10 +94,9 @@ class QueryRequest:
         if start_ns >= end_ns:
             raise QueryError("from", f"must be before to (from={start_ns} ns, to={end_ns} ns)")
         agg = params.get("agg", "mean").strip()
-        if agg not in AGGREGATES and percentile(agg) is None:
-            raise QueryError(
-                "agg", f"{agg!r} is not one of {', '.join(AGGREGATES)} or a percentile (p99, p99.9)"
-            )
+        if agg not in AGGREGATES and agg not in COUNTER_AGGREGATES and percentile(agg) is None:
+            names = ", ".join((*AGGREGATES, *COUNTER_AGGREGATES))
+            raise QueryError("agg", f"{agg!r} is not one of {names} or a percentile (p99, p99.9)")
         step_text = params.get("step", "auto").strip()
         step_ns = None
         if step_text != "auto":
@@ -185,8 +190,9 @@ def match_series(store: StoreReader, request: QueryRequest) -> list[Series]:
 def run_query(store: StoreReader, tiers: Sequence[Tier], request: QueryRequest) -> QueryResult:
     """Run `request`: at most `max_points` buckets per series (or group), empty ones left out.
 
-    Percentiles come from the merged sketches; the other aggregates from rollup rows, and for
-    a series that has sketches only (a timer's base name) from its sketches' summaries."""
+    Percentiles come from the merged sketches; `rate` and `increase` from the counters' rows
+    (`aggregator.counters`); the other aggregates from rollup rows, and for a series that has
+    sketches only (a timer's base name) from its sketches' summaries."""
     tier, step_ns = choose_tier(tiers, request)
     step_ms = step_ns // NS_PER_MS
     series = match_series(store, request)
@@ -214,6 +220,13 @@ def run_query(store: StoreReader, tiers: Sequence[Tier], request: QueryRequest) 
         key = (q, request.group_by, tuple(series))
         answers = cached_answers(store, tier, key, start_ns, end_ns, step_ns, quantiles)
         index, bucket_ns, values = answers
+    elif request.agg in COUNTER_AGGREGATES:
+        # A step earlier too, so the first bucket's increase has the value before it.
+        fine = counter_tier(tiers, tier, start_ns - step_ns, request.now_ns)
+        fine_ns = fine_width(step_ns) if fine.is_raw else fine.width_ns
+        rows = read_rows(store, tiers, fine, series, start_ns - step_ns, end_ns, fine_ns)
+        mapping = group_numbers(rows.series)
+        index, bucket_ns, values = counter_buckets(rows, mapping, start_ns, step_ns, request.agg)
     else:
         rows = read_rows(store, tiers, tier, series, start_ns, end_ns, step_ns)
         present = {rows.series[i] for i in np.unique(rows.index).tolist()}

@@ -21,14 +21,14 @@ pytestmark = pytest.mark.slow  # starts a server process
 class App:
     """A service instrumented with prometheus_client, serving /metrics on its own port."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         self.registry = CollectorRegistry()
         self.jobs = Counter("jobs", "Jobs done.", ["queue"], registry=self.registry)
         self.depth = Gauge("queue_depth", "Jobs waiting.", registry=self.registry)
         self.latency = Histogram(
             "job_seconds", "Job time.", buckets=(0.1, 1.0), registry=self.registry
         )
-        self.port = free_port()
+        self.port = free_port() if port is None else port
         self.server, self.thread = start_http_server(self.port, HOST, registry=self.registry)
 
     def stop(self) -> None:
@@ -87,6 +87,14 @@ def last(shipboard: RunningShipboard, metric: str, tags: str) -> list[tuple[dict
     ]
 
 
+class _AnyTags(dict[str, str]):
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, dict)
+
+
+ANY_TAGS = _AnyTags()
+
+
 def up(shipboard: RunningShipboard, job: str) -> float | None:
     found = last(shipboard, "up", f"job:{job}")
     return found[0][1] if found else None
@@ -142,3 +150,24 @@ def test_up_goes_to_0_when_the_app_stops_and_a_new_target_is_picked_up(
         assert depth == 7.0
     finally:
         other.stop()
+
+
+def test_a_restarted_app_counter_reads_as_a_rate_through_its_reset(shipboard, app):
+    jobs = app.jobs.labels(queue="mail")
+    wait_for(lambda: last(shipboard, "jobs_total", "job:app") == [(ANY_TAGS, 0.0)], 10)
+    jobs.inc(100)
+    wait_for(lambda: last(shipboard, "jobs_total", "job:app") == [(ANY_TAGS, 100.0)], 10)
+    app.stop()
+    restarted = App(app.port)  # the same instance, its counter from 0 again
+    try:
+        restarted.jobs.labels(queue="mail").inc(5)
+        wait_for(lambda: last(shipboard, "jobs_total", "job:app") == [(ANY_TAGS, 5.0)], 10)
+    finally:
+        restarted.stop()
+    # Minutes: raw points in rows of a second, the scrapes' own (a row of 0, 100 and 5 would
+    # not tell where its reset was).
+    window = {"from": "-5m", "step": "1m", "tags": "job:app"}
+    [series] = shipboard.query(metric="jobs_total", agg="increase", **window)["series"]
+    assert sum(v for _, v in series["points"]) == 105.0
+    [series] = shipboard.query(metric="jobs_total", agg="rate", **window)["series"]
+    assert sum(v for _, v in series["points"]) == pytest.approx(105.0 / 60)
