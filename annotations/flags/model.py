@@ -322,7 +322,8 @@ def describe_change(before: Flag | None, after: Flag | None) -> list[FlagChange]
 
 
 def _state(env: EnvironmentRules) -> str:
-    return f"{_pct(env.percentage)}" if env.enabled else f"disabled, {_pct(env.percentage)}"
+    state = f"{_pct(env.percentage)}" if env.enabled else f"disabled, {_pct(env.percentage)}"
+    return state if env.value is None else f"{state} value {text_of(env.value)}"
 
 
 def _pct(percentage: float) -> str:

@@ -87,7 +87,11 @@ async def test_a_value_patched_in_is_audited_annotated_and_announced(
     assert prod["schema"] == {"max": 100, "min": 1}
     assert prod["percentage"] == 0.0
     assert await titles(control) == [
-        ("operator-1", "search.max_results created: prod 0%, staging 100%"),
+        (
+            "operator-1",
+            "search.max_results created: prod 0% value 50,"
+            ' staging 100% value {"limit": 80, "mode": "fast"}',
+        ),
         ("operator-1", "search.max_results prod: 50 -> 20"),
     ]
     assert "[flag] operator-1: search.max_results prod: 50 -> 20" in await announced(control)

@@ -20,9 +20,11 @@ from annotations.flags.model import (
     merge_patch,
 )
 
+KEY = "search.max_results"
+
 
 def flag(prod: dict[str, Any]) -> Flag:
-    return Flag.from_doc({"key": "search.max_results", "environments": {"prod": prod}})
+    return Flag.from_doc({"key": KEY, "environments": {"prod": prod}})
 
 
 def value_of(prod: dict[str, Any]) -> Any:
@@ -256,6 +258,19 @@ def test_another_draft_is_followed_when_named() -> None:
     assert "10 is greater than or equal to the maximum of 10" in error_of(
         {"value": 10, "schema": {**draft4, "exclusiveMaximum": True}}
     )
+
+
+def test_a_created_knob_says_its_value() -> None:
+    created = flag({"percentage": 0, "value": {"limit": 50}})
+    assert [c.summary for c in describe_change(None, created)] == [
+        'search.max_results created: prod 0% value {"limit": 50}'
+    ]
+    added = Flag.from_doc(
+        {"key": KEY, "environments": {"prod": {}, "staging": {"enabled": False, "value": 5}}}
+    )
+    assert [c.summary for c in describe_change(flag({}), added)] == [
+        "search.max_results staging: added (disabled, 0% value 5)"
+    ]
 
 
 def test_knob_changes_are_summarised() -> None:
