@@ -30,6 +30,8 @@ PROTOCOL = "remote_write"
 STALE_NAN_BITS = 0x7FF0000000000002  # the NaN Prometheus writes when a series goes away
 MAX_MS = (2**63 - 1) // NS_PER_MS  # the timestamps whose nanoseconds fit in int64
 _SHOWN = 200
+# Snappy's densest element is a 3-byte copy of 64 bytes: no body inflates more than this.
+MAX_EXPANSION = 22
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -90,6 +92,8 @@ def _decompress(body: bytes, max_bytes: int) -> bytes:
     try:
         # The block format states its decompressed size first: checked before inflating.
         size = snappy.decompress_raw_len(body)
+        if size > len(body) * MAX_EXPANSION:
+            raise DecompressionError(f"it claims {size} bytes, more than it can hold")
         if size > max_bytes:
             raise RemoteWriteError(
                 413,

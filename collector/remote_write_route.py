@@ -77,7 +77,9 @@ class RemoteWriteIngest:
         stats, limit = self.stats, self.max_body_bytes
         refused_media = unsupported(request.headers)
         if refused_media is not None:
-            return _error(415, refused_media)
+            answer = _error(415, refused_media)
+            answer.force_close()  # the body is left unread (it may not even inflate)
+            return answer
         try:
             body = await self.read_body(request, limit)
         except web.HTTPRequestEntityTooLarge:
