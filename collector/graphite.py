@@ -6,6 +6,9 @@ bulk (`float`/`int` over the lists, series looked up once per distinct path). A 
 refuses is halved until the odd lines sit in small parts, which the exact path parses line by
 line, dropping bad lines with a reason: `bad_format`, `bad_path`, `bad_tag`, `bad_value`,
 `non_finite`, `bad_timestamp`.
+
+A path `collectd.<host>.<rest>`, as collectd's write_graphite writes them, is the metric
+`collectd.<rest>` with the tag `host`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from storage.records import NS_PER_S, Samples, Series
 _NUMBER = re.compile(rb"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 _NON_FINITE = frozenset((b"nan", b"inf", b"infinity"))
 _MAX_TS_S = Decimal(2**63 - 1) / NS_PER_S
+HOST_PREFIXES = frozenset({"collectd"})
+"""Path prefixes whose next part is the host (`_with_host`)."""
 # Graphite's tag rules: keys may not hold `;!^=`, values may not start with `~`.
 _TAG_KEY_FORBIDDEN = frozenset(";!^=")
 
@@ -143,6 +148,16 @@ def _parse_path(raw: bytes, line: bytes) -> Series:
         if not (key.isprintable() and value.isprintable()):
             raise ParseError("bad_tag", line, "control character in tag")
         tags[key] = value
+    return _with_host(name, tags)
+
+
+def _with_host(name: str, tags: dict[str, str]) -> Series:
+    """`collectd.<host>.<rest>` (collectd's write_graphite) is `collectd.<rest>` tagged
+    `host`, so its hosts sit on the Hosts board beside every other agent's."""
+    prefix, _, rest = name.partition(".")
+    host, dot, tail = rest.partition(".")
+    if prefix in HOST_PREFIXES and dot and host and tail and "host" not in tags:
+        return Series.of(f"{prefix}.{tail}", tags | {"host": host})
     return Series.of(name, tags)
 
 

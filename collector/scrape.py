@@ -6,7 +6,8 @@ The page is the Prometheus text format or OpenMetrics (by its Content-Type), par
 and the target's `job`, `instance` and static labels; a scraped label of one of those names is
 kept as `exported_<name>`, as Prometheus does. A sample without a timestamp gets the scrape's.
 Each scrape also writes, for the target, `up` (1, or 0 when it failed), `scrape_duration_seconds`
-and `scrape_samples_scraped`.
+and `scrape_samples_scraped`. A series without a `host` label gets the target's host (without the
+port) as `host`, so a scraped node_exporter sits on the Hosts board like any agent.
 """
 
 from __future__ import annotations
@@ -68,11 +69,16 @@ def _points(
     samples: Iterable[Sample], target: Target, scrape_ns: int
 ) -> Iterator[tuple[Series, int, float]]:
     own = dict(target.labels)
+    host = {"host": target.host}
     for sample in samples:
         if sample.native_histogram is not None:
             continue  # native histograms come by remote write or OTLP, not by a text page
         tags = {(f"exported_{k}" if k in own else k): v for k, v in sample.labels.items()}
-        yield Series.of(sample.name, tags | own), _ts_ns(sample.timestamp, scrape_ns), sample.value
+        yield (
+            Series.of(sample.name, host | tags | own),
+            _ts_ns(sample.timestamp, scrape_ns),
+            sample.value,
+        )
 
 
 def _ts_ns(timestamp: float | Timestamp | None, scrape_ns: int) -> int:
@@ -85,7 +91,7 @@ def _ts_ns(timestamp: float | Timestamp | None, scrape_ns: int) -> int:
 
 def health(target: Target, scrape_ns: int, up: bool, seconds: float, count: int) -> Samples:
     """The synthetic series of one scrape of `target`."""
-    tags = dict(target.labels)
+    tags = {"host": target.host} | dict(target.labels)
     return Samples.from_points(
         (Series.of(name, tags), scrape_ns, value)
         for name, value in (

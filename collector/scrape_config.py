@@ -107,6 +107,12 @@ class Target:
     labels: tuple[tuple[str, str], ...]  # job, instance and the static labels, sorted
     bearer: str | None = None
 
+    @property
+    def host(self) -> str:
+        """The target's host, without its port: `db-1` of `db-1:9100`."""
+        address = dict(self.labels)["instance"]
+        return address.rsplit(":", 1)[0].strip("[]")
+
 
 def load_scrape_config(path: Path) -> list[Target]:
     """The targets of the file at `path` (none when it does not exist)."""
@@ -128,7 +134,8 @@ def parse_scrape_config(text: str, base: Path) -> list[Target]:
     except ValidationError as error:
         first = error.errors()[0]
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
-        raise ScrapeConfigError(f"{where.lstrip('.') or 'scrape.yaml'}: {first['msg']}") from None
+        where = where[1:] if where.startswith(".") else f"scrape.yaml{where}"
+        raise ScrapeConfigError(f"{where}: {first['msg']}") from None
     return _targets(doc, base)
 
 

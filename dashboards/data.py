@@ -11,13 +11,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from aggregator.errors import QueryError
-from aggregator.query import QueryRequest, QueryResult, TagFilter, run_query
+from aggregator.query import QueryRequest, QueryResult, ResultSeries, TagFilter, run_query
 from annotations.control.db import ControlDB
 from annotations.control.notes import Annotation, list_annotations
-from dashboards.spec import Catalog, Dashboard, Overlay, Panel, load_catalog, substitute
+from dashboards.spec import Catalog, Dashboard, Overlay, Panel, Source, load_catalog, substitute
 from storage.base import StoreReader
-from storage.records import Tier
+from storage.records import NS_PER_MS, Tier
 
 ALL = "*"
 
@@ -74,24 +76,63 @@ class Board:
         series, at `step_ns` or a step chosen for the points."""
         if span.start_ns >= span.end_ns:
             raise QueryError("from", "must be before to")
+        points = self.max_points if max_points is None else min(max_points, self.max_points)
+        own = Source(panel.metric, panel.tags, panel.agg, panel.group_by)
+        result = self._run(own, variables, span, step_ns, points)
+        if not panel.also:
+            return result
+        # Every source on the panel's step, so that their buckets line up on the graph.
+        step_ns = result.step_ms * NS_PER_MS
+        found = list(result.series)
+        for source in panel.also:
+            found.extend(self._source_series(source, variables, span, step_ns, points))
+        return QueryResult(tuple(found), result.step_ms, result.tier)
+
+    def _run(
+        self,
+        source: Source,
+        variables: Mapping[str, str],
+        span: TimeRange,
+        step_ns: int | None,
+        points: int,
+    ) -> QueryResult:
         filters = tuple(
             TagFilter.of(key, value)
-            for key, raw in panel.tags
+            for key, raw in source.tags
             if (value := substitute(raw, dict(variables))) != ALL
         )
-        points = self.max_points if max_points is None else min(max_points, self.max_points)
         request = QueryRequest(
-            panel.metric,
+            source.metric,
             filters,
             span.start_ns,
             span.end_ns,
             step_ns,
-            panel.agg,
-            tuple(panel.group_by),
+            source.agg,
+            tuple(source.group_by),
             max(1, points),
             self.clock(),
         )
         return run_query(self.store, self.tiers, request)
+
+    def _source_series(
+        self,
+        source: Source,
+        variables: Mapping[str, str],
+        span: TimeRange,
+        step_ns: int,
+        points: int,
+    ) -> list[ResultSeries]:
+        """`scale * metric / ratio_of + offset` of one `also` source, per group."""
+        found = list(self._run(source, variables, span, step_ns, points).series)
+        if source.ratio_of is not None:
+            below = self._run(source.ratio_of, variables, span, step_ns, points).series
+            by_tags = {_key(s): s for s in below}
+            found = [_divided(s, by_tags[_key(s)]) for s in found if _key(s) in by_tags]
+        return [
+            ResultSeries(s.metric, s.tags, s.ts_ms, s.values * source.scale + source.offset)
+            for s in found
+            if len(s.ts_ms)
+        ]
 
     def annotations(
         self, overlays: Sequence[Overlay], variables: Mapping[str, str], span: TimeRange
@@ -106,9 +147,24 @@ class Board:
         ]
         return [a for a in found if any(_matches(a, kind, tags) for kind, tags in wanted)]
 
-    def tag_values(self, metric: str, tag: str) -> list[str]:
-        """The values `tag` takes among the series of `metric`: a variable's choices."""
-        return sorted({v for s in self.store.series(metric) if (v := s.tag(tag)) is not None})
+    def tag_values(self, metrics: Sequence[str], tag: str) -> list[str]:
+        """The values `tag` takes among the series of `metrics`: a variable's choices."""
+        found = (s.tag(tag) for metric in metrics for s in self.store.series(metric))
+        return sorted({v for v in found if v is not None})
+
+
+def _key(series: ResultSeries) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(series.tags.items()))
+
+
+def _divided(top: ResultSeries, below: ResultSeries) -> ResultSeries:
+    """`top / below` at the buckets both have, a bucket whose divisor is 0 left out."""
+    _, mine, theirs = np.intersect1d(top.ts_ms, below.ts_ms, return_indices=True)
+    keep = below.values[theirs] != 0
+    mine, theirs = mine[keep], theirs[keep]
+    return ResultSeries(
+        top.metric, top.tags, top.ts_ms[mine], top.values[mine] / below.values[theirs]
+    )
 
 
 def _matches(annotation: Annotation, kind: str, tags: list[tuple[str, str]]) -> bool:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
+from aggregator.counters import COUNTER_AGGREGATES
 from aggregator.rollups import AGGREGATES
 from aggregator.sketch_rollups import percentile
 from dashboards.errors import SpecError
@@ -20,8 +21,9 @@ UNITS = ("", "percent", "bytes", "bytes/s", "ms", "s", "req/s", "ops/s", "count"
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _VARIABLE = re.compile(r"^\$([a-z_][a-z0-9_]*)$")
 AGG_HELP = (
-    f"use one of {', '.join(AGGREGATES)} or a percentile pNN or pNN.N above p0 and at"
-    " most p100, such as p50, p99 or p99.9 (of a StatsD timer's base name, from its sketches)"
+    f"use one of {', '.join((*AGGREGATES, *COUNTER_AGGREGATES))} or a percentile pNN or pNN.N"
+    " above p0 and at most p100, such as p50, p99 or p99.9 (of a StatsD timer's base name, from"
+    " its sketches)"
 )
 RESERVED = frozenset({"from", "to", "kiosk", "playlist", "rotate", "refresh", "points"})
 """URL query keys of a view, so no variable may take these names."""
@@ -42,9 +44,24 @@ class Threshold:
 
 
 @dataclass(frozen=True, slots=True)
+class Source:
+    """One more query a panel draws beside its own (the same thing measured by another agent):
+    `scale * metric / ratio_of + offset` per group and step bucket, `ratio_of` optional."""
+
+    metric: str
+    tags: tuple[tuple[str, str], ...]
+    agg: str
+    group_by: tuple[str, ...]
+    ratio_of: Source | None = None
+    scale: float = 1.0
+    offset: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Panel:
     """One graph: a query (tag values may be `$var`), a unit, thresholds and overlays, and a
-    description shown when hovering its title (what the numbers are, how they are computed)."""
+    description shown when hovering its title (what the numbers are, how they are computed);
+    `also` are the other queries it draws, whose series join its own."""
 
     id: str
     title: str
@@ -56,6 +73,7 @@ class Panel:
     thresholds: tuple[Threshold, ...]
     overlays: tuple[Overlay, ...]
     description: str = ""
+    also: tuple[Source, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +84,11 @@ class Row:
 
 @dataclass(frozen=True, slots=True)
 class Variable:
-    """A dropdown whose choices are the values of `tag` among the series of `metric`."""
+    """A dropdown whose choices are the values of `tag` among the series of `metrics`."""
 
     name: str
     label: str
-    metric: str
+    metrics: tuple[str, ...]
     tag: str
 
 
@@ -164,19 +182,20 @@ def _overlays(reader: _Reader, node: yaml.Node) -> tuple[Overlay, ...]:
 def _panel(reader: _Reader, node: yaml.Node, panel_id: str, defaults: tuple[Overlay, ...]) -> Panel:
     allowed = (
         "title", "description", "metric", "tags", "agg", "group_by", "unit", "thresholds",
-        "annotations",
+        "annotations", "also",
     )  # fmt: skip
     fields = reader.mapping(node, allowed)
     metric = reader.required(fields, "metric", node)
-    agg = reader.text(fields["agg"]) if "agg" in fields else "mean"
-    if agg not in AGGREGATES and percentile(agg) is None:
-        raise reader.fail(fields["agg"], f"agg {agg!r} is not an aggregate; {AGG_HELP}")
+    agg = _agg(reader, fields)
     unit = reader.text(fields["unit"]) if "unit" in fields else ""
     if unit not in UNITS:
         raise reader.fail(fields["unit"], f"unit must be one of {', '.join(map(repr, UNITS))}")
-    group_by: tuple[str, ...] = ()
-    if "group_by" in fields:
-        group_by = tuple(reader.text(item) for item in reader.sequence(fields["group_by"]))
+    group_by = _group_by(reader, fields, ())
+    also = (
+        tuple(_source(reader, item, group_by) for item in reader.sequence(fields["also"]))
+        if "also" in fields
+        else ()
+    )
     thresholds = []
     for item in reader.sequence(fields["thresholds"]) if "thresholds" in fields else []:
         parts = reader.mapping(item, ("value", "color"))
@@ -196,7 +215,48 @@ def _panel(reader: _Reader, node: yaml.Node, panel_id: str, defaults: tuple[Over
         thresholds=tuple(thresholds),
         overlays=overlays,
         description=reader.text(fields["description"]).strip() if "description" in fields else "",
+        also=also,
     )
+
+
+def _agg(reader: _Reader, fields: dict[str, yaml.Node]) -> str:
+    agg = reader.text(fields["agg"]) if "agg" in fields else "mean"
+    if agg not in AGGREGATES and agg not in COUNTER_AGGREGATES and percentile(agg) is None:
+        raise reader.fail(fields["agg"], f"agg {agg!r} is not an aggregate; {AGG_HELP}")
+    return agg
+
+
+def _group_by(
+    reader: _Reader, fields: dict[str, yaml.Node], default: tuple[str, ...]
+) -> tuple[str, ...]:
+    if "group_by" not in fields:
+        return default
+    return tuple(reader.text(item) for item in reader.sequence(fields["group_by"]))
+
+
+def _source(reader: _Reader, node: yaml.Node, group_by: tuple[str, ...]) -> Source:
+    """An `also` query: metric, tags, agg, group_by (the panel's by default), ratio_of (a
+    metric, tags and agg divided by, over the same groups), scale and offset."""
+    allowed = ("metric", "tags", "agg", "group_by", "ratio_of", "scale", "offset")
+    fields = reader.mapping(node, allowed)
+    source = Source(
+        metric=reader.required(fields, "metric", node),
+        tags=reader.tags(fields["tags"]) if "tags" in fields else (),
+        agg=_agg(reader, fields),
+        group_by=_group_by(reader, fields, group_by),
+        scale=reader.number(fields["scale"]) if "scale" in fields else 1.0,
+        offset=reader.number(fields["offset"]) if "offset" in fields else 0.0,
+    )
+    if "ratio_of" not in fields:
+        return source
+    parts = reader.mapping(fields["ratio_of"], ("metric", "tags", "agg"))
+    denominator = Source(
+        metric=reader.required(parts, "metric", fields["ratio_of"]),
+        tags=reader.tags(parts["tags"]) if "tags" in parts else (),
+        agg=_agg(reader, parts),
+        group_by=source.group_by,
+    )
+    return replace(source, ratio_of=denominator)
 
 
 def parse_dashboard(text: str, slug: str, source: str) -> Dashboard:
@@ -218,7 +278,7 @@ def parse_dashboard(text: str, slug: str, source: str) -> Dashboard:
     title = reader.required(fields, "title", root)
     variables = []
     for item in reader.sequence(fields["variables"]) if "variables" in fields else []:
-        parts = reader.mapping(item, ("name", "label", "metric", "tag"))
+        parts = reader.mapping(item, ("name", "label", "metric", "metrics", "tag"))
         name = reader.required(parts, "name", item)
         if not re.match(r"^[a-z_][a-z0-9_]*$", name):
             raise reader.fail(parts["name"], "a variable name is lowercase letters, digits, _")
@@ -226,7 +286,11 @@ def parse_dashboard(text: str, slug: str, source: str) -> Dashboard:
             raise reader.fail(parts["name"], f"{name!r} is taken by the URL; choose another name")
         label = reader.text(parts["label"]) if "label" in parts else name
         tag = reader.text(parts["tag"]) if "tag" in parts else name
-        variables.append(Variable(name, label, reader.required(parts, "metric", item), tag))
+        if "metrics" in parts:
+            metrics = tuple(reader.text(m) for m in reader.sequence(parts["metrics"]))
+        else:
+            metrics = (reader.required(parts, "metric", item),)
+        variables.append(Variable(name, label, metrics, tag))
     names = {v.name for v in variables}
     defaults = _overlays(reader, fields["annotations"]) if "annotations" in fields else ()
     if "rows" not in fields:
@@ -239,7 +303,8 @@ def parse_dashboard(text: str, slug: str, source: str) -> Dashboard:
         panels = []
         for p, panel_node in enumerate(reader.sequence(parts["panels"])):
             panel = _panel(reader, panel_node, f"{r}-{p}", defaults)
-            for _, value in panel.tags + tuple(t for o in panel.overlays for t in o.tags):
+            also = [t for a in panel.also for t in a.tags + (a.ratio_of.tags if a.ratio_of else ())]
+            for _, value in (*panel.tags, *also, *(t for o in panel.overlays for t in o.tags)):
                 match = _VARIABLE.match(value)
                 if match and match[1] not in names:
                     raise reader.fail(panel_node, f"{value} is not a variable of this dashboard")

@@ -116,7 +116,7 @@ def _controls(board: Board, dashboard: Dashboard, view: ViewState) -> Component:
         dcc.Input(id=_control("to", view), value=view.end, debounce=True, className="to"),
     ]
     for variable in dashboard.variables:
-        values = board.tag_values(variable.metric, variable.tag)
+        values = board.tag_values(variable.metrics, variable.tag)
         options = [{"label": f"All {variable.label.lower()}s", "value": ALL_VALUES}]
         options += [{"label": v, "value": v} for v in values]
         controls.append(

@@ -18,7 +18,7 @@ TARGET = Target(
     timeout_s=10.0,
     labels=(("env", "prod"), ("instance", "127.0.0.1:9100"), ("job", "api")),
 )
-OWN = {"env": "prod", "instance": "127.0.0.1:9100", "job": "api"}
+OWN = {"env": "prod", "instance": "127.0.0.1:9100", "job": "api", "host": "127.0.0.1"}
 NOW = 1_700_000_000 * NS_PER_S
 
 TEXT = """# HELP http_requests_total Requests.

@@ -110,7 +110,8 @@ def test_a_bad_percentile_says_what_an_aggregate_may_be(agg: str) -> None:
     with pytest.raises(SpecError) as raised:
         parse_dashboard(one_panel(f"agg: '{agg}'"), "a", "a.yaml")
     assert str(raised.value) == (
-        f"a.yaml:4: agg {agg!r} is not an aggregate; use one of mean, min, max, sum, count, last"
+        f"a.yaml:4: agg {agg!r} is not an aggregate; use one of mean, min, max, sum, count, last,"
+        " increase, rate"
         " or a percentile pNN or pNN.N above p0 and at most p100, such as p50, p99 or p99.9"
         " (of a StatsD timer's base name, from its sketches)"
     )
@@ -166,3 +167,55 @@ def test_variables_substitute_and_unset_ones_match_everything() -> None:
     assert substitute("$host", {"host": "web-1"}) == "web-1"
     assert substitute("$host", {}) == "*"
     assert substitute("web-*", {"host": "x"}) == "web-*"
+
+
+def test_also_sources_with_a_ratio_scale_and_offset() -> None:
+    text = (
+        "title: A\nvariables: [{name: host, metrics: [cpu.user, node_load1]}]\nrows:\n"
+        "  - panels:\n"
+        "      - metric: mem.percent\n"
+        "        tags: {host: $host}\n"
+        "        group_by: [host]\n"
+        "        also:\n"
+        "          - metric: node_memory_MemAvailable_bytes\n"
+        "            tags: {host: $host}\n"
+        "            ratio_of: {metric: node_memory_MemTotal_bytes, agg: max}\n"
+        "            scale: -100\n"
+        "            offset: 100\n"
+        "          - {metric: net.bytes_recv, agg: rate, group_by: [host, interface]}\n"
+    )
+    board = parse_dashboard(text, "a", "a.yaml")
+    assert board.variables[0].metrics == ("cpu.user", "node_load1")
+    (panel,) = board.panels()
+    memory, network = panel.also
+    assert (memory.metric, memory.agg, memory.group_by) == (
+        "node_memory_MemAvailable_bytes",
+        "mean",
+        ("host",),
+    )
+    assert (memory.scale, memory.offset) == (-100.0, 100.0)
+    assert memory.ratio_of is not None
+    assert (memory.ratio_of.metric, memory.ratio_of.agg) == ("node_memory_MemTotal_bytes", "max")
+    assert memory.ratio_of.group_by == ("host",)  # a ratio's parts are grouped alike
+    assert (network.agg, network.group_by, network.ratio_of) == (
+        "rate",
+        ("host", "interface"),
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("{metric: a, agg: rates}", "a.yaml:4: agg 'rates' is not an aggregate"),
+        ("{metric: a, colour: red}", "a.yaml:4: unknown key 'colour'"),
+        ("{agg: mean}", "a.yaml:4: missing 'metric'"),
+        ("{metric: a, ratio_of: {agg: sum}}", "a.yaml:4: missing 'metric'"),
+        ("{metric: a, scale: big}", "a.yaml:4: 'big' is not a number"),
+        ("{metric: a, tags: {host: $nope}}", "a.yaml:4: $nope is not a variable of this dashboard"),
+    ],
+)
+def test_a_bad_also_source_is_named(source: str, message: str) -> None:
+    with pytest.raises(SpecError) as raised:
+        parse_dashboard(one_panel(f"also: [{source}]"), "a", "a.yaml")
+    assert str(raised.value).startswith(message)
