@@ -35,10 +35,15 @@ def regroup_sketches(
     rollup rows."""
     if not len(rows):
         return Sketches(groups, rows.index, rows.ts_ns, rows.keys, rows.values)
-    index, bucket, keys, values = sketches.merge_by(
-        group[rows.index].astype(np.int64), floor_to(rows.ts_ns, width_ns), rows.keys, rows.values
+    starts = np.flatnonzero(rows.keys == sketches.SCALE_KEY)  # each sketch once, not each row
+    index, bucket, keys, values = sketches.merge_sketches(
+        starts,
+        group[rows.index[starts]].astype(np.int64),
+        floor_to(rows.ts_ns[starts], width_ns),
+        rows.keys,
+        rows.values,
     )
-    return Sketches(groups, index.astype(np.int32), bucket, keys, values)
+    return Sketches(groups, index.astype(np.int32, copy=False), bucket, keys, values)
 
 
 def cascade_sketches(rows: Sketches, width_ns: int) -> Sketches:

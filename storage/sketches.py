@@ -138,7 +138,14 @@ def combine(
     if not len(keys):
         return label, keys, values
     first = np.flatnonzero(keys == SCALE_KEY)
-    labels, group = np.unique(label[first], return_inverse=True)
+    return _combine(first, label[first], keys, values)
+
+
+def _combine(
+    first: IntArray, sketch_label: IntArray, keys: IntArray, values: FloatArray
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """`combine` of the sketches starting at rows `first`, each merged into its label."""
+    labels, group = np.unique(sketch_label, return_inverse=True)
     groups = len(labels)
     scales = values[first].astype(np.int64)
     coarsest = np.full(groups, MAX_SCALE, np.int64)
@@ -153,11 +160,15 @@ def combine(
         lows,
         highs,
     )
-    row_sketch = np.cumsum(keys == SCALE_KEY) - 1
-    bucket = is_bucket(keys)
-    owner = row_sketch[bucket]
-    bucket_keys = downscale(keys[bucket], (scales - coarsest[group])[owner])
-    out_group, out_keys, counts = _add_buckets(group[owner], bucket_keys, values[bucket], groups)
+    bucket = np.flatnonzero(is_bucket(keys))
+    per_sketch = _per_sketch(bucket, first)
+    bucket_keys = keys[bucket]
+    by = scales - coarsest[group]
+    if bool((by > 0).any()):
+        bucket_keys = downscale(bucket_keys, np.repeat(by, per_sketch))
+    out_group, out_keys, counts = _add_buckets(
+        group, per_sketch, bucket_keys, values[bucket], groups
+    )
     return _assemble(labels, headers, out_group, out_keys, counts)
 
 
@@ -169,20 +180,30 @@ def merge_by(
     Sketches are ordered as wholes, so a sketch alone in its (major, minor) costs a copy."""
     if not len(keys):
         return major, minor, keys, values
-    starts, lengths = _sketches(keys)
-    order = np.lexsort((minor[starts], major[starts]))
+    starts, _ = _sketches(keys)
+    return merge_sketches(starts, major[starts], minor[starts], keys, values)
+
+
+def merge_sketches(
+    starts: IntArray, major: IntArray, minor: IntArray, keys: IntArray, values: FloatArray
+) -> tuple[IntArray, IntArray, IntArray, FloatArray]:
+    """`merge_by` of the sketches starting at rows `starts` (every row of `keys` in one),
+    given the (major, minor) of each sketch: only sketches are ordered, never rows."""
+    lengths = np.diff(np.append(starts, len(keys)))
+    order = np.lexsort((minor, major))
     first = starts[order]
-    new = _change(major[first], minor[first])
+    new = _change(major[order], minor[order])
     if new.all():
-        if bool((order[1:] > order[:-1]).all()):
-            return major, minor, keys, values  # in order already: nothing to move
-        rows = _rows_of(first, lengths[order])
-        return major[rows], minor[rows], keys[rows], values[rows]
+        if bool((order[1:] > order[:-1]).all()):  # in order already: nothing to move
+            return np.repeat(major, lengths), np.repeat(minor, lengths), keys, values
+        moved = lengths[order]
+        rows = _rows_of(first, moved)
+        row_major, row_minor = np.repeat(major[order], moved), np.repeat(minor[order], moved)
+        return row_major, row_minor, keys[rows], values[rows]
     merged_into = np.empty(len(starts), np.int64)
     merged_into[order] = np.cumsum(new) - 1
-    label = np.repeat(merged_into, lengths)
-    label, keys, values = combine(label, keys, values)
-    heads = first[new]
+    label, keys, values = _combine(starts, merged_into, keys, values)
+    heads = order[new]
     return major[heads][label], minor[heads][label], keys, values
 
 
@@ -226,12 +247,10 @@ def exact_quantiles(
     first = np.flatnonzero(keys == SCALE_KEY)
     if not len(first):
         return label[first], np.empty(0), True
-    is_counted = is_bucket(keys)
-    bucket = np.flatnonzero(is_counted)
+    bucket = np.flatnonzero(is_bucket(keys))
     counts = values[bucket]
     cumulative = np.cumsum(counts)
-    per_sketch = np.add.reduceat(is_counted, first, dtype=np.int64)
-    sketch = np.repeat(np.arange(len(first)), per_sketch)
+    sketch = np.repeat(np.arange(len(first)), _per_sketch(bucket, first))
     total = np.bincount(sketch, counts, len(first))
     before = np.concatenate([[0.0], np.cumsum(total)[:-1]])
     rank = q * np.maximum(total - 1, 0.0)
@@ -255,23 +274,30 @@ def exact_quantiles(
 
 
 def _add_buckets(
-    group: IntArray, keys: IntArray, counts: FloatArray, groups: int
+    group: IntArray, per_sketch: IntArray, keys: IntArray, counts: FloatArray, groups: int
 ) -> tuple[IntArray, IntArray, FloatArray]:
-    """Counts of equal (group, key) added, sorted by (group, key): by counting into a dense
-    table when the keys span a range about as small as the rows, else by sorting."""
+    """Counts of equal (group, key) added, sorted by (group, key), of sketches whose bucket
+    rows (`per_sketch` of each, in key order) come one sketch after the other, sketch i merging
+    into `group[i]`: by counting into a dense table when the keys span a range about as small
+    as the rows, else by sorting."""
     if not len(keys):
-        return group, keys, counts
-    low = int(keys.min())
-    span = int(keys.max()) - low + 1
+        return keys, keys, counts
+    ends = np.cumsum(per_sketch)
+    some = per_sketch > 0
+    low = int(keys[(ends - per_sketch)[some]].min())  # a sketch's first bucket is its lowest
+    span = int(keys[ends[some] - 1].max()) - low + 1
     if groups * span <= 4 * len(keys) + 65_536:
-        cell = group * span + (keys - low)
-        used = np.flatnonzero(np.bincount(cell, minlength=groups * span)).astype(np.int64)
+        cell = keys + np.repeat(group * span - low, per_sketch)
+        occupied = np.zeros(groups * span, np.bool_)
+        occupied[cell] = True
+        used = np.flatnonzero(occupied)
         added = np.bincount(cell, counts, groups * span)[used].astype(np.float64, copy=False)
         return used // span, used % span + low, added
-    order = np.lexsort((keys, group))
-    group, keys = group[order], keys[order]
-    starts = _starts(group, keys)
-    return group[starts], keys[starts], np.add.reduceat(counts[order], starts)
+    row_group = np.repeat(group, per_sketch)
+    order = np.lexsort((keys, row_group))
+    row_group, keys = row_group[order], keys[order]
+    starts = _starts(row_group, keys)
+    return row_group[starts], keys[starts], np.add.reduceat(counts[order], starts)
 
 
 def _assemble(
@@ -299,6 +325,11 @@ def _assemble(
     keys[bucket_rows] = bucket_keys
     values[bucket_rows] = bucket_counts
     return label, keys, values
+
+
+def _per_sketch(bucket: IntArray, first: IntArray) -> IntArray:
+    """How many of the sorted rows `bucket` each sketch (starting at rows `first`) holds."""
+    return np.diff(np.append(np.searchsorted(bucket, first), len(bucket)))
 
 
 def _sketches(keys: IntArray) -> tuple[IntArray, IntArray]:
