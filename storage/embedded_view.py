@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Self
 
@@ -18,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from storage import blocks as block_files
+from storage import sketch_gather
 from storage.base import DirtyBuckets
 from storage.blocks import Block
 from storage.columns import (
@@ -36,6 +38,7 @@ from storage.head import Head, Snapshot
 from storage.manifest import Manifest
 from storage.records import RAW, IntArray, Rollups, Samples, Series, Sketches, Tier
 from storage.series_index import SeriesIndex, read_log, sort_key
+from storage.sketch_blocks import SketchRun
 from storage.sketch_changes import ChangeLog, Span
 from storage.wal import Record
 
@@ -183,14 +186,20 @@ class StoreView:
     ) -> Sketches:
         if tier not in self._tiers:
             raise ValueError(f"not a tier: {tier!r}")
-        keys, rows = self._select(sketch_table(tier), series, start_ns, end_ns)
-        return Sketches(
-            keys,
-            rows.sid.astype(np.int32),
-            np.array(rows.ts),
-            rows.cols[0].astype(np.int64),
-            np.array(rows.cols[1]),
-        )
+        scope = self._scope(sketch_table(tier), series, start_ns, end_ns)
+        if scope is None:
+            return replace(Sketches.empty(), series=_keys(series))
+        sources = [
+            sketch_gather.Source.compact(b.rows, b.rows.pick(scope.sids, scope.start_ns, end_ns))
+            if isinstance(b.rows, SketchRun)
+            else sketch_gather.Source.of_rows(b.select(scope.sids, scope.start_ns, end_ns))
+            for b in scope.blocks
+        ]
+        sources += [sketch_gather.Source.of_rows(r) for r in _head_rows(scope, end_ns)]
+        present = np.unique(np.concatenate([np.empty(0, np.uint32), *(s.sid for s in sources)]))
+        keys, position = self._positions(series, scope, present)
+        index, ts, sketch_keys, values = sketch_gather.gather(sources, position)
+        return Sketches(keys, index.astype(np.int32), ts, sketch_keys, values)
 
     def sketch_changes(self, tier: str, since: int) -> tuple[int, tuple[Span, ...]]:
         self._check_open()
@@ -201,46 +210,57 @@ class StoreView:
         self, table: str, series: Sequence[Series] | None, start_ns: int, end_ns: int
     ) -> tuple[tuple[Series, ...], Columns]:
         """Rows of `table` in range, their sid replaced by the position in the returned keys."""
-        self._check_open()
         width = self._widths[table]
+        scope = self._scope(table, series, start_ns, end_ns)
+        if scope is None:
+            return _keys(series), Columns.empty(width)
+        rows = _gather(scope, end_ns, width)
+        keys, position = self._positions(series, scope, np.unique(rows.sid))
+        return keys, merge([rows.with_sid(position[rows.sid])], width)
+
+    def _scope(
+        self, table: str, series: Sequence[Series] | None, start_ns: int, end_ns: int
+    ) -> _Scope | None:
+        """What a read of `table` in range looks at: None when the range is empty."""
+        self._check_open()
         with self._lock:
             start_ns = max(start_ns, self._manifest.floors.get(tier_of(table), NO_FLOOR))
             blocks = [b for b in self._blocks[table] if b.overlaps(start_ns, end_ns)]
             heads: list[Snapshot] = [h[table].snapshot() for h in self._frozen]
             heads.append(self._heads[table].snapshot())
             known = len(self._index)
-        keys: tuple[Series, ...] = () if series is None else tuple(series)
         if end_ns <= start_ns:
-            return keys, Columns.empty(width)
-        sids = member = None
-        if series is not None:
-            ids = self._index.lookup(keys)
-            wanted = ids >= 0
-            sids = np.unique(ids[wanted]).astype(np.uint32)
-            member = _membership(sids, known)
-        rows = _gather(blocks, heads, sids, member, start_ns, end_ns, width)
+            return None
         if series is None:
-            present_sids = np.unique(rows.sid)
-            present = [self._index.key(s) for s in present_sids.tolist()]
-            order = sorted(range(len(present)), key=lambda i: sort_key(present[i]))
-            rank = np.empty(len(order), np.uint32)
-            rank[order] = np.arange(len(order), dtype=np.uint32)
-            keys = tuple(present[i] for i in order)
-            position = rank[np.searchsorted(present_sids, rows.sid)]
-        else:
-            assert member is not None
-            lookup = np.zeros(len(member), np.uint32)
-            lookup[ids[wanted]] = np.flatnonzero(wanted)
-            position = lookup[rows.sid]
-        return keys, merge([rows.with_sid(position)], width)
+            return _Scope(start_ns, blocks, heads, None, None, np.empty(0, np.int64))
+        ids = self._index.lookup(tuple(series))
+        sids = np.unique(ids[ids >= 0]).astype(np.uint32)
+        return _Scope(start_ns, blocks, heads, sids, _membership(sids, known), ids)
+
+    def _positions(
+        self, series: Sequence[Series] | None, scope: _Scope, present: IdArray
+    ) -> tuple[tuple[Series, ...], NDArray[np.uint32]]:
+        """The keys of a read's answer and each series id's position in them: the given
+        series, or else the `present` ones (sorted ids) in series order."""
+        if series is not None:
+            assert scope.member is not None
+            wanted = scope.ids >= 0
+            lookup = np.zeros(len(scope.member), np.uint32)
+            lookup[scope.ids[wanted]] = np.flatnonzero(wanted)
+            return tuple(series), lookup
+        found = [self._index.key(s) for s in present.tolist()]
+        order = sorted(range(len(found)), key=lambda i: sort_key(found[i]))
+        lookup = np.zeros(int(present[-1]) + 1 if len(present) else 0, np.uint32)
+        lookup[present[order]] = np.arange(len(order), dtype=np.uint32)
+        return tuple(found[i] for i in order), lookup
 
     def _stored(self, tier: str, sids: IdArray, start_ns: int, end_ns: int) -> Columns:
         """The rows of `tier` for the sorted `sids` in range, one per bucket; under `_lock`."""
         blocks = [b for b in self._blocks[tier] if b.overlaps(start_ns, end_ns)]
         heads = [h[tier].snapshot() for h in (*self._frozen, self._heads)]
         member = _membership(sids, len(self._index))
-        found = _gather(blocks, heads, sids, member, start_ns, end_ns, self._widths[tier])
-        return merge([found], self._widths[tier])
+        scope = _Scope(start_ns, blocks, heads, sids, member, np.empty(0, np.int64))
+        return merge([_gather(scope, end_ns, self._widths[tier])], self._widths[tier])
 
     def metrics(self, pattern: str = "*") -> list[str]:
         self._check_open()
@@ -348,18 +368,32 @@ def _membership(sids: IdArray, known: int) -> NDArray[np.bool_]:
     return member
 
 
-def _gather(
-    blocks: Sequence[Block],
-    heads: Sequence[Snapshot],
-    sids: IdArray | None,
-    member: NDArray[np.bool_] | None,
-    start_ns: int,
-    end_ns: int,
-    width: int,
-) -> Columns:
-    """The rows of `blocks` and `heads` for `sids` (None: all) in range, in write order."""
-    pieces = [b.select(sids, start_ns, end_ns) for b in blocks]
-    for head in heads:
-        pieces += [select_sorted(p, sids, start_ns, end_ns) for p in head.parts]
-        pieces += [select_unsorted(c, member, start_ns, end_ns) for c in head.chunks]
-    return concat(pieces, width)
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """The blocks and heads a read looks at, from the floor on, and which series ids."""
+
+    start_ns: int
+    blocks: list[Block]
+    heads: list[Snapshot]
+    sids: IdArray | None  # sorted; None: every series
+    member: NDArray[np.bool_] | None  # a mask of `sids` (`_membership`)
+    ids: IntArray  # the id of each series asked for (-1: unknown)
+
+
+def _keys(series: Sequence[Series] | None) -> tuple[Series, ...]:
+    return () if series is None else tuple(series)
+
+
+def _gather(scope: _Scope, end_ns: int, width: int) -> Columns:
+    """The rows of the scope's blocks and heads in range, in write order."""
+    pieces = [b.select(scope.sids, scope.start_ns, end_ns) for b in scope.blocks]
+    return concat([*pieces, *_head_rows(scope, end_ns)], width)
+
+
+def _head_rows(scope: _Scope, end_ns: int) -> list[Columns]:
+    """The rows of the scope's heads in range, in write order."""
+    runs = []
+    for head in scope.heads:
+        runs += [select_sorted(p, scope.sids, scope.start_ns, end_ns) for p in head.parts]
+        runs += [select_unsorted(c, scope.member, scope.start_ns, end_ns) for c in head.chunks]
+    return runs

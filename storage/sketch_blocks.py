@@ -139,17 +139,42 @@ class SketchRun:
     def select(self, sids: IdArray | None, start_ns: int, end_ns: int) -> Columns:
         """The rows of the sketches of the sorted `sids` (None: any) in [start_ns, end_ns), as
         `select_sorted` gives them from the plain rows."""
-        return self._decode(select_sorted(self._index, sids, start_ns, end_ns))
+        return self._decode(self.pick(sids, start_ns, end_ns))
+
+    def pick(self, sids: IdArray | None, start_ns: int, end_ns: int) -> Columns:
+        """The per-sketch fields of the sketches `select` gives, nothing decoded yet: sid and
+        ts of each, and `sizes` tells its rows."""
+        return select_sorted(self._index, sids, start_ns, end_ns)
 
     def decoded(self) -> Columns:
         """Every row of the block (compaction; its size is bounded by the merge's)."""
         return self._decode(self._index)
 
     def _decode(self, picked: Columns) -> Columns:
-        """The rows of the sketches whose per-sketch fields are `picked`: each sketch's header
-        rows, then its bucket rows, gathered from the block's arrays without a Python loop."""
+        """The rows of the sketches whose per-sketch fields are `picked`, one after another."""
         if not len(picked):
             return Columns.empty(SKETCH_WIDTH)
+        sizes = self.sizes(picked)
+        offset = np.cumsum(sizes) - sizes
+        keys = np.empty(int(offset[-1] + sizes[-1]), np.float64)
+        values = np.empty(len(keys), np.float64)
+        self.decode_into(picked, offset, keys, values)
+        return Columns(np.repeat(picked.sid, sizes), np.repeat(picked.ts, sizes), (keys, values))
+
+    @staticmethod
+    def sizes(picked: Columns) -> IntArray:
+        """The rows of each picked sketch: its header rows and its bucket rows."""
+        lo, hi = picked.cols[:2]
+        return np.asarray(hi, np.int64) - np.asarray(lo, np.int64) + _HEADERS
+
+    def decode_into(
+        self, picked: Columns, offset: IntArray, keys: NDArray[Any], values: FloatArray
+    ) -> None:
+        """Write the rows of each picked sketch at its `offset` in `keys` and `values`: its
+        header rows, then its bucket rows, gathered from the block's arrays without a Python
+        loop."""
+        if not len(picked):
+            return
         lo, hi, *header, first_key = picked.cols
         begin: IntArray = np.asarray(lo, np.int64)
         lengths: IntArray = np.asarray(hi, np.int64) - begin
@@ -160,17 +185,12 @@ class SketchRun:
         running = np.concatenate([[0], np.cumsum(delta)])  # int64 wraps, differences hold
         bucket_keys = np.repeat(np.asarray(first_key, np.int64) - running[before], lengths)
         bucket_keys += running[1:]
-        sizes = lengths + _HEADERS
-        offset = np.cumsum(sizes) - sizes  # each sketch's first row in the result
-        keys = np.empty(int(offset[-1] + sizes[-1]), np.float64)
-        values = np.empty(len(keys), np.float64)
         head = (offset[:, None] + np.arange(_HEADERS)).ravel()
-        keys[head] = np.tile(np.asarray(HEADER_KEYS, np.float64), len(offset))
+        keys[head] = np.tile(np.asarray(HEADER_KEYS, np.int64), len(offset))
         values[head] = np.column_stack([np.asarray(h, np.float64) for h in header]).ravel()
         body = np.repeat(offset + _HEADERS - before, lengths) + np.arange(buckets)
         keys[body] = bucket_keys
         values[body] = self._column("count", rows)
-        return Columns(np.repeat(picked.sid, sizes), np.repeat(picked.ts, sizes), (keys, values))
 
     def _column(self, name: str, rows: IntArray) -> NDArray[Any]:
         """Bucket column `name` at `rows`: codes widened, escapes replaced by their values."""

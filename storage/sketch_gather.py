@@ -1,0 +1,94 @@
+"""Reading a sketch table: the sketches of a query from every block and head run, put in their
+order and de-duplicated as wholes before a bucket row is decoded, so that each row is written
+once, in its place.
+
+A run of rows (a plain block, a head part or chunk) is sketches one after another; a compact
+block (`storage.sketch_blocks`) gives its sketches' fields without decoding them. Sketches are
+ordered by (position in the answer, ts), stably in write order, and of the sketches of one
+(series, ts) the last written wins whole, as `storage.columns.merge` has it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from storage.columns import Columns, IdArray
+from storage.records import FloatArray, IntArray
+from storage.sketch_blocks import SketchRun
+from storage.sketches import SCALE_KEY
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """The sketches one block or run gives: compact fields (`picked`) or rows, and per sketch
+    its sid, ts and rows."""
+
+    sid: IdArray
+    ts: IntArray
+    sizes: IntArray
+    picked: tuple[SketchRun, Columns] | None = None
+    rows: tuple[Columns, IntArray] | None = None  # and where each sketch starts in them
+
+    @classmethod
+    def compact(cls, run: SketchRun, picked: Columns) -> Source:
+        return cls(picked.sid, picked.ts, SketchRun.sizes(picked), picked=(run, picked))
+
+    @classmethod
+    def of_rows(cls, rows: Columns) -> Source:
+        starts = np.flatnonzero(rows.cols[0] == SCALE_KEY)
+        sizes = np.diff(np.append(starts, len(rows)))
+        return cls(rows.sid[starts], rows.ts[starts], sizes, rows=(rows, starts))
+
+    def fill(
+        self, kept: NDArray[np.bool_], offset: IntArray, keys: IntArray, values: FloatArray
+    ) -> None:
+        """Write the `kept` sketches' rows at their `offset`s."""
+        if self.picked is not None:
+            run, picked = self.picked
+            run.decode_into(picked.take(kept), offset, keys, values)
+            return
+        assert self.rows is not None
+        rows, starts = self.rows
+        lengths = self.sizes[kept]
+        total = int(lengths.sum())
+        step = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        source = np.repeat(starts[kept], lengths) + step
+        target = np.repeat(offset, lengths) + step
+        keys[target] = rows.cols[0][source]
+        values[target] = rows.cols[1][source]
+
+
+def gather(
+    sources: Sequence[Source], position: NDArray[np.uint32]
+) -> tuple[IdArray, IntArray, IntArray, FloatArray]:
+    """Rows (position, ts, key, value) of the sketches of `sources` (in write order), sorted
+    by (position[sid], ts, key), the last written of each (sid, ts) whole."""
+    sources = [s for s in sources if len(s.sid)]
+    if not sources:
+        return np.empty(0, np.uint32), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
+    where = position[np.concatenate([s.sid for s in sources])]
+    ts = np.concatenate([s.ts for s in sources])
+    sizes = np.concatenate([s.sizes for s in sources])
+    order = np.lexsort((ts, where))  # stable: of twins, the last written comes last
+    last = np.ones(len(order), np.bool_)
+    last[:-1] = (where[order][1:] != where[order][:-1]) | (ts[order][1:] != ts[order][:-1])
+    chosen = order[last]
+    lengths = sizes[chosen]
+    kept = np.zeros(len(order), np.bool_)
+    kept[chosen] = True
+    offset = np.empty(len(order), np.int64)
+    offset[chosen] = np.cumsum(lengths) - lengths
+    keys = np.empty(int(lengths.sum()), np.int64)
+    values = np.empty(len(keys), np.float64)
+    begin = 0
+    for source in sources:
+        end = begin + len(source.sid)
+        mask = kept[begin:end]
+        if mask.any():
+            source.fill(mask, offset[begin:end][mask], keys, values)
+        begin = end
+    return np.repeat(where[chosen], lengths), np.repeat(ts[chosen], lengths), keys, values
