@@ -23,7 +23,7 @@ import numpy as np
 from cramjam import DecompressionError, snappy
 from google.protobuf.message import DecodeError
 
-from collector.prompb import WriteRequest
+from collector.prompb import Label, RawWriteRequest, WriteRequest, sample_columns
 from storage.records import NS_PER_MS, Samples, Series
 
 PROTOCOL = "remote_write"
@@ -35,9 +35,9 @@ MAX_EXPANSION = 22
 
 Labels = tuple[tuple[str, str], ...]
 
-# Decoded label sets, so a series sent again costs one dict lookup; bounded against floods of
-# new series. Used from the parser thread only.
-_SERIES: dict[Labels, Series | InvalidSeries] = {}
+# Series by their labels as encoded, so a series sent again costs one dict lookup; bounded
+# against floods of new series. Used from the decoding thread only.
+_SERIES: dict[tuple[bytes, ...], Series | InvalidSeries] = {}
 _SERIES_MAX = 100_000
 
 
@@ -80,12 +80,12 @@ def decode(body: bytes, max_bytes: int) -> Decoded:
         return Decoded(Samples.empty())
     raw = _decompress(body, max_bytes)
     try:
-        request = WriteRequest.FromString(raw)
+        WriteRequest.FromString(raw)  # the whole body checked, every field of every message
     except DecodeError as error:
         raise RemoteWriteError(
             400, "bad_protobuf", f"body is not a prometheus.WriteRequest protobuf: {error}"
         ) from None
-    return _points(request)
+    return _points(RawWriteRequest.FromString(raw))
 
 
 def _decompress(body: bytes, max_bytes: int) -> bytes:
@@ -114,16 +114,15 @@ def _points(request: Any) -> Decoded:
     series: list[Series] = []
     positions: dict[Series, int] = {}
     index: list[int] = []
-    ts_ms: list[int] = []
-    values: list[float] = []
+    encoded: list[bytes] = []
     for timeseries in request.timeseries:
-        found = _series(tuple((label.name, label.value) for label in timeseries.labels))
-        if timeseries.histograms:
-            dropped["native_histogram"] += len(timeseries.histograms)
-        if timeseries.exemplars:
-            dropped["exemplar"] += len(timeseries.exemplars)
-        count = len(timeseries.samples)
-        if not count:
+        found = _series(tuple(timeseries.labels))
+        if histograms := len(timeseries.histograms):
+            dropped["native_histogram"] += histograms
+        if exemplars := len(timeseries.exemplars):
+            dropped["exemplar"] += exemplars
+        samples = timeseries.samples
+        if not (count := len(samples)):
             continue
         if isinstance(found, InvalidSeries):
             dropped[found.reason] += count
@@ -134,16 +133,10 @@ def _points(request: Any) -> Decoded:
             position = positions[found] = len(series)
             series.append(found)
         index.extend([position] * count)
-        for sample in timeseries.samples:
-            ts_ms.append(sample.timestamp)
-            values.append(sample.value)
-    samples = Samples(
-        tuple(series),
-        np.asarray(index, np.int32),
-        np.asarray(ts_ms, np.int64),
-        np.asarray(values, np.float64),
-    )
-    kept, out_of_range = _keep(samples, dropped)
+        encoded.extend(samples)
+    ts_ms, values = sample_columns(encoded)
+    batch = Samples(tuple(series), np.asarray(index, np.int32), ts_ms, values)
+    kept, out_of_range = _keep(batch, dropped)
     return Decoded(kept, dropped, first_error or out_of_range)
 
 
@@ -178,13 +171,14 @@ def _without_unused_series(samples: Samples) -> Samples:
     return Samples(series, index.astype(np.int32), samples.ts_ns, samples.values)
 
 
-def _series(labels: Labels) -> Series | InvalidSeries:
-    found = _SERIES.get(labels)
+def _series(encoded: tuple[bytes, ...]) -> Series | InvalidSeries:
+    found = _SERIES.get(encoded)
     if found is None:
+        labels = tuple((label.name, label.value) for label in map(Label.FromString, encoded))
         found = _new_series(labels)
         if len(_SERIES) >= _SERIES_MAX:
             del _SERIES[next(iter(_SERIES))]
-        _SERIES[labels] = found
+        _SERIES[encoded] = found
     return found
 
 

@@ -11,10 +11,20 @@ from cramjam import snappy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from collector.prompb import Sample, sample_columns
 from collector.prompb import WriteRequest as Message
 from collector.remote_write import STALE_NAN_BITS, RemoteWriteError, decode
 from storage.records import NS_PER_MS, Series
-from tests.collector.prompb_wire import MAX_MS, TimeSeries, WriteRequest, write_requests
+from tests.collector.prompb_wire import (
+    MAX_MS,
+    VALUES,
+    TimeSeries,
+    WriteRequest,
+    double,
+    int64,
+    varint,
+    write_requests,
+)
 
 LIMIT = 1 << 20
 STALE = struct.unpack("<d", struct.pack("<Q", STALE_NAN_BITS))[0]
@@ -156,3 +166,30 @@ def test_an_empty_body_and_a_metadata_only_request_hold_no_points() -> None:
     metadata = decode(WriteRequest((), ("up", "http_requests_total")).body(), LIMIT)
     assert len(metadata.samples) == 0
     assert metadata.dropped == {}
+
+
+LAYOUTS = {
+    # as Prometheus writes a sample: the value (left out when 0), then the timestamp
+    "usual": lambda value, ms: double(1, value) + int64(2, ms),
+    "reversed": lambda value, ms: int64(2, ms) + double(1, value),
+    # a field given twice: the last one counts
+    "repeated": lambda value, ms: int64(2, ms + 1) + double(1, value) + int64(2, ms),
+    "defaults written": lambda value, ms: b"\x09" + struct.pack("<d", value) + b"\x10" + varint(ms),
+}
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.tuples(VALUES, st.integers(-(2**63), 2**63 - 1), st.sampled_from(sorted(LAYOUTS))),
+        max_size=20,
+    )
+)
+def test_samples_read_column_wise_are_what_the_message_class_reads(
+    samples: list[tuple[float, int, str]],
+) -> None:
+    encoded = [LAYOUTS[layout](value, ms) for value, ms, layout in samples]
+    ts_ms, values = sample_columns(encoded)
+    expected = [Sample.FromString(one) for one in encoded]
+    assert ts_ms.tolist() == [sample.timestamp for sample in expected]
+    assert values.tolist() == [sample.value for sample in expected]
