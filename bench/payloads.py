@@ -1,8 +1,14 @@
-"""The bytes the load generators send: StatsD packets, Graphite chunks, line-protocol bodies."""
+"""The bytes the load generators send: StatsD packets, Graphite chunks, line-protocol and
+Prometheus remote-write bodies."""
 
 from __future__ import annotations
 
 import math
+import struct
+
+from cramjam import snappy
+
+from tests.collector.prompb_wire import nested, varint
 
 # Metric names look like an application's: a few services, many endpoints.
 _KINDS = (("requests", "c"), ("latency", "ms"), ("queue", "g"))
@@ -110,3 +116,50 @@ class StampedBodies:
         block = self.blocks[index % len(self.blocks)]
         sep = b" %d\n" % (self.start_s + (index // len(self.blocks)) * self.step_s)
         return sep.join(block) + sep
+
+
+class RemoteWriteBodies:
+    """Prometheus remote-write bodies (snappy-compressed `WriteRequest`s) as a Prometheus server
+    sends them: one sample per series, `samples_per_body` series per body, series in blocks.
+
+    Series h is `bench_metric_<h % 10>{instance="host<h // 10>:9100", job="node"}`. Body i
+    carries one block at one time, the time advancing by `step_ms` each time every block was
+    sent. Each series' protobuf bytes up to its timestamp are built once, and the timestamp
+    (a varint of the same length for every series of a body) is what joins them."""
+
+    def __init__(self, series: int, samples_per_body: int, start_ms: int, step_ms: int = 10_000):
+        if series % samples_per_body:
+            raise ValueError("series must be a multiple of samples per body")
+        self.start_ms = start_ms
+        self.step_ms = step_ms
+        width = len(varint(start_ms))
+        self.blocks = [
+            [self._head(h, width) for h in range(b, b + samples_per_body)]
+            for b in range(0, series, samples_per_body)
+        ]
+
+    @staticmethod
+    def _head(h: int, ts_width: int) -> bytes:
+        labels = (("__name__", f"bench_metric_{h % 10}"), ("instance", f"host{h // 10:05d}:9100"),
+                  ("job", "node"))  # fmt: skip
+        label_bytes = b"".join(
+            nested(1, nested(1, name.encode()) + nested(2, value.encode()))
+            for name, value in labels
+        )
+        # Sample: value (1, double) then timestamp (2, varint) last, so the time ends it.
+        sample = b"\x09" + struct.pack("<d", h % 1000 + 0.25) + b"\x10"
+        sample_field = b"\x12" + varint(len(sample) + ts_width) + sample
+        series = label_bytes + sample_field
+        return b"\x0a" + varint(len(series) + ts_width) + series
+
+    def encoded(self, index: int) -> bytes:
+        """Body `index` before compression."""
+        block = self.blocks[index % len(self.blocks)]
+        ts_ms = self.start_ms + (index // len(self.blocks)) * self.step_ms
+        stamp = varint(ts_ms)
+        if len(stamp) != len(varint(self.start_ms)):
+            raise ValueError("timestamps must keep the width of the first")
+        return stamp.join(block) + stamp
+
+    def body(self, index: int) -> bytes:
+        return bytes(snappy.compress_raw(self.encoded(index)))

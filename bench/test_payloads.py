@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import struct
 
+from cramjam import snappy
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.payloads import LineBodies, StampedBodies, graphite_chunks, statsd_packets
+from bench.payloads import (
+    LineBodies,
+    RemoteWriteBodies,
+    StampedBodies,
+    graphite_chunks,
+    statsd_packets,
+)
 from bench.servers import read_whisper
+from collector.prompb import WriteRequest
 
 
 def test_statsd_packets_hold_every_name_once_within_the_size() -> None:
@@ -71,3 +79,28 @@ def test_read_whisper_returns_the_written_points_of_the_first_archive(
     data = b"".join(struct.pack("!Ld", ts, value) for ts, value in points)
     data += struct.pack("!Ld", 0, 0.0) * 3
     assert read_whisper(header + archive + data) == points
+
+
+def test_remote_write_bodies_are_the_write_requests_they_say() -> None:
+    bodies = RemoteWriteBodies(series=40, samples_per_body=20, start_ms=1_700_000_000_000)
+    for index in range(5):
+        request = WriteRequest.FromString(bytes(snappy.decompress_raw(bodies.body(index))))
+        block, tick = index % 2, index // 2
+        hosts = range(block * 20, block * 20 + 20)
+        assert [
+            (
+                {label.name: label.value for label in ts.labels},
+                [(s.value, s.timestamp) for s in ts.samples],
+            )
+            for ts in request.timeseries
+        ] == [
+            (
+                {
+                    "__name__": f"bench_metric_{h % 10}",
+                    "instance": f"host{h // 10:05d}:9100",
+                    "job": "node",
+                },
+                [(h % 1000 + 0.25, 1_700_000_000_000 + tick * 10_000)],
+            )
+            for h in hosts
+        ]
