@@ -1,7 +1,7 @@
 """Load generators, run as their own process on the load core: bounded, 127.0.0.1 only.
 
-`python -m bench.load statsd|graphite|influx ...` sends, then prints one JSON object with what
-it sent and how long it took. Every mode stops by itself after its count or its seconds.
+`python -m bench.load statsd|graphite|influx|remote_write ...` sends, then prints one JSON object
+with what it sent and how long it took. Every mode stops by itself after its count or its seconds.
 """
 
 from __future__ import annotations
@@ -16,10 +16,21 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from bench.payloads import StampedBodies, graphite_chunks, statsd_lines, statsd_packets
+from bench.payloads import (
+    RemoteWriteBodies,
+    StampedBodies,
+    graphite_chunks,
+    statsd_lines,
+    statsd_packets,
+)
 from bench.procs import HOST
 
 _MAX_SECONDS = 120.0  # no load generator runs longer than this, whatever it is asked
+REMOTE_WRITE_HEADERS = {  # as a Prometheus server sends them
+    "Content-Encoding": "snappy",
+    "Content-Type": "application/x-protobuf",
+    "X-Prometheus-Remote-Write-Version": "0.1.0",
+}
 
 
 def send_statsd(port: int, packets: Sequence[bytes], rate: float, seconds: float):
@@ -91,9 +102,10 @@ def send_graphite(
 
 
 def post_bodies(url: str, body: Callable[[int], bytes], lines: int, conns: int, seconds: float,
-                bodies: int | None = None):  # fmt: skip
+                bodies: int | None = None, headers: dict[str, str] | None = None):  # fmt: skip
     """POST body(0), body(1), ... over `conns` keep-alive connections until `seconds` pass (or
     `bodies` were sent); counts points acknowledged with 204."""
+    headers = headers or {"Content-Type": "text/plain"}
     parsed = urllib.parse.urlsplit(url)
     target = f"{parsed.path}?{parsed.query}"
     lock = threading.Lock()
@@ -114,7 +126,7 @@ def post_bodies(url: str, body: Callable[[int], bytes], lines: int, conns: int, 
         conn = http.client.HTTPConnection(HOST, parsed.port, timeout=60)
         try:
             while (index := take()) is not None:
-                conn.request("POST", target, body(index), {"Content-Type": "text/plain"})
+                conn.request("POST", target, body(index), headers)
                 response = conn.getresponse()
                 reply = response.read()
                 with lock:
@@ -173,6 +185,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     influx.add_argument("--seconds", type=float, default=3.0)
     influx.add_argument("--start", type=int, default=0, help="first timestamp, unix s")
 
+    remote = modes.add_parser("remote_write", help="Prometheus remote write over HTTP")
+    remote.add_argument("--url", required=True)
+    remote.add_argument("--series", type=int, default=10_000)
+    remote.add_argument("--samples", type=int, default=2000, help="samples per body")
+    remote.add_argument("--conns", type=int, default=2)
+    remote.add_argument("--seconds", type=float, default=3.0)
+    remote.add_argument("--start-ms", type=int, default=0, help="first timestamp, unix ms")
+
     args = parser.parse_args(argv)
     result: dict[str, Any]
     if args.mode == "statsd":
@@ -185,6 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.mode == "graphite":
         chunks, lines = graphite_chunks(args.names, int(time.time()))
         result = send_graphite(args.port, chunks, lines, args.conns, args.cycles)
+    elif args.mode == "remote_write":
+        start_ms = args.start_ms or int(time.time() * 1000) - 86_400_000
+        remote_bodies = RemoteWriteBodies(args.series, args.samples, start_ms)
+        result = post_bodies(args.url, remote_bodies.body, args.samples, args.conns,
+                             args.seconds, headers=REMOTE_WRITE_HEADERS)  # fmt: skip
     else:
         bodies = StampedBodies(args.hosts, args.lines, args.start or int(time.time()) - 86_400)
         result = post_bodies(args.url, bodies.body, args.lines, args.conns, args.seconds)
