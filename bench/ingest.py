@@ -1,4 +1,5 @@
-"""Ingest benchmarks: StatsD capacity and CPU per metric, Graphite lines/s, line-protocol points/s.
+"""Ingest benchmarks: StatsD capacity and CPU per metric, Graphite lines/s, line-protocol points/s,
+Prometheus remote-write samples/s.
 
 Each function is one repetition against a running server and returns its figures plus details.
 """
@@ -11,7 +12,7 @@ from typing import Any
 
 from bench.core import Options, run_load, settled
 from bench.procs import Server
-from bench.servers import received, write_url
+from bench.servers import received, remote_write_url, write_url
 
 MAX_LOSS = 0.005  # "accepted" means fewer than 0.5% of the metrics sent were lost
 STATSD_NAMES = 3000
@@ -120,3 +121,18 @@ def influx_write(server: Server, options: Options) -> Measured:
     if report["errors"]:
         details["first_errors"] = report["first_errors"]
     return Measured({"points_per_s": report["points"] / report["elapsed_s"]}, details)
+
+
+def remote_write(server: Server, options: Options) -> Measured:
+    """Samples/s of Prometheus remote write acknowledged: 2 connections, 2,000-sample bodies."""
+    seconds = options.seconds(5.0, 1.5)
+    # Within Shipboard's raw retention (2 d), and a span of its own per repetition.
+    start_ms = (int(time.time()) - 2 * 86_400 + 3600 + options.round_no * 20_000) * 1000
+    report = run_load(options, ["remote_write", "--url", remote_write_url(server),
+                                "--series", "10000", "--samples", "2000", "--conns", "2",
+                                "--seconds", str(seconds),
+                                "--start-ms", str(start_ms)])  # fmt: skip
+    details = {k: report[k] for k in ("points", "bodies", "errors", "elapsed_s")}
+    if report["errors"]:
+        details["first_errors"] = report["first_errors"]
+    return Measured({"samples_per_s": report["points"] / report["elapsed_s"]}, details)

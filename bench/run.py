@@ -67,6 +67,8 @@ BENCHMARKS = [
               "carbon-cache", ingest.graphite_lines, {"lines_per_s": Target(HIGHER, 2.0)}),
     Benchmark("influx_write", "Line protocol, 2 connections, 5,000-line bodies, durable: points/s",
               "influxd", ingest.influx_write, {"points_per_s": Target(HIGHER, 1.0)}),
+    Benchmark("remote_write", "Remote write, 2 connections, 2,000-sample bodies: samples/s",
+              "victoria-metrics", ingest.remote_write, {"samples_per_s": Target(HIGHER, 0.5)}),
     Benchmark("query", "Query latency over 7 d of 10 s data (median of 20): ms",
               "influxd", queries.query_latency,
               {name: Target(LOWER, 0.5) for name in queries.QUERIES},

@@ -126,11 +126,24 @@ def influxd(workdir: Path) -> Server:
     return server
 
 
+def victoria_metrics(workdir: Path) -> Server:
+    # Debian's victoria-metrics with its defaults but for paths, the address and a retention
+    # that keeps the benchmarks' day-old samples.
+    ports = {"http": free_port()}
+    argv = ["victoria-metrics", f"-storageDataPath={workdir / 'data'}",
+            f"-httpListenAddr={HOST}:{ports['http']}", "-retentionPeriod=1y"]  # fmt: skip
+    server = Server("victoria-metrics", pinned(argv, SERVER_CPU), workdir, ports)
+    server.start()
+    server.wait_until(lambda: http_ok(f"http://{HOST}:{ports['http']}/health"))
+    return server
+
+
 STARTERS = {
     "shipboard": shipboard,
     "etsy-statsd": etsy_statsd,
     "carbon-cache": carbon_cache,
     "influxd": influxd,
+    "victoria-metrics": victoria_metrics,
 }
 
 
@@ -154,6 +167,11 @@ def write_url(server: Server) -> str:
     if server.name == "shipboard":
         return f"{base}/api/v2/write?bucket={DB}&org={DB}&precision=s"
     return f"{base}/write?db={DB}&precision=s"
+
+
+def remote_write_url(server: Server) -> str:
+    """Where Prometheus remote write goes: `/api/v1/write` on both Shipboard and VictoriaMetrics."""
+    return f"http://{HOST}:{server.ports['http']}/api/v1/write"
 
 
 # --- what each server says it accepted ------------------------------------------------------
