@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the peers Shipboard is measured against: Etsy's statsd (npm, into bench/.peers),
-# carbon-cache (Debian's graphite-carbon) and influxd (Debian's influxdb 1.6).
+# carbon-cache (Debian's graphite-carbon), influxd (Debian's influxdb 1.6) and VictoriaMetrics
+# (Debian's victoria-metrics, for Prometheus remote write).
 # Idempotent; run as root. The Debian services are not started: the benchmarks run each peer
 # in the foreground with a config of their own in a temporary directory.
 set -euo pipefail
@@ -11,6 +12,7 @@ statsd_version="0.9.0"
 need_apt=()
 command -v influxd >/dev/null || need_apt+=(influxdb)
 command -v carbon-cache >/dev/null || need_apt+=(graphite-carbon)
+command -v victoria-metrics >/dev/null || need_apt+=(victoria-metrics)
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
 command -v taskset >/dev/null || need_apt+=(util-linux)
@@ -37,3 +39,4 @@ echo "peers ready:"
 echo "  statsd        $here/.peers/node_modules/statsd/stats.js ($(node --version))"
 echo "  carbon-cache  $(command -v carbon-cache)"
 echo "  influxd       $(command -v influxd) ($(influxd version 2>/dev/null | head -1))"
+echo "  victoria-metrics $(command -v victoria-metrics) ($(victoria-metrics -version 2>/dev/null | head -1))"
