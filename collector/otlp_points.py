@@ -1,10 +1,12 @@
 """An OTLP `ExportMetricsServiceRequest` as Shipboard's points and sketches.
 
 Names stay as OTLP has them (`http.server.duration`). Tags: the resource's attributes, with
-`service.name` as `service` and `host.name` as `host`, every other one by its name except the
-SDK's `telemetry.sdk.*` (the same on every series of a process); then the data point's
-attributes, which win over a resource attribute of the same tag. String, bool, int and double
-attributes are tags; empty ones, arrays, key-value lists and bytes are left out.
+`service.name` as `service`, `host.name` as `host` and `service.instance.id` as `instance` (as
+Prometheus names it: SDKs make it a new UUID per process, which keeps two processes' counters
+apart), every other one by its name except the SDK's `telemetry.sdk.*` (the same on every series
+of a process, and changed by an upgrade); then the data point's attributes, which win over a
+resource attribute of the same tag. String, bool, int and double attributes are tags (`true`,
+`42`, `0.5`); empty ones, arrays, key-value lists and bytes are left out.
 
 - gauge: `<name>`, the value.
 - sum: `<name>`, the value as sent: a cumulative sum its running total (a monotonic one is a
@@ -50,7 +52,7 @@ from collector.otlp_sketches import CumulativeStreams, Histogram, from_point
 from storage.records import Samples, Series, Sketches
 from storage.sketches import SCALE_KEY
 
-RESOURCE_TAGS = {"service.name": "service", "host.name": "host"}
+RESOURCE_TAGS = {"service.name": "service", "host.name": "host", "service.instance.id": "instance"}
 UNTAGGED_PREFIX = "telemetry.sdk."
 
 Point = tuple[Series, int, float]

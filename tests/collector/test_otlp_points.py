@@ -26,7 +26,15 @@ from collector.otlp_points import map_request
 from collector.otlp_sketches import CumulativeStreams
 from storage.records import Series
 from storage.sketches import STATSD_SCALE, bucket_index, quantiles, relative_error, value_keys
-from tests.collector.otlp_messages import T0_NS, gauge, request, tag_sets, text, valid_metrics
+from tests.collector.otlp_messages import (
+    T0_NS,
+    fitting_scale,
+    gauge,
+    request,
+    tag_sets,
+    text,
+    valid_metrics,
+)
 
 NOW_NS = T0_NS + 10**12
 
@@ -57,11 +65,13 @@ def test_random_valid_requests_map_as_documented(resources, data) -> None:
 
 
 def test_resource_attributes_are_tags_and_a_point_attribute_wins_a_clash() -> None:
-    resource = {"service.name": "api", "host.name": "h1", "region": "eu", "telemetry.sdk.name": "x"}
+    resource = {"service.name": "api", "host.name": "h1", "service.instance.id": "u1",
+                "region": "eu", "telemetry.sdk.name": "x"}  # fmt: skip
     message = request([gauge("q.depth", 3.0, region="us", shard=2, up=True, load=0.5)], resource)
     _, points = mapped_points(message)
     tags = {
         "service": "api",
+        "instance": "u1",
         "host": "h1",
         "region": "us",
         "shard": "2",
@@ -143,18 +153,6 @@ def exponential(values, scale: int, temporality=AGGREGATION_TEMPORALITY_DELTA, s
 def sketch_buckets(mapped) -> dict[int, float]:
     keys, values = mapped.sketches.keys, mapped.sketches.values
     return {int(k): float(v) for k, v in zip(keys[4:], values[4:], strict=True)}
-
-
-def fitting_scale(values, scale: int, most_buckets: int = 2000) -> int:
-    """The finest scale up to `scale` at which the values span at most `most_buckets` buckets,
-    as an SDK lowers its scale to fit its bucket limit."""
-    magnitudes = np.abs(values[values != 0])
-    while len(magnitudes) and scale > -10:
-        index = bucket_index(magnitudes, scale)
-        if index.max() - index.min() < most_buckets:
-            break
-        scale -= 1
-    return scale
 
 
 magnitudes = st.floats(1e-30, 1e30)
