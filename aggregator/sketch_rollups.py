@@ -36,14 +36,24 @@ def regroup_sketches(
     if not len(rows):
         return Sketches(groups, rows.index, rows.ts_ns, rows.keys, rows.values)
     starts = np.flatnonzero(rows.keys == sketches.SCALE_KEY)  # each sketch once, not each row
+    major = group[rows.index[starts]].astype(np.int64)
+    minor = floor_to(rows.ts_ns[starts], width_ns)
+    if _each_its_own(major, minor, rows.index[starts], rows.ts_ns[starts]):
+        return Sketches(groups, rows.index, rows.ts_ns, rows.keys, rows.values)
     index, bucket, keys, values = sketches.merge_sketches(
-        starts,
-        group[rows.index[starts]].astype(np.int64),
-        floor_to(rows.ts_ns[starts], width_ns),
-        rows.keys,
-        rows.values,
+        starts, major, minor, rows.keys, rows.values
     )
     return Sketches(groups, index.astype(np.int32, copy=False), bucket, keys, values)
+
+
+def _each_its_own(major: IntArray, minor: IntArray, index: IndexArray, ts_ns: IntArray) -> bool:
+    """True when every sketch is alone in its (group, bucket), the group numbers being the
+    series positions and the buckets the sketches' times, in order: nothing to merge."""
+    if not (np.array_equal(major, index) and np.array_equal(minor, ts_ns)):
+        return False
+    return bool(
+        ((major[1:] > major[:-1]) | ((major[1:] == major[:-1]) & (minor[1:] > minor[:-1]))).all()
+    )
 
 
 def cascade_sketches(rows: Sketches, width_ns: int) -> Sketches:

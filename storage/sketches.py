@@ -250,8 +250,17 @@ def exact_quantiles(
     bucket = np.flatnonzero(is_bucket(keys))
     counts = values[bucket]
     cumulative = np.cumsum(counts)
-    sketch = np.repeat(np.arange(len(first)), _per_sketch(bucket, first))
-    total = np.bincount(sketch, counts, len(first))
+    exact = not len(counts) or (
+        float(cumulative[-1]) < 2.0**53
+        and float(counts.min()) >= 0
+        and bool((counts == np.floor(counts)).all())
+    )
+    per_sketch = _per_sketch(bucket, first)
+    if exact:  # running counts are exact: a sketch's total is the difference at its ends
+        ends = np.concatenate([[0.0], cumulative])[np.cumsum(per_sketch)]
+        total = np.diff(np.concatenate([[0.0], ends]))
+    else:  # added in row order, one sketch at a time, as ever
+        total = np.bincount(np.repeat(np.arange(len(first)), per_sketch), counts, len(first))
     before = np.concatenate([[0.0], np.cumsum(total)[:-1]])
     rank = q * np.maximum(total - 1, 0.0)
     low = np.floor(rank)
@@ -265,11 +274,6 @@ def exact_quantiles(
     # (1 - f) below + f above: above - below overflows when they are huge of opposite signs
     f = rank - low
     estimate = np.clip((1 - f) * below + f * above, values[first + 2], values[first + 3])
-    exact = not len(counts) or (
-        float(cumulative[-1]) < 2.0**53
-        and float(counts.min()) >= 0
-        and bool((counts == np.floor(counts)).all())
-    )
     return label[first], np.where(total > 0, estimate, np.nan), exact
 
 
