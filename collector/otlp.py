@@ -148,8 +148,6 @@ class OtlpIngest:
             except UndecodableError as error:
                 self.stats.add_dropped(PROTOCOL, "undecodable")
                 return _error(400, INVALID_ARGUMENT, str(error), content_type)
-            for reason, count in mapped.rejected.items():
-                self.stats.add_dropped(PROTOCOL, reason, count)
             written = WriteResult(0)
             if len(mapped.samples) or len(mapped.sketches):
                 try:
@@ -157,6 +155,8 @@ class OtlpIngest:
                 except SpoolFullError as error:  # nothing was kept: the exporter retries
                     return _error(error.status, UNAVAILABLE, str(error), content_type)
             self._streams.commit(mapped.pending)
+        for reason, count in mapped.rejected.items():  # once stored: a retried request counts once
+            self.stats.add_dropped(PROTOCOL, reason, count)
         self.stats.add_received(PROTOCOL, written.accepted + mapped.sketch_count)
         return _answer(_response(mapped, written), content_type)
 
