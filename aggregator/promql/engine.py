@@ -1,0 +1,187 @@
+"""The evaluator: a parsed query at one instant or at every step of a range, over the store's
+raw points (each selector read once per query, for every step's window)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from aggregator.promql import functions, operators
+from aggregator.promql.names import Labels, format_labels, without_name
+from aggregator.promql.series import LOOKBACK_MS, EvalError, Points, Sample, Vector, load
+from aggregator.promql.syntax import (
+    RANGE_FUNCTIONS,
+    SET_OPERATORS,
+    Aggregate,
+    Binary,
+    Call,
+    Negate,
+    Node,
+    Number,
+    RangeSelector,
+    Selector,
+    String,
+)
+from aggregator.promql.vector_functions import absent_labels, histogram_quantile, label_replace
+from storage.base import StoreReader
+
+Value = float | str | Vector | list[Points]
+SCALAR_FUNCTIONS = frozenset({"time", "scalar"})
+
+
+def value_type(node: Node) -> str:
+    """`scalar`, `string`, `vector` or `matrix`: what the node evaluates to."""
+    match node:
+        case Number():
+            return "scalar"
+        case String():
+            return "string"
+        case RangeSelector():
+            return "matrix"
+        case Call(name=name):
+            return "scalar" if name in SCALAR_FUNCTIONS else "vector"
+        case Negate(expr=expr):
+            return value_type(expr)
+        case Binary(lhs=lhs, rhs=rhs):
+            both = value_type(lhs) == value_type(rhs) == "scalar"
+            return "scalar" if both else "vector"
+    return "vector"
+
+
+@dataclass
+class Evaluator:
+    """Evaluates nodes at times in [start_ms, end_ms] (the query's first and last step)."""
+
+    store: StoreReader
+    start_ms: int
+    end_ms: int
+
+    def __post_init__(self) -> None:
+        self._loaded: dict[tuple[str, int], list[Points]] = {}
+
+    def points(self, selector: Selector, range_ms: int) -> list[Points]:
+        key = (selector.text, range_ms)
+        if key not in self._loaded:
+            first = self.start_ms - selector.offset_ms - range_ms
+            last = self.end_ms - selector.offset_ms
+            self._loaded[key] = load(self.store, selector.matchers, first, last)
+        return self._loaded[key]
+
+    def scalar(self, node: Node, ts: int) -> float:
+        value = self.eval(node, ts)
+        assert isinstance(value, float)
+        return value
+
+    def vector(self, node: Node, ts: int) -> Vector:
+        value = self.eval(node, ts)
+        assert isinstance(value, list)
+        return value  # type: ignore[return-value]
+
+    def eval(self, node: Node, ts: int) -> Value:
+        match node:
+            case Number(value=value):
+                return value
+            case String(value=text):
+                return text
+            case Selector():
+                return self._instant(node, ts)
+            case RangeSelector(selector=selector, range_ms=range_ms):
+                last = ts - selector.offset_ms
+                windows = (p.window(last - range_ms, last) for p in self.points(selector, range_ms))
+                return [w for w in windows if len(w.ts)]
+            case Negate(expr=expr):
+                if value_type(expr) == "scalar":
+                    return -self.scalar(expr, ts)
+                return _unique(
+                    [Sample(without_name(s.labels), -s.value) for s in self.vector(expr, ts)]
+                )
+            case Call():
+                return self._call(node, ts)
+            case Aggregate(op=op, expr=expr, param=param, without=without, grouping=grouping):
+                k = math.nan if param is None else self.scalar(param, ts)
+                return operators.aggregate(op, self.vector(expr, ts), grouping, without, k)
+            case Binary():
+                return self._binary(node, ts)
+        raise EvalError(f"cannot evaluate {node}")
+
+    def _instant(self, selector: Selector, ts: int) -> Vector:
+        at = ts - selector.offset_ms
+        out = []
+        for points in self.points(selector, LOOKBACK_MS):
+            value = points.latest(at)
+            if value is not None:
+                out.append(Sample(points.labels, value))
+        return out
+
+    def _call(self, call: Call, ts: int) -> Value:
+        name, args = call.name, call.args
+        if name in RANGE_FUNCTIONS:
+            *params, matrix = args
+            assert isinstance(matrix, RangeSelector)
+            q = self.scalar(params[0], ts) if params else math.nan
+            end = ts - matrix.selector.offset_ms
+            start = end - matrix.range_ms
+            out = []
+            for points in self.points(matrix.selector, matrix.range_ms):
+                value = functions.range_function(name, points.window(start, end), start, end, q)
+                if value is not None:
+                    keep = name == "last_over_time"
+                    out.append(
+                        Sample(points.labels if keep else without_name(points.labels), value)
+                    )
+            return _unique(out)
+        if name == "time":
+            return ts / 1000
+        if name == "vector":
+            return [Sample((), self.scalar(args[0], ts))]
+        if name == "scalar":
+            vector = self.vector(args[0], ts)
+            return vector[0].value if len(vector) == 1 else math.nan
+        if name == "absent":
+            if self.vector(args[0], ts):
+                return []
+            arg = args[0]
+            return [Sample(absent_labels(arg.matchers) if isinstance(arg, Selector) else (), 1.0)]
+        if name == "histogram_quantile":
+            return _unique(histogram_quantile(self.scalar(args[0], ts), self.vector(args[1], ts)))
+        if name == "label_replace":
+            texts = [a.value for a in args[1:] if isinstance(a, String)]
+            return _unique(label_replace(self.vector(args[0], ts), *texts))
+        scalars = [self.scalar(a, ts) for a in args[1:]]
+        return _unique(functions.simple_function(name, self.vector(args[0], ts), scalars))
+
+    def _binary(self, node: Binary, ts: int) -> Value:
+        lhs, rhs = self.eval(node.lhs, ts), self.eval(node.rhs, ts)
+        if isinstance(lhs, float) and isinstance(rhs, float):
+            return operators.scalar_op(node.op, lhs, rhs)
+        if isinstance(rhs, float):
+            return operators.vector_scalar(node.op, _as_vector(lhs), rhs, False, node.return_bool)
+        if isinstance(lhs, float):
+            return operators.vector_scalar(node.op, _as_vector(rhs), lhs, True, node.return_bool)
+        if node.op in SET_OPERATORS:
+            return operators.set_operation(
+                node.op, _as_vector(lhs), _as_vector(rhs), node.on, node.matching
+            )
+        return _unique(
+            operators.vector_vector(
+                node.op, _as_vector(lhs), _as_vector(rhs), node.return_bool, node.on, node.matching
+            )
+        )
+
+
+def _as_vector(value: Value) -> Vector:
+    assert isinstance(value, list)
+    return value  # type: ignore[return-value]
+
+
+def _unique(vector: Vector) -> Vector:
+    """Prometheus refuses a result with two elements of one label set (e.g. rate() over two
+    metrics with the same labels, whose names it drops)."""
+    seen: set[Labels] = set()
+    for s in vector:
+        if s.labels in seen:
+            raise EvalError(
+                f"vector cannot contain metrics with the same labelset {format_labels(s.labels)}"
+            )
+        seen.add(s.labels)
+    return vector

@@ -1,0 +1,246 @@
+"""Prometheus' HTTP query API under /prometheus/api/v1/: query, query_range, series, labels,
+label/<name>/values, metadata and status/buildinfo, with Prometheus' JSON and error shapes.
+
+These are reads, so the viewer role may make them; a POST's form body is read as the same
+query by GET (what Grafana and promtool send when a query is long).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import orjson
+import promql_parser
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from multidict import MultiDict, MultiMapping
+
+from aggregator.promql.engine import Evaluator, value_type
+from aggregator.promql.names import Labels, series_labels
+from aggregator.promql.params import (
+    MAX_TIME_MS,
+    MIN_TIME_MS,
+    BadParam,
+    format_value,
+    matrix_json,
+    parse_duration_ms,
+    parse_time_ms,
+    vector_json,
+)
+from aggregator.promql.series import EvalError, Points, Sample, matching_series
+from aggregator.promql.syntax import LabelMatcher, PromQLError, parse, selector_matchers
+from storage.base import StoreReader
+
+PREFIX = "/prometheus/api/v1/"
+MAX_POINTS = 11_000  # per series of a range query, as Prometheus
+STORE = web.AppKey("promql_store", StoreReader)
+BUILD_INFO = {  # the Prometheus whose query semantics these answers follow
+    "version": "2.42.0",
+    "revision": "shipboard",
+    "branch": "shipboard",
+    "buildUser": "shipboard",
+    "buildDate": "",
+    "goVersion": "",
+}
+_POST_READS = frozenset(PREFIX + p for p in ("query", "query_range", "series", "labels"))
+
+
+class ApiError(Exception):
+    def __init__(self, kind: str, message: str, status: int) -> None:
+        super().__init__(message)
+        self.kind, self.status = kind, status
+
+
+def _respond(data: object) -> web.Response:
+    return web.Response(
+        body=orjson.dumps({"status": "success", "data": data}), content_type="application/json"
+    )
+
+
+def _error(error: ApiError) -> web.Response:
+    body = {"status": "error", "errorType": error.kind, "error": str(error)}
+    return web.Response(
+        status=error.status, body=orjson.dumps(body), content_type="application/json"
+    )
+
+
+def bad_data(message: str) -> ApiError:
+    return ApiError("bad_data", message, 400)
+
+
+def _query_error(error: Exception) -> ApiError:
+    if isinstance(error, PromQLError):
+        return bad_data(f'invalid parameter "query": {error}')
+    return ApiError("execution", str(error), 422)
+
+
+def _time(params: Mapping[str, str], name: str, default: int) -> int:
+    text = params.get(name)
+    return default if text is None or text == "" else parse_time_ms(name, text)
+
+
+def instant_query(store: StoreReader, params: Mapping[str, str], now_ms: int) -> object:
+    ts = _time(params, "time", now_ms)
+    try:
+        node = parse(params.get("query", ""))
+        store.refresh()
+        value = Evaluator(store, ts, ts).eval(node, ts)
+    except (PromQLError, EvalError) as error:
+        raise _query_error(error) from error
+    kind = value_type(node)
+    if isinstance(value, float):
+        return {"resultType": "scalar", "result": [ts / 1000, format_value(value)]}
+    if isinstance(value, str):
+        return {"resultType": "string", "result": [ts / 1000, value]}
+    if kind == "matrix":
+        return {"resultType": "matrix", "result": matrix_json(value)}  # type: ignore[arg-type]
+    return {"resultType": "vector", "result": vector_json(value, ts)}  # type: ignore[arg-type]
+
+
+def range_query(store: StoreReader, params: Mapping[str, str]) -> object:
+    start = parse_time_ms("start", params.get("start", ""))
+    end = parse_time_ms("end", params.get("end", ""))
+    if end < start:
+        raise BadParam("end", "end timestamp must not be before start time")
+    step = parse_duration_ms("step", params.get("step", ""))
+    if step <= 0:
+        raise BadParam(
+            "step",
+            "zero or negative query resolution step widths are not accepted. "
+            "Try a positive integer",
+        )
+    if (end - start) // step > MAX_POINTS:
+        raise bad_data(
+            "exceeded maximum resolution of 11,000 points per timeseries. "
+            "Try decreasing the query resolution (?step=XX)"
+        )
+    try:
+        node = parse(params.get("query", ""))
+        kind = value_type(node)
+        if kind not in ("scalar", "vector"):
+            raise PromQLError(
+                f'invalid expression type "{"range vector" if kind == "matrix" else kind}" '
+                "for range query, must be Scalar or instant Vector"
+            )
+        store.refresh()
+        evaluator = Evaluator(store, start, end)
+        rows: dict[Labels, tuple[list[int], list[float]]] = {}
+        for ts in range(start, end + 1, step):
+            value = evaluator.eval(node, ts)
+            vector = [Sample((), value)] if isinstance(value, float) else value
+            for s in vector:
+                assert isinstance(s, Sample)
+                times, values = rows.setdefault(s.labels, ([], []))
+                times.append(ts)
+                values.append(s.value)
+    except (PromQLError, EvalError) as error:
+        raise _query_error(error) from error
+    series = [
+        Points(labels, np.asarray(t, np.int64), np.asarray(v, np.float64))
+        for labels, (t, v) in sorted(rows.items())
+    ]
+    return {"resultType": "matrix", "result": matrix_json(series)}
+
+
+def matched_labels(store: StoreReader, params: MultiMapping[str]) -> list[Labels] | None:
+    """The label sets of the series any `match[]` selects (None: no match[] given); `start`
+    and `end` are checked, but every series the store holds answers (as Prometheus' head
+    block does for recent times)."""
+    _time(params, "start", MIN_TIME_MS)
+    _time(params, "end", MAX_TIME_MS)
+    selectors = params.getall("match[]", [])
+    if not selectors:
+        return None
+    found: set[Labels] = set()
+    for text in selectors:
+        try:
+            node = parse_selector(text)
+        except PromQLError as error:
+            raise bad_data(str(error)) from error
+        store.refresh()
+        found.update(series_labels(s) for s in matching_series(store, node))
+    return sorted(found)
+
+
+def parse_selector(text: str) -> tuple[LabelMatcher, ...]:
+    """A `match[]` selector's matchers."""
+    try:
+        expr = promql_parser.parse(text)
+    except ValueError as error:
+        raise PromQLError(f"1:1: parse error: {error}") from error
+    if not isinstance(expr, promql_parser.VectorSelector):
+        raise PromQLError(f"1:1: parse error: {text!r} is not a series selector")
+    return selector_matchers(expr)
+
+
+def _all_labels(store: StoreReader) -> list[Labels]:
+    store.refresh()
+    return [series_labels(s) for s in store.series()]
+
+
+def series(store: StoreReader, params: MultiMapping[str]) -> object:
+    if not params.getall("match[]", []):
+        raise bad_data("no match[] parameter provided")
+    return [dict(labels) for labels in matched_labels(store, params) or []]
+
+
+def label_names(store: StoreReader, params: MultiMapping[str]) -> object:
+    matched = matched_labels(store, params)
+    every = _all_labels(store) if matched is None else matched
+    return sorted({name for labels in every for name, _ in labels})
+
+
+def label_values(store: StoreReader, params: MultiMapping[str], name: str) -> object:
+    matched = matched_labels(store, params)
+    every = _all_labels(store) if matched is None else matched
+    return sorted({value for labels in every for key, value in labels if key == name})
+
+
+def _handler(
+    answer: Callable[[StoreReader, web.Request], object],
+) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            data = await asyncio.to_thread(answer, request.app[STORE], request)
+        except BadParam as error:
+            return _error(bad_data(str(error)))
+        except ApiError as error:
+            return _error(error)
+        return _respond(data)
+
+    return handle
+
+
+async def _post_as_get(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A POST of a read (its form body, then its URL's parameters, as Go's FormValue reads
+    them) goes on as the same GET, so the auth middleware asks of it a viewer's role."""
+    if request.method != "POST" or request.rel_url.path not in _POST_READS:
+        return await handler(request)
+    form = await request.post()
+    merged: MultiDict[str] = MultiDict((k, v) for k, v in form.items() if isinstance(v, str))
+    merged.extend(request.rel_url.query)
+    return await handler(request.clone(method="GET", rel_url=request.rel_url.with_query(merged)))
+
+
+def add_prometheus_routes(app: web.Application, store: StoreReader) -> None:
+    """Serve the API on `app` (whose auth middleware covers it) over `store`."""
+    app[STORE] = store
+    app.middlewares.insert(0, web.middleware(_post_as_get))
+    handlers: dict[str, Handler] = {
+        "query": _handler(lambda s, r: instant_query(s, r.query, round(time.time() * 1000))),
+        "query_range": _handler(lambda s, r: range_query(s, r.query)),
+        "series": _handler(lambda s, r: series(s, r.query)),
+        "labels": _handler(lambda s, r: label_names(s, r.query)),
+    }
+    for path, handle in handlers.items():
+        app.router.add_get(PREFIX + path, handle)
+        app.router.add_post(PREFIX + path, handle)
+    app.router.add_get(
+        PREFIX + "label/{name}/values",
+        _handler(lambda s, r: label_values(s, r.query, r.match_info["name"])),
+    )
+    app.router.add_get(PREFIX + "metadata", _handler(lambda s, r: {}))
+    app.router.add_get(PREFIX + "status/buildinfo", _handler(lambda s, r: BUILD_INFO))

@@ -1,0 +1,101 @@
+"""Series as PromQL selects them: the store's raw points of every matching series, in ms.
+
+A selector's points are read once per query, for the whole window its evaluations look at;
+each evaluation then takes its instant sample (the latest within the lookback) or its range by
+binary search, as Prometheus' engine does (v2 semantics: both ends of a range included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from aggregator.promql.names import NAME, Labels, format_labels, label_value, series_labels
+from aggregator.promql.syntax import LabelMatcher
+from storage.base import StoreReader
+from storage.records import NS_PER_MS, FloatArray, IntArray, Series
+
+LOOKBACK_MS = 5 * 60 * 1000  # Prometheus' default --query.lookback-delta
+
+
+class EvalError(ValueError):
+    """A query that parsed but cannot be answered (Prometheus' `execution` error)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Points:
+    """One series' points, ts in ms, ascending and unique."""
+
+    labels: Labels
+    ts: IntArray
+    values: FloatArray
+
+    def latest(self, at_ms: int, lookback_ms: int = LOOKBACK_MS) -> float | None:
+        """The value of the last point at or before `at_ms` and within the lookback."""
+        i = int(np.searchsorted(self.ts, at_ms, "right")) - 1
+        if i < 0 or self.ts[i] < at_ms - lookback_ms:
+            return None
+        return float(self.values[i])
+
+    def window(self, first_ms: int, last_ms: int) -> Points:
+        """The points with first_ms <= ts <= last_ms."""
+        lo, hi = np.searchsorted(self.ts, [first_ms, last_ms + 1])
+        return Points(self.labels, self.ts[lo:hi], self.values[lo:hi])
+
+
+def matching_series(store: StoreReader, matchers: Sequence[LabelMatcher]) -> list[Series]:
+    """Every stored series whose Prometheus labels the matchers all match."""
+    by_name = [m for m in matchers if m.name == NAME]
+    others = [m for m in matchers if m.name != NAME]
+    found = []
+    for metric in store.metrics("*"):
+        labels = series_labels(Series(metric))
+        if not all(m.matches(label_value(labels, NAME)) for m in by_name):
+            continue
+        for series in store.series(metric):
+            labels = series_labels(series)
+            if all(m.matches(label_value(labels, m.name)) for m in others):
+                found.append(series)
+    return found
+
+
+def load(
+    store: StoreReader, matchers: Sequence[LabelMatcher], first_ms: int, last_ms: int
+) -> list[Points]:
+    """The points in [first_ms, last_ms] of every matching series, sorted by labels."""
+    series = matching_series(store, matchers)
+    if not series:
+        return []
+    samples = store.read(series, first_ms * NS_PER_MS, (last_ms + 1) * NS_PER_MS)
+    bounds = np.searchsorted(samples.index, np.arange(len(series) + 1))
+    loaded: dict[Labels, Points] = {}
+    origin: dict[Labels, Series] = {}
+    for i, one in enumerate(series):
+        lo, hi = int(bounds[i]), int(bounds[i + 1])
+        ts = samples.ts_ns[lo:hi] // NS_PER_MS
+        values = samples.values[lo:hi]
+        if len(ts) > 1:  # points closer than a ms: the last of each ms, as a re-send would
+            last = np.append(ts[1:] != ts[:-1], True)
+            ts, values = ts[last], values[last]
+        labels = series_labels(one)
+        if labels in origin:
+            raise EvalError(
+                f"the series {origin[labels]} and {one} have the same Prometheus labels "
+                f"{format_labels(labels)}; rename one of them"
+            )
+        origin[labels] = one
+        loaded[labels] = Points(labels, ts, values)
+    return [loaded[labels] for labels in sorted(loaded)]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One element of an instant vector."""
+
+    labels: Labels
+    value: float
+
+
+Vector = list[Sample]

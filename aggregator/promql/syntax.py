@@ -1,0 +1,218 @@
+"""PromQL parsed by `promql-parser` (the Rust parser's bindings) into this package's own nodes.
+
+The parser checks the grammar and the argument types; this adapter keeps what the evaluator
+supports and refuses the rest by name (`Unsupported`), so that a query is answered exactly or
+not at all.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+import promql_parser as pp
+
+from aggregator.promql.names import NAME
+
+RANGE_FUNCTIONS = frozenset(
+    {
+        "rate", "irate", "increase", "delta", "idelta", "changes", "resets",
+        "avg_over_time", "min_over_time", "max_over_time", "sum_over_time", "count_over_time",
+        "last_over_time", "stddev_over_time", "stdvar_over_time", "present_over_time",
+        "quantile_over_time",
+    }
+)  # fmt: skip
+INSTANT_FUNCTIONS = frozenset(
+    {
+        "abs", "ceil", "floor", "round", "exp", "sqrt", "ln", "log2", "log10", "sgn",
+        "clamp", "clamp_min", "clamp_max", "absent", "label_replace", "time", "vector",
+        "scalar", "histogram_quantile",
+    }
+)  # fmt: skip
+AGGREGATIONS = frozenset(
+    {"sum", "avg", "min", "max", "count", "topk", "bottomk", "group", "stddev", "stdvar"}
+)
+ARITHMETIC = frozenset({"+", "-", "*", "/", "%", "^"})
+COMPARISON = frozenset({"==", "!=", ">", "<", ">=", "<="})
+SET_OPERATORS = frozenset({"and", "or", "unless"})
+
+
+class PromQLError(ValueError):
+    """A query that cannot be parsed or is outside the supported subset (`bad_data`)."""
+
+
+class Unsupported(PromQLError):
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} is not supported by Shipboard's PromQL")
+
+
+@dataclass(frozen=True, slots=True)
+class LabelMatcher:
+    name: str
+    op: str  # = != =~ !~
+    value: str
+    regex: re.Pattern[str] | None
+
+    def matches(self, value: str) -> bool:
+        if self.regex is None:
+            return (value == self.value) == (self.op == "=")
+        return (self.regex.match(value) is not None) == (self.op == "=~")
+
+
+@dataclass(frozen=True, slots=True)
+class Number:
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class String:
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    text: str  # the selector as written, offset included: the key of its loaded series
+    matchers: tuple[LabelMatcher, ...]
+    offset_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class RangeSelector:
+    selector: Selector
+    range_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    name: str
+    args: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    op: str
+    expr: Node
+    param: Node | None
+    without: bool
+    grouping: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Binary:
+    op: str
+    lhs: Node
+    rhs: Node
+    return_bool: bool
+    on: bool  # on(...) rather than ignoring(...) (or neither)
+    matching: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Negate:
+    expr: Node
+
+
+Node = Number | String | Selector | RangeSelector | Call | Aggregate | Binary | Negate
+
+
+def compile_regex(pattern: str) -> re.Pattern[str]:
+    """A label regex as Prometheus anchors it, `^(?:…)$` (RE2 syntax, which Python reads the
+    same for the constructs label regexes use)."""
+    try:
+        return re.compile(f"(?:{pattern})\\Z")
+    except re.error as error:
+        raise PromQLError(f"invalid regular expression {pattern!r}: {error}") from error
+
+
+def label_matcher(matcher: pp.Matcher) -> LabelMatcher:
+    ops = ((pp.MatchOp.Equal, "="), (pp.MatchOp.NotEqual, "!="), (pp.MatchOp.Re, "=~"))
+    op = next((text for kind, text in ops if matcher.op == kind), "!~")  # MatchOp: no hash
+    regex = compile_regex(matcher.value) if op in ("=~", "!~") else None
+    return LabelMatcher(matcher.name, op, matcher.value, regex)
+
+
+def selector_matchers(selector: pp.VectorSelector) -> tuple[LabelMatcher, ...]:
+    if selector.matchers.or_matchers:
+        raise Unsupported("a selector with 'or' between its matchers")
+    matchers = tuple(label_matcher(m) for m in selector.matchers.matchers)
+    if selector.name is not None:
+        matchers = (LabelMatcher(NAME, "=", selector.name, None), *matchers)
+    return matchers
+
+
+def _ms(delta: timedelta | None) -> int:
+    return 0 if delta is None else delta // timedelta(milliseconds=1)
+
+
+def _selector(node: pp.VectorSelector) -> Selector:
+    if node.at is not None:
+        raise Unsupported("the @ modifier")
+    return Selector(str(node), selector_matchers(node), _ms(node.offset))
+
+
+def parse(query: str) -> Node:
+    """The query as nodes; PromQLError says what is wrong or unsupported."""
+    try:
+        expr = pp.parse(query)
+    except ValueError as error:
+        raise PromQLError(f"parse error: {error}") from error
+    return _convert(expr)
+
+
+def _convert(expr: pp.Expr) -> Node:
+    if isinstance(expr, pp.ParenExpr):
+        return _convert(expr.expr)
+    if isinstance(expr, pp.NumberLiteral):
+        return Number(expr.val)
+    if isinstance(expr, pp.StringLiteral):
+        return String(expr.val)
+    if isinstance(expr, pp.VectorSelector):
+        return _selector(expr)
+    if isinstance(expr, pp.MatrixSelector):
+        return RangeSelector(_selector(expr.vector_selector), _ms(expr.range))
+    if isinstance(expr, pp.UnaryExpr):
+        return Negate(_convert(expr.expr))
+    if isinstance(expr, pp.Call):
+        name = expr.func.name
+        if name not in RANGE_FUNCTIONS | INSTANT_FUNCTIONS:
+            raise Unsupported(f"the function {name}()")
+        return Call(name, tuple(_convert(arg) for arg in expr.args))
+    if isinstance(expr, pp.AggregateExpr):
+        return _aggregate(expr)
+    if isinstance(expr, pp.BinaryExpr):
+        return _binary(expr)
+    if isinstance(expr, pp.SubqueryExpr):
+        raise Unsupported("a subquery")
+    raise Unsupported(f"the expression {expr.prettify()}")
+
+
+def _aggregate(expr: pp.AggregateExpr) -> Aggregate:
+    op = str(expr.op)
+    if op not in AGGREGATIONS:
+        raise Unsupported(f"the aggregation {op}")
+    modifier = expr.modifier
+    without = modifier is not None and modifier.type == pp.AggModifierType.Without
+    grouping = tuple(modifier.labels) if modifier is not None else ()
+    param = None if expr.param is None else _convert(expr.param)
+    return Aggregate(op, _convert(expr.expr), param, without, grouping)
+
+
+def _binary(expr: pp.BinaryExpr) -> Binary:
+    op = str(expr.op)
+    if op not in ARITHMETIC | COMPARISON | SET_OPERATORS:
+        raise Unsupported(f"the operator {op}")
+    modifier = expr.modifier
+    on, return_bool = False, False
+    matching: tuple[str, ...] = ()
+    if modifier is not None:
+        if modifier.card in (
+            pp.VectorMatchCardinality.ManyToOne,
+            pp.VectorMatchCardinality.OneToMany,
+        ):
+            raise Unsupported("group_left/group_right")
+        if modifier.matching is not None:
+            on = modifier.matching.type == pp.LabelModifierType.Include
+            matching = tuple(modifier.matching.labels)
+        return_bool = modifier.return_bool
+    return Binary(op, _convert(expr.lhs), _convert(expr.rhs), return_bool, on, matching)

@@ -1,0 +1,222 @@
+"""PromQL answers equal Prometheus' own: the same samples written into a real Prometheus
+(remote write) and into an embedded store, the same queries asked of both, at instants that
+fall before, inside and after the data, on its points and 5 minutes (the lookback) past them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+from multidict import MultiDict
+
+from aggregator.promql.routes import ApiError, instant_query, range_query
+from shipboard.settings import Settings
+from storage.embedded import EmbeddedStore
+from tests.aggregator.promql.dataset import MIN, SPAN_MS, Dataset, S, build
+from tests.aggregator.promql.truth import Prometheus, assert_same_answer
+
+pytestmark = pytest.mark.slow  # starts a Prometheus server
+
+LOOKBACK = 5 * MIN
+
+
+@pytest.fixture(scope="module")
+def dataset() -> Dataset:
+    now_ms = int(time.time()) * 1000
+    return build(now_ms - now_ms % MIN - SPAN_MS - 15 * MIN)
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory, dataset: Dataset) -> Iterator[Prometheus]:
+    running = Prometheus(tmp_path_factory.mktemp("prometheus"))
+    running.start()
+    running.write(dataset.written())
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, dataset: Dataset) -> Iterator[EmbeddedStore]:
+    with EmbeddedStore(tmp_path_factory.mktemp("store"), Settings().tiers()) as opened:
+        result = opened.write(dataset.samples())
+        assert result.accepted == len(dataset.samples())
+        yield opened
+
+
+def ours(store: EmbeddedStore, params: dict[str, str], instant: bool = True) -> dict[str, Any]:
+    try:
+        data = (
+            instant_query(store, MultiDict(params), 0)
+            if instant
+            else range_query(store, MultiDict(params))
+        )
+    except ApiError as error:
+        return {"status": "error", "errorType": error.kind, "error": str(error)}
+    answer: dict[str, Any] = orjson.loads(orjson.dumps({"status": "success", "data": data}))
+    return answer
+
+
+def instants(dataset: Dataset) -> list[int]:
+    """Before the data, on its first point, within it, where a series stops (and a lookback
+    later, to the ms), in the gauge's gap, at the end and past the end's lookback."""
+    base = dataset.base_ms
+    stopped = max(dataset.series[1][1])  # host b's last point
+    last = max(t for _, ts, _ in dataset.series for t in ts)
+    return [
+        base - MIN, base, base + 7 * S + 500, base + 10 * MIN, base + 16 * MIN + 1,
+        stopped, stopped + LOOKBACK - 1, stopped + LOOKBACK, stopped + LOOKBACK + 1,
+        base + 22 * MIN + 333, last, last + LOOKBACK, last + LOOKBACK + 1, last + 9 * MIN,
+    ]  # fmt: skip
+
+
+SELECTORS = [
+    "http_requests_count",
+    'http_requests_count{service="web"}',
+    'http_requests_count{host=~"a|c"}',
+    'http_requests_count{host!="a", service!~"d.*"}',
+    '{__name__=~"http_.*|jobs_total"}',
+    "node_temp",
+    'node_temp{service_name="infra"} offset 3m',
+    "jobs_total offset -2m",
+    "latency_seconds_bucket",
+]
+RANGE_FUNCTIONS = [
+    "rate(http_requests_count[5m])",
+    "rate(http_requests_count[1m])",
+    "rate(http_requests_count[47s])",
+    "increase(http_requests_count[2m])",
+    "increase(jobs_total[5m] offset 1m)",
+    "irate(http_requests_count[1m])",
+    "delta(node_temp[3m])",
+    "idelta(node_temp[2m])",
+    "changes(node_temp[10m])",
+    "resets(http_requests_count[30m])",
+    "avg_over_time(node_temp[4m])",
+    "sum_over_time(node_temp[4m])",
+    "min_over_time(node_temp[4m])",
+    "max_over_time(node_temp[4m])",
+    "count_over_time(node_temp[90s])",
+    "last_over_time(node_temp[10m])",
+    "stddev_over_time(node_temp[6m])",
+    "stdvar_over_time(node_temp[6m])",
+    "present_over_time(node_temp[1m])",
+    "quantile_over_time(0.9, node_temp[5m])",
+]
+AGGREGATIONS = [
+    "sum(rate(http_requests_count[5m]))",
+    "sum by (service) (rate(http_requests_count[5m]))",
+    "sum without (host) (http_requests_count)",
+    "avg by (service_name) (node_temp)",
+    "min(node_temp)",
+    "max by (host) (node_temp)",
+    "count by (service) (http_requests_count)",
+    "count without () (http_requests_count)",
+    "topk(2, node_temp)",
+    "bottomk(1, http_requests_count)",
+    "topk by (service) (1, http_requests_count)",
+    "stddev(node_temp)",
+    "stdvar by (service_name) (node_temp)",
+    "group by (service) (http_requests_count)",
+    'sum by (__name__) ({__name__=~"http_requests_count|jobs_total"})',
+]
+OPERATORS = [
+    "http_requests_count * 2 + 1",
+    "2 ^ node_temp / 1e3",
+    "node_temp % 7",
+    "-node_temp",
+    "node_temp > 10",
+    "node_temp > bool 10",
+    "10 < node_temp",
+    "5 >= bool node_temp",
+    "node_temp == node_temp",
+    "node_temp != bool ignoring(service_name) node_temp",
+    'http_requests_count{host="a"} - ignoring(host) http_requests_count{host="b"}',
+    "rate(http_requests_count[5m]) / on(host, service) rate(http_requests_count[10m])",
+    "sum by (service) (http_requests_count)"
+    " / on(service) sum by (service) (http_requests_count offset 5m)",
+    "node_temp / 0",
+    "http_requests_count and on(host) node_temp > 0",
+    "node_temp or http_requests_count",
+    "http_requests_count unless on(host) node_temp < 0",
+    "(1 + 2) * 3 - 4 / 5",
+    "2 > bool 1",
+]
+FUNCTIONS = [
+    "abs(node_temp)",
+    "ceil(node_temp)",
+    "floor(node_temp)",
+    "round(node_temp)",
+    "round(node_temp, 5)",
+    "round(node_temp, 0.1)",
+    "clamp(node_temp, -5, 5)",
+    "clamp_min(node_temp, 0)",
+    "clamp_max(node_temp, 0)",
+    "sqrt(abs(node_temp))",
+    "exp(node_temp / 10)",
+    "ln(abs(node_temp))",
+    "log2(http_requests_count)",
+    "log10(http_requests_count)",
+    "sgn(node_temp)",
+    "absent(nonexistent)",
+    'absent(nonexistent{job="x", env=~"p.*"})',
+    "absent(http_requests_count)",
+    "absent(sum(nonexistent))",
+    "time()",
+    "vector(1) + time()",
+    "scalar(jobs_total)",
+    "scalar(http_requests_count)",
+    'label_replace(http_requests_count, "zone", "z-$1", "host", "(.*)")',
+    'label_replace(node_temp, "host", "", "host", "a")',
+    'label_replace(node_temp, "all", "${1}_$2", "host", "(.)(.*)")',
+    "histogram_quantile(0.9, rate(latency_seconds_bucket[5m]))",
+    "histogram_quantile(0.5, sum by (le) (rate(latency_seconds_bucket[5m])))",
+    "histogram_quantile(0.99, latency_seconds_bucket)",
+    "histogram_quantile(0, latency_seconds_bucket)",
+    "histogram_quantile(1, latency_seconds_bucket)",
+    "histogram_quantile(1.5, latency_seconds_bucket)",
+]
+QUERIES = SELECTORS + RANGE_FUNCTIONS + AGGREGATIONS + OPERATORS + FUNCTIONS
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_instant_queries_answer_as_prometheus(
+    query: str, dataset: Dataset, prometheus: Prometheus, store: EmbeddedStore
+) -> None:
+    for at in instants(dataset):
+        params = {"query": query, "time": f"{at / 1000:.3f}"}
+        status, truth = prometheus.api("query", **params)
+        assert status == 200, truth
+        assert_same_answer(f"{query} at {at}", ours(store, params), truth)
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_range_queries_answer_as_prometheus(
+    query: str, dataset: Dataset, prometheus: Prometheus, store: EmbeddedStore
+) -> None:
+    base = dataset.base_ms
+    for start, end, step in [
+        (base - 2 * MIN, base + SPAN_MS + 8 * MIN, "37"),
+        (base + 19 * MIN + 1, base + 27 * MIN, "15s"),
+    ]:
+        params = {
+            "query": query,
+            "start": f"{start / 1000:.3f}",
+            "end": f"{end / 1000:.3f}",
+            "step": step,
+        }
+        status, truth = prometheus.api("query_range", **params)
+        assert status == 200, truth
+        assert_same_answer(f"{query} over {start}..{end}", ours(store, params, False), truth)
+
+
+def test_range_vectors_answer_with_their_points(
+    dataset: Dataset, prometheus: Prometheus, store: EmbeddedStore
+) -> None:
+    for query in ("node_temp[2m]", "http_requests_count[1m] offset 30s", "jobs_total[5m]"):
+        for at in instants(dataset):
+            params = {"query": query, "time": f"{at / 1000:.3f}"}
+            _, truth = prometheus.api("query", **params)
+            assert_same_answer(f"{query} at {at}", ours(store, params), truth)
