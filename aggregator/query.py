@@ -265,7 +265,7 @@ def result_json(result: QueryResult) -> bytes:
                 {
                     "metric": s.metric,
                     "tags": s.tags,
-                    "points": list(zip(s.ts_ms.tolist(), s.values.tolist(), strict=True)),
+                    "points": _points_json(s.ts_ms, s.values),
                 }
                 for s in result.series
             ],
@@ -273,6 +273,19 @@ def result_json(result: QueryResult) -> bytes:
             "tier": result.tier,
         }
     )
+
+
+def _points_json(ts_ms: IntArray, values: FloatArray) -> orjson.Fragment:
+    """`[[unix_ms, value], ...]` as orjson writes the pairs, from the two arrays written whole
+    and zipped as text: a list of 16,800 tuples cost more than writing them."""
+    if not len(ts_ms):
+        return orjson.Fragment(b"[]")
+    times, figures = (
+        orjson.dumps(np.ascontiguousarray(a), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
+        for a in (ts_ms, values)
+    )
+    pairs = map(b",".join, zip(times, figures, strict=True))
+    return orjson.Fragment(b"[[" + b"],[".join(pairs) + b"]]")
 
 
 def result_csv(result: QueryResult) -> str:
