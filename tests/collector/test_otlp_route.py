@@ -1,6 +1,7 @@
 """POST /v1/metrics over real HTTP in front of a real embedded store: protobuf, OTLP JSON and
 gzip; the ExportMetricsServiceResponse and its partial_success; 400, 415 and 503; the counters
-on /metrics; and arbitrary bodies, which are a 400 with nothing stored unless they decode."""
+on /metrics; arbitrary bodies, which are a 400 with nothing stored unless they decode; and the
+OpenTelemetry SDK's own OTLP HTTP exporter with delta temporality."""
 
 from __future__ import annotations
 
@@ -21,11 +22,16 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AGGREGATION_TEMPORALITY_CUMULATIVE, Metric
+from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
+from opentelemetry.sdk.metrics.export import AggregationTemporality, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import Resource
 
 from collector.http_ingest import add_ingest_routes
 from collector.otlp import STATUS
@@ -272,3 +278,37 @@ def test_any_body_is_a_400_storing_nothing_unless_it_decodes(
     else:
         assert status == 400, answer
         assert store.series_count() == before
+
+
+def test_the_sdk_exporter_sends_delta_counters_and_histograms_unchanged(
+    server: ServerThread, store: EmbeddedStore
+) -> None:
+    delta: dict[type, AggregationTemporality] = {
+        Counter: AggregationTemporality.DELTA,
+        Histogram: AggregationTemporality.DELTA,
+    }
+    exporter = OTLPMetricExporter(
+        endpoint=f"http://{HOST}:{server.port}/v1/metrics", preferred_temporality=delta
+    )
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
+    exponential = View(
+        instrument_name="jobs.duration", aggregation=ExponentialBucketHistogramAggregation()
+    )
+    resource = Resource.create({"service.name": "worker", "service.instance.id": "w1"})
+    provider = MeterProvider(metric_readers=[reader], resource=resource, views=[exponential])
+    meter = provider.get_meter("jobs")
+    done, duration = meter.create_counter("jobs.done"), meter.create_histogram("jobs.duration")
+    try:
+        for batch in ([1.0, 2.0], [3.0, 4.0, 5.0]):
+            done.add(len(batch))
+            for value in batch:
+                duration.record(value)
+            assert provider.force_flush(10_000)
+    finally:
+        provider.shutdown()
+    tags = (("instance", "w1"), ("service", "worker"))
+    got = store.read([Series("jobs.done", tags)], 0, 2 * time.time_ns())
+    assert [v for _, _, v in got.points()] == [2.0, 3.0]  # each export's increase
+    sketches = store.read_sketches(RAW, [Series("jobs.duration", tags)], 0, 2 * time.time_ns())
+    assert sketches.values[sketches.keys > 0].sum() == 5  # as the SDK sent them, per export
+    assert sketches.values[sketches.keys == -(2**52) + 1].tolist() == [3.0, 12.0]
