@@ -18,7 +18,8 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     Metric,
 )
 
-from storage.records import Series
+from storage.records import FloatArray, Series
+from storage.sketches import bucket_index
 
 Point = tuple[Series, int, float]
 T0_NS = 1_700_000_000 * 10**9
@@ -57,6 +58,18 @@ def gauge(name: str, value: float, time_ns: int = T0_NS, **tags: Any) -> Metric:
         attributes(tags)
     )
     return metric
+
+
+def fitting_scale(values: FloatArray, scale: int, most_buckets: int = 2000) -> int:
+    """The finest scale up to `scale` at which the values span at most `most_buckets` buckets,
+    as an SDK lowers its scale to fit its bucket limit."""
+    magnitudes = np.abs(values[values != 0])
+    while len(magnitudes) and scale > -10:
+        index = bucket_index(magnitudes, scale)
+        if index.max() - index.min() < most_buckets:
+            break
+        scale -= 1
+    return scale
 
 
 # ---------------------------------------------------------------------------------------------
