@@ -312,3 +312,24 @@ def test_the_sdk_exporter_sends_delta_counters_and_histograms_unchanged(
     sketches = store.read_sketches(RAW, [Series("jobs.duration", tags)], 0, 2 * time.time_ns())
     assert sketches.values[sketches.keys > 0].sum() == 5  # as the SDK sent them, per export
     assert sketches.values[sketches.keys == -(2**52) + 1].tolist() == [3.0, 12.0]
+
+
+async def test_otlp_json_with_hex_exemplar_ids_and_enum_names_is_read(
+    store: EmbeddedStore, ingest: Ingest, aiohttp_client
+) -> None:
+    # OTLP JSON writes trace and span ids in hex (protobuf's JSON would be base64); exemplars
+    # are not kept, but must not make the request undecodable. Enums may be names or numbers.
+    exemplar = {
+        "asDouble": 2.5,
+        "timeUnixNano": str(NOW_NS),
+        "traceId": "5b8efff798038103d269b633813fc60c",
+        "spanId": "eee19b7ec3c1b174",
+    }
+    point = {"asDouble": 2.5, "timeUnixNano": str(NOW_NS), "exemplars": [exemplar]}
+    sums = {"aggregationTemporality": "AGGREGATION_TEMPORALITY_DELTA", "dataPoints": [point]}
+    body = {"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "x", "sum": sums}]}]}]}
+    client = await aiohttp_client(ingest.app)
+    answer = await client.post("/v1/metrics", data=json.dumps(body), headers=JSON)
+    assert answer.status == 200
+    got = await asyncio.to_thread(store.read, [Series("x")], 0, 2 * NOW_NS)
+    assert got.points() == [(Series("x"), NOW_NS, 2.5)]
