@@ -74,8 +74,9 @@ _MESSAGES: dict[str, list[tuple[str, int, int, str, str]]] = {
         ("custom_values", 16, _MANY, "double", ""),
     ],
     "BucketSpan": [("offset", 1, _ONE, "sint32", ""), ("length", 2, _ONE, "uint32", "")],
-    # The same bytes read shallowly, for speed: each series' labels and samples as they came.
-    "RawWriteRequest": [("timeseries", 1, _MANY, ".prometheus.RawTimeSeries", "")],
+    # The same bytes read shallowly, for speed: each series as it came, and its labels and
+    # samples as they came.
+    "EncodedWriteRequest": [("timeseries", 1, _MANY, "bytes", "")],
     "RawTimeSeries": [
         ("labels", 1, _MANY, "bytes", ""),
         ("samples", 2, _MANY, "bytes", ""),
@@ -139,7 +140,8 @@ def _message(name: str) -> type[Message]:
 
 # The classes are built at run time, so their fields are not known to the type checker.
 WriteRequest: Any = _message("WriteRequest")
-RawWriteRequest: Any = _message("RawWriteRequest")
+EncodedWriteRequest: Any = _message("EncodedWriteRequest")
+RawTimeSeries: Any = _message("RawTimeSeries")
 Label: Any = _message("Label")
 Sample: Any = _message("Sample")
 

@@ -23,7 +23,13 @@ import numpy as np
 from cramjam import DecompressionError, snappy
 from google.protobuf.message import DecodeError
 
-from collector.prompb import Label, RawWriteRequest, WriteRequest, sample_columns
+from collector.prompb import (
+    EncodedWriteRequest,
+    Label,
+    RawTimeSeries,
+    WriteRequest,
+    sample_columns,
+)
 from storage.records import NS_PER_MS, Samples, Series
 
 PROTOCOL = "remote_write"
@@ -35,10 +41,14 @@ MAX_EXPANSION = 22
 
 Labels = tuple[tuple[str, str], ...]
 
-# Series by their labels as encoded, so a series sent again costs one dict lookup; bounded
-# against floods of new series. Used from the decoding thread only.
+# Series by their labels as encoded, and by the bytes before a lone sample (None: not labels
+# alone), so a series sent again costs one dict lookup; bounded against floods of new series.
+# Used from the decoding thread only.
 _SERIES: dict[tuple[bytes, ...], Series | InvalidSeries] = {}
-_SERIES_MAX = 100_000
+_PREFIXES: dict[bytes, Series | InvalidSeries | None] = {}
+_CACHE_MAX = 100_000
+_SAMPLES_TAG = 0x12  # TimeSeries' field 2, length-delimited
+_LONE_SAMPLE_SIZES = (16, 7)  # a value and a 6-byte timestamp, or the timestamp alone
 
 
 class RemoteWriteError(ValueError):
@@ -85,7 +95,7 @@ def decode(body: bytes, max_bytes: int) -> Decoded:
         raise RemoteWriteError(
             400, "bad_protobuf", f"body is not a prometheus.WriteRequest protobuf: {error}"
         ) from None
-    return _points(RawWriteRequest.FromString(raw))
+    return _points(raw)
 
 
 def _decompress(body: bytes, max_bytes: int) -> bytes:
@@ -108,20 +118,23 @@ def _decompress(body: bytes, max_bytes: int) -> bytes:
         ) from None
 
 
-def _points(request: Any) -> Decoded:
+def _points(raw: bytes) -> Decoded:
     dropped: Counter[str] = Counter()
     first_error: str | None = None
     series: list[Series] = []
     positions: dict[Series, int] = {}
     index: list[int] = []
     encoded: list[bytes] = []
-    for timeseries in request.timeseries:
-        found = _series(tuple(timeseries.labels))
-        if histograms := len(timeseries.histograms):
-            dropped["native_histogram"] += histograms
-        if exemplars := len(timeseries.exemplars):
-            dropped["exemplar"] += exemplars
-        samples = timeseries.samples
+    for one in EncodedWriteRequest.FromString(raw).timeseries:
+        found, samples = _lone_sample(one)
+        if found is None:
+            timeseries = RawTimeSeries.FromString(one)
+            found = _series(tuple(timeseries.labels))
+            if histograms := len(timeseries.histograms):
+                dropped["native_histogram"] += histograms
+            if exemplars := len(timeseries.exemplars):
+                dropped["exemplar"] += exemplars
+            samples = timeseries.samples
         if not (count := len(samples)):
             continue
         if isinstance(found, InvalidSeries):
@@ -171,15 +184,56 @@ def _without_unused_series(samples: Samples) -> Samples:
     return Samples(series, index.astype(np.int32), samples.ts_ns, samples.values)
 
 
+def _lone_sample(encoded: bytes) -> tuple[Series | InvalidSeries | None, tuple[bytes, ...]]:
+    """The series and sample of a series encoded as Prometheus sends most: its labels, then one
+    sample (a value and a timestamp of 6 varint bytes, 1971-2109, or the timestamp alone), which
+    costs a look at two bytes and a dict lookup; (None, ()) for any other."""
+    for size in _LONE_SAMPLE_SIZES:
+        if (
+            len(encoded) > size + 1
+            and encoded[-size - 2] == _SAMPLES_TAG
+            and encoded[-size - 1] == size
+        ):
+            found = _labels_only(encoded[: -size - 2])
+            if found is not None:
+                return found, (encoded[-size:],)
+    return None, ()
+
+
+def _labels_only(encoded: bytes) -> Series | InvalidSeries | None:
+    """The series of a TimeSeries encoding that holds labels alone, else None. Parsed from its
+    start, a prefix that is whole fields ends where the rest of the series begins, so the rest
+    is then the one sample field it looked like."""
+    try:
+        return _PREFIXES[encoded]
+    except KeyError:
+        pass
+    try:
+        timeseries = RawTimeSeries.FromString(encoded)
+    except DecodeError:  # the two bytes looked like a sample's by chance
+        timeseries = None
+    found = None
+    if not (
+        timeseries is None or timeseries.samples or timeseries.exemplars or timeseries.histograms
+    ):
+        found = _series(tuple(timeseries.labels))
+    _bounded_put(_PREFIXES, encoded, found)
+    return found
+
+
 def _series(encoded: tuple[bytes, ...]) -> Series | InvalidSeries:
     found = _SERIES.get(encoded)
     if found is None:
         labels = tuple((label.name, label.value) for label in map(Label.FromString, encoded))
         found = _new_series(labels)
-        if len(_SERIES) >= _SERIES_MAX:
-            del _SERIES[next(iter(_SERIES))]
-        _SERIES[encoded] = found
+        _bounded_put(_SERIES, encoded, found)
     return found
+
+
+def _bounded_put(cache: dict[Any, Any], key: object, value: object) -> None:
+    if len(cache) >= _CACHE_MAX:
+        del cache[next(iter(cache))]
+    cache[key] = value
 
 
 def _new_series(labels: Labels) -> Series | InvalidSeries:

@@ -140,6 +140,15 @@ def test_invalid_series_are_dropped_and_the_first_named() -> None:
     assert twice.first_error == """label 'a' appears twice in series {__name__="m", a="1", a="2"}"""
 
 
+def test_a_label_ending_in_what_looks_like_a_sample_is_a_label() -> None:
+    # The value's last 18 bytes read as a samples field of 16 bytes: tag 0x12, length 16, value
+    # tag 0x09, 8 bytes, timestamp tag 0x10, 6 bytes.
+    mimic = "\x12\x10\x09" + "a" * 8 + "\x10" + "b" * 6
+    labels = (("__name__", "m"), ("k", mimic))
+    request = WriteRequest((TimeSeries(labels), TimeSeries(labels, ((2.0, T),))))
+    assert points(request) == [(Series.of("m", {"k": mimic}), T * NS_PER_MS, 2.0)]
+
+
 def test_stale_markers_and_non_finite_values_are_dropped_and_counted() -> None:
     values = ((STALE, T), (float("nan"), T + 1), (float("inf"), T + 2), (5.0, T + 3))
     decoded = decode(WriteRequest((TimeSeries((("__name__", "g"),), values),)).body(), LIMIT)
