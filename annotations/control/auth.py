@@ -19,7 +19,8 @@ from annotations.control.tokens import lookup_token, role_rank
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 OPEN_PATHS = frozenset({"/healthz", "/metrics"})
-INGEST_PATHS = frozenset({"/write", "/api/v2/write"})
+# InfluxDB's, Prometheus remote write's and OTLP's: the ingest token (or an operator's) writes.
+INGEST_PATHS = frozenset({"/write", "/api/v2/write", "/api/v1/write", "/v1/metrics"})
 ADMIN_PREFIXES = ("/api/v1/tokens", "/api/v1/audit")
 
 
