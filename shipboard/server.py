@@ -18,6 +18,7 @@ import orjson
 import yaml
 from aiohttp import web
 
+from aggregator.promql.routes import add_prometheus_routes
 from aggregator.routes import add_query_routes
 from aggregator.scheduler import RollupScheduler
 from aggregator.summary import graph_summary
@@ -117,6 +118,7 @@ def build_http_app(
         )
         metrics.registry.register(ControlCollector(app))
         add_query_routes(app, store, settings.tiers(), settings.max_points)
+        add_prometheus_routes(app, store)
         openapi = orjson.dumps(
             yaml.safe_load(resources.files("shipboard").joinpath("openapi.yaml").read_text())
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -199,12 +200,24 @@ def label_values(store: StoreReader, params: MultiMapping[str], name: str) -> ob
     return sorted({value for labels in every for key, value in labels if key == name})
 
 
-def _handler(
-    answer: Callable[[StoreReader, web.Request], object],
-) -> Handler:
+Answer = Callable[[StoreReader, MultiMapping[str], web.Request], object]
+
+
+async def _params(request: web.Request) -> MultiDict[str]:
+    """The parameters as Go's FormValue reads them: a form body's, then the URL's."""
+    params: MultiDict[str] = MultiDict()
+    if request.content_type == "application/x-www-form-urlencoded":
+        body = (await request.read()).decode("utf-8", "replace")
+        params.extend(urllib.parse.parse_qsl(body, keep_blank_values=True))
+    params.extend(request.rel_url.query)
+    return params
+
+
+def _handler(answer: Answer) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
+        params = await _params(request)
         try:
-            data = await asyncio.to_thread(answer, request.app[STORE], request)
+            data = await asyncio.to_thread(answer, request.app[STORE], params, request)
         except BadParam as error:
             return _error(bad_data(str(error)))
         except ApiError as error:
@@ -215,14 +228,11 @@ def _handler(
 
 
 async def _post_as_get(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A POST of a read (its form body, then its URL's parameters, as Go's FormValue reads
-    them) goes on as the same GET, so the auth middleware asks of it a viewer's role."""
+    """A POST of a read goes on as a GET (its form body still to read), so that the auth
+    middleware asks of it a viewer's role, as of the same query by GET."""
     if request.method != "POST" or request.rel_url.path not in _POST_READS:
         return await handler(request)
-    form = await request.post()
-    merged: MultiDict[str] = MultiDict((k, v) for k, v in form.items() if isinstance(v, str))
-    merged.extend(request.rel_url.query)
-    return await handler(request.clone(method="GET", rel_url=request.rel_url.with_query(merged)))
+    return await handler(request.clone(method="GET"))
 
 
 def add_prometheus_routes(app: web.Application, store: StoreReader) -> None:
@@ -230,17 +240,17 @@ def add_prometheus_routes(app: web.Application, store: StoreReader) -> None:
     app[STORE] = store
     app.middlewares.insert(0, web.middleware(_post_as_get))
     handlers: dict[str, Handler] = {
-        "query": _handler(lambda s, r: instant_query(s, r.query, round(time.time() * 1000))),
-        "query_range": _handler(lambda s, r: range_query(s, r.query)),
-        "series": _handler(lambda s, r: series(s, r.query)),
-        "labels": _handler(lambda s, r: label_names(s, r.query)),
+        "query": _handler(lambda s, p, _: instant_query(s, p, round(time.time() * 1000))),
+        "query_range": _handler(lambda s, p, _: range_query(s, p)),
+        "series": _handler(lambda s, p, _: series(s, p)),
+        "labels": _handler(lambda s, p, _: label_names(s, p)),
     }
     for path, handle in handlers.items():
         app.router.add_get(PREFIX + path, handle)
         app.router.add_post(PREFIX + path, handle)
     app.router.add_get(
         PREFIX + "label/{name}/values",
-        _handler(lambda s, r: label_values(s, r.query, r.match_info["name"])),
+        _handler(lambda s, p, r: label_values(s, p, r.match_info["name"])),
     )
-    app.router.add_get(PREFIX + "metadata", _handler(lambda s, r: {}))
-    app.router.add_get(PREFIX + "status/buildinfo", _handler(lambda s, r: BUILD_INFO))
+    app.router.add_get(PREFIX + "metadata", _handler(lambda s, p, r: {}))
+    app.router.add_get(PREFIX + "status/buildinfo", _handler(lambda s, p, r: BUILD_INFO))

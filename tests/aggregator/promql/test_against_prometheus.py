@@ -30,15 +30,6 @@ def dataset() -> Dataset:
 
 
 @pytest.fixture(scope="module")
-def prometheus(tmp_path_factory: pytest.TempPathFactory, dataset: Dataset) -> Iterator[Prometheus]:
-    running = Prometheus(tmp_path_factory.mktemp("prometheus"))
-    running.start()
-    running.write(dataset.written())
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory, dataset: Dataset) -> Iterator[EmbeddedStore]:
     with EmbeddedStore(tmp_path_factory.mktemp("store"), Settings().tiers()) as opened:
         result = opened.write(dataset.samples())
