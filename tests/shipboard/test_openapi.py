@@ -30,7 +30,7 @@ def test_openapi_document_lists_exactly_the_api_routes(tmp_path: Path):
             (route.method.lower(), route.resource.canonical)
             for route in app.router.routes()
             if route.resource is not None
-            and route.resource.canonical.startswith("/api/v1/")
+            and route.resource.canonical.startswith(("/api/v1/", "/v1/"))
             and route.method != "HEAD"
         }
         paths = yaml.safe_load(DOCUMENT.read_text())["paths"]
