@@ -231,8 +231,8 @@ def _series(encoded: tuple[bytes, ...]) -> Series | InvalidSeries:
 
 
 def _bounded_put(cache: dict[Any, Any], key: object, value: object) -> None:
-    if len(cache) >= _CACHE_MAX:
-        del cache[next(iter(cache))]
+    if len(cache) >= _CACHE_MAX:  # a flood of new series: start again, as line protocol does
+        cache.clear()
     cache[key] = value
 
 
