@@ -6,9 +6,11 @@ included, are the same."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,12 +46,17 @@ class Viewer:
         return http(self.url + path, body, self.headers | FORM)
 
 
-@pytest.fixture(scope="module")
-def shipboard(tmp_path_factory: pytest.TempPathFactory, dataset: Dataset) -> Iterator[Viewer]:
-    data = tmp_path_factory.mktemp("shipboard") / "data"
+def started_over(home: Path, dataset: Dataset, *args: str) -> RunningShipboard:
+    """A `shipboard run` whose data dir holds the dataset (under its dotted names)."""
+    data = home / "data"
     with EmbeddedStore(data / "metrics", Settings().tiers()) as store:
         assert store.write(dataset.samples()).accepted == len(dataset.samples())
-    running = RunningShipboard(data, ["--no-agent"]).start()
+    return RunningShipboard(data, ["--no-agent", *args]).start()
+
+
+@pytest.fixture(scope="module")
+def shipboard(tmp_path_factory: pytest.TempPathFactory, dataset: Dataset) -> Iterator[Viewer]:
+    running = started_over(tmp_path_factory.mktemp("shipboard"), dataset)
     admin = {"Authorization": f"Bearer {running.token}"}
     token_body = json.dumps({"name": "grafana", "role": "viewer"}).encode()
     status, created = http(
@@ -180,3 +187,46 @@ def test_metadata_buildinfo_and_tokens(shipboard: Viewer) -> None:
     assert status == 401
     status, _ = http(shipboard.url + "query", b"query=1", FORM)
     assert status == 401
+
+
+def _promtool(*args: str) -> Any:
+    done = subprocess.run(["promtool", "query", *args], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _sorted(result: Any) -> Any:
+    return (
+        sorted(result, key=lambda e: json.dumps(e, sort_keys=True))
+        if isinstance(result, list)
+        else result
+    )
+
+
+def test_promtool_reads_shipboard_as_prometheus(
+    tmp_path: Path, dataset: Dataset, prometheus: Prometheus
+) -> None:
+    """promtool (which has no token flag) against a Shipboard with --anonymous-read."""
+    running = started_over(tmp_path, dataset, "--anonymous-read")
+    try:
+        base = dataset.base_ms // 1000
+        window = [f"--start={base}", f"--end={base + 1800}"]
+        for args in [
+            [
+                "instant",
+                "-o",
+                "json",
+                f"--time={base + 600}",
+                "{server}",
+                "rate(http_requests_count[2m])",
+            ],
+            ["range", "-o", "json", *window, "--step=1m", "{server}", "sum(node_temp)"],
+            ["series", "-o", "json", "--match=jobs_total", "--match=node_temp", "{server}"],
+            ["labels", "-o", "json", "{server}", "host"],
+        ]:
+            ours = _promtool(*(a.replace("{server}", running.url + "/prometheus") for a in args))
+            truth = _promtool(*(a.replace("{server}", prometheus.url) for a in args))
+            assert _sorted(ours) == _sorted(truth), args
+            assert ours, args
+    finally:
+        assert running.stop() == 0, running.output()
