@@ -117,12 +117,53 @@ Node = Number | String | Selector | RangeSelector | Call | Aggregate | Binary | 
 
 
 def compile_regex(pattern: str) -> re.Pattern[str]:
-    """A label regex as Prometheus anchors it, `^(?:…)$` (RE2 syntax, which Python reads the
-    same for the constructs label regexes use)."""
+    """A label regex as Prometheus anchors it, `^(?:…)$`. RE2 and Python read the constructs
+    label regexes use alike, but for flags: RE2's `(?i)` holds to the end of its group."""
     try:
-        return re.compile(f"(?:{pattern})\\Z")
+        return re.compile(f"(?:{_scoped_flags(pattern)})\\Z")
     except re.error as error:
         raise PromQLError(f"invalid regular expression {pattern!r}: {error}") from error
+
+
+_FLAGS = re.compile(r"\(\?([imsU]+)\)")
+
+
+def _scoped_flags(pattern: str) -> str:
+    """`a(?i)b|c` as `a(?i:b)|(?i:c)`: each `(?flags)` holds to the end of its group, across
+    its alternatives, as in RE2."""
+    out: list[str] = []
+    active: list[list[str]] = [[]]  # per open group: the flags set in it so far
+    i, in_class = 0, False
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        flags = None if in_class else _FLAGS.match(pattern, i)
+        if flags is not None:
+            if "U" in flags[1]:
+                raise Unsupported("the regex flag U")
+            out.append(f"(?{flags[1]}:")
+            active[-1].append(flags[1])
+            i = flags.end()
+            continue
+        if char == "[" and not in_class:
+            in_class = True
+        elif char == "]" and in_class:
+            in_class = False
+        elif char == "(" and not in_class:
+            active.append([])
+        elif char == ")" and not in_class and len(active) > 1:
+            out.append(")" * len(active.pop()))
+        elif char == "|" and not in_class:
+            out.append(")" * len(active[-1]) + "|" + "".join(f"(?{f}:" for f in active[-1]))
+            i += 1
+            continue
+        out.append(char)
+        i += 1
+    out.append(")" * len(active[0]))
+    return "".join(out)
 
 
 def label_matcher(matcher: pp.Matcher) -> LabelMatcher:

@@ -63,9 +63,12 @@ def histogram_quantile(q: float, vector: Vector) -> Vector:
         le = label_value(s.labels, "le")
         if not _GO_FLOAT.match(le):
             continue  # no bucket label, or not a number: skipped, as Prometheus does
-        key = tuple(p for p in s.labels if p[0] not in ("le", NAME))
+        key = tuple(p for p in s.labels if p[0] != "le")  # the name too: one histogram each
         groups.setdefault(key, []).append((float(le), s.value))
-    return [Sample(key, bucket_quantile(q, buckets)) for key, buckets in groups.items()]
+    return [
+        Sample(tuple(p for p in key if p[0] != NAME), bucket_quantile(q, buckets))
+        for key, buckets in groups.items()
+    ]
 
 
 def _expand(template: str, match: re.Match[str]) -> str:

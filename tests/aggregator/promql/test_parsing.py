@@ -19,6 +19,7 @@ from aggregator.promql.syntax import (
     PromQLError,
     RangeSelector,
     Unsupported,
+    compile_regex,
     parse,
 )
 from storage.records import Series
@@ -166,3 +167,21 @@ TOKENS = [*"abx_{}()[]=~!\"',.+-*/^%<> 015m:@", "by", "sum", "rate", "offset", "
 def test_any_text_parses_or_is_refused_as_bad_data(query: str) -> None:
     with contextlib.suppress(PromQLError):
         parse(query)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "matches", "misses"),
+    [
+        ("(?i)abc", ["ABC", "abc"], ["abcd"]),
+        ("((?i)PRO).*", ["production", "PROD"], ["dev"]),
+        ("a(?i)b|c", ["ab", "aB", "C"], ["AB"]),  # the flag holds across | to the group's end
+        ("(a(?s)b)(c)", ["abc"], ["ABC"]),
+        ("[(?i)]x", ["(x", "ix"], ["Ix"]),
+    ],
+)
+def test_regex_flags_hold_to_their_groups_end_as_in_re2(
+    pattern: str, matches: list[str], misses: list[str]
+) -> None:
+    regex = compile_regex(pattern)
+    assert [bool(regex.match(v)) for v in matches] == [True] * len(matches)
+    assert [bool(regex.match(v)) for v in misses] == [False] * len(misses)
