@@ -159,12 +159,10 @@ class Evaluator:
         if isinstance(lhs, float):
             return operators.vector_scalar(node.op, _as_vector(rhs), lhs, True, node.return_bool)
         if node.op in SET_OPERATORS:
-            return operators.set_operation(
-                node.op, _as_vector(lhs), _as_vector(rhs), node.on, node.matching
-            )
+            return operators.set_operation(node.op, _as_vector(lhs), _as_vector(rhs), node.matching)
         return _unique(
             operators.vector_vector(
-                node.op, _as_vector(lhs), _as_vector(rhs), node.return_bool, node.on, node.matching
+                node.op, _as_vector(lhs), _as_vector(rhs), node.return_bool, node.matching
             )
         )
 

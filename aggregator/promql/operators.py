@@ -10,7 +10,7 @@ import numpy as np
 
 from aggregator.promql.names import NAME, Labels, format_labels, without_name
 from aggregator.promql.series import EvalError, Sample, Vector
-from aggregator.promql.syntax import COMPARISON
+from aggregator.promql.syntax import ARITHMETIC, COMPARISON, Matching
 
 _MAX_INT64 = 2.0**63
 
@@ -159,65 +159,87 @@ def vector_scalar(
     return out
 
 
-def _signature(labels: Labels, on: bool, matching: Sequence[str]) -> Labels:
-    if on:
-        return tuple(p for p in labels if p[0] in matching)
-    return tuple(p for p in labels if p[0] not in matching and p[0] != NAME)
+def _signature(labels: Labels, matching: Matching) -> Labels:
+    if matching.on:
+        return tuple(p for p in labels if p[0] in matching.labels)
+    return tuple(p for p in labels if p[0] not in matching.labels and p[0] != NAME)
 
 
-def set_operation(op: str, lhs: Vector, rhs: Vector, on: bool, matching: Sequence[str]) -> Vector:
-    right = {_signature(s.labels, on, matching) for s in rhs}
+def set_operation(op: str, lhs: Vector, rhs: Vector, matching: Matching) -> Vector:
+    right = {_signature(s.labels, matching) for s in rhs}
     if op == "and":
-        return [s for s in lhs if _signature(s.labels, on, matching) in right]
+        return [s for s in lhs if _signature(s.labels, matching) in right]
     if op == "unless":
-        return [s for s in lhs if _signature(s.labels, on, matching) not in right]
-    left = {_signature(s.labels, on, matching) for s in lhs}
-    return [*lhs, *(s for s in rhs if _signature(s.labels, on, matching) not in left)]
+        return [s for s in lhs if _signature(s.labels, matching) not in right]
+    left = {_signature(s.labels, matching) for s in lhs}
+    return [*lhs, *(s for s in rhs if _signature(s.labels, matching) not in left)]
+
+
+def _result_labels(many: Labels, one: Labels, op: str, matching: Matching) -> Labels:
+    labels = dict(many)
+    if op in ARITHMETIC:
+        labels.pop(NAME, None)
+    if not matching.group:
+        kept = [k for k in labels if (k in matching.labels) == matching.on]
+        labels = {k: labels[k] for k in kept}
+    ones = dict(one)
+    for name in matching.include:  # group_left(...)'s labels come from the "one" side
+        if ones.get(name):
+            labels[name] = ones[name]
+        else:
+            labels.pop(name, None)
+    return tuple(sorted(labels.items()))
 
 
 def vector_vector(
-    op: str, lhs: Vector, rhs: Vector, return_bool: bool, on: bool, matching: Sequence[str]
+    op: str, lhs: Vector, rhs: Vector, return_bool: bool, matching: Matching
 ) -> Vector:
-    """One-to-one matching: each side's elements paired by their matching labels."""
+    """Elements paired by their matching labels: one to one, or many to one (group_left;
+    group_right swaps the sides and swaps the operands back)."""
     if not lhs or not rhs:
         return []
-    right: dict[Labels, Sample] = {}
-    for s in rhs:
-        sig = _signature(s.labels, on, matching)
-        if sig in right:
+    swapped = matching.group == "right"
+    many, ones = (rhs, lhs) if swapped else (lhs, rhs)
+    by_sig: dict[Labels, Sample] = {}
+    for s in ones:
+        sig = _signature(s.labels, matching)
+        if sig in by_sig:
             raise EvalError(
-                f"found duplicate series for the match group {format_labels(sig)} on the right "
-                f"hand-side of the operation: [{format_labels(s.labels)}, "
-                f"{format_labels(right[sig].labels)}];many-to-many matching not allowed: "
-                "matching labels must be unique on one side"
+                f"found duplicate series for the match group {format_labels(sig)} on the "
+                f"{'left' if swapped else 'right'} hand-side of the operation: "
+                f"[{format_labels(s.labels)}, {format_labels(by_sig[sig].labels)}];"
+                "many-to-many matching not allowed: matching labels must be unique on one side"
             )
-        right[sig] = s
-    matched: set[Labels] = set()
-    comparison = op in COMPARISON
+        by_sig[sig] = s
+    matched: dict[Labels, set[Labels]] = {}
     out = []
-    for s in lhs:
-        sig = _signature(s.labels, on, matching)
-        other = right.get(sig)
+    for s in many:
+        sig = _signature(s.labels, matching)
+        other = by_sig.get(sig)
         if other is None:
             continue
-        if comparison:
-            keep, value = _compare(op, s.value, other.value), s.value
+        left, right = (other.value, s.value) if swapped else (s.value, other.value)
+        if op in COMPARISON:
+            keep, value = _compare(op, left, right), left
         else:
-            keep, value = True, scalar_op(op, s.value, other.value)
+            keep, value = True, scalar_op(op, left, right)
         if return_bool:
             value, keep = float(keep), True
         if not keep:
             continue
-        if sig in matched:
+        labels = _result_labels(s.labels, other.labels, op, matching)
+        if return_bool:
+            labels = without_name(labels)
+        seen = matched.setdefault(sig, set())
+        if seen and not matching.group:
             raise EvalError(
                 "multiple matches for labels: many-to-one matching must be explicit "
                 "(group_left/group_right)"
             )
-        matched.add(sig)
-        labels = s.labels if comparison and not return_bool else without_name(s.labels)
-        if on:
-            labels = tuple(p for p in labels if p[0] in matching)
-        else:
-            labels = tuple(p for p in labels if p[0] not in matching)
+        if labels in seen:
+            raise EvalError(
+                "multiple matches for labels: grouping labels must ensure unique matches"
+            )
+        seen.add(labels)
         out.append(Sample(labels, value))
     return out

@@ -99,13 +99,23 @@ class Aggregate:
 
 
 @dataclass(frozen=True, slots=True)
+class Matching:
+    """How two vectors' elements pair: on(labels) or ignoring(labels) (neither: every label
+    but the name), one to one or with group_left/group_right and the labels they copy."""
+
+    on: bool = False
+    labels: tuple[str, ...] = ()
+    group: str = ""  # "left" (many-to-one), "right" (one-to-many), "" (one-to-one)
+    include: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Binary:
     op: str
     lhs: Node
     rhs: Node
     return_bool: bool
-    on: bool  # on(...) rather than ignoring(...) (or neither)
-    matching: tuple[str, ...]
+    matching: Matching
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,16 +254,17 @@ def _binary(expr: pp.BinaryExpr) -> Binary:
     if op not in ARITHMETIC | COMPARISON | SET_OPERATORS:
         raise Unsupported(f"the operator {op}")
     modifier = expr.modifier
-    on, return_bool = False, False
-    matching: tuple[str, ...] = ()
-    if modifier is not None:
-        if modifier.card in (
-            pp.VectorMatchCardinality.ManyToOne,
-            pp.VectorMatchCardinality.OneToMany,
-        ):
-            raise Unsupported("group_left/group_right")
-        if modifier.matching is not None:
-            on = modifier.matching.type == pp.LabelModifierType.Include
-            matching = tuple(modifier.matching.labels)
-        return_bool = modifier.return_bool
-    return Binary(op, _convert(expr.lhs), _convert(expr.rhs), return_bool, on, matching)
+    if modifier is None:
+        return Binary(op, _convert(expr.lhs), _convert(expr.rhs), False, Matching())
+    on = False
+    labels: tuple[str, ...] = ()
+    if modifier.matching is not None:
+        on = modifier.matching.type == pp.LabelModifierType.Include
+        labels = tuple(modifier.matching.labels)
+    sides = (
+        (pp.VectorMatchCardinality.ManyToOne, "left"),
+        (pp.VectorMatchCardinality.OneToMany, "right"),
+    )
+    group = next((side for card, side in sides if modifier.card == card), "")  # enums: no hash
+    matching = Matching(on, labels, group, tuple(modifier.group_labels or ()))
+    return Binary(op, _convert(expr.lhs), _convert(expr.rhs), modifier.return_bool, matching)

@@ -133,6 +133,11 @@ OPERATORS = [
     "node_temp or http_requests_count",
     "http_requests_count unless on(host) node_temp < 0",
     "(1 + 2) * 3 - 4 / 5",
+    "node_temp * on(host) group_left(service) http_requests_count",
+    "http_requests_count / on(service) group_left sum by (service) (http_requests_count)",
+    "sum by (service) (http_requests_count) - on(service) group_right http_requests_count",
+    "sum by (service) (http_requests_count) > on(service) group_right() http_requests_count",
+    "node_temp > bool on(host) group_left(service) http_requests_count",
     "2 > bool 1",
 ]
 FUNCTIONS = [

@@ -167,7 +167,6 @@ def test_unsupported_promql_is_refused_by_name(shipboard: Viewer) -> None:
     for query, named in [
         ("x @ 100", "@ modifier"),
         ("rate(x[5m:1m])", "subquery"),
-        ("a * on(b) group_left(c) d", "group_left"),
         ("holt_winters(x[5m], 0.5, 0.5)", "holt_winters"),
         ("predict_linear(x[5m], 60)", "predict_linear"),
         ('count_values("v", x)', "count_values"),

@@ -147,7 +147,6 @@ def test_queries_parse_into_nodes() -> None:
     [
         ("x @ 100", "the @ modifier"),
         ("x[5m:1m]", "a subquery"),
-        ("a * on(b) group_left(c) d", "group_left/group_right"),
         ('count_values("v", x)', "the aggregation count_values"),
         ("quantile(0.5, x)", "the aggregation quantile"),
         ("predict_linear(x[5m], 60)", "the function predict_linear()"),
