@@ -11,14 +11,13 @@ node takes the lock, so a restart or a takeover neither pages again nor forgets.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol, Self
+from typing import Self
 
 from prometheus_client import Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -42,31 +41,19 @@ from annotations.alerts.rules import RuleError, RuleSet
 from annotations.alerts.silences import list_silences
 from annotations.alerts.states import Transition, step
 from annotations.control.db import ControlDB
-from annotations.control.errors import UnavailableError
 from annotations.control.outbox import Outbox
+from annotations.control.ticker import Lease, Ticker
 from storage.base import StoreReader
 from storage.records import NS_PER_S, Tier
-from storage.tasks import background
 
 log = logging.getLogger(__name__)
 
 TICK_S = 1.0
 """How often the engine looks for changed rule files and due rules."""
-STOP_S = 10.0
-"""How long leaving the engine waits for the round under way."""
 _EVALUATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 Instances = dict[str, Instance]
 """One rule's instances by fingerprint."""
-
-
-class Lease(Protocol):
-    """The right to evaluate, held by one node of those sharing the control DB (so an alert
-    pages once, whatever the number of API nodes); both calls may block."""
-
-    def try_acquire(self) -> bool: ...
-
-    def release(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +119,6 @@ class AlertEngine:
         self._groupings = tuple(groupings)
         self._public_url = public_url
         self._clock = clock
-        self._tick_s = tick_s
         self._rule_set: RuleSet | None = None
         self._rules: dict[str, Rule] = {}
         self._bad_files: set[str] = set()  # rule files with errors at the last reload
@@ -143,9 +129,8 @@ class AlertEngine:
         self._prune = True  # rules may have been removed: forget their rows when next held
         self._knobs = KnobActions(db, outbox)  # the rules' on_firing, set and set back
         self._ticking = asyncio.Lock()
-        self._stack = contextlib.AsyncExitStack()
-        self._stopping = asyncio.Event()
-        self._loop: asyncio.Task[None] | None = None
+        # Not the lease's holder alone: every node reloads the files (the listing is its own).
+        self._ticker = Ticker("alert evaluation", self.tick, tick_s)
         self.evaluation_seconds = Histogram(
             "shipboard_rule_evaluation_seconds",
             "Time of one rule's evaluation (its queries over its window).",
@@ -155,19 +140,14 @@ class AlertEngine:
 
     async def __aenter__(self) -> Self:
         await self._reload_if_changed()  # errors of the files are logged (and listed) at start
-        self._stopping.clear()
-        self._loop = await self._stack.enter_async_context(background(self._run()))
+        await self._ticker.__aenter__()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        # The round under way finishes first: its thread would go on writing to a control DB
-        # that the root closes next. One stuck on the DB is cancelled after STOP_S.
-        self._stopping.set()
-        if self._loop is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._loop), STOP_S)
-        await self._stack.aclose()
-        self._loop, self._held = None, False
+        # The round under way finishes first (the ticker waits for it): its thread would go on
+        # writing to a control DB that the root closes next.
+        await self._ticker.__aexit__(*exc_info)
+        self._held = False
 
     @property
     def held(self) -> bool:
@@ -187,23 +167,6 @@ class AlertEngine:
     def collector(self) -> Collector:
         """`shipboard_alerts{state}` and `shipboard_rule_evaluation_seconds` for `/metrics`."""
         return _EngineCollector(self)
-
-    async def _run(self) -> None:
-        away = False  # the control DB is away: said once, not every second
-        while not self._stopping.is_set():
-            try:
-                await self.tick()
-                if away:
-                    log.info("alerts: control DB reachable again")
-                away = False
-            except UnavailableError as error:
-                if not away:
-                    log.warning("alerts: control DB away (%s); evaluation waits for it", error)
-                away = True
-            except Exception:
-                log.exception("alert evaluation failed; retrying in %g s", self._tick_s)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._tick_s)
 
     async def tick(self) -> None:
         """Once: reload the rule files if they changed and, holding the lease, evaluate the

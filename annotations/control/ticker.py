@@ -67,6 +67,8 @@ class Ticker:
             try:
                 if self._lease is None or await asyncio.to_thread(self._lease.try_acquire):
                     await self._tick()
+                if away:
+                    log.info("%s: control DB reachable again", self._name)
                 away = False
             except UnavailableError as error:
                 if not away:
