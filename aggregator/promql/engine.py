@@ -22,7 +22,13 @@ from aggregator.promql.syntax import (
     Selector,
     String,
 )
-from aggregator.promql.vector_functions import absent_labels, histogram_quantile, label_replace
+from aggregator.promql.vector_functions import (
+    absent_labels,
+    histogram_quantile,
+    label_join,
+    label_replace,
+    sort,
+)
 from storage.base import StoreReader
 
 Value = float | str | Vector | list[Points]
@@ -98,8 +104,11 @@ class Evaluator:
             case Call():
                 return self._call(node, ts)
             case Aggregate(op=op, expr=expr, param=param, without=without, grouping=grouping):
-                k = math.nan if param is None else self.scalar(param, ts)
-                return operators.aggregate(op, self.vector(expr, ts), grouping, without, k)
+                given = math.nan if param is None else self.eval(param, ts)
+                assert isinstance(given, float | str)
+                return _unique(
+                    operators.aggregate(op, self.vector(expr, ts), grouping, without, given)
+                )
             case Binary():
                 return self._binary(node, ts)
         raise EvalError(f"cannot evaluate {node}")
@@ -116,20 +125,7 @@ class Evaluator:
     def _call(self, call: Call, ts: int) -> Value:
         name, args = call.name, call.args
         if name in RANGE_FUNCTIONS:
-            *params, matrix = args
-            assert isinstance(matrix, RangeSelector)
-            q = self.scalar(params[0], ts) if params else math.nan
-            end = ts - matrix.selector.offset_ms
-            start = end - matrix.range_ms
-            out = []
-            for points in self.points(matrix.selector, matrix.range_ms):
-                value = functions.range_function(name, points.window(start, end), start, end, q)
-                if value is not None:
-                    keep = name == "last_over_time"
-                    out.append(
-                        Sample(points.labels if keep else without_name(points.labels), value)
-                    )
-            return _unique(out)
+            return self._range_call(name, args, ts)
         if name == "time":
             return ts / 1000
         if name == "vector":
@@ -147,8 +143,32 @@ class Evaluator:
         if name == "label_replace":
             texts = [a.value for a in args[1:] if isinstance(a, String)]
             return _unique(label_replace(self.vector(args[0], ts), *texts))
+        if name == "label_join":
+            dst, separator, *sources = [a.value for a in args[1:] if isinstance(a, String)]
+            return _unique(label_join(self.vector(args[0], ts), dst, separator, sources))
+        if name in ("sort", "sort_desc"):
+            return sort(self.vector(args[0], ts), name == "sort_desc")
         scalars = [self.scalar(a, ts) for a in args[1:]]
         return _unique(functions.simple_function(name, self.vector(args[0], ts), scalars))
+
+    def _range_call(self, name: str, args: tuple[Node, ...], ts: int) -> Vector:
+        [matrix] = [a for a in args if isinstance(a, RangeSelector)]
+        params = [self.scalar(a, ts) for a in args if not isinstance(a, RangeSelector)]
+        end = ts - matrix.selector.offset_ms
+        start = end - matrix.range_ms
+        windows = [p.window(start, end) for p in self.points(matrix.selector, matrix.range_ms)]
+        if name == "absent_over_time":
+            if any(len(w.ts) for w in windows):
+                return []
+            return [Sample(absent_labels(matrix.selector.matchers), 1.0)]
+        scalar = params[0] if params else math.nan
+        out = []
+        for window in windows:
+            value = functions.range_function(name, window, start, end, scalar, ts)
+            if value is not None:
+                keep = name == "last_over_time"  # the one range function keeping the name
+                out.append(Sample(window.labels if keep else without_name(window.labels), value))
+        return _unique(out)
 
     def _binary(self, node: Binary, ts: int) -> Value:
         lhs, rhs = self.eval(node.lhs, ts), self.eval(node.rhs, ts)

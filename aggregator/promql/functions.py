@@ -114,6 +114,27 @@ def _changes(values: list[float]) -> float:
     )
 
 
+def linear_regression(points: Points, intercept_ms: int) -> tuple[float, float]:
+    """Least squares over the points: the slope per second and the value at intercept_ms."""
+    n = sx = cx = sy = cy = sxy = cxy = sx2 = cx2 = 0.0
+    values = points.values.tolist()
+    first = values[0]
+    constant = all(v == first for v in values)
+    for t, v in zip(points.ts.tolist(), values, strict=True):
+        n += 1.0
+        x = (t - intercept_ms) / 1e3
+        sx, cx = kahan_inc(x, sx, cx)
+        sy, cy = kahan_inc(v, sy, cy)
+        sxy, cxy = kahan_inc(x * v, sxy, cxy)
+        sx2, cx2 = kahan_inc(x * x, sx2, cx2)
+    if constant:
+        return (math.nan, math.nan) if math.isinf(first) else (0.0, first)
+    sx, sy, sxy, sx2 = sx + cx, sy + cy, sxy + cxy, sx2 + cx2
+    with np.errstate(all="ignore"):  # a zero variance divides as Go does
+        slope = float(np.float64(sxy - sx * sy / n) / np.float64(sx2 - sx * sx / n))
+    return slope, sy / n - slope * sx / n
+
+
 def quantile(q: float, values: list[float]) -> float:
     """The q-quantile of values, interpolated between the two nearest (promql/quantile.go)."""
     if not values or math.isnan(q):
@@ -147,15 +168,28 @@ OVER_TIME: dict[str, Callable[[list[float]], float]] = {
 
 
 def range_function(
-    name: str, points: Points, range_start: int, range_end: int, scalar: float = math.nan
+    name: str,
+    points: Points,
+    range_start: int,
+    range_end: int,
+    scalar: float = math.nan,
+    at_ms: int = 0,
 ) -> float | None:
-    """`name` over one series' points in [range_start, range_end]; None: no output sample."""
+    """`name` over one series' points in [range_start, range_end] (the range of evaluation
+    time `at_ms`, less any offset); None: no output sample."""
     if not len(points.ts):
         return None
     if name in ("rate", "increase", "delta"):
         return extrapolated_rate(points, range_start, range_end, name != "delta", name == "rate")
     if name in ("irate", "idelta"):
         return instant_value(points, name == "irate")
+    if name in ("deriv", "predict_linear"):
+        if len(points.ts) < 2:
+            return None
+        if name == "deriv":  # near the points' times, for accuracy (Prometheus issue 2674)
+            return linear_regression(points, int(points.ts[0]))[0]
+        slope, intercept = linear_regression(points, at_ms)
+        return slope * scalar + intercept
     values = points.values.tolist()
     if name == "quantile_over_time":
         return quantile(scalar, values)

@@ -15,6 +15,7 @@ from storage.records import Series
 _NOT_METRIC = re.compile(r"[^a-zA-Z0-9_:]")
 _NOT_LABEL = re.compile(r"[^a-zA-Z0-9_]")
 
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 NAME = "__name__"
 Labels = tuple[tuple[str, str], ...]  # sorted by name, no empty values
 

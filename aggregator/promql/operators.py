@@ -8,7 +8,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from aggregator.promql.names import NAME, Labels, format_labels, without_name
+from aggregator.promql.functions import quantile
+from aggregator.promql.names import LABEL_NAME, NAME, Labels, format_labels, without_name
+from aggregator.promql.params import format_value
 from aggregator.promql.series import EvalError, Sample, Vector
 from aggregator.promql.syntax import ARITHMETIC, COMPARISON, Matching
 
@@ -55,7 +57,7 @@ class _Group:
             delta = v - self.mean
             self.mean += delta / self.count
             self.value += delta * (v - self.mean)
-        elif op in ("topk", "bottomk"):
+        elif op in ("topk", "bottomk", "quantile"):
             self.samples.append(s)
 
     def result(self, op: str) -> float:
@@ -84,13 +86,20 @@ def _ranked(samples: list[Sample], k: int, top: bool) -> list[Sample]:
 
 
 def aggregate(
-    op: str, vector: Vector, grouping: Sequence[str], without: bool, param: float
+    op: str, vector: Vector, grouping: Sequence[str], without: bool, param: float | str
 ) -> Vector:
     k = 0
     if op in ("topk", "bottomk"):
-        k = _k(param)
+        k = _k(float(param))
         if k < 1:
             return []
+    if op == "count_values":  # counted by value: the value is a label, one more to group by
+        label = str(param)
+        if not LABEL_NAME.match(label):
+            raise EvalError(f'invalid label name "{label}"')
+        vector = [Sample(_with(s.labels, label, format_value(s.value)), s.value) for s in vector]
+        grouping = grouping if without else [*grouping, label]
+        op = "count"
     groups: dict[Labels, _Group] = {}
     for s in vector:
         key = _group_labels(s.labels, grouping, without)
@@ -101,7 +110,14 @@ def aggregate(
             group.add(op, s)
     if op in ("topk", "bottomk"):
         return [s for g in groups.values() for s in _ranked(g.samples, k, op == "topk")]
+    if op == "quantile":
+        q = float(param)
+        return [Sample(key, quantile(q, [s.value for s in g.samples])) for key, g in groups.items()]
     return [Sample(key, g.result(op)) for key, g in groups.items()]
+
+
+def _with(labels: Labels, name: str, value: str) -> Labels:
+    return tuple(sorted({**dict(labels), name: value}.items()))
 
 
 def scalar_op(op: str, lhs: float, rhs: float) -> float:

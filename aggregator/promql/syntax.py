@@ -20,18 +20,31 @@ RANGE_FUNCTIONS = frozenset(
         "rate", "irate", "increase", "delta", "idelta", "changes", "resets",
         "avg_over_time", "min_over_time", "max_over_time", "sum_over_time", "count_over_time",
         "last_over_time", "stddev_over_time", "stdvar_over_time", "present_over_time",
-        "quantile_over_time",
+        "quantile_over_time", "deriv", "predict_linear", "absent_over_time",
     }
 )  # fmt: skip
 INSTANT_FUNCTIONS = frozenset(
     {
         "abs", "ceil", "floor", "round", "exp", "sqrt", "ln", "log2", "log10", "sgn",
         "clamp", "clamp_min", "clamp_max", "absent", "label_replace", "time", "vector",
-        "scalar", "histogram_quantile",
+        "scalar", "histogram_quantile", "label_join", "sort", "sort_desc",
     }
 )  # fmt: skip
 AGGREGATIONS = frozenset(
-    {"sum", "avg", "min", "max", "count", "topk", "bottomk", "group", "stddev", "stdvar"}
+    {
+        "sum",
+        "avg",
+        "min",
+        "max",
+        "count",
+        "topk",
+        "bottomk",
+        "group",
+        "stddev",
+        "stdvar",
+        "quantile",
+        "count_values",
+    }
 )
 ARITHMETIC = frozenset({"+", "-", "*", "/", "%", "^"})
 COMPARISON = frozenset({"==", "!=", ">", "<", ">=", "<="})

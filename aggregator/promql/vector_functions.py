@@ -6,11 +6,10 @@ from __future__ import annotations
 import math
 import re
 
-from aggregator.promql.names import NAME, Labels, label_value
+from aggregator.promql.names import LABEL_NAME, NAME, Labels, label_value
 from aggregator.promql.series import EvalError, Sample, Vector
 from aggregator.promql.syntax import LabelMatcher, compile_regex
 
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _GO_FLOAT = re.compile(r"[+-]?(inf|infinity|nan|(\d+\.?\d*|\.\d+)(e[+-]?\d+)?)\Z", re.I)
 
 
@@ -107,7 +106,7 @@ def label_replace(vector: Vector, dst: str, replacement: str, src: str, regex: s
         pattern = compile_regex(regex)
     except ValueError as error:
         raise EvalError(f"invalid regular expression in label_replace(): {regex}") from error
-    if not _LABEL_NAME.match(dst):
+    if not LABEL_NAME.match(dst):
         raise EvalError(f"invalid destination label name in label_replace(): {dst}")
     out = []
     for s in vector:
@@ -137,3 +136,25 @@ def absent_labels(matchers: tuple[LabelMatcher, ...]) -> Labels:
         else:
             labels.pop(m.name, None)
     return tuple(sorted(labels.items()))
+
+
+def label_join(vector: Vector, dst: str, separator: str, sources: list[str]) -> Vector:
+    """dst set to the sources' values joined by separator (an empty result: no dst label)."""
+    for name in [*sources, dst]:
+        if not LABEL_NAME.match(name):
+            raise EvalError(f"invalid label name in label_join(): {name}")
+    out = []
+    for s in vector:
+        labels = dict(s.labels)
+        value = separator.join(labels.get(name, "") for name in sources)
+        labels.pop(dst, None)
+        if value:
+            labels[dst] = value
+        out.append(Sample(tuple(sorted(labels.items())), s.value))
+    return out
+
+
+def sort(vector: Vector, descending: bool) -> Vector:
+    """By value, NaN last either way; the names stay."""
+    sign = -1.0 if descending else 1.0
+    return sorted(vector, key=lambda s: (math.isnan(s.value), sign * s.value))

@@ -95,6 +95,12 @@ RANGE_FUNCTIONS = [
     "stdvar_over_time(node_temp[6m])",
     "present_over_time(node_temp[1m])",
     "quantile_over_time(0.9, node_temp[5m])",
+    "deriv(node_temp[5m])",
+    "deriv(jobs_total[3m])",
+    "predict_linear(http_requests_count[5m], 600)",
+    "predict_linear(node_temp[2m] offset 1m, -30)",
+    "absent_over_time(node_temp[5m])",
+    'absent_over_time(nonexistent{job="x"}[1m])',
 ]
 AGGREGATIONS = [
     "sum(rate(http_requests_count[5m]))",
@@ -111,6 +117,10 @@ AGGREGATIONS = [
     "stddev(node_temp)",
     "stdvar by (service_name) (node_temp)",
     "group by (service) (http_requests_count)",
+    "quantile(0.25, node_temp)",
+    "quantile by (service) (0.9, http_requests_count)",
+    'count_values("value", round(node_temp / 10))',
+    'count_values without (host) ("bucket", ceil(node_temp / 20))',
     'sum by (__name__) ({__name__=~"http_requests_count|jobs_total"})',
 ]
 OPERATORS = [
@@ -167,6 +177,10 @@ FUNCTIONS = [
     'label_replace(http_requests_count, "zone", "z-$1", "host", "(.*)")',
     'label_replace(node_temp, "host", "", "host", "a")',
     'label_replace(node_temp, "all", "${1}_$2", "host", "(.)(.*)")',
+    'label_join(node_temp, "id", "/", "host", "service_name")',
+    'label_join(http_requests_count, "host", "", "nothing")',
+    "sort(node_temp)",
+    "sort_desc(rate(http_requests_count[5m]))",
     "histogram_quantile(0.9, rate(latency_seconds_bucket[5m]))",
     "histogram_quantile(0.5, sum by (le) (rate(latency_seconds_bucket[5m])))",
     "histogram_quantile(0.99, latency_seconds_bucket)",
@@ -183,8 +197,7 @@ def test_instant_queries_answer_as_prometheus(
 ) -> None:
     for at in instants(dataset):
         params = {"query": query, "time": f"{at / 1000:.3f}"}
-        status, truth = prometheus.api("query", **params)
-        assert status == 200, truth
+        _, truth = prometheus.api("query", **params)
         assert_same_answer(f"{query} at {at}", ours(store, params), truth)
 
 
@@ -203,8 +216,7 @@ def test_range_queries_answer_as_prometheus(
             "end": f"{end / 1000:.3f}",
             "step": step,
         }
-        status, truth = prometheus.api("query_range", **params)
-        assert status == 200, truth
+        _, truth = prometheus.api("query_range", **params)
         assert_same_answer(f"{query} over {start}..{end}", ours(store, params, False), truth)
 
 

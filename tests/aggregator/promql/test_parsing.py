@@ -147,10 +147,10 @@ def test_queries_parse_into_nodes() -> None:
     [
         ("x @ 100", "the @ modifier"),
         ("x[5m:1m]", "a subquery"),
-        ('count_values("v", x)', "the aggregation count_values"),
-        ("quantile(0.5, x)", "the aggregation quantile"),
-        ("predict_linear(x[5m], 60)", "the function predict_linear()"),
-        ("sort(x)", "the function sort()"),
+        ("limitk(1, x)", "the aggregation limitk"),
+        ("timestamp(x)", "the function timestamp()"),
+        ("mad_over_time(x[5m])", "the function mad_over_time()"),
+        ("day_of_month()", "the function day_of_month()"),
         ("x atan2 y", "the operator atan2"),
     ],
 )

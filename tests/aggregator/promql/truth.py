@@ -96,8 +96,16 @@ def _points(element: Mapping[str, Any]) -> list[list[Any]]:
 
 
 def assert_same_answer(query: str, ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> None:
-    """The same result type, series, timestamps and values (to 1e-9 relative)."""
-    assert ours["status"] == theirs["status"] == "success", (query, ours, theirs)
+    """The same result type, series, timestamps and values (to 1e-9 relative); or the same
+    kind of error."""
+    if theirs["status"] == "error":
+        assert (ours["status"], ours.get("errorType")) == ("error", theirs["errorType"]), (
+            query,
+            ours,
+            theirs,
+        )
+        return
+    assert ours["status"] == "success", (query, ours, theirs)
     mine, truth = ours["data"], theirs["data"]
     assert mine["resultType"] == truth["resultType"], (query, mine, truth)
     if truth["resultType"] in ("scalar", "string"):
