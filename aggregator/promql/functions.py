@@ -31,16 +31,16 @@ def extrapolated_rate(
     n = len(ts)
     if n < 2:
         return None
-    result = float(values[-1] - values[0])
+    result = values[-1] - values[0]
     if is_counter:
-        drops = values[:-1][values[1:] < values[:-1]]
-        for previous in drops.tolist():
-            result += previous
-    to_start = int(ts[0] - range_start) / 1000
-    to_end = int(range_end - ts[-1]) / 1000
-    sampled = int(ts[-1] - ts[0]) / 1000
+        for previous, current in itertools.pairwise(values):
+            if current < previous:
+                result += previous
+    to_start = (ts[0] - range_start) / 1000
+    to_end = (range_end - ts[-1]) / 1000
+    sampled = (ts[-1] - ts[0]) / 1000
     average = sampled / (n - 1)
-    first = float(values[0])
+    first = values[0]
     if is_counter and result > 0 and first >= 0:
         to_zero = sampled * (first / result)
         to_start = min(to_start, to_zero)
@@ -58,9 +58,9 @@ def instant_value(points: Points, is_rate: bool) -> float | None:
     """irate and idelta: from the last two points."""
     if len(points.ts) < 2:
         return None
-    last, previous = float(points.values[-1]), float(points.values[-2])
+    last, previous = points.values[-1], points.values[-2]
     result = last if is_rate and last < previous else last - previous
-    interval = int(points.ts[-1] - points.ts[-2])
+    interval = points.ts[-1] - points.ts[-2]
     if interval == 0:
         return None
     return result / (interval / 1000) if is_rate else result
@@ -117,10 +117,10 @@ def _changes(values: list[float]) -> float:
 def linear_regression(points: Points, intercept_ms: int) -> tuple[float, float]:
     """Least squares over the points: the slope per second and the value at intercept_ms."""
     n = sx = cx = sy = cy = sxy = cxy = sx2 = cx2 = 0.0
-    values = points.values.tolist()
+    values = points.values
     first = values[0]
     constant = all(v == first for v in values)
-    for t, v in zip(points.ts.tolist(), values, strict=True):
+    for t, v in zip(points.ts, values, strict=True):
         n += 1.0
         x = (t - intercept_ms) / 1e3
         sx, cx = kahan_inc(x, sx, cx)
@@ -187,10 +187,10 @@ def range_function(
         if len(points.ts) < 2:
             return None
         if name == "deriv":  # near the points' times, for accuracy (Prometheus issue 2674)
-            return linear_regression(points, int(points.ts[0]))[0]
+            return linear_regression(points, points.ts[0])[0]
         slope, intercept = linear_regression(points, at_ms)
         return slope * scalar + intercept
-    values = points.values.tolist()
+    values = points.values
     if name == "quantile_over_time":
         return quantile(scalar, values)
     return OVER_TIME[name](values)

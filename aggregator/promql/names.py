@@ -8,6 +8,7 @@ mapping round-trips with what Prometheus ingest stores.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from storage.records import Series
@@ -42,6 +43,7 @@ def series_labels(series: Series) -> Labels:
     return tuple(sorted(labels.items()))
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the same few series' labels at every step
 def without_name(labels: Labels) -> Labels:
     return tuple(pair for pair in labels if pair[0] != NAME)
 

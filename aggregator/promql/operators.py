@@ -3,6 +3,7 @@ grouping by/without, one-to-one vector matching with on/ignoring, bool, and/or/u
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -17,7 +18,8 @@ from aggregator.promql.syntax import ARITHMETIC, COMPARISON, Matching
 _MAX_INT64 = 2.0**63
 
 
-def _group_labels(labels: Labels, grouping: Sequence[str], without: bool) -> Labels:
+@functools.lru_cache(maxsize=1 << 16)  # the same few series' labels at every step
+def _group_labels(labels: Labels, grouping: tuple[str, ...], without: bool) -> Labels:
     if without:
         return tuple(p for p in labels if p[0] not in grouping and p[0] != NAME)
     return tuple(p for p in labels if p[0] in grouping)
@@ -102,7 +104,7 @@ def aggregate(
         op = "count"
     groups: dict[Labels, _Group] = {}
     for s in vector:
-        key = _group_labels(s.labels, grouping, without)
+        key = _group_labels(s.labels, tuple(grouping), without)
         group = groups.get(key)
         if group is None:
             groups[key] = _Group(s, op)

@@ -80,10 +80,7 @@ def matrix_json(series: list[Points]) -> list[dict[str, object]]:
     return [
         {
             "metric": metric(p.labels),
-            "values": [
-                [t / 1000, format_value(v)]
-                for t, v in zip(p.ts.tolist(), p.values.tolist(), strict=True)
-            ],
+            "values": [[t / 1000, format_value(v)] for t, v in zip(p.ts, p.values, strict=True)],
         }
         for p in series
     ]

@@ -12,7 +12,6 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 
-import numpy as np
 import orjson
 import promql_parser
 from aiohttp import web
@@ -139,10 +138,7 @@ def range_query(store: StoreReader, params: Mapping[str, str]) -> object:
                 values.append(s.value)
     except (PromQLError, EvalError) as error:
         raise _query_error(error) from error
-    series = [
-        Points(labels, np.asarray(t, np.int64), np.asarray(v, np.float64))
-        for labels, (t, v) in sorted(rows.items())
-    ]
+    series = [Points(labels, t, v) for labels, (t, v) in sorted(rows.items())]
     return {"resultType": "matrix", "result": matrix_json(series)}
 
 

@@ -7,6 +7,7 @@ binary search, as Prometheus' engine does (v2 semantics: both ends of a range in
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ import numpy as np
 from aggregator.promql.names import NAME, Labels, format_labels, label_value, series_labels
 from aggregator.promql.syntax import LabelMatcher
 from storage.base import StoreReader
-from storage.records import NS_PER_MS, FloatArray, IntArray, Series
+from storage.records import NS_PER_MS, Series
 
 LOOKBACK_MS = 5 * 60 * 1000  # Prometheus' default --query.lookback-delta
 
@@ -26,22 +27,24 @@ class EvalError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Points:
-    """One series' points, ts in ms, ascending and unique."""
+    """One series' points, ts in ms, ascending and unique. Lists rather than arrays: every
+    step takes a few points by bisection, where numpy's per-call cost would dominate."""
 
     labels: Labels
-    ts: IntArray
-    values: FloatArray
+    ts: list[int]
+    values: list[float]
 
     def latest(self, at_ms: int, lookback_ms: int = LOOKBACK_MS) -> float | None:
         """The value of the last point at or before `at_ms` and within the lookback."""
-        i = int(np.searchsorted(self.ts, at_ms, "right")) - 1
+        i = bisect.bisect_right(self.ts, at_ms) - 1
         if i < 0 or self.ts[i] < at_ms - lookback_ms:
             return None
-        return float(self.values[i])
+        return self.values[i]
 
     def window(self, first_ms: int, last_ms: int) -> Points:
         """The points with first_ms <= ts <= last_ms."""
-        lo, hi = np.searchsorted(self.ts, [first_ms, last_ms + 1])
+        lo = bisect.bisect_left(self.ts, first_ms)
+        hi = bisect.bisect_right(self.ts, last_ms, lo)
         return Points(self.labels, self.ts[lo:hi], self.values[lo:hi])
 
 
@@ -86,7 +89,7 @@ def load(
                 f"{format_labels(labels)}; rename one of them"
             )
         origin[labels] = one
-        loaded[labels] = Points(labels, ts, values)
+        loaded[labels] = Points(labels, ts.tolist(), values.tolist())
     return [loaded[labels] for labels in sorted(loaded)]
 
 
