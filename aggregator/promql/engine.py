@@ -33,6 +33,7 @@ from storage.base import StoreReader
 
 Value = float | str | Vector | list[Points]
 SCALAR_FUNCTIONS = frozenset({"time", "scalar"})
+MAX_SAMPLES = 20_000_000  # points one query may hold (Prometheus' --query.max-samples is 50 M)
 
 
 def value_type(node: Node) -> str:
@@ -64,13 +65,21 @@ class Evaluator:
 
     def __post_init__(self) -> None:
         self._loaded: dict[tuple[str, int], list[Points]] = {}
+        self._samples = 0
 
     def points(self, selector: Selector, range_ms: int) -> list[Points]:
         key = (selector.text, range_ms)
         if key not in self._loaded:
             first = self.start_ms - selector.offset_ms - range_ms
             last = self.end_ms - selector.offset_ms
-            self._loaded[key] = load(self.store, selector.matchers, first, last)
+            loaded = load(self.store, selector.matchers, first, last)
+            self._samples += sum(len(p.ts) for p in loaded)
+            if self._samples > MAX_SAMPLES:
+                raise EvalError(
+                    "query processing would load too many samples into memory in query "
+                    f"execution (over {MAX_SAMPLES:,}): ask for a shorter range or fewer series"
+                )
+            self._loaded[key] = loaded
         return self._loaded[key]
 
     def scalar(self, node: Node, ts: int) -> float:

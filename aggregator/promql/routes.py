@@ -1,5 +1,6 @@
 """Prometheus' HTTP query API under /prometheus/api/v1/: query, query_range, series, labels,
-label/<name>/values, metadata and status/buildinfo, with Prometheus' JSON and error shapes.
+label/<name>/values, metadata, query_exemplars (none are kept) and status/buildinfo, with
+Prometheus' JSON and error shapes.
 
 These are reads, so the viewer role may make them; a POST's form body is read as the same
 query by GET (what Grafana and promtool send when a query is long).
@@ -19,7 +20,7 @@ from aiohttp.typedefs import Handler
 from multidict import MultiDict, MultiMapping
 
 from aggregator.promql.engine import Evaluator, value_type
-from aggregator.promql.names import Labels, series_labels
+from aggregator.promql.names import LABEL_NAME, Labels, series_labels
 from aggregator.promql.params import (
     MAX_TIME_MS,
     MIN_TIME_MS,
@@ -45,7 +46,9 @@ BUILD_INFO = {  # the Prometheus whose query semantics these answers follow
     "buildDate": "",
     "goVersion": "",
 }
-_POST_READS = frozenset(PREFIX + p for p in ("query", "query_range", "series", "labels"))
+_POST_READS = frozenset(
+    PREFIX + p for p in ("query", "query_range", "series", "labels", "query_exemplars")
+)
 
 
 class ApiError(Exception):
@@ -191,6 +194,8 @@ def label_names(store: StoreReader, params: MultiMapping[str]) -> object:
 
 
 def label_values(store: StoreReader, params: MultiMapping[str], name: str) -> object:
+    if not LABEL_NAME.match(name):
+        raise bad_data(f'invalid label name: "{name}"')
     matched = matched_labels(store, params)
     every = _all_labels(store) if matched is None else matched
     return sorted({value for labels in every for key, value in labels if key == name})
@@ -207,6 +212,17 @@ async def _params(request: web.Request) -> MultiDict[str]:
         params.extend(urllib.parse.parse_qsl(body, keep_blank_values=True))
     params.extend(request.rel_url.query)
     return params
+
+
+def exemplars(store: StoreReader, params: MultiMapping[str]) -> object:
+    """Shipboard keeps no exemplars: the query is checked, the answer is empty."""
+    _time(params, "start", MIN_TIME_MS)
+    _time(params, "end", MAX_TIME_MS)
+    try:
+        parse(params.get("query", ""))
+    except PromQLError as error:
+        raise _query_error(error) from error
+    return []
 
 
 def _handler(answer: Answer) -> Handler:
@@ -240,6 +256,7 @@ def add_prometheus_routes(app: web.Application, store: StoreReader) -> None:
         "query_range": _handler(lambda s, p, _: range_query(s, p)),
         "series": _handler(lambda s, p, _: series(s, p)),
         "labels": _handler(lambda s, p, _: label_names(s, p)),
+        "query_exemplars": _handler(lambda s, p, _: exemplars(s, p)),
     }
     for path, handle in handlers.items():
         app.router.add_get(PREFIX + path, handle)

@@ -116,6 +116,7 @@ def test_series_and_labels_answer_as_prometheus(
         ("label/__name__/values", []),
         ("label/host/values", [("match[]", "node_temp"), *window]),
         ("label/le/values", []),
+        ("query_exemplars", [("query", "node_temp"), *window]),
     ]
     for path, params in cases:
         status, truth = _truth(prometheus, path, params)
@@ -149,6 +150,8 @@ def test_errors_have_prometheus_shapes_and_statuses(
         ("query_range", [("query", "node_temp[5m]"), *window, ("step", "10")]),
         ("series", []),
         ("series", [("match[]", "sum(x)")]),
+        ("label/0le/values", []),
+        ("query_exemplars", [("query", "sum(")]),
     ]
     for path, params in cases:
         status, truth = _truth(prometheus, path, params)

@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from aggregator.promql import engine
 from aggregator.promql.routes import add_prometheus_routes
 from annotations.app import ControlPlane, add_auth
 from annotations.control.tokens import create_token
@@ -168,6 +169,8 @@ async def test_series_and_labels(client: Client, viewer: dict[str, str]) -> None
             "11,000",
         ),
         ("series", {}, 400, "bad_data", "no match[] parameter provided"),
+        ("label/0le/values", {}, 400, "bad_data", 'invalid label name: "0le"'),
+        ("query_exemplars", {"query": "rate("}, 400, "bad_data", 'invalid parameter "query"'),
         ("series", {"match[]": "rate(x[5m])"}, 400, "bad_data", "not a series selector"),
     ],
 )
@@ -188,3 +191,23 @@ async def test_errors_in_prometheus_shape(
 async def test_no_token_is_refused(client: Client) -> None:
     assert (await client.get(API + "query", params={"query": "1"})).status == 401
     assert (await client.post(API + "query", data={"query": "1"})).status == 401
+
+
+async def test_exemplars_are_none(client: Client, viewer: dict[str, str]) -> None:
+    params = {"query": "http_requests_count", "start": str(T0), "end": str(T0 + 60)}
+    for ask in (client.get(API + "query_exemplars", params=params, headers=viewer),
+                client.post(API + "query_exemplars", data=params, headers=viewer)):  # fmt: skip
+        assert await _json(await ask) == (200, {"status": "success", "data": []})
+
+
+async def test_a_query_loading_too_many_samples_is_refused(
+    client: Client, viewer: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "MAX_SAMPLES", 50)  # the store holds 60 points
+    params = {"query": "count_over_time(http_requests_count[10m])", "time": str(T0 + 300)}
+    status, answer = await _json(await client.get(API + "query", params=params, headers=viewer))
+    assert (status, answer["errorType"]) == (422, "execution")
+    assert "too many samples" in answer["error"]
+    params["query"] = 'count_over_time(http_requests_count{host="a"}[10m])'
+    status, answer = await _json(await client.get(API + "query", params=params, headers=viewer))
+    assert (status, answer["data"]["result"][0]["value"][1]) == (200, "30")
