@@ -1,7 +1,7 @@
-"""/prometheus/api/v1 end to end: a real `shipboard run` over a data dir holding the samples
-(under their dotted names) that a real Prometheus took by remote write; a viewer's token asks
-Shipboard (GET and POST form bodies) what Prometheus is asked, and the answers, errors
-included, are the same."""
+"""/prometheus/api/v1 end to end: a real `shipboard run` and a real Prometheus take the same
+remote-write body; a viewer's token asks Shipboard (GET and POST form bodies) what Prometheus
+is asked, and the answers, errors included, are the same. promtool reads a `shipboard run`
+whose data dir holds the samples under their dotted names as it reads Prometheus."""
 
 from __future__ import annotations
 
@@ -18,7 +18,13 @@ import pytest
 from shipboard.settings import Settings
 from storage.embedded import EmbeddedStore
 from tests.aggregator.promql.dataset import MIN, SPAN_MS, Dataset, build
-from tests.aggregator.promql.truth import Prometheus, assert_same_answer, http
+from tests.aggregator.promql.truth import (
+    WRITE_HEADERS,
+    Prometheus,
+    assert_same_answer,
+    http,
+    write_body,
+)
 from tests.running import RunningShipboard
 
 pytestmark = pytest.mark.slow  # starts server processes
@@ -56,8 +62,14 @@ def started_over(home: Path, dataset: Dataset, *args: str) -> RunningShipboard:
 
 @pytest.fixture(scope="module")
 def shipboard(tmp_path_factory: pytest.TempPathFactory, dataset: Dataset) -> Iterator[Viewer]:
-    running = started_over(tmp_path_factory.mktemp("shipboard"), dataset)
+    """A `shipboard run` that took the dataset by remote write, as Prometheus did."""
+    data = tmp_path_factory.mktemp("shipboard") / "data"
+    data.mkdir()
+    running = RunningShipboard(data, ["--no-agent"]).start()
     admin = {"Authorization": f"Bearer {running.token}"}
+    body = write_body(dataset.written())
+    status, answer = http(running.url + "/api/v1/write", body, WRITE_HEADERS | admin)
+    assert status == 204, answer
     token_body = json.dumps({"name": "grafana", "role": "viewer"}).encode()
     status, created = http(
         running.url + "/api/v1/tokens", token_body, admin | {"Content-Type": "application/json"}
