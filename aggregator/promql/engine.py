@@ -122,13 +122,16 @@ class Evaluator:
                 return self._binary(node, ts)
         raise EvalError(f"cannot evaluate {node}")
 
-    def _instant(self, selector: Selector, ts: int) -> Vector:
+    def _instant(self, selector: Selector, ts: int, times: bool = False) -> Vector:
+        """The selector's samples at ts (or, with `times`, their times in seconds)."""
         at = ts - selector.offset_ms
         out = []
         for points in self.points(selector, LOOKBACK_MS):
-            value = points.latest(at)
-            if value is not None:
-                out.append(Sample(points.labels, value))
+            i = points.latest(at)
+            if i is not None:
+                out.append(
+                    Sample(points.labels, points.ts[i] / 1000 if times else points.values[i])
+                )
         return out
 
     def _call(self, call: Call, ts: int) -> Value:
@@ -155,6 +158,13 @@ class Evaluator:
         if name == "label_join":
             dst, separator, *sources = [a.value for a in args[1:] if isinstance(a, String)]
             return _unique(label_join(self.vector(args[0], ts), dst, separator, sources))
+        if name == "timestamp":  # a selector's samples' own times, else the evaluation time
+            arg = args[0]
+            if isinstance(arg, Selector):
+                vector = self._instant(arg, ts, times=True)
+            else:
+                vector = [Sample(s.labels, ts / 1000) for s in self.vector(arg, ts)]
+            return _unique([Sample(without_name(s.labels), s.value) for s in vector])
         if name in ("sort", "sort_desc"):
             return sort(self.vector(args[0], ts), name == "sort_desc")
         scalars = [self.scalar(a, ts) for a in args[1:]]

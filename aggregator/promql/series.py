@@ -34,12 +34,12 @@ class Points:
     ts: list[int]
     values: list[float]
 
-    def latest(self, at_ms: int, lookback_ms: int = LOOKBACK_MS) -> float | None:
-        """The value of the last point at or before `at_ms` and within the lookback."""
+    def latest(self, at_ms: int, lookback_ms: int = LOOKBACK_MS) -> int | None:
+        """The index of the last point at or before `at_ms` and within the lookback."""
         i = bisect.bisect_right(self.ts, at_ms) - 1
         if i < 0 or self.ts[i] < at_ms - lookback_ms:
             return None
-        return self.values[i]
+        return i
 
     def window(self, first_ms: int, last_ms: int) -> Points:
         """The points with first_ms <= ts <= last_ms."""

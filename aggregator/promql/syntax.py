@@ -27,7 +27,7 @@ INSTANT_FUNCTIONS = frozenset(
     {
         "abs", "ceil", "floor", "round", "exp", "sqrt", "ln", "log2", "log10", "sgn",
         "clamp", "clamp_min", "clamp_max", "absent", "label_replace", "time", "vector",
-        "scalar", "histogram_quantile", "label_join", "sort", "sort_desc",
+        "scalar", "histogram_quantile", "label_join", "sort", "sort_desc", "timestamp",
     }
 )  # fmt: skip
 AGGREGATIONS = frozenset(

@@ -148,7 +148,7 @@ def test_queries_parse_into_nodes() -> None:
         ("x @ 100", "the @ modifier"),
         ("x[5m:1m]", "a subquery"),
         ("limitk(1, x)", "the aggregation limitk"),
-        ("timestamp(x)", "the function timestamp()"),
+        ("hour()", "the function hour()"),
         ("mad_over_time(x[5m])", "the function mad_over_time()"),
         ("day_of_month()", "the function day_of_month()"),
         ("x atan2 y", "the operator atan2"),
