@@ -21,6 +21,7 @@ from aggregator.promql.syntax import (
     RangeSelector,
     Selector,
     String,
+    Subquery,
 )
 from aggregator.promql.vector_functions import (
     absent_labels,
@@ -43,7 +44,7 @@ def value_type(node: Node) -> str:
             return "scalar"
         case String():
             return "string"
-        case RangeSelector():
+        case RangeSelector() | Subquery():
             return "matrix"
         case Call(name=name):
             return "scalar" if name in SCALAR_FUNCTIONS else "vector"
@@ -66,6 +67,7 @@ class Evaluator:
     def __post_init__(self) -> None:
         self._loaded: dict[tuple[str, int], list[Points]] = {}
         self._samples = 0
+        self._inner: dict[Subquery, tuple[Evaluator, dict[int, Vector]]] = {}
 
     def points(self, selector: Selector, range_ms: int) -> list[Points]:
         key = (selector.text, range_ms)
@@ -100,10 +102,8 @@ class Evaluator:
                 return text
             case Selector():
                 return self._instant(node, ts)
-            case RangeSelector(selector=selector, range_ms=range_ms):
-                last = ts - selector.offset_ms
-                windows = (p.window(last - range_ms, last) for p in self.points(selector, range_ms))
-                return [w for w in windows if len(w.ts)]
+            case RangeSelector() | Subquery():
+                return [w for w in self._windows(node, ts)[2] if len(w.ts)]
             case Negate(expr=expr):
                 if value_type(expr) == "scalar":
                     return -self.scalar(expr, ts)
@@ -170,15 +170,47 @@ class Evaluator:
         scalars = [self.scalar(a, ts) for a in args[1:]]
         return _unique(functions.simple_function(name, self.vector(args[0], ts), scalars))
 
+    def _windows(self, node: RangeSelector | Subquery, ts: int) -> tuple[int, int, list[Points]]:
+        """A range's first and last time at ts and each series' points within them."""
+        if isinstance(node, RangeSelector):
+            end = ts - node.selector.offset_ms
+            start = end - node.range_ms
+            points = self.points(node.selector, node.range_ms)
+            return start, end, [p.window(start, end) for p in points]
+        end = ts - node.offset_ms
+        start = end - node.range_ms
+        return start, end, self._subquery(node, start, end)
+
+    def _subquery(self, node: Subquery, start: int, end: int) -> list[Points]:
+        """The subquery's expression at each multiple of its step in [start, end], evaluated
+        once per time by an evaluator of its own (its selectors read from further back)."""
+        if node not in self._inner:
+            offset = node.offset_ms + node.range_ms
+            inner = Evaluator(self.store, self.start_ms - offset, self.end_ms - node.offset_ms)
+            self._inner[node] = (inner, {})
+        inner, at_times = self._inner[node]
+        step = node.step_ms
+        first = start // step * step
+        first += step if first < start else 0
+        rows: dict[Labels, tuple[list[int], list[float]]] = {}
+        for t in range(first, end + 1, step):
+            if t not in at_times:
+                at_times[t] = inner.vector(node.expr, t)
+            for s in at_times[t]:
+                times, values = rows.setdefault(s.labels, ([], []))
+                times.append(t)
+                values.append(s.value)
+        return [Points(labels, t, v) for labels, (t, v) in sorted(rows.items())]
+
     def _range_call(self, name: str, args: tuple[Node, ...], ts: int) -> Vector:
-        [matrix] = [a for a in args if isinstance(a, RangeSelector)]
-        params = [self.scalar(a, ts) for a in args if not isinstance(a, RangeSelector)]
-        end = ts - matrix.selector.offset_ms
-        start = end - matrix.range_ms
-        windows = [p.window(start, end) for p in self.points(matrix.selector, matrix.range_ms)]
+        [matrix] = [a for a in args if isinstance(a, RangeSelector | Subquery)]
+        params = [self.scalar(a, ts) for a in args if not isinstance(a, RangeSelector | Subquery)]
+        start, end, windows = self._windows(matrix, ts)
         if name == "absent_over_time":
             if any(len(w.ts) for w in windows):
                 return []
+            if isinstance(matrix, Subquery):
+                return [Sample((), 1.0)]  # Prometheus names no labels for a subquery
             return [Sample(absent_labels(matrix.selector.matchers), 1.0)]
         scalar = params[0] if params else math.nan
         out = []

@@ -46,6 +46,8 @@ AGGREGATIONS = frozenset(
         "count_values",
     }
 )
+DEFAULT_STEP_MS = 60_000  # a subquery's step when it names none: Prometheus' default
+# evaluation_interval
 ARITHMETIC = frozenset({"+", "-", "*", "/", "%", "^"})
 COMPARISON = frozenset({"==", "!=", ">", "<", ">=", "<="})
 SET_OPERATORS = frozenset({"and", "or", "unless"})
@@ -97,6 +99,16 @@ class RangeSelector:
 
 
 @dataclass(frozen=True, slots=True)
+class Subquery:
+    """`expr[range:step] offset o`: expr evaluated at the multiples of step in each range."""
+
+    expr: Node
+    range_ms: int
+    step_ms: int
+    offset_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Call:
     name: str
     args: tuple[Node, ...]
@@ -136,7 +148,7 @@ class Negate:
     expr: Node
 
 
-Node = Number | String | Selector | RangeSelector | Call | Aggregate | Binary | Negate
+Node = Number | String | Selector | RangeSelector | Subquery | Call | Aggregate | Binary | Negate
 
 
 def compile_regex(pattern: str) -> re.Pattern[str]:
@@ -247,7 +259,10 @@ def _convert(expr: pp.Expr) -> Node:
     if isinstance(expr, pp.BinaryExpr):
         return _binary(expr)
     if isinstance(expr, pp.SubqueryExpr):
-        raise Unsupported("a subquery")
+        if expr.at is not None:
+            raise Unsupported("the @ modifier")
+        step = _ms(expr.step) or DEFAULT_STEP_MS
+        return Subquery(_convert(expr.expr), _ms(expr.range), step, _ms(expr.offset))
     raise Unsupported(f"the expression {expr.prettify()}")
 
 

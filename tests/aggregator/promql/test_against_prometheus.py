@@ -95,6 +95,13 @@ RANGE_FUNCTIONS = [
     "stdvar_over_time(node_temp[6m])",
     "present_over_time(node_temp[1m])",
     "quantile_over_time(0.9, node_temp[5m])",
+    "max_over_time(rate(http_requests_count[1m])[10m:])",
+    "avg_over_time(node_temp[5m:30s])",
+    "rate(http_requests_count[5m:15s])",
+    "sum_over_time(sum by (service) (http_requests_count)[3m:1m] offset 2m)",
+    "min_over_time(deriv(node_temp[2m])[5m:45s])",
+    "max_over_time(max_over_time(node_temp[2m:30s])[6m:1m])",
+    "absent_over_time(nonexistent[5m:1m])",
     "deriv(node_temp[5m])",
     "deriv(jobs_total[3m])",
     "predict_linear(http_requests_count[5m], 600)",
@@ -227,7 +234,13 @@ def test_range_queries_answer_as_prometheus(
 def test_range_vectors_answer_with_their_points(
     dataset: Dataset, prometheus: Prometheus, store: EmbeddedStore
 ) -> None:
-    for query in ("node_temp[2m]", "http_requests_count[1m] offset 30s", "jobs_total[5m]"):
+    for query in (
+        "node_temp[2m]",
+        "http_requests_count[1m] offset 30s",
+        "jobs_total[5m]",
+        "node_temp[3m:1m]",
+        "rate(http_requests_count[1m])[4m:20s] offset 1m",
+    ):
         for at in instants(dataset):
             params = {"query": query, "time": f"{at / 1000:.3f}"}
             _, truth = prometheus.api("query", **params)

@@ -146,7 +146,7 @@ def test_queries_parse_into_nodes() -> None:
     ("query", "named"),
     [
         ("x @ 100", "the @ modifier"),
-        ("x[5m:1m]", "a subquery"),
+        ("x[5m:1m] @ 100", "the @ modifier"),
         ("limitk(1, x)", "the aggregation limitk"),
         ("hour()", "the function hour()"),
         ("mad_over_time(x[5m])", "the function mad_over_time()"),
