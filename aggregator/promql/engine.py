@@ -63,17 +63,20 @@ class Evaluator:
     store: StoreReader
     start_ms: int
     end_ms: int
+    query_ms: tuple[int, int] | None = None  # the query's start and end, for @ start() and end()
 
     def __post_init__(self) -> None:
         self._loaded: dict[tuple[str, int], list[Points]] = {}
         self._samples = 0
+        if self.query_ms is None:
+            self.query_ms = (self.start_ms, self.end_ms)
         self._inner: dict[Subquery, tuple[Evaluator, dict[int, Vector]]] = {}
 
     def points(self, selector: Selector, range_ms: int) -> list[Points]:
         key = (selector.text, range_ms)
         if key not in self._loaded:
-            first = self.start_ms - selector.offset_ms - range_ms
-            last = self.end_ms - selector.offset_ms
+            first = self._at(selector, self.start_ms) - selector.offset_ms - range_ms
+            last = self._at(selector, self.end_ms) - selector.offset_ms
             loaded = load(self.store, selector.matchers, first, last)
             self._samples += sum(len(p.ts) for p in loaded)
             if self._samples > MAX_SAMPLES:
@@ -83,6 +86,15 @@ class Evaluator:
                 )
             self._loaded[key] = loaded
         return self._loaded[key]
+
+    def _at(self, selector: Selector, ts: int) -> int:
+        """The time a selector is evaluated at for step ts: its @, or ts."""
+        assert self.query_ms is not None
+        if selector.at == "at":
+            return selector.at_ms
+        if selector.at:
+            return self.query_ms[selector.at == "end"]
+        return ts
 
     def scalar(self, node: Node, ts: int) -> float:
         value = self.eval(node, ts)
@@ -124,7 +136,7 @@ class Evaluator:
 
     def _instant(self, selector: Selector, ts: int, times: bool = False) -> Vector:
         """The selector's samples at ts (or, with `times`, their times in seconds)."""
-        at = ts - selector.offset_ms
+        at = self._at(selector, ts) - selector.offset_ms
         out = []
         for points in self.points(selector, LOOKBACK_MS):
             i = points.latest(at)
@@ -173,7 +185,7 @@ class Evaluator:
     def _windows(self, node: RangeSelector | Subquery, ts: int) -> tuple[int, int, list[Points]]:
         """A range's first and last time at ts and each series' points within them."""
         if isinstance(node, RangeSelector):
-            end = ts - node.selector.offset_ms
+            end = self._at(node.selector, ts) - node.selector.offset_ms
             start = end - node.range_ms
             points = self.points(node.selector, node.range_ms)
             return start, end, [p.window(start, end) for p in points]
@@ -186,7 +198,9 @@ class Evaluator:
         once per time by an evaluator of its own (its selectors read from further back)."""
         if node not in self._inner:
             offset = node.offset_ms + node.range_ms
-            inner = Evaluator(self.store, self.start_ms - offset, self.end_ms - node.offset_ms)
+            inner = Evaluator(
+                self.store, self.start_ms - offset, self.end_ms - node.offset_ms, self.query_ms
+            )
             self._inner[node] = (inner, {})
         inner, at_times = self._inner[node]
         step = node.step_ms

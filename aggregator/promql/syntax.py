@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import promql_parser as pp
 
@@ -46,6 +46,9 @@ AGGREGATIONS = frozenset(
         "count_values",
     }
 )
+# Prometheus v2 evaluates these at every step with an @ selector's offset fixed at the query's
+# start (its AtModifierUnsafeFunctions), an answer that moves with the step: refused.
+AT_UNSAFE = frozenset({"predict_linear", "timestamp"})
 DEFAULT_STEP_MS = 60_000  # a subquery's step when it names none: Prometheus' default
 # evaluation_interval
 ARITHMETIC = frozenset({"+", "-", "*", "/", "%", "^"})
@@ -87,9 +90,11 @@ class String:
 
 @dataclass(frozen=True, slots=True)
 class Selector:
-    text: str  # the selector as written, offset included: the key of its loaded series
+    text: str  # the selector as written, offset and @ included: the key of its loaded series
     matchers: tuple[LabelMatcher, ...]
     offset_ms: int
+    at: str = ""  # @: "at" (at_ms), "start" or "end" (the query's start() or end()), or none
+    at_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,19 +226,35 @@ def _ms(delta: timedelta | None) -> int:
     return 0 if delta is None else delta // timedelta(milliseconds=1)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _selector(node: pp.VectorSelector) -> Selector:
-    if node.at is not None:
-        raise Unsupported("the @ modifier")
-    return Selector(str(node), selector_matchers(node), _ms(node.offset))
+    matchers, offset = selector_matchers(node), _ms(node.offset)
+    modifier = node.at
+    if modifier is None:
+        return Selector(str(node), matchers, offset)
+    if modifier.type == pp.AtModifierType.Start:
+        return Selector(str(node), matchers, offset, "start")
+    if modifier.type == pp.AtModifierType.End:
+        return Selector(str(node), matchers, offset, "end")
+    at = modifier.at  # a time before 1970 panics in the bindings: caught by parse()
+    assert at is not None
+    return Selector(str(node), matchers, offset, "at", (at - _EPOCH) // timedelta(milliseconds=1))
 
 
 def parse(query: str) -> Node:
     """The query as nodes; PromQLError says what is wrong or unsupported."""
     try:
-        expr = pp.parse(query)
+        return _convert(pp.parse(query))
+    except PromQLError:
+        raise
     except ValueError as error:
         raise PromQLError(f"parse error: {error}") from error
-    return _convert(expr)
+    except BaseException as error:  # a panic in the Rust bindings is pyo3's PanicException
+        if type(error).__name__ != "PanicException":
+            raise
+        raise PromQLError(f"parse error: the parser cannot read {query!r}") from None
 
 
 def _convert(expr: pp.Expr) -> Node:
@@ -253,17 +274,38 @@ def _convert(expr: pp.Expr) -> Node:
         name = expr.func.name
         if name not in RANGE_FUNCTIONS | INSTANT_FUNCTIONS:
             raise Unsupported(f"the function {name}()")
-        return Call(name, tuple(_convert(arg) for arg in expr.args))
+        args = tuple(_convert(arg) for arg in expr.args)
+        if name in AT_UNSAFE and any(_fixed_time(arg) for arg in args):
+            raise Unsupported(f"the @ modifier inside {name}()")  # Prometheus' answer shifts
+        return Call(name, args)
     if isinstance(expr, pp.AggregateExpr):
         return _aggregate(expr)
     if isinstance(expr, pp.BinaryExpr):
         return _binary(expr)
     if isinstance(expr, pp.SubqueryExpr):
         if expr.at is not None:
-            raise Unsupported("the @ modifier")
+            raise Unsupported("the @ modifier on a subquery")
         step = _ms(expr.step) or DEFAULT_STEP_MS
         return Subquery(_convert(expr.expr), _ms(expr.range), step, _ms(expr.offset))
     raise Unsupported(f"the expression {expr.prettify()}")
+
+
+def _fixed_time(node: Node) -> bool:
+    """Whether a selector in node has an @ modifier."""
+    match node:
+        case Selector(at=at):
+            return bool(at)
+        case RangeSelector(selector=selector):
+            return bool(selector.at)
+        case Subquery(expr=inner) | Negate(expr=inner):
+            return _fixed_time(inner)
+        case Call(args=args):
+            return any(_fixed_time(a) for a in args)
+        case Aggregate(expr=inner, param=param):
+            return _fixed_time(inner) or (param is not None and _fixed_time(param))
+        case Binary(lhs=lhs, rhs=rhs):
+            return _fixed_time(lhs) or _fixed_time(rhs)
+    return False
 
 
 def _aggregate(expr: pp.AggregateExpr) -> Aggregate:

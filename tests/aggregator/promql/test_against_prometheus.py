@@ -245,3 +245,30 @@ def test_range_vectors_answer_with_their_points(
             params = {"query": query, "time": f"{at / 1000:.3f}"}
             _, truth = prometheus.api("query", **params)
             assert_same_answer(f"{query} at {at}", ours(store, params), truth)
+
+
+def test_the_at_modifier_answers_as_prometheus(
+    dataset: Dataset, prometheus: Prometheus, store: EmbeddedStore
+) -> None:
+    at = f"{(dataset.base_ms + 11 * MIN + 7 * S) / 1000:.3f}"
+    queries = [
+        f"node_temp @ {at}",
+        f"node_temp @ {at} offset 1m",
+        f"rate(http_requests_count[5m] @ {at})",
+        f"increase(jobs_total[10m] @ {at} offset 2m)",
+        f"sum(rate(http_requests_count[5m] @ {at})) by (service)",
+        f"http_requests_count - http_requests_count @ {at}",
+        "http_requests_count @ start()",
+        "sum by (host) (node_temp @ end())",
+        "avg_over_time(node_temp[3m] @ end() offset 30s)",
+    ]
+    base = dataset.base_ms
+    for query in queries:
+        for when in instants(dataset):
+            params = {"query": query, "time": f"{when / 1000:.3f}"}
+            _, truth = prometheus.api("query", **params)
+            assert_same_answer(f"{query} at {when}", ours(store, params), truth)
+        start, end = f"{(base + 5 * MIN) / 1000:.3f}", f"{(base + 29 * MIN) / 1000:.3f}"
+        params = {"query": query, "start": start, "end": end, "step": "70"}
+        _, truth = prometheus.api("query_range", **params)
+        assert_same_answer(f"{query} over {start}..{end}", ours(store, params, False), truth)

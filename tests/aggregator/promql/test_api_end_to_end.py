@@ -180,7 +180,6 @@ def test_errors_have_prometheus_shapes_and_statuses(
 
 def test_unsupported_promql_is_refused_by_name(shipboard: Viewer) -> None:
     for query, named in [
-        ("x @ 100", "@ modifier"),
         ("rate(x[5m:1m] @ 5)", "@ modifier"),
         ("holt_winters(x[5m], 0.5, 0.5)", "holt_winters"),
         ("sin(x)", "sin"),

@@ -145,8 +145,9 @@ def test_queries_parse_into_nodes() -> None:
 @pytest.mark.parametrize(
     ("query", "named"),
     [
-        ("x @ 100", "the @ modifier"),
         ("x[5m:1m] @ 100", "the @ modifier"),
+        ("predict_linear(x[5m] @ 100, 60)", "the @ modifier inside predict_linear()"),
+        ("timestamp(sum(x @ end()))", "the @ modifier inside timestamp()"),
         ("limitk(1, x)", "the aggregation limitk"),
         ("hour()", "the function hour()"),
         ("mad_over_time(x[5m])", "the function mad_over_time()"),

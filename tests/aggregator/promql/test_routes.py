@@ -136,7 +136,7 @@ async def test_series_and_labels(client: Client, viewer: dict[str, str]) -> None
     [
         ("query", {"query": "sum("}, 400, "bad_data", 'invalid parameter "query": parse error'),
         ("query", {"query": "x", "time": "soon"}, 400, "bad_data", 'invalid parameter "time"'),
-        ("query", {"query": "x @ 5"}, 400, "bad_data", "the @ modifier is not supported"),
+        ("query", {"query": "x[1m:] @ 5"}, 400, "bad_data", "@ modifier on a subquery is not"),
         (
             "query",
             {
