@@ -95,3 +95,18 @@ def counter_buckets(
     if agg == "rate":
         total = total / (step_ns / NS_PER_S)
     return index[starts].astype(np.int32), bucket[starts], total
+
+
+def window_increases(rows: Rollups, group: IndexArray, start_ns: int) -> dict[int, float]:
+    """Each group's increase over the rows from `start_ns` on (rows reaching back one fine
+    bucket, so the window's first has a previous value); `group` as in `counter_buckets`."""
+    merged = combine(rows)
+    if not len(merged):
+        return {}
+    rise = increases(merged)
+    keep = merged.bucket_ns >= start_ns
+    groups = group[merged.index[keep]]
+    present = np.unique(groups)
+    totals = np.zeros(int(present.max()) + 1 if len(present) else 0)
+    np.add.at(totals, groups, rise[keep])
+    return {int(g): float(totals[g]) for g in present.tolist()}

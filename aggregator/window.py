@@ -10,12 +10,13 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from aggregator.counters import COUNTER_AGGREGATES, fine_width, window_increases
 from aggregator.errors import QueryError
 from aggregator.query import QueryRequest, TagFilter, match_series
 from aggregator.rollups import AGGREGATES, regroup
 from aggregator.tiered import read_rows
 from storage.base import StoreReader
-from storage.records import Rollups, Series, Tier
+from storage.records import NS_PER_S, Rollups, Series, Tier
 
 GroupKey = tuple[tuple[str, str], ...]
 """A group's `group_by` tags as sorted (key, value) pairs; a missing tag reads as ""."""
@@ -57,16 +58,25 @@ def window_values(
     Reads the finest tier that still holds `start_ns` at `now_ns` (default `end_ns`); from a
     rollup tier the window starts on that tier's bucket boundary at or before `start_ns`.
     With `cache`, the rows come from the window it read for an earlier call, if any."""
-    if agg not in AGGREGATES:
-        raise QueryError("agg", f"{agg!r} is not one of {', '.join(AGGREGATES)}")
+    counter = agg in COUNTER_AGGREGATES
+    if agg not in AGGREGATES and not counter:
+        known_aggs = ", ".join((*AGGREGATES, *COUNTER_AGGREGATES))
+        raise QueryError("agg", f"{agg!r} is not one of {known_aggs}")
     if start_ns >= end_ns:
         raise QueryError("window", f"must be longer than 0 (from={start_ns}, to={end_ns})")
     now_ns = end_ns if now_ns is None else now_ns
     tier = window_tier(tiers, start_ns, now_ns)
-    if tier.is_raw:
+    window_ns = end_ns - start_ns
+    if counter:
+        # A counter's resets are found in fine rows (aggregator.counters), read from one row
+        # before the window, so that the window's first row has the value before it.
+        width_ns = fine_width(window_ns) if tier.is_raw else tier.width_ns
+        start_ns -= start_ns % width_ns
+        counted_from_ns, start_ns = start_ns, start_ns - width_ns
+    elif tier.is_raw:
         # At most two rows per series, merged below; for `last` a row per point, so the latest
         # point of a group wins whichever series it is in.
-        width_ns = 1 if agg == "last" else end_ns - start_ns
+        width_ns = 1 if agg == "last" else window_ns
     else:
         width_ns = tier.width_ns
         start_ns -= start_ns % width_ns
@@ -93,6 +103,10 @@ def window_values(
         present, inverse = np.unique(codes, return_inverse=True)
         mapping = inverse.astype(np.int32)
         names = [known[code] for code in present.tolist()]
+    if counter:
+        rises = window_increases(rows, mapping, counted_from_ns)
+        per_s = window_ns / NS_PER_S if agg == "rate" else 1.0
+        return {names[index]: rise / per_s for index, rise in rises.items()}
     groups = [Series.of(metric, key) for key in names]
     merged = regroup(rows, mapping, groups, _ONE_BUCKET_NS)
     values = AGGREGATES[agg](merged)

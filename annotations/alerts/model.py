@@ -46,7 +46,7 @@ class Selector(BaseModel):
 
     metric: str = Field(min_length=1)
     tags: dict[str, str] = {}
-    agg: Literal["mean", "sum", "min", "max", "count", "last"] = "mean"
+    agg: Literal["mean", "sum", "min", "max", "count", "last", "increase", "rate"] = "mean"
     group_by: tuple[str, ...] = ()
 
 

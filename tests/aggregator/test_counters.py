@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from aggregator.counters import fine_width, increases
 from aggregator.query import QueryRequest, QueryResult, run_query
+from aggregator.window import WindowCache, window_values
 from storage.base import Store
 from storage.records import NS_PER_MS, Rollups, Samples, Series
 from tests.aggregator.conftest import HOUR, MIN, NOW, TIERS, S
@@ -146,3 +147,27 @@ def test_one_point_per_row_is_counted_exactly(rises: list[float], resets: list[b
         values[i] - values[i - 1] if values[i] >= values[i - 1] else values[i] for i in range(1, n)
     ]
     assert found.tolist() == pytest.approx(expected)
+
+
+def test_an_alert_window_s_increase_and_rate_through_resets(opener):
+    rng = np.random.default_rng(5)
+    a = counter(rng.integers(0, 50, len(TS)).astype(float), {200: 3.0, 300: 0.0})
+    b = counter(np.full(len(TS), 6.0), {})
+    store = opener()
+    write(store, (A, a), (B, b))
+    start = NOW - 30 * MIN
+    inside = start <= TS
+    rises = np.where(a[1:] >= a[:-1], a[1:] - a[:-1], a[1:])
+    expected = float(rises[inside[1:]].sum())
+    found = window_values(store, TIERS, "jobs_total", (), "increase", ("instance",), start, NOW)
+    assert found == {
+        (("instance", "a"),): pytest.approx(expected),
+        (("instance", "b"),): pytest.approx(6.0 * inside.sum()),
+    }
+    rate = window_values(store, TIERS, "jobs_total", (), "rate", ("job",), start, NOW)
+    assert rate == {(("job", "app"),): pytest.approx((expected + 6.0 * inside.sum()) / 1800)}
+    cache = WindowCache()
+    cached = window_values(
+        store, TIERS, "jobs_total", (), "increase", ("instance",), start, NOW, cache=cache
+    )
+    assert cached == found

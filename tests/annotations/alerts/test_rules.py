@@ -100,8 +100,8 @@ def test_an_empty_file_has_no_rules_and_no_errors(text):
         ),
         (
             "- name: A\n  query:\n    metric: cpu\n    agg: median\n  op: '>'\n  threshold: 1\n",
-            "r.yaml:4: rule A: query.agg: Input should be 'mean', 'sum', 'min', 'max', 'count'"
-            " or 'last'",
+            "r.yaml:4: rule A: query.agg: Input should be 'mean', 'sum', 'min', 'max', 'count',"
+            " 'last', 'increase' or 'rate'",
         ),
         (
             "- name: A\n  query: {metric: cpu, group_by: [host, 3]}\n  op: '>'\n  threshold: 1\n",
