@@ -33,7 +33,7 @@ from aggregator.promql.vector_functions import (
 from storage.base import StoreReader
 
 Value = float | str | Vector | list[Points]
-SCALAR_FUNCTIONS = frozenset({"time", "scalar"})
+SCALAR_FUNCTIONS = frozenset({"time", "scalar", "pi"})
 MAX_SAMPLES = 20_000_000  # points one query may hold (Prometheus' --query.max-samples is 50 M)
 
 
@@ -152,6 +152,18 @@ class Evaluator:
             return self._range_call(name, args, ts)
         if name == "time":
             return ts / 1000
+        if name == "pi":
+            return math.pi
+        if name in functions.CALENDAR_FUNCTIONS:  # of each value, or of the evaluation time
+            if not args:
+                return [Sample((), functions.calendar_value(name, ts / 1000))]
+            vector = self.vector(args[0], ts)
+            return _unique(
+                [
+                    Sample(without_name(s.labels), functions.calendar_value(name, s.value))
+                    for s in vector
+                ]
+            )
         if name == "vector":
             return [Sample((), self.scalar(args[0], ts))]
         if name == "scalar":

@@ -3,14 +3,16 @@ the same order of operations, Kahan sums and extrapolation, so answers agree to 
 
 from __future__ import annotations
 
+import calendar
 import itertools
 import math
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import numpy as np
 
 from aggregator.promql.names import without_name
-from aggregator.promql.series import Points, Sample, Vector
+from aggregator.promql.series import EvalError, Points, Sample, Vector
 
 
 def kahan_inc(inc: float, total: float, c: float) -> tuple[float, float]:
@@ -221,6 +223,11 @@ def _ufunc(f: Callable[[float], float]) -> Callable[[float], float]:
     return safe
 
 
+_TRIGONOMETRY: dict[str, Callable[[float], float]] = {
+    "sin": np.sin, "cos": np.cos, "tan": np.tan, "asin": np.arcsin, "acos": np.arccos,
+    "atan": np.arctan, "sinh": np.sinh, "cosh": np.cosh, "tanh": np.tanh,
+    "asinh": np.arcsinh, "acosh": np.arccosh, "atanh": np.arctanh,
+}  # fmt: skip
 SIMPLE: dict[str, Callable[[float], float]] = {
     "abs": abs,
     "ceil": _ufunc(np.ceil),
@@ -231,7 +238,31 @@ SIMPLE: dict[str, Callable[[float], float]] = {
     "log2": _ufunc(np.log2),
     "log10": _ufunc(np.log10),
     "sgn": lambda v: -1.0 if v < 0 else 1.0 if v > 0 else v,
+    "deg": lambda v: v * 180 / math.pi,
+    "rad": lambda v: v * math.pi / 180,
+    **{name: _ufunc(f) for name, f in _TRIGONOMETRY.items()},
 }
+
+_CALENDAR: dict[str, Callable[[datetime], int]] = {
+    "day_of_month": lambda t: t.day,
+    "day_of_week": lambda t: t.isoweekday() % 7,  # Sunday is 0, as Go's Weekday
+    "day_of_year": lambda t: t.timetuple().tm_yday,
+    "days_in_month": lambda t: calendar.monthrange(t.year, t.month)[1],
+    "hour": lambda t: t.hour,
+    "minute": lambda t: t.minute,
+    "month": lambda t: t.month,
+    "year": lambda t: t.year,
+}
+CALENDAR_FUNCTIONS = frozenset(_CALENDAR)
+
+
+def calendar_value(name: str, seconds: float) -> float:
+    """The UTC calendar field of unix time `seconds` (whole seconds, as Go truncates)."""
+    try:
+        when = datetime.fromtimestamp(math.trunc(seconds), UTC)
+    except (ValueError, OverflowError, OSError):
+        raise EvalError(f"{name}(): {seconds} is not a time Shipboard can read") from None
+    return float(_CALENDAR[name](when))
 
 
 def simple_function(name: str, vector: Vector, scalars: list[float]) -> Vector:

@@ -28,6 +28,9 @@ INSTANT_FUNCTIONS = frozenset(
         "abs", "ceil", "floor", "round", "exp", "sqrt", "ln", "log2", "log10", "sgn",
         "clamp", "clamp_min", "clamp_max", "absent", "label_replace", "time", "vector",
         "scalar", "histogram_quantile", "label_join", "sort", "sort_desc", "timestamp",
+        "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh", "acosh",
+        "atanh", "deg", "rad", "pi", "day_of_month", "day_of_week", "day_of_year",
+        "days_in_month", "hour", "minute", "month", "year",
     }
 )  # fmt: skip
 AGGREGATIONS = frozenset(

@@ -149,9 +149,9 @@ def test_queries_parse_into_nodes() -> None:
         ("predict_linear(x[5m] @ 100, 60)", "the @ modifier inside predict_linear()"),
         ("timestamp(sum(x @ end()))", "the @ modifier inside timestamp()"),
         ("limitk(1, x)", "the aggregation limitk"),
-        ("hour()", "the function hour()"),
+        ("histogram_fraction(0, 1, x)", "the function histogram_fraction()"),
         ("mad_over_time(x[5m])", "the function mad_over_time()"),
-        ("day_of_month()", "the function day_of_month()"),
+        ("histogram_count(x)", "the function histogram_count()"),
         ("x atan2 y", "the operator atan2"),
     ],
 )
