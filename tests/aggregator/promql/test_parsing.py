@@ -185,3 +185,9 @@ def test_regex_flags_hold_to_their_groups_end_as_in_re2(
     regex = compile_regex(pattern)
     assert [bool(regex.match(v)) for v in matches] == [True] * len(matches)
     assert [bool(regex.match(v)) for v in misses] == [False] * len(misses)
+
+
+def test_a_time_the_parser_bindings_cannot_hold_is_bad_data_not_a_crash() -> None:
+    with pytest.raises(PromQLError, match="cannot read"):
+        parse("x @ -10")  # the bindings panic on a time before 1970
+    assert parse("x @ 10") == parse("x @ 10.000")
