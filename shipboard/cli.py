@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, get_origin
 
-from shipboard import alerts_cli, control_cli, flags_cli, relay_command
+from shipboard import alerts_cli, control_cli, flags_cli, relay_command, rollout_cli
 from shipboard.settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     control_cli.add_commands(commands, add_setting_flags)
     flags_cli.add_commands(commands, add_setting_flags)
+    rollout_cli.add_commands(commands, add_setting_flags)
     alerts_cli.add_commands(commands, add_setting_flags)
     relay_command.add_commands(commands, add_setting_flags)
 
