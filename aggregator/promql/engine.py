@@ -4,11 +4,20 @@ raw points (each selector read once per query, for every step's window)."""
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 from aggregator.promql import functions, operators
 from aggregator.promql.names import Labels, format_labels, without_name
-from aggregator.promql.series import LOOKBACK_MS, EvalError, Points, Sample, Vector, load
+from aggregator.promql.series import (
+    LOOKBACK_MS,
+    EvalError,
+    Points,
+    QueryTimeout,
+    Sample,
+    Vector,
+    load,
+)
 from aggregator.promql.syntax import (
     RANGE_FUNCTIONS,
     SET_OPERATORS,
@@ -64,6 +73,7 @@ class Evaluator:
     start_ms: int
     end_ms: int
     query_ms: tuple[int, int] | None = None  # the query's start and end, for @ start() and end()
+    deadline: float = math.inf  # time.monotonic() past which the query stops
 
     def __post_init__(self) -> None:
         self._loaded: dict[tuple[str, int], list[Points]] = {}
@@ -85,7 +95,12 @@ class Evaluator:
                     f"execution (over {MAX_SAMPLES:,}): ask for a shorter range or fewer series"
                 )
             self._loaded[key] = loaded
+            self.check_time()
         return self._loaded[key]
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise QueryTimeout
 
     def _at(self, selector: Selector, ts: int) -> int:
         """The time a selector is evaluated at for step ts: its @, or ts."""
@@ -211,7 +226,11 @@ class Evaluator:
         if node not in self._inner:
             offset = node.offset_ms + node.range_ms
             inner = Evaluator(
-                self.store, self.start_ms - offset, self.end_ms - node.offset_ms, self.query_ms
+                self.store,
+                self.start_ms - offset,
+                self.end_ms - node.offset_ms,
+                self.query_ms,
+                self.deadline,
             )
             self._inner[node] = (inner, {})
         inner, at_times = self._inner[node]
@@ -220,6 +239,7 @@ class Evaluator:
         first += step if first < start else 0
         rows: dict[Labels, tuple[list[int], list[float]]] = {}
         for t in range(first, end + 1, step):
+            self.check_time()
             if t not in at_times:
                 at_times[t] = inner.vector(node.expr, t)
             for s in at_times[t]:

@@ -31,12 +31,13 @@ from aggregator.promql.params import (
     parse_time_ms,
     vector_json,
 )
-from aggregator.promql.series import EvalError, Points, Sample, matching_series
+from aggregator.promql.series import EvalError, Points, QueryTimeout, Sample, matching_series
 from aggregator.promql.syntax import LabelMatcher, PromQLError, parse, selector_matchers
 from storage.base import StoreReader
 
 PREFIX = "/prometheus/api/v1/"
 MAX_POINTS = 11_000  # per series of a range query, as Prometheus
+MAX_TIMEOUT_S = 120.0  # Prometheus' --query.timeout default
 STORE = web.AppKey("promql_store", StoreReader)
 BUILD_INFO = {  # the Prometheus whose query semantics these answers follow
     "version": "2.42.0",
@@ -75,6 +76,8 @@ def bad_data(message: str) -> ApiError:
 
 
 def _query_error(error: Exception) -> ApiError:
+    if isinstance(error, QueryTimeout):
+        return ApiError("timeout", str(error), 503)
     if isinstance(error, PromQLError):
         return bad_data(f'invalid parameter "query": {error}')
     return ApiError("execution", str(error), 422)
@@ -85,12 +88,20 @@ def _time(params: Mapping[str, str], name: str, default: int) -> int:
     return default if text is None or text == "" else parse_time_ms(name, text)
 
 
+def _deadline(params: Mapping[str, str]) -> float:
+    """When the query stops: after its `timeout`, at most Prometheus' default 2 minutes."""
+    text = params.get("timeout")
+    seconds = MAX_TIMEOUT_S if not text else parse_duration_ms("timeout", text) / 1000
+    return time.monotonic() + min(seconds, MAX_TIMEOUT_S)
+
+
 def instant_query(store: StoreReader, params: Mapping[str, str], now_ms: int) -> object:
     ts = _time(params, "time", now_ms)
+    deadline = _deadline(params)
     try:
         node = parse(params.get("query", ""))
         store.refresh()
-        value = Evaluator(store, ts, ts).eval(node, ts)
+        value = Evaluator(store, ts, ts, deadline=deadline).eval(node, ts)
     except (PromQLError, EvalError) as error:
         raise _query_error(error) from error
     kind = value_type(node)
@@ -129,9 +140,10 @@ def range_query(store: StoreReader, params: Mapping[str, str]) -> object:
                 "for range query, must be Scalar or instant Vector"
             )
         store.refresh()
-        evaluator = Evaluator(store, start, end)
+        evaluator = Evaluator(store, start, end, deadline=_deadline(params))
         rows: dict[Labels, tuple[list[int], list[float]]] = {}
         for ts in range(start, end + 1, step):
+            evaluator.check_time()
             value = evaluator.eval(node, ts)
             vector = [Sample((), value)] if isinstance(value, float) else value
             for s in vector:

@@ -25,6 +25,13 @@ class EvalError(ValueError):
     """A query that parsed but cannot be answered (Prometheus' `execution` error)."""
 
 
+class QueryTimeout(EvalError):
+    """A query past its time (Prometheus' `timeout` error)."""
+
+    def __init__(self) -> None:
+        super().__init__("query timed out in expression evaluation")
+
+
 @dataclass(frozen=True, slots=True)
 class Points:
     """One series' points, ts in ms, ascending and unique. Lists rather than arrays: every
