@@ -271,16 +271,17 @@ class Evaluator:
         lhs, rhs = self.eval(node.lhs, ts), self.eval(node.rhs, ts)
         if isinstance(lhs, float) and isinstance(rhs, float):
             return operators.scalar_op(node.op, lhs, rhs)
+        op, bool_ = node.op, node.return_bool
         if isinstance(rhs, float):
-            return operators.vector_scalar(node.op, _as_vector(lhs), rhs, False, node.return_bool)
+            return _unique(operators.vector_scalar(op, _as_vector(lhs), rhs, False, bool_))
         if isinstance(lhs, float):
-            return operators.vector_scalar(node.op, _as_vector(rhs), lhs, True, node.return_bool)
-        if node.op in SET_OPERATORS:
-            return operators.set_operation(node.op, _as_vector(lhs), _as_vector(rhs), node.matching)
-        return _unique(
-            operators.vector_vector(
-                node.op, _as_vector(lhs), _as_vector(rhs), node.return_bool, node.matching
+            return _unique(operators.vector_scalar(op, _as_vector(rhs), lhs, True, bool_))
+        if op in SET_OPERATORS:
+            return _unique(
+                operators.set_operation(op, _as_vector(lhs), _as_vector(rhs), node.matching)
             )
+        return _unique(
+            operators.vector_vector(op, _as_vector(lhs), _as_vector(rhs), bool_, node.matching)
         )
 
 

@@ -146,6 +146,10 @@ OPERATORS = [
     "sum by (service) (http_requests_count)"
     " / on(service) sum by (service) (http_requests_count offset 5m)",
     "node_temp / 0",
+    '{__name__=~"node_temp|http_requests_count", host="c"} * 2',
+    '{__name__=~"node_temp|http_requests_count", host="c"} > bool 0',
+    'label_replace(node_temp, "host", "a", "host", ".*")',
+    'sum by (host) (label_replace(node_temp, "host", "a", "host", ".*"))',
     "http_requests_count and on(host) node_temp > 0",
     "node_temp or http_requests_count",
     "http_requests_count unless on(host) node_temp < 0",
