@@ -35,20 +35,10 @@ INSTANT_FUNCTIONS = frozenset(
 )  # fmt: skip
 AGGREGATIONS = frozenset(
     {
-        "sum",
-        "avg",
-        "min",
-        "max",
-        "count",
-        "topk",
-        "bottomk",
-        "group",
-        "stddev",
-        "stdvar",
-        "quantile",
-        "count_values",
+        "sum", "avg", "min", "max", "count", "topk", "bottomk", "group", "stddev", "stdvar",
+        "quantile", "count_values",
     }
-)
+)  # fmt: skip
 # Prometheus v2 evaluates these at every step with an @ selector's offset fixed at the query's
 # start (its AtModifierUnsafeFunctions), an answer that moves with the step: refused.
 AT_UNSAFE = frozenset({"predict_linear", "timestamp"})
@@ -329,6 +319,9 @@ def _binary(expr: pp.BinaryExpr) -> Binary:
     modifier = expr.modifier
     if modifier is None:
         return Binary(op, _convert(expr.lhs), _convert(expr.rhs), False, Matching())
+    fill = modifier.fill_values
+    if fill.lhs is not None or fill.rhs is not None:
+        raise Unsupported("fill()")  # Prometheus 3's, unknown to v2
     on = False
     labels: tuple[str, ...] = ()
     if modifier.matching is not None:

@@ -146,6 +146,9 @@ def test_queries_parse_into_nodes() -> None:
     ("query", "named"),
     [
         ("x[5m:1m] @ 100", "the @ modifier"),
+        ("a + fill(0) b", "fill()"),
+        ("a + on(x) group_left fill_left(1) b", "fill()"),
+        ("step()", "the function step()"),
         ("predict_linear(x[5m] @ 100, 60)", "the @ modifier inside predict_linear()"),
         ("timestamp(sum(x @ end()))", "the @ modifier inside timestamp()"),
         ("limitk(1, x)", "the aggregation limitk"),
