@@ -14,7 +14,6 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 
 import orjson
-import promql_parser
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import MultiDict, MultiMapping
@@ -32,7 +31,7 @@ from aggregator.promql.params import (
     vector_json,
 )
 from aggregator.promql.series import EvalError, Points, QueryTimeout, Sample, matching_series
-from aggregator.promql.syntax import LabelMatcher, PromQLError, parse, selector_matchers
+from aggregator.promql.syntax import LabelMatcher, PromQLError, Selector, parse
 from storage.base import StoreReader
 
 PREFIX = "/prometheus/api/v1/"
@@ -178,14 +177,11 @@ def matched_labels(store: StoreReader, params: MultiMapping[str]) -> list[Labels
 
 
 def parse_selector(text: str) -> tuple[LabelMatcher, ...]:
-    """A `match[]` selector's matchers."""
-    try:
-        expr = promql_parser.parse(text)
-    except ValueError as error:
-        raise PromQLError(f"1:1: parse error: {error}") from error
-    if not isinstance(expr, promql_parser.VectorSelector):
-        raise PromQLError(f"1:1: parse error: {text!r} is not a series selector")
-    return selector_matchers(expr)
+    """A `match[]` selector's matchers: a bare selector, as Prometheus' ParseMetricSelector."""
+    node = parse(text)
+    if not isinstance(node, Selector) or node.offset_ms or node.at:
+        raise PromQLError(f"parse error: {text!r} is not a series selector")
+    return node.matchers
 
 
 def _all_labels(store: StoreReader) -> list[Labels]:

@@ -206,7 +206,7 @@ def label_matcher(matcher: pp.Matcher) -> LabelMatcher:
     return LabelMatcher(matcher.name, op, matcher.value, regex)
 
 
-def selector_matchers(selector: pp.VectorSelector) -> tuple[LabelMatcher, ...]:
+def _selector_matchers(selector: pp.VectorSelector) -> tuple[LabelMatcher, ...]:
     if selector.matchers.or_matchers:
         raise Unsupported("a selector with 'or' between its matchers")
     matchers = tuple(label_matcher(m) for m in selector.matchers.matchers)
@@ -223,7 +223,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _selector(node: pp.VectorSelector) -> Selector:
-    matchers, offset = selector_matchers(node), _ms(node.offset)
+    matchers, offset = _selector_matchers(node), _ms(node.offset)
     modifier = node.at
     if modifier is None:
         return Selector(str(node), matchers, offset)
