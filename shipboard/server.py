@@ -42,7 +42,7 @@ from shipboard.http_site import http_site
 from shipboard.judges import judging
 from shipboard.node_lock import NodeLock
 from shipboard.settings import Settings
-from shipboard.stores import open_reader, running_store, watch_store
+from shipboard.stores import open_reader, rolls_up_itself, running_store, watch_store
 from storage.base import Store
 from storage.records import NS_PER_S
 from storage.tasks import background
@@ -385,7 +385,7 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
             )
         if "collector" in parts:
             await _start_collector(node, writer)
-        if "aggregator" in parts:
+        if "aggregator" in parts and not rolls_up_itself(settings):
             await _start_aggregator(node, scheduler)
         if "dashboards" in parts and settings.dash_port:
             node.listeners["dashboards"] = await stack.enter_async_context(

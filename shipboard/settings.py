@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from storage.records import NS_PER_S, RAW, Tier
 from storage.timeparse import parse_duration_ns
+from storage.victoria_config import VictoriaConfig
 
 
 def flag(name: str = "", *, help: str = "", repeat: bool = False) -> dict[str, Any]:
@@ -131,7 +132,9 @@ class Settings(BaseSettings):
         json_schema_extra=NO_FLAG,  # `run` alone takes it, with its choices (shipboard/cli.py)
     )
     store: str = Field(
-        "embedded", pattern="^(embedded|influxdb)$", description="Metric store: embedded, influxdb."
+        "embedded",
+        pattern="^(embedded|influxdb|victoriametrics)$",
+        description="Metric store: embedded, influxdb, victoriametrics.",
     )
     influx_url: str = Field("http://127.0.0.1:8086", description="InfluxDB's URL (store influxdb).")
     influx_api: str = Field(
@@ -143,8 +146,24 @@ class Settings(BaseSettings):
     influx_user: str = Field("", description="InfluxDB user (v1).")
     influx_password: str = Field("", description="InfluxDB password (v1).")
     influx_db: str = Field("shipboard", description="InfluxDB database (v1).")
+    vm_url: str = Field(
+        "", description="VictoriaMetrics single node's URL (store victoriametrics)."
+    )
+    vm_insert_url: str = Field("", description="A VictoriaMetrics cluster's vminsert URL.")
+    vm_select_url: str = Field("", description="A VictoriaMetrics cluster's vmselect URL.")
+    vm_tenant: str = Field(
+        "0", description="VictoriaMetrics cluster tenant: accountID[:projectID]."
+    )
+    vm_latency_offset_s: float = Field(
+        30.0,
+        ge=0,
+        description="VictoriaMetrics' -search.latencyOffset: rollups of newer buckets come from"
+        " raw points.",
+    )
     spool_max_bytes: int = Field(
-        1 << 30, gt=0, description="Disk the spool may use while InfluxDB is away; then 503."
+        1 << 30,
+        gt=0,
+        description="Disk the spool may use while InfluxDB or VictoriaMetrics is away; then 503.",
     )
 
     @field_validator("retention_raw", "retention_1m", "retention_10m", "retention_1h")
@@ -152,6 +171,21 @@ class Settings(BaseSettings):
     def _check_duration(cls, value: str) -> str:
         parse_duration_ns(value)
         return value
+
+    @model_validator(mode="after")
+    def _check_victoria(self) -> Settings:
+        if self.store == "victoriametrics":
+            self.victoria()  # says what is missing or malformed
+        return self
+
+    def victoria(self) -> VictoriaConfig:
+        """Where VictoriaMetrics is (store victoriametrics)."""
+        return VictoriaConfig(
+            url=self.vm_url,
+            insert_url=self.vm_insert_url,
+            select_url=self.vm_select_url,
+            tenant=self.vm_tenant,
+        )
 
     def rule_dirs(self) -> tuple[Path, ...]:
         """Where the alert rules are read from: `rules_dir`, by default `<data dir>/rules`."""

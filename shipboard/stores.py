@@ -1,4 +1,5 @@
-"""The metric store `shipboard run` uses, chosen by settings: embedded (default) or InfluxDB."""
+"""The metric store `shipboard run` uses, chosen by settings: embedded (default), InfluxDB or
+VictoriaMetrics."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from storage.base import Store, StoreReader
 from storage.embedded import EmbeddedStore
 from storage.embedded_reader import EmbeddedReader
 from storage.influx import InfluxConfig, InfluxStore
+from storage.victoria import VictoriaStore
 
 
 def open_store(settings: Settings) -> Store:
@@ -25,7 +27,14 @@ def open_store(settings: Settings) -> Store:
         return EmbeddedStore(
             settings.data_dir / "metrics", settings.tiers(), max_series=settings.max_series
         )
+    if settings.store == "victoriametrics":
+        return _victoria(settings, settings.data_dir / "spool")
     return _influx(settings, settings.data_dir / "spool")
+
+
+def rolls_up_itself(settings: Settings) -> bool:
+    """Whether the store computes its own rollups (VictoriaMetrics): no aggregator runs."""
+    return settings.store == "victoriametrics"
 
 
 @contextlib.asynccontextmanager
@@ -44,7 +53,20 @@ def open_reader(settings: Settings) -> StoreReader:
     dashboards'): no spool, no WAL of its own."""
     if settings.store == "embedded":
         return EmbeddedReader(settings.data_dir / "metrics", settings.tiers())
+    if settings.store == "victoriametrics":
+        return _victoria(settings, None)
     return _influx(settings, None)
+
+
+def _victoria(settings: Settings, spool_dir: Path | None) -> VictoriaStore:
+    return VictoriaStore(
+        settings.victoria(),
+        settings.tiers(),
+        spool_dir,
+        spool_max_bytes=settings.spool_max_bytes,
+        max_series=settings.max_series,
+        latency_offset_s=settings.vm_latency_offset_s,
+    )
 
 
 def _influx(settings: Settings, spool_dir: Path | None) -> InfluxStore:
@@ -70,13 +92,13 @@ def _influx(settings: Settings, spool_dir: Path | None) -> InfluxStore:
 class _SpoolCollector(Collector):
     """The spool's depth, read at scrape time."""
 
-    def __init__(self, store: InfluxStore) -> None:
+    def __init__(self, store: InfluxStore | VictoriaStore) -> None:
         self._store = store
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily(
             "shipboard_spool_depth",
-            "Writes held in the on-disk spool until InfluxDB takes them.",
+            "Writes held in the on-disk spool until InfluxDB or VictoriaMetrics takes them.",
             value=self._store.spool_depth,
         )
         yield GaugeMetricFamily(
@@ -87,6 +109,6 @@ class _SpoolCollector(Collector):
 
 
 def watch_store(registry: CollectorRegistry, store: Store) -> None:
-    """Show the store's own health on `/metrics` (the InfluxDB store's spool depth)."""
-    if isinstance(store, InfluxStore):
+    """Show the store's own health on `/metrics` (a remote store's spool depth)."""
+    if isinstance(store, InfluxStore | VictoriaStore):
         registry.register(_SpoolCollector(store))

@@ -28,7 +28,6 @@ Reads are one InfluxQL query each over `/query` (chunked JSON, orjson, numpy).
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import re
 import threading
@@ -46,10 +45,11 @@ from storage import influx_codec as codec
 from storage import influx_sketches as sketch_lines
 from storage.base import DirtyBuckets, WriteResult, retention_floors
 from storage.errors import ReadOnlyStoreError, StorageError, StoreClosedError
-from storage.influx_writes import DIRTY, InfluxWriter, Unavailable
+from storage.influx_writes import DIRTY, InfluxWriter
 from storage.records import RAW, FloatArray, Rollups, Samples, Series, Sketches, Tier
-from storage.series_index import sort_key
+from storage.series_listing import SeriesListing
 from storage.spool import Spool
+from storage.spool_drain import Unavailable
 
 _LOG = logging.getLogger(__name__)
 
@@ -102,7 +102,6 @@ class InfluxStore:
         if RAW not in self._tiers:
             raise ValueError("the tiers must include the raw tier")
         self._max_series = max_series
-        self._listing_ttl_s = listing_ttl_s
         # A body is in InfluxDB within its request's timeout, or failed and goes to the spool.
         self._settle_ns = (
             settle_ns if settle_ns is not None else int((config.timeout_s + 1) * 1_000_000_000)
@@ -124,10 +123,9 @@ class InfluxStore:
             rollup_widths=self._rollup_widths,
             late_margin_ns=late_margin_ns,
         )
-        self._lock = threading.Lock()  # guards the series listing, prefixes and the floor
+        self._lock = threading.Lock()  # guards the prefixes and the floor
         self._prefixes: dict[Series, str] = {}  # series this process wrote
-        self._listed: set[Series] = set()
-        self._listed_at = -float("inf")
+        self._listing = SeriesListing("InfluxDB", self._list_series, listing_ttl_s)
         self._closed = False
 
     def __enter__(self) -> Self:
@@ -198,13 +196,15 @@ class InfluxStore:
             for series, in_use in zip(samples.series, used.tolist(), strict=True):
                 prefix = self._prefixes.get(series)
                 if prefix is None and in_use:
-                    full = series not in self._listed and len(self._listed) >= self._max_series
-                    if full or not codec.writable(series) or series.metric.startswith("~"):
+                    if (
+                        not codec.writable(series)
+                        or series.metric.startswith("~")
+                        or not self._listing.admit(series, self._max_series)
+                    ):
                         refused += 1
                     else:
                         prefix = codec.line_prefix(series, series.metric)
                         self._prefixes[series] = prefix
-                        self._listed.add(series)
                 prefixes.append(prefix)
         return prefixes, refused
 
@@ -335,45 +335,23 @@ class InfluxStore:
         return codec.pick(found, prefix, keys)
 
     def metrics(self, pattern: str = "*") -> list[str]:
-        names = sorted({s.metric for s in self._listing()})
-        if pattern == "*":
-            return names
-        match = re.compile(fnmatch.translate(pattern)).match
-        return [name for name in names if match(name)]
+        self._check_open()
+        return self._listing.metrics(pattern)
 
     def series(self, metric: str | None = None) -> list[Series]:
-        listed = self._listing()
-        chosen = listed if metric is None else {s for s in listed if s.metric == metric}
-        return sorted(chosen, key=sort_key)
+        self._check_open()
+        return self._listing.series(metric)
 
     def series_count(self) -> int:
-        """Series listed when last asked (`/metrics` calls this on the event loop, so it lists
-        anew only on its first call) plus those written since."""
-        never = self._listed_at == -float("inf")
-        return len(self._listing(self._listing_ttl_s if never else float("inf")))
-
-    def _listing(self, ttl_s: float | None = None) -> set[Series]:
-        """Every series with raw points or sketches: InfluxDB's list (refreshed after
-        `listing_ttl_s`) plus what this process wrote since."""
         self._check_open()
-        if time.monotonic() - self._listed_at >= (self._listing_ttl_s if ttl_s is None else ttl_s):
-            started = time.monotonic()
-            pattern = f"{_RAW_MEASUREMENTS}|^{re.escape(_RAW_SKETCHES)}"
-            query = f"SHOW SERIES FROM {codec.regex_literal(pattern)}"
-            try:
-                keys = codec.show_values(self._query(query))
-            except StorageError:
-                _LOG.warning("InfluxDB is unavailable: series listing may be stale")
-                with self._lock:
-                    self._listed_at = started  # not again before the TTL: callers wait on it
-            else:
-                found = (codec.parse_series_key(k) for k in keys)
-                listed = {Series(s.metric.removeprefix(_RAW_SKETCHES), s.tags) for s in found}
-                with self._lock:
-                    self._listed = listed | set(self._prefixes)
-                    self._listed_at = started
-        with self._lock:
-            return set(self._listed)
+        return self._listing.count()
+
+    def _list_series(self) -> set[Series]:
+        """Every series with raw points or sketches, as InfluxDB lists them."""
+        pattern = f"{_RAW_MEASUREMENTS}|^{re.escape(_RAW_SKETCHES)}"
+        keys = codec.show_values(self._query(f"SHOW SERIES FROM {codec.regex_literal(pattern)}"))
+        found = (codec.parse_series_key(k) for k in keys)
+        return {Series(s.metric.removeprefix(_RAW_SKETCHES), s.tags) for s in found}
 
     # -- maintenance ----------------------------------------------------------------------
 
@@ -393,8 +371,8 @@ class InfluxStore:
         meta = codec.line_prefix(Series.of(_META, {"tier": RAW}), _META)
         raw_floor = max(cuts[RAW], codec.MIN_TS)
         self._writer.post(f"{meta} floor={raw_floor}i 0\n".encode())
+        self._listing.invalidate()
         with self._lock:
-            self._listed_at = -float("inf")
             self._floor_ns, self._floor_at = raw_floor, time.monotonic()
 
     def refresh(self) -> None:

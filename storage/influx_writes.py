@@ -13,9 +13,7 @@ is delivered.
 from __future__ import annotations
 
 import gzip
-import logging
 import re
-import threading
 import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
@@ -27,23 +25,15 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
 from storage import influx_codec as codec
-from storage.backoff import Backoff
-from storage.errors import ServerWriteError
 from storage.records import IntArray
 from storage.spool import Spool
+from storage.spool_drain import SpoolDrainer, Unavailable, check_status
 
 if TYPE_CHECKING:
     from storage.influx import InfluxConfig
 
-_LOG = logging.getLogger(__name__)
-
 DIRTY = "~dirty"
 _MARK = re.compile(rb"^(~dirty,[^ ]+ n=1i) \d+$", re.MULTILINE)
-_RETRY_S = (0.2, 5.0)
-
-
-class Unavailable(Exception):
-    """InfluxDB did not answer, answered too late, or answered 5xx/429: try again later."""
 
 
 class InfluxWriter:
@@ -63,7 +53,6 @@ class InfluxWriter:
         self._config = config
         self._url = config.url.rstrip("/")
         self._http = http
-        self._spool = spool
         self._rollup_widths = rollup_widths
         self._late_margin_ns = late_margin_ns
         self._client: InfluxDBClient | None = None
@@ -77,48 +66,35 @@ class InfluxWriter:
                 retries=retries,
             )
             self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._drainer: threading.Thread | None = None
+        # Spooled bodies mark every bucket they touch, stamped again when they are delivered.
+        restamp = lambda body: _MARK.sub(b"\\1 %d" % time.time_ns(), body)  # noqa: E731
+        self._drainer = SpoolDrainer("InfluxDB", spool, self.post, restamp)
 
     def start(self) -> None:
         """Start the drainer thread (none without a spool, or if it runs already)."""
-        if self._spool is not None and self._drainer is None:
-            self._drainer = threading.Thread(target=self._drain, name="influx-spool-drainer")
-            self._drainer.start()
+        self._drainer.start()
 
     def close(self) -> None:
         """Stop the drainer (spooled bodies stay on disk for the next start)."""
-        self._stop.set()
-        self._wake.set()
-        if self._drainer is not None:
-            self._drainer.join()
+        self._drainer.close()
         if self._client is not None:
             self._client.close()  # type: ignore[no-untyped-call]
 
     @property
     def spool_depth(self) -> int:
         """Bodies waiting in the spool for InfluxDB."""
-        return self._spool.depth if self._spool is not None else 0
+        return self._drainer.depth
 
     @property
     def spool_bytes(self) -> int:
-        return self._spool.size_bytes if self._spool is not None else 0
+        return self._drainer.size_bytes
 
     def deliver(self, payload: bytes, ts_ns: IntArray) -> None:
         """Send now, or spool when InfluxDB is away or bodies are already queued (order).
         Points sent now mark their buckets dirty if they are older than the late margin;
         spooled ones all do (they arrive late), stamped again when they are delivered."""
-        assert self._spool is not None  # the store checks it is writable
-        if not self._spool.depth:
-            late = ts_ns[ts_ns < time.time_ns() - self._late_margin_ns]
-            try:
-                self.post(payload + self._marks(late))
-                return
-            except Unavailable as error:
-                _LOG.warning("InfluxDB is unavailable (%s): spooling writes", error)
-        self._spool.append(payload + self._marks(ts_ns))
-        self._wake.set()
+        late = ts_ns[ts_ns < time.time_ns() - self._late_margin_ns]
+        self._drainer.deliver(payload + self._marks(late), payload + self._marks(ts_ns))
 
     def _marks(self, ts_ns: IntArray) -> bytes:
         """`~dirty` lines for the bucket of each of `ts_ns` in every rollup tier, stamped now."""
@@ -153,30 +129,6 @@ class InfluxWriter:
             raise Unavailable(str(error)) from error
         _check_status(response.status, response.data.decode(errors="replace"))
 
-    def _drain(self) -> None:
-        """Deliver spooled bodies oldest first, each removed only once InfluxDB took it."""
-        assert self._spool is not None
-        backoff = Backoff(*_RETRY_S)
-        while not self._stop.is_set():
-            record = self._spool.oldest()
-            if record is None:
-                self._wake.wait(1.0)
-                self._wake.clear()
-                continue
-            seq, payload = record
-            try:
-                self.post(_MARK.sub(b"\\1 %d" % time.time_ns(), payload))
-            except Unavailable:
-                self._stop.wait(backoff.failed())
-                continue
-            except ServerWriteError:
-                _LOG.exception("dropping spooled write %d: InfluxDB will never take it", seq)
-            self._spool.remove(seq)
-            backoff.succeeded()
-
 
 def _check_status(status: int, body: str) -> None:
-    if status >= 500 or status == 429:
-        raise Unavailable(f"HTTP {status}: {body[:200]}")
-    if status >= 300:
-        raise ServerWriteError(f"InfluxDB refused a write: HTTP {status}: {body[:200]}")
+    check_status("InfluxDB", status, body)

@@ -10,6 +10,7 @@ from blockbuster import BlockBuster, blockbuster_ctx
 
 from tests.backends import influxd  # noqa: F401 (the influxd fixture, for every package)
 from tests.postgres import pg_database_url  # noqa: F401 (the PostgreSQL fixture, likewise)
+from tests.victoria import victoria, victoria_server  # noqa: F401 (VictoriaMetrics, likewise)
 
 
 @pytest.fixture(autouse=True)
