@@ -55,6 +55,8 @@ _LOG = logging.getLogger(__name__)
 
 _EVERY_METRIC = '{__name__=~"[^~].*"}'
 _EVERY_SKETCH = '{__name__=~"~sketch:.*"}'
+# One series per sketch series and scale (its sum), not one per bucket key, for listings.
+_EVERY_SKETCHED = f'{{__name__=~"~sketch:.*",{codec.KEY_LABEL}="sum"}}'
 _EXACT_SELECTORS = 20  # up to this many series of a metric are asked one by one
 _SERVER = "VictoriaMetrics"
 
@@ -276,7 +278,7 @@ class VictoriaStore:
 
     def _list_series(self) -> set[Series]:
         """Every series with raw points or sketches, as VictoriaMetrics lists them."""
-        fields = [("match[]", _EVERY_METRIC), ("match[]", _EVERY_SKETCH), ("start", "0")]
+        fields = [("match[]", _EVERY_METRIC), ("match[]", _EVERY_SKETCHED), ("start", "0")]
         listed = set()
         for labels in orjson.loads(self._request("POST", self._config.read_url("series"), fields))[
             "data"

@@ -3,6 +3,7 @@ Shipboard service runs a real `shipboard` command, every setting it names exists
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +36,22 @@ def test_the_topology_is_influxdb_postgresql_a_relay_two_collectors_and_one_of_e
     assert SERVICES["relay"]["command"][0] == "relay"
 
 
-@pytest.mark.parametrize("name", SHIPBOARD_SERVICES)
-def test_each_service_command_parses_with_the_shipboard_parser_and_its_settings_load(
-    name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-):
-    service = SERVICES[name]
+def parse_service(
+    service: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> tuple[argparse.Namespace, Settings]:
+    """The service's command as `shipboard` parses it, and the settings it runs with."""
     monkeypatch.chdir(tmp_path)  # no stray .env
     for key, value in service["environment"].items():
         monkeypatch.setenv(key, str(value))
     args = build_parser().parse_args(service["command"])
-    settings = settings_from(args)
+    return args, settings_from(args)
+
+
+@pytest.mark.parametrize("name", SHIPBOARD_SERVICES)
+def test_each_service_command_parses_with_the_shipboard_parser_and_its_settings_load(
+    name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    args, settings = parse_service(SERVICES[name], monkeypatch, tmp_path)
     assert settings.store == "influxdb"
     assert settings.control_db.startswith("postgresql://")
     assert settings.influx_url == "http://influxdb:8086"
@@ -85,14 +92,16 @@ def test_the_relay_forwards_to_each_collector_statsd_port():
     assert {parse_address(node)[1] for node in nodes} == {Settings().statsd_port}
 
 
-def test_every_service_has_a_health_check_and_its_volumes_are_declared():
-    declared = set(COMPOSE["volumes"])
-    for name, service in SERVICES.items():
+@pytest.mark.parametrize("file", ["docker-compose.yml", "docker-compose.victoria.yml"])
+def test_every_service_has_a_health_check_and_its_volumes_are_declared(file: str):
+    compose = yaml.safe_load((ROOT / file).read_text())
+    declared = set(compose["volumes"])
+    for name, service in compose["services"].items():
         assert service["healthcheck"]["test"][0] == "CMD", name
         for volume in service.get("volumes", []):
             assert volume.split(":")[0] in declared, (name, volume)
-    stateful = {"influxdb", "postgres", "collector1", "collector2"}
-    assert all(SERVICES[name].get("volumes") for name in stateful)
+    stateful = {"postgres", "collector1", "collector2"}
+    assert all(compose["services"][name].get("volumes") for name in stateful)
 
 
 def test_the_dockerfile_installs_the_project_and_runs_the_shipboard_command():
