@@ -18,11 +18,17 @@ from storage.base import Store
 from storage.embedded import EmbeddedStore
 from storage.influx import InfluxConfig, InfluxStore
 from storage.records import Tier
+from storage.victoria import VictoriaStore
+from storage.victoria_config import VictoriaConfig
 from tests.launcher import HOST, ServerProcess, free_port
+from tests.victoria import STORE_OPTIONS
 
 # influxd-backed cases are end to end with a server process: the full run has them, the fast
 # lane (-m "not slow") the embedded ones.
 BACKENDS = ("embedded", pytest.param("influxdb", marks=pytest.mark.slow))
+# VictoriaMetrics keeps milliseconds within its retention: for tests on realistic times (the
+# query engine's), not the store protocol's nanosecond edge cases.
+QUERY_BACKENDS = (*BACKENDS, pytest.param("victoriametrics", marks=pytest.mark.slow))
 
 
 def influxd_config(home: Path, host: str, http_port: int, rpc_port: int) -> str:
@@ -117,13 +123,19 @@ class StoreOpener:
         self._tiers = tiers
         self._stack = contextlib.ExitStack()
         self._influx: InfluxConfig | None = None
+        self._victoria: VictoriaConfig | None = None
         if backend == "influxdb":
             server: Influxd = request.getfixturevalue("influxd")
             self._influx = InfluxConfig(server.url, api="v1", database=server.new_database())
+        if backend == "victoriametrics":
+            self._victoria = VictoriaConfig(url=request.getfixturevalue("victoria").url)
 
     def __call__(self, **options: Any) -> Store:
         store: Store
-        if self._influx is None:
+        if self._victoria is not None:
+            options = STORE_OPTIONS | options
+            store = VictoriaStore(self._victoria, self._tiers, self._home / "spool", **options)
+        elif self._influx is None:
             store = EmbeddedStore(self._home / "data", self._tiers, **options)
         else:
             # A test's writes have landed once they return: no settle time before a pass clears

@@ -9,12 +9,19 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.launcher import HOST, ServerProcess, free_port
 
 FLAGS = ("-dedup.minScrapeInterval=1ms", "-search.latencyOffset=0s", "-retentionPeriod=10y")
+# A test's store: every write searchable on return, the newest buckets too, listings fresh.
+STORE_OPTIONS: dict[str, Any] = {
+    "listing_ttl_s": 0.0,
+    "latency_offset_s": 0.0,
+    "flush_writes": True,
+}
 
 
 class VictoriaMetrics:

@@ -22,7 +22,7 @@ from storage.victoria import VictoriaStore
 from storage.victoria_config import VictoriaConfig
 from tests.launcher import free_port, wait_for
 from tests.storage.sketch_cases import rows_of
-from tests.victoria import VictoriaMetrics
+from tests.victoria import STORE_OPTIONS, VictoriaMetrics
 
 pytestmark = pytest.mark.slow  # a server process
 
@@ -44,7 +44,7 @@ def open_vm(
     stores: list[VictoriaStore] = []
 
     def factory(**options: Any) -> VictoriaStore:
-        options = {"listing_ttl_s": 0.0, "latency_offset_s": 0.0, "flush_writes": True} | options
+        options = STORE_OPTIONS | options
         config = VictoriaConfig(url=victoria.url)
         store = VictoriaStore(config, tiers, tmp_path / "spool", **options)
         stores.append(store.__enter__())

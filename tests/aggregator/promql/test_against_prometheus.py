@@ -1,6 +1,7 @@
 """PromQL answers equal Prometheus' own: the same samples written into a real Prometheus
-(remote write) and into an embedded store, the same queries asked of both, at instants that
-fall before, inside and after the data, on its points and 5 minutes (the lookback) past them."""
+(remote write) and into a store (embedded, then VictoriaMetrics), the same queries asked of
+both, at instants that fall before, inside and after the data, on its points and 5 minutes (the
+lookback) past them."""
 
 from __future__ import annotations
 
@@ -14,9 +15,13 @@ from multidict import MultiDict
 
 from aggregator.promql.routes import ApiError, instant_query, range_query
 from shipboard.settings import Settings
+from storage.base import Store, StoreReader
 from storage.embedded import EmbeddedStore
+from storage.victoria import VictoriaStore
+from storage.victoria_config import VictoriaConfig
 from tests.aggregator.promql.dataset import MIN, SPAN_MS, Dataset, S, build
 from tests.aggregator.promql.truth import Prometheus, assert_same_answer
+from tests.victoria import STORE_OPTIONS, VictoriaMetrics
 
 pytestmark = pytest.mark.slow  # starts a Prometheus server
 
@@ -29,15 +34,28 @@ def dataset() -> Dataset:
     return build(now_ms - now_ms % MIN - SPAN_MS - 15 * MIN)
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, dataset: Dataset) -> Iterator[EmbeddedStore]:
-    with EmbeddedStore(tmp_path_factory.mktemp("store"), Settings().tiers()) as opened:
+@pytest.fixture(scope="module", params=["embedded", "victoriametrics"])
+def store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, dataset: Dataset
+) -> Iterator[StoreReader]:
+    """The dataset in the embedded store, or in VictoriaMetrics (PromQL is Shipboard's own,
+    evaluated over the points each store reads back)."""
+    opened: Store
+    home = tmp_path_factory.mktemp("store")
+    if request.param == "embedded":
+        opened = EmbeddedStore(home, Settings().tiers())
+    else:
+        server: VictoriaMetrics = request.getfixturevalue("victoria_server")
+        server.forget_everything()
+        config = VictoriaConfig(url=server.url)
+        opened = VictoriaStore(config, Settings().tiers(), home / "spool", **STORE_OPTIONS)
+    with opened:
         result = opened.write(dataset.samples())
         assert result.accepted == len(dataset.samples())
         yield opened
 
 
-def ours(store: EmbeddedStore, params: dict[str, str], instant: bool = True) -> dict[str, Any]:
+def ours(store: StoreReader, params: dict[str, str], instant: bool = True) -> dict[str, Any]:
     try:
         data = (
             instant_query(store, MultiDict(params), 0)
@@ -217,7 +235,7 @@ QUERIES = SELECTORS + RANGE_FUNCTIONS + AGGREGATIONS + OPERATORS + FUNCTIONS
 
 @pytest.mark.parametrize("query", QUERIES)
 def test_instant_queries_answer_as_prometheus(
-    query: str, dataset: Dataset, prometheus: Prometheus, store: EmbeddedStore
+    query: str, dataset: Dataset, prometheus: Prometheus, store: StoreReader
 ) -> None:
     for at in instants(dataset):
         params = {"query": query, "time": f"{at / 1000:.3f}"}
@@ -227,7 +245,7 @@ def test_instant_queries_answer_as_prometheus(
 
 @pytest.mark.parametrize("query", QUERIES)
 def test_range_queries_answer_as_prometheus(
-    query: str, dataset: Dataset, prometheus: Prometheus, store: EmbeddedStore
+    query: str, dataset: Dataset, prometheus: Prometheus, store: StoreReader
 ) -> None:
     base = dataset.base_ms
     for start, end, step in [
@@ -245,7 +263,7 @@ def test_range_queries_answer_as_prometheus(
 
 
 def test_range_vectors_answer_with_their_points(
-    dataset: Dataset, prometheus: Prometheus, store: EmbeddedStore
+    dataset: Dataset, prometheus: Prometheus, store: StoreReader
 ) -> None:
     for query in (
         "node_temp[2m]",
@@ -261,7 +279,7 @@ def test_range_vectors_answer_with_their_points(
 
 
 def test_the_at_modifier_answers_as_prometheus(
-    dataset: Dataset, prometheus: Prometheus, store: EmbeddedStore
+    dataset: Dataset, prometheus: Prometheus, store: StoreReader
 ) -> None:
     at = f"{(dataset.base_ms + 11 * MIN + 7 * S) / 1000:.3f}"
     queries = [
