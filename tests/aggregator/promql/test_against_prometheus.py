@@ -1,5 +1,5 @@
 """PromQL answers equal Prometheus' own: the same samples written into a real Prometheus
-(remote write) and into a store (embedded, then VictoriaMetrics), the same queries asked of
+(remote write) and into a store (embedded, InfluxDB, VictoriaMetrics), the same queries asked of
 both, at instants that fall before, inside and after the data, on its points and 5 minutes (the
 lookback) past them."""
 
@@ -17,10 +17,12 @@ from aggregator.promql.routes import ApiError, instant_query, range_query
 from shipboard.settings import Settings
 from storage.base import Store, StoreReader
 from storage.embedded import EmbeddedStore
+from storage.influx import InfluxConfig, InfluxStore
 from storage.victoria import VictoriaStore
 from storage.victoria_config import VictoriaConfig
 from tests.aggregator.promql.dataset import MIN, SPAN_MS, Dataset, S, build
 from tests.aggregator.promql.truth import Prometheus, assert_same_answer
+from tests.backends import Influxd
 from tests.victoria import STORE_OPTIONS, VictoriaMetrics
 
 pytestmark = pytest.mark.slow  # starts a Prometheus server
@@ -34,21 +36,26 @@ def dataset() -> Dataset:
     return build(now_ms - now_ms % MIN - SPAN_MS - 15 * MIN)
 
 
-@pytest.fixture(scope="module", params=["embedded", "victoriametrics"])
+@pytest.fixture(scope="module", params=["embedded", "influxdb", "victoriametrics"])
 def store(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, dataset: Dataset
 ) -> Iterator[StoreReader]:
-    """The dataset in the embedded store, or in VictoriaMetrics (PromQL is Shipboard's own,
-    evaluated over the points each store reads back)."""
+    """The dataset in each store in turn (PromQL is Shipboard's own, evaluated over the points
+    each store reads back)."""
     opened: Store
     home = tmp_path_factory.mktemp("store")
     if request.param == "embedded":
         opened = EmbeddedStore(home, Settings().tiers())
+    elif request.param == "influxdb":
+        influxd: Influxd = request.getfixturevalue("influxd")
+        config = InfluxConfig(influxd.url, api="v1", database=influxd.new_database())
+        opened = InfluxStore(config, Settings().tiers(), home / "spool", listing_ttl_s=0.0)
     else:
         server: VictoriaMetrics = request.getfixturevalue("victoria_server")
         server.forget_everything()
-        config = VictoriaConfig(url=server.url)
-        opened = VictoriaStore(config, Settings().tiers(), home / "spool", **STORE_OPTIONS)
+        opened = VictoriaStore(
+            VictoriaConfig(url=server.url), Settings().tiers(), home / "spool", **STORE_OPTIONS
+        )
     with opened:
         result = opened.write(dataset.samples())
         assert result.accepted == len(dataset.samples())
