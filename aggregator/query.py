@@ -29,7 +29,7 @@ from aggregator.rollups import AGGREGATES, regroup
 from aggregator.sketch_cache import Answers, cached_answers
 from aggregator.sketch_rollups import as_rollups, percentile, quantile_rows, regroup_sketches
 from aggregator.tiered import read_rows, read_sketches
-from storage.base import StoreReader
+from storage.base import StoreReader, series_with
 from storage.records import NS_PER_MS, FloatArray, IndexArray, IntArray, Rollups, Series, Tier
 from storage.timeparse import nice_step_ns, parse_duration_ns, parse_time
 
@@ -179,12 +179,17 @@ def _width(tier: Tier) -> int:
 
 
 def match_series(store: StoreReader, request: QueryRequest) -> list[Series]:
-    """Every series of the metric (or metric glob) that passes all tag filters."""
+    """Every series of the metric (or metric glob) that passes all tag filters: of those
+    with the filters' exact pairs (`key:value`, from the store's tag index), else of all."""
+    exact = [f for f in request.tag_filters if not f.negate and not _GLOB_CHARS.search(f.pattern)]
+    pairs = tuple((f.key, f.pattern) for f in exact)
+    others = [f for f in request.tag_filters if f not in exact]
     if _GLOB_CHARS.search(request.metric):
-        candidates = [s for m in store.metrics(request.metric) for s in store.series(m)]
+        metrics = store.metrics(request.metric)
     else:
-        candidates = store.series(request.metric)
-    return [s for s in candidates if all(f.matches(s) for f in request.tag_filters)]
+        metrics = [request.metric]
+    candidates = [s for m in metrics for s in series_with(store, m, pairs)]
+    return [s for s in candidates if all(f.matches(s) for f in others)]
 
 
 def run_query(store: StoreReader, tiers: Sequence[Tier], request: QueryRequest) -> QueryResult:

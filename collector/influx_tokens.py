@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 
 from collector.errors import ParseError
@@ -52,7 +53,8 @@ class Key:
     def series_of(self, name: str) -> Series:
         found = self.series.get(name)
         if found is None:
-            found = self.series[name] = Series(self.prefix + name, self.tags)
+            # Interned, as the tag keys: the store keeps one copy of a name for all its series.
+            found = self.series[name] = Series(sys.intern(self.prefix + name), self.tags)
         return found
 
 
@@ -88,7 +90,7 @@ def _build_key(raw: bytes, line: bytes) -> Key:
         if escaped:
             raw_tag_key = _TAG_ESCAPE.sub(rb"\1", raw_tag_key)
             raw_value = _TAG_ESCAPE.sub(rb"\1", raw_value)
-        tag_key = _decode(raw_tag_key, "bad_tag", line)
+        tag_key = sys.intern(_decode(raw_tag_key, "bad_tag", line))
         if tag_key in tags:
             raise ParseError("bad_tag", line, "duplicate tags")
         tags[tag_key] = _decode(raw_value, "bad_tag", line)

@@ -18,7 +18,7 @@ from aggregator.query import QueryRequest, QueryResult, ResultSeries, TagFilter,
 from annotations.control.db import ControlDB
 from annotations.control.notes import Annotation, list_annotations
 from dashboards.spec import Catalog, Dashboard, Overlay, Panel, Source, load_catalog, substitute
-from storage.base import StoreReader
+from storage.base import StoreReader, tag_values
 from storage.records import NS_PER_MS, Tier
 
 ALL = "*"
@@ -149,8 +149,7 @@ class Board:
 
     def tag_values(self, metrics: Sequence[str], tag: str) -> list[str]:
         """The values `tag` takes among the series of `metrics`: a variable's choices."""
-        found = (s.tag(tag) for metric in metrics for s in self.store.series(metric))
-        return sorted({v for v in found if v is not None})
+        return sorted({v for metric in metrics for v in tag_values(self.store, metric, tag)})
 
 
 def _key(series: ResultSeries) -> tuple[tuple[str, str], ...]:

@@ -173,6 +173,49 @@ class SketchChanges(Protocol):
         ...
 
 
+@runtime_checkable
+class TagIndex(Protocol):
+    """A reader with an inverted index from tag pairs to series (the embedded store): a
+    tag-filtered match costs the series it finds, not the series of the metric. Readers without
+    one answer through `series_with`, `tag_keys` and `tag_values` below, from `series()`."""
+
+    def series_with(self, metric: str, tags: Sequence[tuple[str, str]]) -> list[Series]:
+        """The series of `metric` that have every (key, value) of `tags` (at least one), sorted."""
+        ...
+
+    def tag_keys(self, metric: str) -> list[str]:
+        """The tag keys the series of `metric` have, sorted."""
+        ...
+
+    def tag_values(self, metric: str, key: str) -> list[str]:
+        """The values tag `key` takes among the series of `metric`, sorted."""
+        ...
+
+
+def series_with(store: StoreReader, metric: str, tags: Sequence[tuple[str, str]]) -> list[Series]:
+    """`TagIndex.series_with` of any reader (no tags: every series of `metric`)."""
+    if not tags:
+        return store.series(metric)
+    if isinstance(store, TagIndex):
+        return store.series_with(metric, tags)
+    return [s for s in store.series(metric) if all(s.tag(k) == v for k, v in tags)]
+
+
+def tag_keys(store: StoreReader, metric: str) -> list[str]:
+    """`TagIndex.tag_keys` of any reader."""
+    if isinstance(store, TagIndex):
+        return store.tag_keys(metric)
+    return sorted({key for s in store.series(metric) for key, _ in s.tags})
+
+
+def tag_values(store: StoreReader, metric: str, key: str) -> list[str]:
+    """`TagIndex.tag_values` of any reader."""
+    if isinstance(store, TagIndex):
+        return store.tag_values(metric, key)
+    found = (s.tag(key) for s in store.series(metric))
+    return sorted({value for value in found if value is not None})
+
+
 class Store(StoreReader, Protocol):
     """A backend that also writes: the collector, the aggregator."""
 

@@ -228,29 +228,29 @@ class StoreView:
             blocks = [b for b in self._blocks[table] if b.overlaps(start_ns, end_ns)]
             heads: list[Snapshot] = [h[table].snapshot() for h in self._frozen]
             heads.append(self._heads[table].snapshot())
-            known = len(self._index)
         if end_ns <= start_ns:
             return None
         if series is None:
             return _Scope(start_ns, blocks, heads, None, None, np.empty(0, np.int64))
         ids = self._index.lookup(tuple(series))
         sids = np.unique(ids[ids >= 0]).astype(np.uint32)
-        return _Scope(start_ns, blocks, heads, sids, _membership(sids, known), ids)
+        return _Scope(start_ns, blocks, heads, sids, _membership(sids), ids)
 
     def _positions(
         self, series: Sequence[Series] | None, scope: _Scope, present: IdArray
     ) -> tuple[tuple[Series, ...], NDArray[np.uint32]]:
         """The keys of a read's answer and each series id's position in them: the given
-        series, or else the `present` ones (sorted ids) in series order."""
+        series, or else the `present` ones (sorted ids) in series order. Only the ids read are
+        set: the lookup is not cleared, which would cost 4 bytes of every series before them."""
         if series is not None:
             assert scope.member is not None
             wanted = scope.ids >= 0
-            lookup = np.zeros(len(scope.member), np.uint32)
+            lookup = np.empty(len(scope.member), np.uint32)
             lookup[scope.ids[wanted]] = np.flatnonzero(wanted)
             return tuple(series), lookup
         found = [self._index.key(s) for s in present.tolist()]
         order = sorted(range(len(found)), key=lambda i: sort_key(found[i]))
-        lookup = np.zeros(int(present[-1]) + 1 if len(present) else 0, np.uint32)
+        lookup = np.empty(int(present[-1]) + 1 if len(present) else 0, np.uint32)
         lookup[present[order]] = np.arange(len(order), dtype=np.uint32)
         return tuple(found[i] for i in order), lookup
 
@@ -258,7 +258,7 @@ class StoreView:
         """The rows of `tier` for the sorted `sids` in range, one per bucket; under `_lock`."""
         blocks = [b for b in self._blocks[tier] if b.overlaps(start_ns, end_ns)]
         heads = [h[tier].snapshot() for h in (*self._frozen, self._heads)]
-        member = _membership(sids, len(self._index))
+        member = _membership(sids)
         scope = _Scope(start_ns, blocks, heads, sids, member, np.empty(0, np.int64))
         return merge([_gather(scope, end_ns, self._widths[tier])], self._widths[tier])
 
@@ -269,6 +269,18 @@ class StoreView:
     def series(self, metric: str | None = None) -> list[Series]:
         self._check_open()
         return self._index.series(metric)
+
+    def series_with(self, metric: str, tags: Sequence[tuple[str, str]]) -> list[Series]:
+        self._check_open()
+        return self._index.series_with(metric, tags)
+
+    def tag_keys(self, metric: str) -> list[str]:
+        self._check_open()
+        return self._index.tag_keys(metric)
+
+    def tag_values(self, metric: str, key: str) -> list[str]:
+        self._check_open()
+        return self._index.tag_values(metric, key)
 
     def series_count(self) -> int:
         """Live series: those with a point in some tier's retention."""
@@ -361,9 +373,10 @@ def _mark_live(live: NDArray[np.bool_], rows: Columns, floor_ns: int) -> None:
     live[sid[sid < len(live)]] = True
 
 
-def _membership(sids: IdArray, known: int) -> NDArray[np.bool_]:
-    """A mask over series ids, True at `sids`, with the spare last slot `select_unsorted` needs."""
-    member = np.zeros(max(known, int(sids[-1]) + 1 if len(sids) else 0) + 1, np.bool_)
+def _membership(sids: IdArray) -> NDArray[np.bool_]:
+    """A mask over series ids up to the last of the sorted `sids`, True at them, with the spare
+    last slot `select_unsorted` clips greater ids to: sized by the ids read, not the store."""
+    member = np.zeros(int(sids[-1]) + 2 if len(sids) else 1, np.bool_)
     member[sids] = True
     return member
 

@@ -5,6 +5,10 @@ defined in the WAL record that first uses them and appended to the series log at
 time; the manifest names how many bytes of the log are committed. Bytes beyond them were
 appended by a checkpoint that did not finish (those series are still defined in the WAL), and
 recovery cuts them off (`discard_uncommitted`).
+
+The tag index (`storage.postings`) follows the listings, series by series, so whatever defines
+the series (a write, the log and the WAL replayed after a crash, a follower tailing them)
+builds it too.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import logging
 import os
 import re
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,17 +26,45 @@ from pathlib import Path
 import numpy as np
 
 from storage.errors import CorruptStoreError
+from storage.postings import Postings
 from storage.records import IntArray, Series
 
 _LOG = logging.getLogger(__name__)
+
+
+_LOG_CHUNK_BYTES = 1 << 20
+"""The series log is parsed in chunks of about this size."""
+
+_LISTING_SHARE = 8
+"""A tag match that leaves more than 1/8 of its metric's series to check filters the sorted
+listing instead of sorting what it found."""
 
 
 def sort_key(series: Series) -> tuple[str, tuple[tuple[str, str], ...]]:
     return (series.metric, series.tags)
 
 
+def _has(series: Series, tags: Sequence[tuple[str, str]]) -> bool:
+    return all(series.tag(key) == value for key, value in tags)
+
+
+def _with_shared_names(series: Series) -> Series:
+    """`series` with its metric name and tag keys interned. A parser gives every series its own
+    copies of them (`card.v` and `host` a million times over); shared, they cost once, which
+    pays for the series' entries in the tag index twice over."""
+    intern = sys.intern
+    metric = intern(series.metric)
+    if metric is series.metric:
+        for key, _ in series.tags:
+            if intern(key) is not key:
+                break
+        else:
+            return series  # shared already (the line protocol parser interns them)
+    return Series(metric, tuple((intern(k), v) for k, v in series.tags))
+
+
 class SeriesIndex:
-    """Thread-safe map of series to ids, with cached sorted listings.
+    """Thread-safe map of series to ids, with cached sorted listings and the tag index.
 
     A series whose every point has aged out of retention is forgotten: it leaves the listings
     and the live count but keeps its id, and comes back (`revive`) with its next point."""
@@ -41,6 +74,7 @@ class SeriesIndex:
         self._keys: list[Series] = []
         self._ids: dict[Series, int] = {}
         self._by_metric: dict[str, list[Series]] = {}
+        self._postings = Postings()  # of the listed series
         self._sorted_metrics: list[str] | None = None
         self._sorted_series: dict[str | None, list[Series]] = {}
         self._forgotten: set[int] = set()
@@ -79,6 +113,7 @@ class SeriesIndex:
                     self._forgotten_mask = grown
                 self._forgotten_mask[sid] = True
                 series = self._keys[sid]
+                self._postings.remove(sid, series)
                 by_metric = self._by_metric[series.metric]
                 by_metric.remove(series)
                 if not by_metric:
@@ -94,7 +129,7 @@ class SeriesIndex:
                 return
             self._forgotten.discard(sid)
             self._forgotten_mask[sid] = False
-            self._list(self._keys[sid])
+            self._list(sid, self._keys[sid])
 
     def key(self, sid: int) -> Series:
         return self._keys[sid]
@@ -112,15 +147,17 @@ class SeriesIndex:
 
     def add(self, series: Series) -> int:
         """Define a new series; returns its id."""
+        series = _with_shared_names(series)
         with self._lock:
             sid = len(self._keys)
             self._keys.append(series)
             self._ids[series] = sid
-            self._list(series)
+            self._list(sid, series)
             return sid
 
-    def _list(self, series: Series) -> None:
-        """Add `series` to the listings; the caller holds the lock."""
+    def _list(self, sid: int, series: Series) -> None:
+        """Add `series` to the listings and the tag index; the caller holds the lock."""
+        self._postings.add(sid, series)
         by_metric = self._by_metric.setdefault(series.metric, [])
         if not by_metric:
             self._sorted_metrics = None
@@ -161,6 +198,27 @@ class SeriesIndex:
                 self._sorted_series[metric] = cached
         return list(cached)
 
+    def series_with(self, metric: str, tags: Sequence[tuple[str, str]]) -> list[Series]:
+        """The series of `metric` that have every (key, value) of `tags` (at least one),
+        sorted: the ids of the rarest pair, checked for the others."""
+        with self._lock:
+            ids = self._postings.rarest(metric, tags)
+            listed = len(self._by_metric.get(metric, ()))
+        if len(ids) * _LISTING_SHARE > listed:
+            return [s for s in self.series(metric) if _has(s, tags)]
+        keys = self._keys
+        return sorted((s for s in map(keys.__getitem__, ids) if _has(s, tags)), key=sort_key)
+
+    def tag_keys(self, metric: str) -> list[str]:
+        """The tag keys the series of `metric` have, sorted."""
+        with self._lock:
+            return self._postings.keys(metric)
+
+    def tag_values(self, metric: str, key: str) -> list[str]:
+        """The values tag `key` takes among the series of `metric`, sorted."""
+        with self._lock:
+            return self._postings.values(metric, key)
+
 
 def append_log(path: Path, start: int, series: Sequence[Series]) -> int:
     """Write definitions after the first `start` bytes of the series log (dropping anything
@@ -184,9 +242,18 @@ def read_log(path: Path, start: int, stop: int) -> list[Series]:
         data = f.read(stop - start)
     if len(data) != stop - start or not data.endswith(b"\n"):
         raise CorruptStoreError(f"{path} is shorter than the manifest says")
-    # One JSON array instead of a parse per line (JSON escapes newlines inside strings).
-    rows = json.loads(b"[" + data[:-1].replace(b"\n", b",") + b"]")
-    return [Series(metric, tuple((k, v) for k, v in tags)) for metric, tags in rows]
+    found: list[Series] = []
+    intern = sys.intern  # the names `SeriesIndex.add` would share anyway, shared at once
+    begin = 0
+    while begin < len(data):
+        # A JSON array per chunk of lines instead of a parse per line (JSON escapes newlines
+        # inside strings); chunks, so that the names parsed and dropped for the interned ones
+        # leave memory the next chunk reuses.
+        end = data.index(b"\n", min(begin + _LOG_CHUNK_BYTES, len(data) - 1)) + 1
+        rows = json.loads(b"[" + data[begin : end - 1].replace(b"\n", b",") + b"]")
+        found += [Series(intern(m), tuple((intern(k), v) for k, v in tags)) for m, tags in rows]
+        begin = end
+    return found
 
 
 def discard_uncommitted(path: Path, committed_bytes: int) -> None:

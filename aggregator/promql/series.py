@@ -13,9 +13,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aggregator.promql.names import NAME, Labels, format_labels, label_value, series_labels
+from aggregator.promql.names import (
+    NAME,
+    Labels,
+    format_labels,
+    label_value,
+    prometheus_label,
+    series_labels,
+)
 from aggregator.promql.syntax import LabelMatcher
-from storage.base import StoreReader
+from storage.base import StoreReader, TagIndex
 from storage.records import NS_PER_MS, Series
 
 LOOKBACK_MS = 5 * 60 * 1000  # Prometheus' default --query.lookback-delta
@@ -59,16 +66,37 @@ def matching_series(store: StoreReader, matchers: Sequence[LabelMatcher]) -> lis
     """Every stored series whose Prometheus labels the matchers all match."""
     by_name = [m for m in matchers if m.name == NAME]
     others = [m for m in matchers if m.name != NAME]
+    # A label equal to a value that is not empty: a tag pair the store's tag index looks up.
+    equal = [m for m in others if m.op == "=" and m.value]
     found = []
     for metric in store.metrics("*"):
         labels = series_labels(Series(metric))
         if not all(m.matches(label_value(labels, NAME)) for m in by_name):
             continue
-        for series in store.series(metric):
+        for series in _candidates(store, metric, equal):
             labels = series_labels(series)
             if all(m.matches(label_value(labels, m.name)) for m in others):
                 found.append(series)
     return found
+
+
+def _candidates(store: StoreReader, metric: str, equal: Sequence[LabelMatcher]) -> list[Series]:
+    """The series of `metric`, sorted, that may pass the `equal` matchers: those with their
+    tag pairs. A label that more than one tag key spells (`a.b` and `a_b`) is left to the
+    check of every candidate."""
+    if not equal or not isinstance(store, TagIndex):
+        return store.series(metric)
+    spelled: dict[str, list[str]] = {}
+    for key in store.tag_keys(metric):
+        spelled.setdefault(prometheus_label(key), []).append(key)
+    pairs = []
+    for matcher in equal:
+        keys = spelled.get(matcher.name, [])
+        if not keys:
+            return []  # the label is absent ("") from every series of the metric
+        if len(keys) == 1:
+            pairs.append((keys[0], matcher.value))
+    return store.series_with(metric, pairs) if pairs else store.series(metric)
 
 
 def load(

@@ -16,7 +16,7 @@ from typing import Any
 from aggregator.compare import Comparison, MetricSpec, Side, compare
 from aggregator.query import TagFilter
 from annotations.flags.rollout_plan import GuardDoc, RolloutDoc
-from storage.base import StoreReader
+from storage.base import StoreReader, tag_keys
 from storage.records import Tier
 
 
@@ -34,12 +34,12 @@ def _sides(
     end_ns: int,
 ) -> tuple[str, Side, Side]:
     """("arms" or "windows", the control side, the treatment side)."""
-    found = store.series(spec.metric)
+    keys = tag_keys(store, spec.metric)
     filters: tuple[TagFilter, ...] = ()
-    if any(s.tag("environment") is not None for s in found):
+    if "environment" in keys:
         filters = (TagFilter("environment", environment),)
     tag = arm_tag(flag_key)
-    if spec.kind != "count" and any(s.tag(tag) is not None for s in found):
+    if spec.kind != "count" and tag in keys:
         control = Side(start_ns, end_ns, (*filters, TagFilter(tag, "off")))
         treatment = (*filters, TagFilter(tag, "*"), TagFilter(tag, "off", negate=True))
         return "arms", control, Side(start_ns, end_ns, treatment)

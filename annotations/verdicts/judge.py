@@ -18,7 +18,7 @@ from aggregator.errors import QueryError
 from aggregator.query import TagFilter
 from annotations.control.db import ControlDB
 from annotations.control.notes import Annotation, list_annotations
-from storage.base import StoreReader
+from storage.base import StoreReader, series_with
 from storage.records import NS_PER_S, Tier
 
 DAY_NS = 86_400 * NS_PER_S
@@ -51,9 +51,7 @@ def specs_of(store: StoreReader, deploy: Annotation) -> list[MetricSpec]:
             found.append(spec)
     service = deploy.tags.get("service", "")
     for spec in DEFAULT_SPECS:
-        if spec not in found and any(
-            s.tag("service") == service for s in store.series(spec.metric)
-        ):
+        if spec not in found and series_with(store, spec.metric, (("service", service),)):
             found.append(spec)
     return found
 
@@ -61,7 +59,7 @@ def specs_of(store: StoreReader, deploy: Annotation) -> list[MetricSpec]:
 def _filters(store: StoreReader, spec: MetricSpec, deploy: Annotation) -> tuple[TagFilter, ...]:
     service, environment = deploy.tags.get("service", ""), deploy.tags.get("environment", "")
     filters = [TagFilter("service", service)]
-    mine = [s for s in store.series(spec.metric) if s.tag("service") == service]
+    mine = series_with(store, spec.metric, (("service", service),))
     if environment and any(s.tag("environment") is not None for s in mine):
         filters.append(TagFilter("environment", environment))
     return tuple(filters)

@@ -1,0 +1,141 @@
+"""The tag index: per metric, tag pairs to series, equal to filtering every series of the metric."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from storage import series_index
+from storage.postings import Postings
+from storage.records import Samples, Series
+from storage.series_index import SeriesIndex, read_log
+from tests.storage.conftest import ReaderFactory, StoreFactory
+
+# Few names and values, so that pairs repeat: some rare, some held by most series.
+METRICS = ("cpu", "mem")
+KEYS = ("host", "dc", "env")
+VALUES = ("a", "b", "c", "")
+
+tag_sets = st.dictionaries(st.sampled_from(KEYS), st.sampled_from(VALUES), max_size=3)
+series_sets = st.lists(
+    st.builds(Series.of, st.sampled_from(METRICS), tag_sets), max_size=40, unique=True
+)
+lookups = st.tuples(
+    st.sampled_from(METRICS),
+    st.lists(st.tuples(st.sampled_from(KEYS), st.sampled_from(VALUES)), min_size=1, max_size=3),
+)
+
+
+def brute_force(index: SeriesIndex, metric: str, tags: list[tuple[str, str]]) -> list[Series]:
+    return [s for s in index.series(metric) if all(s.tag(k) == v for k, v in tags)]
+
+
+def index_of(series: list[Series]) -> SeriesIndex:
+    index = SeriesIndex()
+    for one in series:
+        index.add(one)
+    return index
+
+
+@settings(max_examples=200)
+@given(series_sets, st.lists(lookups, min_size=1, max_size=5))
+def test_a_lookup_equals_filtering_every_series_of_the_metric(
+    series: list[Series], asked: list[tuple[str, list[tuple[str, str]]]]
+):
+    index = index_of(series)
+    for metric, tags in asked:
+        assert index.series_with(metric, tags) == brute_force(index, metric, tags)
+
+
+@settings(max_examples=100)
+@given(series_sets, st.data())
+def test_forgotten_series_leave_the_index_and_come_back_when_revived(
+    series: list[Series], data: st.DataObject
+):
+    index = index_of(series)
+    forgotten = data.draw(st.sets(st.sampled_from(range(len(series))))) if series else set()
+    index.forget(sorted(forgotten))
+    revived = data.draw(st.sets(st.sampled_from(sorted(forgotten)))) if forgotten else set()
+    for sid in revived:
+        index.revive(sid)
+    live = {s for i, s in enumerate(series) if i not in forgotten - revived}
+    for metric in METRICS:
+        for key in KEYS:
+            for value in VALUES:
+                found = index.series_with(metric, [(key, value)])
+                assert found == brute_force(index, metric, [(key, value)])
+                assert set(found) <= live
+        keys = sorted({k for s in live if s.metric == metric for k, _ in s.tags})
+        assert index.tag_keys(metric) == keys
+        for key in KEYS:
+            values = sorted({v for s in live if s.metric == metric for k, v in s.tags if k == key})
+            assert index.tag_values(metric, key) == values
+
+
+def test_a_pair_held_by_one_series_or_many_finds_exactly_them():
+    postings = Postings()
+    web = [Series.of("req", {"host": f"h{i}", "role": "web"}) for i in range(3)]
+    db = Series.of("req", {"host": "h9", "role": "db"})
+    for sid, series in enumerate([*web, db]):
+        postings.add(sid, series)
+    assert postings.rarest("req", [("role", "web"), ("host", "h1")]) == [1]
+    assert postings.rarest("req", [("role", "web")]) == [0, 1, 2]
+    assert postings.rarest("req", [("role", "web"), ("host", "nope")]) == []
+    assert postings.rarest("other", [("role", "web")]) == []
+    postings.remove(1, web[1])
+    postings.remove(3, db)
+    assert postings.rarest("req", [("role", "web")]) == [0, 2]
+    assert postings.values("req", "role") == ["web"]
+    assert postings.keys("req") == ["host", "role"]
+    for sid in (0, 2):
+        postings.remove(sid, web[sid])
+    assert postings.keys("req") == []
+
+
+def test_names_are_shared_between_series_however_they_were_built():
+    # As two parsers (or a replayed log) give them: equal strings, distinct objects.
+    one = Series("".join(["card", ".v"]), (("".join(["ho", "st"]), "h1"),))
+    two = Series("".join(["ca", "rd.v"]), (("".join(["h", "ost"]), "h2"),))
+    index = index_of([one, two])
+    first, second = index.key(0), index.key(1)
+    assert (first, second) == (one, two)
+    assert first.metric is second.metric
+    assert first.tags[0][0] is second.tags[0][0]
+    assert index.get(two) == 1
+
+
+def test_the_series_log_is_read_whole_across_its_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(series_index, "_LOG_CHUNK_BYTES", 64)
+    series = [Series.of("log", {"host": f"h{i}", "note": "a\nb"}) for i in range(50)]
+    size = series_index.append_log(tmp_path / "series.log", 0, series)
+    assert read_log(tmp_path / "series.log", 0, size) == series
+
+
+def write_hosts(store, metric: str, hosts: range, ts: int = 1) -> list[Series]:
+    series = [Series.of(metric, {"host": f"h{i}", "dc": f"dc{i % 3}"}) for i in hosts]
+    index = np.arange(len(series), dtype=np.int32)
+    store.write(Samples(series, index, np.full(len(series), ts), np.ones(len(series))))
+    return series
+
+
+def test_the_store_answers_from_its_index_after_a_checkpoint_and_a_reopen(
+    open_store: StoreFactory, open_reader: ReaderFactory
+):
+    store = open_store()
+    first = write_hosts(store, "web", range(100))
+    store.checkpoint()
+    later = write_hosts(store, "web", range(100, 120), ts=2)  # in the WAL only
+    follower = open_reader()
+    for reader in (store, follower):
+        assert reader.series_with("web", [("host", "h7")]) == [first[7]]
+        assert reader.series_with("web", [("host", "h110"), ("dc", "dc2")]) == [later[10]]
+        assert reader.series_with("web", [("host", "h110"), ("dc", "dc0")]) == []
+        assert reader.tag_values("web", "dc") == ["dc0", "dc1", "dc2"]
+        assert reader.tag_keys("web") == ["dc", "host"]
+    store.close()
+    store = open_store()
+    dc1 = [s for s in store.series("web") if s.tag("dc") == "dc1"]
+    assert store.series_with("web", [("dc", "dc1")]) == dc1
+    assert len(dc1) == 40
+    assert store.series_with("web", [("host", "h119")]) == [later[19]]
