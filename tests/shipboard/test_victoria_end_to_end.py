@@ -1,7 +1,8 @@
 """End to end on VictoriaMetrics: a real `shipboard run --store victoriametrics` against Debian's
 victoria-metrics. StatsD, the line protocol and the query APIs work unchanged on top; timer
-percentiles across hosts come from sketches VictoriaMetrics summed; no aggregator runs; writes
-made while VictoriaMetrics is down are spooled and land once it is back."""
+percentiles across hosts come from sketches VictoriaMetrics summed; no aggregator runs; an alert
+rule fires and resolves on what it reads; writes made while VictoriaMetrics is down are spooled
+and land once it is back."""
 
 from __future__ import annotations
 
@@ -16,18 +17,42 @@ import numpy as np
 import pytest
 
 from tests.launcher import wait_for
+from tests.receiver import Receiver
 from tests.running import RunningShipboard
 from tests.victoria import VictoriaMetrics
 
 pytestmark = pytest.mark.slow  # server processes
 
 
+HOT_CPU = """\
+- name: HotCpu
+  query: {metric: vm_cpu.user, agg: max, group_by: [host]}
+  window: 3s
+  op: ">"
+  threshold: 50
+  interval: 1s
+"""
+
+
 @pytest.fixture
-def shipboard(victoria: VictoriaMetrics, tmp_path: Path) -> Iterator[RunningShipboard]:
-    args = ["--store", "victoriametrics", "--vm-url", victoria.url, "--vm-latency-offset", "0"]
-    running = RunningShipboard(
-        tmp_path / "data", [*args, "--flush-interval", "1", "--no-agent"]
-    ).start()
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as server:
+        yield server
+
+
+@pytest.fixture
+def shipboard(
+    victoria: VictoriaMetrics, tmp_path: Path, receiver: Receiver
+) -> Iterator[RunningShipboard]:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "cpu.yaml").write_text(HOT_CPU)
+    args = [
+        "--store", "victoriametrics", "--vm-url", victoria.url, "--vm-latency-offset", "0",
+        "--flush-interval", "1", "--no-agent", "--rules-dir", str(rules), "--rules-interval", "1",
+        "--notify", receiver.url(), "--webhook-allowlist", "127.0.0.1", "--notify-retry", "0.2",
+    ]  # fmt: skip
+    running = RunningShipboard(tmp_path / "data", args).start()
     yield running
     assert running.stop() == 0, running.output()
 
@@ -100,3 +125,20 @@ def test_writes_while_victoria_metrics_is_down_are_spooled_and_land_when_it_is_b
         victoria.start()
     wait_for(lambda: values_of(shipboard, metric="vm_away.v") == [42.0], timeout_s=20)
     assert shipboard.metric_value("shipboard_spool_depth") == 0
+
+
+def test_an_alert_rule_fires_and_resolves_on_points_read_from_victoria_metrics(
+    shipboard: RunningShipboard, receiver: Receiver
+) -> None:
+    def alerts() -> list[str]:
+        return [text for text in receiver.texts() if text.startswith("[alert]")]
+
+    def hot() -> bool:
+        status, body = shipboard.post("/write", b"vm_cpu,host=web1 user=90")
+        assert status == 204, body
+        return len(alerts()) == 1
+
+    wait_for(hot, timeout_s=30, interval_s=0.3)
+    assert alerts()[0].startswith("[alert] FIRING HotCpu")
+    wait_for(lambda: len(alerts()) == 2, timeout_s=30)  # nothing hot for the 3 s window
+    assert alerts()[1].startswith("[alert] RESOLVED HotCpu")
