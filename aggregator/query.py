@@ -27,7 +27,8 @@ from aggregator.counters import (
 from aggregator.errors import QueryError
 from aggregator.rollups import AGGREGATES, regroup
 from aggregator.sketch_cache import Answers, cached_answers
-from aggregator.sketch_rollups import as_rollups, percentile, quantile_rows, regroup_sketches
+from aggregator.sketch_percentiles import step_quantiles
+from aggregator.sketch_rollups import as_rollups, percentile
 from aggregator.tiered import read_rows, read_sketches
 from storage.base import StoreReader, series_with
 from storage.records import NS_PER_MS, FloatArray, IndexArray, IntArray, Rollups, Series, Tier
@@ -217,10 +218,10 @@ def run_query(store: StoreReader, tiers: Sequence[Tier], request: QueryRequest) 
         numbers = dict(zip(series, group_numbers(series).tolist(), strict=True))
 
         def quantiles(lo_ns: int, hi_ns: int) -> tuple[Answers, bool]:
-            found = read_sketches(store, tiers, tier, series, lo_ns, hi_ns, step_ns)
-            mapping = np.fromiter((numbers[s] for s in found.series), np.int32)
-            merged = regroup_sketches(found, mapping, tuple(groups), step_ns)
-            return quantile_rows(merged, q)
+            span = (lo_ns, hi_ns)
+            return step_quantiles(
+                store, tiers, tier, series, numbers, tuple(groups), span, step_ns, q
+            )
 
         key = (q, request.group_by, tuple(series))
         answers = cached_answers(store, tier, key, start_ns, end_ns, step_ns, quantiles)

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from aggregator.rollups import floor_to
-from storage import sketches
+from storage import sketch_quantiles, sketch_sums, sketches
 from storage.records import FloatArray, IndexArray, IntArray, Rollups, Series, Sketches
+from storage.sketch_packs import PackedSketches
 
 _PERCENTILE = re.compile(r"p(\d{1,2}(?:\.\d+)?|100)")
 
@@ -71,6 +72,32 @@ def as_rollups(merged: Sketches) -> Rollups:
     return Rollups(
         merged.series, merged.index[first], merged.ts_ns[first], low, high, total, count, no_last
     )
+
+
+def packed_quantile_rows(
+    found: PackedSketches, group: IndexArray, groups: Sequence[Series], width_ns: int, q: float
+) -> tuple[IndexArray, IntArray, FloatArray] | None:
+    """`quantile_rows` of `regroup_sketches` of the packed sketches for whole counts
+    (`storage.sketch_sums.whole_counts`), the same answers, each depending on its sketch alone:
+    vectorised over the packed sketches (`storage.sketch_quantiles`), or by rows when a
+    group's sketches differ in scale or their keys lie far apart. None for other counts,
+    whose answers depend on the order of the rows read (`sketches.exact_quantiles`)."""
+    if not sketch_sums.whole_counts(found.count):
+        return None
+    major = group[found.index].astype(np.int64)
+    minor = floor_to(found.ts_ns, width_ns)
+    order = np.lexsort((minor, major))
+    major, minor = major[order], minor[order]
+    new = np.ones(len(order), np.bool_)
+    new[1:] = (major[1:] != major[:-1]) | (minor[1:] != minor[:-1])
+    if new.all():  # each sketch alone in its (group, bucket): nothing to merge
+        return major.astype(np.int32), minor, sketch_quantiles.sketch_quantiles(found, q)[order]
+    label = np.empty(len(order), np.int64)
+    label[order] = np.cumsum(new) - 1
+    merged = sketch_quantiles.merged_quantiles(found, label, int(new.sum()), q)
+    if merged is not None:
+        return major[new].astype(np.int32), minor[new], merged
+    return quantile_rows(regroup_sketches(found.rows(), group, groups, width_ns), q)[0]
 
 
 def quantile_rows(

@@ -18,8 +18,9 @@ from aggregator.rollups import rollup
 from aggregator.sketch_rollups import cascade_sketches
 from storage.base import StoreReader, bucket_spans
 from storage.records import RAW, IntArray, Rollups, Series, Sketches, Tier
+from storage.sketch_packs import PackedSketches, PackedSketchReader
 
-_Rows = TypeVar("_Rows", Rollups, Sketches)
+_Rows = TypeVar("_Rows", Rollups, Sketches, PackedSketches)
 _SeriesArg = Sequence[Series] | None
 
 
@@ -46,6 +47,19 @@ _SKETCHES: _Kind[Sketches] = _Kind(
     lambda store, tier, series, lo, hi: store.read_sketches(tier, series, lo, hi),
     lambda rows: rows.ts_ns,
     Sketches.concat,
+)
+
+_PACKED: _Kind[PackedSketches] = _Kind(
+    lambda store, series, lo, hi, width: PackedSketches.of(
+        _SKETCHES.raw(store, series, lo, hi, width)
+    ),
+    lambda store, tier, series, lo, hi: (
+        store.read_packed_sketches(tier, series, lo, hi)
+        if isinstance(store, PackedSketchReader)
+        else PackedSketches.of(store.read_sketches(tier, series, lo, hi))
+    ),
+    lambda packed: packed.ts_ns,
+    PackedSketches.concat,
 )
 
 
@@ -75,6 +89,19 @@ def read_sketches(
     """Sketches covering [start, end) from `tier` and the finer tiers, as `read_rows`; raw
     sketches are merged into buckets of `width_ns`."""
     return _read(_SKETCHES, store, tiers, tier, series, start_ns, end_ns, width_ns)
+
+
+def read_packed_sketches(
+    store: StoreReader,
+    tiers: Sequence[Tier],
+    tier: Tier,
+    series: _SeriesArg,
+    start_ns: int,
+    end_ns: int,
+    width_ns: int,
+) -> PackedSketches:
+    """The sketches `read_sketches` gives, packed (`storage.sketch_packs`), in no order."""
+    return _read(_PACKED, store, tiers, tier, series, start_ns, end_ns, width_ns)
 
 
 def _read(

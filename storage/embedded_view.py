@@ -40,6 +40,7 @@ from storage.records import RAW, IntArray, Rollups, Samples, Series, Sketches, T
 from storage.series_index import SeriesIndex, read_log, sort_key
 from storage.sketch_blocks import SketchRun
 from storage.sketch_changes import ChangeLog, Span
+from storage.sketch_packs import PackedSketches
 from storage.wal import Record
 
 SERIES_LOG = "series.log"
@@ -184,11 +185,33 @@ class StoreView:
     def read_sketches(
         self, tier: str, series: Sequence[Series] | None, start_ns: int, end_ns: int
     ) -> Sketches:
+        found = self._sketch_sources(tier, series, start_ns, end_ns)
+        if found is None:
+            return replace(Sketches.empty(), series=_keys(series))
+        sources, keys, position = found
+        index, ts, sketch_keys, values = sketch_gather.gather(sources, position)
+        return Sketches(keys, index.astype(np.int32), ts, sketch_keys, values)
+
+    def read_packed_sketches(
+        self, tier: str, series: Sequence[Series] | None, start_ns: int, end_ns: int
+    ) -> PackedSketches:
+        """`read_sketches`'s sketches packed as they are at rest (`storage.sketch_packs`)."""
+        found = self._sketch_sources(tier, series, start_ns, end_ns)
+        if found is None:
+            return PackedSketches.empty(_keys(series))
+        sources, keys, position = found
+        return sketch_gather.gather_packed(sources, position, keys)
+
+    def _sketch_sources(
+        self, tier: str, series: Sequence[Series] | None, start_ns: int, end_ns: int
+    ) -> tuple[list[sketch_gather.Source], tuple[Series, ...], NDArray[np.uint32]] | None:
+        """What a sketch read gathers from: the sources of its blocks and heads, the keys of
+        its answer and each series id's position in them; None when the range is empty."""
         if tier not in self._tiers:
             raise ValueError(f"not a tier: {tier!r}")
         scope = self._scope(sketch_table(tier), series, start_ns, end_ns)
         if scope is None:
-            return replace(Sketches.empty(), series=_keys(series))
+            return None
         sources = [
             sketch_gather.Source.compact(b.rows, b.rows.pick(scope.sids, scope.start_ns, end_ns))
             if isinstance(b.rows, SketchRun)
@@ -198,8 +221,7 @@ class StoreView:
         sources += [sketch_gather.Source.of_rows(r) for r in _head_rows(scope, end_ns)]
         present = np.unique(np.concatenate([np.empty(0, np.uint32), *(s.sid for s in sources)]))
         keys, position = self._positions(series, scope, present)
-        index, ts, sketch_keys, values = sketch_gather.gather(sources, position)
-        return Sketches(keys, index.astype(np.int32), ts, sketch_keys, values)
+        return sources, keys, position
 
     def sketch_changes(self, tier: str, since: int) -> tuple[int, tuple[Span, ...]]:
         self._check_open()

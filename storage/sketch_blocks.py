@@ -27,7 +27,7 @@ integer below 2^53) are not encoded (`encode` gives None) and their block stays 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from storage.columns import SKETCH_WIDTH, Columns, IdArray, select_sorted
-from storage.records import FloatArray, IntArray
+from storage.records import FloatArray, IndexArray, IntArray
+from storage.sketch_packs import PackedSketches, bounds_of
 from storage.sketches import HEADER_KEYS
 
 Arrays = dict[str, NDArray[Any]]
@@ -192,9 +193,54 @@ class SketchRun:
         keys[body] = bucket_keys
         values[body] = self._column("count", rows)
 
+    def pack(self, picked: Columns, index: IndexArray) -> PackedSketches:
+        """The sketches whose per-sketch fields are `picked` (as `pick` gives them), of series
+        positions `index`, packed: their bucket rows sliced from the block's columns, one slice
+        per run of consecutive sketches (all those of a series, as the block is sorted)."""
+        lo, hi, scale, total, low, high, first_key = (np.asarray(c) for c in picked.cols)
+        begin, end = lo.astype(np.int64), hi.astype(np.int64)
+        breaks = np.flatnonzero(begin[1:] != end[:-1]) + 1
+        slice_lo = begin[np.concatenate([[0], breaks])]
+        slice_hi = end[np.append(breaks - 1, len(end) - 1)]
+        return PackedSketches(
+            (),
+            index,
+            np.asarray(picked.ts, np.int64),
+            scale.astype(np.int64),
+            total.astype(np.float64),
+            low.astype(np.float64),
+            high.astype(np.float64),
+            first_key.astype(np.int64),
+            bounds_of(end - begin),
+            self._slices("key_delta", slice_lo, slice_hi),
+            self._slices("count", slice_lo, slice_hi),
+        )
+
+    def _slices(self, name: str, lo: IntArray, hi: IntArray) -> NDArray[Any]:
+        """Bucket column `name` at the rows [lo, hi) of each slice, one slice after another."""
+        codes = np.asarray(self._arrays[name])  # no memmap wrapper on each slice
+        pieces = [codes[a:b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
+        joined = np.concatenate(pieces) if pieces else codes[:0].copy()
+        if not len(self._arrays[f"{name}_overflow"]):  # no escapes: the codes are the values
+            return joined
+        offsets = bounds_of(hi - lo)
+
+        def block_rows(at: IntArray) -> IntArray:
+            piece = np.searchsorted(offsets, at, "right") - 1
+            rows: IntArray = lo[piece] + at - offsets[piece]
+            return rows
+
+        return self._widened(name, joined, block_rows)
+
     def _column(self, name: str, rows: IntArray) -> NDArray[Any]:
         """Bucket column `name` at `rows`: codes widened, escapes replaced by their values."""
-        codes = self._arrays[name][rows]
+        return self._widened(name, self._arrays[name][rows], rows.__getitem__)
+
+    def _widened(
+        self, name: str, codes: NDArray[Any], block_rows: Callable[[IntArray], IntArray]
+    ) -> NDArray[Any]:
+        """Codes of bucket column `name` as its values (`block_rows` tells the block row of
+        codes at some positions): widened if escapes are possible, escapes replaced."""
         overflow = self._arrays[f"{name}_overflow"]
         if codes.dtype == overflow.dtype:
             return np.asarray(codes)
@@ -203,7 +249,8 @@ class SketchRun:
         if len(escaped):
             listed = self._arrays[f"{name}_rows"]
             # The needle in the memmap's own dtype, or searchsorted would convert the memmap.
-            out[escaped] = overflow[np.searchsorted(listed, rows[escaped].astype(listed.dtype))]
+            rows = block_rows(escaped).astype(listed.dtype)
+            out[escaped] = overflow[np.searchsorted(listed, rows)]
         return out
 
 

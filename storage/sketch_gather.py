@@ -17,9 +17,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from storage.columns import Columns, IdArray
-from storage.records import FloatArray, IntArray
+from storage.records import FloatArray, IndexArray, IntArray, Series, Sketches
 from storage.sketch_blocks import SketchRun
-from storage.sketches import SCALE_KEY
+from storage.sketch_packs import PackedSketches
+from storage.sketches import SCALE_KEY, rows_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,21 @@ class Source:
         starts = np.flatnonzero(rows.cols[0] == SCALE_KEY)
         sizes = np.diff(np.append(starts, len(rows)))
         return cls(rows.sid[starts], rows.ts[starts], sizes, rows=(rows, starts))
+
+    def pack(self, kept: NDArray[np.bool_], index: IndexArray) -> PackedSketches:
+        """The `kept` sketches packed, of series positions `index` (one per sketch)."""
+        if self.picked is not None:
+            run, picked = self.picked
+            if bool(kept.all()):
+                return run.pack(picked, index)
+            return run.pack(picked.take(kept), index[kept])
+        assert self.rows is not None
+        rows, starts = self.rows
+        lengths = self.sizes[kept]
+        taken = rows.take(rows_of(starts[kept], lengths))
+        index = np.repeat(index[kept], lengths)
+        batch = Sketches((), index, taken.ts, taken.cols[0].astype(np.int64), taken.cols[1])
+        return PackedSketches.of(batch)
 
     def fill(
         self, kept: NDArray[np.bool_], offset: IntArray, keys: IntArray, values: FloatArray
@@ -70,12 +86,7 @@ def gather(
     sources = [s for s in sources if len(s.sid)]
     if not sources:
         return np.empty(0, np.uint32), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
-    where = position[np.concatenate([s.sid for s in sources])]
-    ts = np.concatenate([s.ts for s in sources])
-    sizes = np.concatenate([s.sizes for s in sources])
-    order = np.lexsort((ts, where))  # stable: of twins, the last written comes last
-    last = np.ones(len(order), np.bool_)
-    last[:-1] = (where[order][1:] != where[order][:-1]) | (ts[order][1:] != ts[order][:-1])
+    where, ts, sizes, order, last = _latest(sources, position)
     chosen = order[last]
     lengths = sizes[chosen]
     kept = np.zeros(len(order), np.bool_)
@@ -92,3 +103,36 @@ def gather(
             source.fill(mask, offset[begin:end][mask], keys, values)
         begin = end
     return np.repeat(where[chosen], lengths), np.repeat(ts[chosen], lengths), keys, values
+
+
+def gather_packed(
+    sources: Sequence[Source], position: NDArray[np.uint32], series: Sequence[Series]
+) -> PackedSketches:
+    """The sketches `gather` gives, packed, in no particular order: nothing is sorted or
+    decoded but the per-sketch fields (`storage.sketch_packs`)."""
+    sources = [s for s in sources if len(s.sid)]
+    if not sources:
+        return PackedSketches.empty(series)
+    where, _, _, order, last = _latest(sources, position)
+    kept = np.zeros(len(order), np.bool_)
+    kept[order[last]] = True
+    parts, begin = [], 0
+    for source in sources:
+        end = begin + len(source.sid)
+        parts.append(source.pack(kept[begin:end], where[begin:end].astype(np.int32)))
+        begin = end
+    return PackedSketches.join(parts, series)
+
+
+def _latest(
+    sources: Sequence[Source], position: NDArray[np.uint32]
+) -> tuple[NDArray[np.uint32], IntArray, IntArray, IntArray, NDArray[np.bool_]]:
+    """Of every sketch of `sources`: its position, ts and rows; their order by (position, ts),
+    stable, and in that order True at the last written of each (position, ts)."""
+    where = position[np.concatenate([s.sid for s in sources])]
+    ts = np.concatenate([s.ts for s in sources])
+    sizes = np.concatenate([s.sizes for s in sources])
+    order = np.lexsort((ts, where))  # stable: of twins, the last written comes last
+    last = np.ones(len(order), np.bool_)
+    last[:-1] = (where[order][1:] != where[order][:-1]) | (ts[order][1:] != ts[order][:-1])
+    return where, ts, sizes, order, last

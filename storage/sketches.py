@@ -126,7 +126,7 @@ def build(
     )
     number = np.cumsum(_change(group)) - 1
     counts = np.add.reduceat(weights, buckets)
-    return _assemble(groups, header_values, number[buckets], keys[buckets], counts)
+    return assemble(groups, header_values, number[buckets], keys[buckets], counts)
 
 
 def combine(
@@ -169,7 +169,7 @@ def _combine(
     out_group, out_keys, counts = _add_buckets(
         group, per_sketch, bucket_keys, values[bucket], groups
     )
-    return _assemble(labels, headers, out_group, out_keys, counts)
+    return assemble(labels, headers, out_group, out_keys, counts)
 
 
 def merge_by(
@@ -197,7 +197,7 @@ def merge_sketches(
         if bool((order[1:] > order[:-1]).all()):  # in order already: nothing to move
             return np.repeat(major, lengths), np.repeat(minor, lengths), keys, values
         moved = lengths[order]
-        rows = _rows_of(first, moved)
+        rows = rows_of(first, moved)
         row_major, row_minor = np.repeat(major[order], moved), np.repeat(minor[order], moved)
         return row_major, row_minor, keys[rows], values[rows]
     merged_into = np.empty(len(starts), np.int64)
@@ -214,7 +214,7 @@ def latest_rows(sid: IntArray, ts: IntArray, keys: IntArray) -> IntArray:
     order = np.lexsort((ts[starts], sid[starts]))  # stable: among twins the last is the latest
     first = starts[order]
     last = np.append(_change(sid[first], ts[first])[1:], True)
-    return _rows_of(first[last], lengths[order][last])
+    return rows_of(first[last], lengths[order][last])
 
 
 def summary(
@@ -262,19 +262,42 @@ def exact_quantiles(
     else:  # added in row order, one sketch at a time, as ever
         total = np.bincount(np.repeat(np.arange(len(first)), per_sketch), counts, len(first))
     before = np.concatenate([[0.0], np.cumsum(total)[:-1]])
-    rank = q * np.maximum(total - 1, 0.0)
-    low = np.floor(rank)
+    rank, low, upper = ranks(total, q)
     scales = values[first].astype(np.int64)
 
     def at(rank_in_sketch: FloatArray) -> FloatArray:
         found = np.searchsorted(cumulative, before + rank_in_sketch, side="right")
         return estimates(keys[bucket[np.minimum(found, len(bucket) - 1)]], scales)
 
-    below, above = at(low), at(np.minimum(low + 1, np.maximum(total - 1, 0.0)))
+    estimate = interpolate(
+        at(low), at(upper), rank, low, values[first + 2], values[first + 3], total
+    )
+    return label[first], estimate, exact
+
+
+def ranks(total: FloatArray, q: float) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The rank h = q * (count - 1) of the `q` quantile of sketches of `total` counts, and the
+    ranks of the two values it lies between: floor(h), and floor(h) + 1 within the sketch."""
+    rank = q * np.maximum(total - 1, 0.0)
+    low = np.floor(rank)
+    return rank, low, np.minimum(low + 1, np.maximum(total - 1, 0.0))
+
+
+def interpolate(
+    below: FloatArray,
+    above: FloatArray,
+    rank: FloatArray,
+    low: FloatArray,
+    lowest: FloatArray,
+    highest: FloatArray,
+    total: FloatArray,
+) -> FloatArray:
+    """Quantiles at `rank` between the values of ranks `low` and `low + 1` (`below`, `above`),
+    clamped to each sketch's min and max; NaN for a sketch of no values."""
     # (1 - f) below + f above: above - below overflows when they are huge of opposite signs
     f = rank - low
-    estimate = np.clip((1 - f) * below + f * above, values[first + 2], values[first + 3])
-    return label[first], np.where(total > 0, estimate, np.nan), exact
+    estimate = np.clip((1 - f) * below + f * above, lowest, highest)
+    return np.where(total > 0, estimate, np.nan)
 
 
 def _add_buckets(
@@ -304,7 +327,7 @@ def _add_buckets(
     return row_group[starts], keys[starts], np.add.reduceat(counts[order], starts)
 
 
-def _assemble(
+def assemble(
     labels: IntArray,
     headers: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
     bucket_group: IntArray,
@@ -342,7 +365,7 @@ def _sketches(keys: IntArray) -> tuple[IntArray, IntArray]:
     return starts, np.diff(np.append(starts, len(keys)))
 
 
-def _rows_of(starts: IntArray, lengths: IntArray) -> IntArray:
+def rows_of(starts: IntArray, lengths: IntArray) -> IntArray:
     """Row numbers of the runs [start, start + length), in the given order."""
     total = int(lengths.sum())
     return np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
