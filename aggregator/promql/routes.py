@@ -19,6 +19,7 @@ from aiohttp.typedefs import Handler
 from multidict import MultiDict, MultiMapping
 
 from aggregator.promql.engine import Evaluator, value_type
+from aggregator.promql.labels import stored_label_names, stored_label_values
 from aggregator.promql.names import LABEL_NAME, Labels, series_labels
 from aggregator.promql.params import (
     MAX_TIME_MS,
@@ -184,11 +185,6 @@ def parse_selector(text: str) -> tuple[LabelMatcher, ...]:
     return node.matchers
 
 
-def _all_labels(store: StoreReader) -> list[Labels]:
-    store.refresh()
-    return [series_labels(s) for s in store.series()]
-
-
 def series(store: StoreReader, params: MultiMapping[str]) -> object:
     if not params.getall("match[]", []):
         raise bad_data("no match[] parameter provided")
@@ -197,16 +193,20 @@ def series(store: StoreReader, params: MultiMapping[str]) -> object:
 
 def label_names(store: StoreReader, params: MultiMapping[str]) -> object:
     matched = matched_labels(store, params)
-    every = _all_labels(store) if matched is None else matched
-    return sorted({name for labels in every for name, _ in labels})
+    if matched is None:
+        store.refresh()
+        return sorted(stored_label_names(store))
+    return sorted({name for labels in matched for name, _ in labels})
 
 
 def label_values(store: StoreReader, params: MultiMapping[str], name: str) -> object:
     if not LABEL_NAME.match(name):
         raise bad_data(f'invalid label name: "{name}"')
     matched = matched_labels(store, params)
-    every = _all_labels(store) if matched is None else matched
-    return sorted({value for labels in every for key, value in labels if key == name})
+    if matched is None:
+        store.refresh()
+        return sorted(stored_label_values(store, name))
+    return sorted({value for labels in matched for key, value in labels if key == name})
 
 
 Answer = Callable[[StoreReader, MultiMapping[str], web.Request], object]

@@ -1,5 +1,6 @@
 """Tag-filtered series matches through the store's tag index answer exactly what filtering every
-series of the metric answers: the query API's `tags=` and PromQL's label matchers."""
+series of the metric answers: the query API's `tags=`, PromQL's label matchers and its listings
+of label names and values."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aggregator.promql.labels import stored_label_names, stored_label_values
 from aggregator.promql.names import NAME, label_value, series_labels
 from aggregator.promql.series import matching_series
 from aggregator.promql.syntax import LabelMatcher, compile_regex
@@ -119,3 +121,13 @@ def test_every_backend_answers_tag_lookups_as_its_listing_does(open_store: Store
                 wanted = [s for s in listed if s.tag(key) == value]
                 assert series_with(store, metric, [(key, value)]) == wanted
         assert series_with(store, metric, []) == listed
+
+
+def test_label_names_and_values_are_those_of_every_series_labels(open_store: StoreOpener):
+    store = open_store()
+    write_fleet(store)
+    every = [series_labels(s) for s in store.series()]
+    assert stored_label_names(store) == {name for labels in every for name, _ in labels}
+    for name in ("host", "dc", "a_b", NAME, "nothing"):
+        values = {value for labels in every for key, value in labels if key == name}
+        assert stored_label_values(store, name) == values
