@@ -46,6 +46,8 @@ class Source:
 
     def pack(self, kept: NDArray[np.bool_], index: IndexArray) -> PackedSketches:
         """The `kept` sketches packed, of series positions `index` (one per sketch)."""
+        if not kept.any():  # every one written again later
+            return PackedSketches.empty()
         if self.picked is not None:
             run, picked = self.picked
             if bool(kept.all()):

@@ -1,6 +1,7 @@
 """Sketch reads from blocks and heads at once (`storage.sketch_gather`): whatever the writes,
 rewrites and checkpoints between them, a read gives the last sketch written of each (series,
-ts) whole, in the order of the series asked for, then of time."""
+ts) whole, in the order of the series asked for, then of time; a packed read the same
+sketches."""
 
 from __future__ import annotations
 
@@ -64,6 +65,10 @@ def test_a_read_gives_the_last_sketch_of_each_series_and_time_whole(
                 store.checkpoint()
         wanted = [SERIES[n] for n in order[:asked]]
         found = store.read_sketches("raw", wanted, NOW, NOW + 4 * 10**9)
+        packed = store.read_packed_sketches("raw", wanted, NOW, NOW + 4 * 10**9).rows()
+    assert tuple(packed.series) == tuple(found.series)
+    for name in ("index", "ts_ns", "keys", "values"):
+        assert getattr(packed, name).tolist() == getattr(found, name).tolist(), name
     assert tuple(found.series) == tuple(wanted)
     expected = [
         (position, ts, key, value)
@@ -80,3 +85,16 @@ def test_a_read_gives_the_last_sketch_of_each_series_and_time_whole(
         strict=True,
     )
     assert list(got) == expected
+
+
+def test_a_packed_read_leaves_out_a_block_written_again_whole(tmp_path: Path) -> None:
+    with EmbeddedStore(tmp_path, TIERS) as store:
+        store.write(Samples.empty(), sketches_of([0, 1], 0, 1))
+        store.checkpoint()
+        store.write(Samples.empty(), sketches_of([0, 1], 0, 2))  # both sketches again
+        found = store.read_sketches("raw", SERIES[:2], NOW, NOW + 10**9)
+        packed = store.read_packed_sketches("raw", SERIES[:2], NOW, NOW + 10**9)
+    assert len(packed) == 2
+    assert packed.rows().keys.tolist() == found.keys.tolist()
+    assert packed.rows().values.tolist() == found.values.tolist()
+    assert found.keys.tolist() == sketches_of([0, 1], 0, 2).keys.tolist()
