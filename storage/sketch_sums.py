@@ -63,13 +63,20 @@ def search_running(values: NDArray[Any], targets: FloatArray) -> IntArray:
     found = np.full(len(targets), n, np.int64)
     inside = np.flatnonzero(block < len(starts))
     block = block[inside]
-    # The rows of each target's block as a column: the running sum down the columns adds
-    # whole rows of targets at once.
-    cells = starts[block] + np.arange(_BLOCK)[:, None]
-    local = np.where(cells < n, values[np.minimum(cells, n - 1)], 0).astype(np.float64)
-    local[0] += np.where(block > 0, running[block - 1], 0.0)
-    np.cumsum(local, axis=0, out=local)
-    found[inside] = starts[block] + (local <= targets[inside]).sum(axis=0)
+    rest = targets[inside] - np.where(block > 0, running[block - 1], 0.0)
+    # The rows of each target's block, added one column at a time for every target at once; a
+    # last block short of rows has zeros after them (the running sum has passed its targets).
+    whole = n // _BLOCK
+    rows = np.zeros((len(block), _BLOCK), values.dtype)
+    full = block < whole
+    rows[full] = values[: whole * _BLOCK].reshape(whole, _BLOCK)[block[full]]
+    rows[~full, : n - whole * _BLOCK] = values[whole * _BLOCK :]
+    added = np.zeros(len(block))
+    within = np.zeros(len(block), np.int64)
+    for column in rows.T:
+        added += column
+        within += added <= rest
+    found[inside] = starts[block] + within
     return found
 
 
