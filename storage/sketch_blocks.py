@@ -20,9 +20,11 @@ bucket rows take 2 bytes: a flush sketch of 100 to 1000 values about 0.2 to 0.6 
 
 A read selects sketches by (sid, ts) with the binary searches of `select_sorted` on the
 per-sketch arrays, then gathers and decodes only their bucket rows, all vectorised: the cost
-follows the sketches returned, and nothing decoded stays resident. Rows that do not have this
-shape (a group of a (sid, ts) not starting with the four header keys, a key that is not an
-integer below 2^53) are not encoded (`encode` gives None) and their block stays plain.
+follows the sketches returned, and nothing decoded stays resident. A packed read (`pack`)
+decodes nothing: it slices the bucket columns of the sketches picked, one slice per series, as
+a block keeps each series' sketches together. Rows that do not have this shape (a group of a
+(sid, ts) not starting with the four header keys, a key that is not an integer below 2^53) are
+not encoded (`encode` gives None) and their block stays plain.
 """
 
 from __future__ import annotations

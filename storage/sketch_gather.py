@@ -5,7 +5,8 @@ once, in its place.
 A run of rows (a plain block, a head part or chunk) is sketches one after another; a compact
 block (`storage.sketch_blocks`) gives its sketches' fields without decoding them. Sketches are
 ordered by (position in the answer, ts), stably in write order, and of the sketches of one
-(series, ts) the last written wins whole, as `storage.columns.merge` has it.
+(series, ts) the last written wins whole, as `storage.columns.merge` has it. A packed read
+(`gather_packed`) keeps the same sketches, left in the order of their sources and undecoded.
 """
 
 from __future__ import annotations
