@@ -53,16 +53,24 @@ class PackedSketches:
         ends = prefix_at(self.key_delta, self.bounds[1:] - 1, np.int64)
         return np.diff(ends, prepend=np.int64(0))
 
-    def keys(self, plus: IntArray | None = None, spans: IntArray | None = None) -> IntArray:
-        """Every bucket row's key, plus its sketch's `plus` if given (`spans`: `key_spans()`,
-        if known): one running sum of the key deltas, each sketch's first delta set to the
-        step from the last key before it."""
-        some = np.flatnonzero(self.lengths > 0)
-        steps = self.key_delta.astype(np.int64)
+    def keys(
+        self,
+        plus: IntArray | None = None,
+        spans: IntArray | None = None,
+        start: int = 0,
+        stop: int | None = None,
+    ) -> IntArray:
+        """The key of every bucket row of sketches start:stop (all by default), plus its
+        sketch's `plus` if given (`spans`: `key_spans()`, if known): one running sum of the key
+        deltas, each sketch's first delta set to the step from the last key before it."""
+        stop = len(self) if stop is None else stop
+        begin = int(self.bounds[start])
+        some = np.flatnonzero(self.lengths[start:stop] > 0) + start
+        steps = self.key_delta[begin : self.bounds[stop]].astype(np.int64)
         if len(some):
             first = self.first_key[some] + (0 if plus is None else plus[some])
             last = first + (self.key_spans() if spans is None else spans)[some]
-            steps[self.bounds[some]] = first - np.concatenate([[0], last[:-1]])
+            steps[self.bounds[some] - begin] = first - np.concatenate([[0], last[:-1]])
         np.cumsum(steps, out=steps)  # int64 wraps, differences hold
         return steps
 

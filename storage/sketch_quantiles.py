@@ -42,7 +42,7 @@ def sketch_quantiles(packed: PackedSketches, q: float) -> FloatArray:
 
 
 def merged_quantiles(
-    packed: PackedSketches, label: IntArray, groups: int, q: float
+    packed: PackedSketches, label: IntArray, groups: int, q: float, chunk_rows: int = 1 << 18
 ) -> FloatArray | None:
     """The `q` quantile of each of `groups` merged sketches, sketch i merging into
     `label[i]`, as `exact_quantiles` gives it after `combine`: bucket counts added in a dense
@@ -74,9 +74,18 @@ def merged_quantiles(
     span = int((highest - lowest).max()) + 1 if groups else 1
     if groups * span > 4 * len(packed.count) + 65_536:
         return None
-    cells = packed.keys(label * span - lowest[label], spans)
-    cells[packed.bounds[zero]] = label[zero] * span
-    table = np.bincount(cells, packed.count.astype(np.float64), groups * span)
+    table = np.zeros(groups * span)
+    plus = label * span - lowest[label]
+    # `chunk_rows` rows at a time, whole sketches: the cells and counts of each chunk stay in
+    # cache while they are added in, and no array of every row is made.
+    chunks = np.searchsorted(packed.bounds, np.arange(0, packed.bounds[-1], chunk_rows))
+    chunks = np.unique(np.append(chunks, len(packed)))
+    for start, stop in zip(chunks[:-1].tolist(), chunks[1:].tolist(), strict=True):
+        lo, hi = packed.bounds[start], packed.bounds[stop]
+        cells = packed.keys(plus, spans, start, stop)
+        zeros = zero[(zero >= start) & (zero < stop)]
+        cells[packed.bounds[zeros] - lo] = label[zeros] * span
+        np.add.at(table, cells, packed.count[lo:hi].astype(np.float64))
     bounds = np.arange(groups + 1, dtype=np.int64) * span
     below, above, ranks, total = _ranked(table, bounds, q)
     at = np.where((total > 0)[:, None], np.column_stack([below, above]) - bounds[:-1, None], 0)
