@@ -33,7 +33,7 @@ from storage.files import mkdir_durable
 from storage.head import Head
 from storage.manifest import recover_manifest, write_manifest
 from storage.records import Tier
-from storage.series_index import append_log, discard_uncommitted
+from storage.series_index import append_log, cyclic_gc_paused, discard_uncommitted
 from storage.wal import WalWriter, cut_torn_tail, read_records, segment_path, segments
 
 _LOG = logging.getLogger(__name__)
@@ -292,9 +292,10 @@ class DurableView(StoreView):
         for number in numbers:
             path = segment_path(wal_dir, number)
             end = 0
-            for record, record_end in read_records(path):
-                self._apply(record)
-                end = record_end
+            with cyclic_gc_paused():  # the records may define a million series
+                for record, record_end in read_records(path):
+                    self._apply(record)
+                    end = record_end
             if end != path.stat().st_size:
                 if number != numbers[-1]:
                     raise CorruptStoreError(f"{path} is damaged at byte {end}")

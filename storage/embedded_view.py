@@ -37,7 +37,7 @@ from storage.errors import StoreClosedError
 from storage.head import Head, Snapshot
 from storage.manifest import Manifest
 from storage.records import RAW, IntArray, Rollups, Samples, Series, Sketches, Tier
-from storage.series_index import SeriesIndex, read_log, sort_key
+from storage.series_index import SeriesIndex, cyclic_gc_paused, read_log, sort_key
 from storage.sketch_blocks import SketchRun
 from storage.sketch_changes import ChangeLog, Span
 from storage.sketch_packs import PackedSketches
@@ -375,9 +375,10 @@ class StoreView:
         """Series of the manifest not yet in the index, and its blocks (reusing open ones)."""
         old = self._manifest
         if manifest.series_bytes > old.series_bytes:
-            added = read_log(self._root / SERIES_LOG, old.series_bytes, manifest.series_bytes)
-            for offset, series in enumerate(added):
-                self._index.define(old.series_count + offset, series)
+            with cyclic_gc_paused():
+                added = read_log(self._root / SERIES_LOG, old.series_bytes, manifest.series_bytes)
+                for offset, series in enumerate(added):
+                    self._index.define(old.series_count + offset, series)
         blocks: dict[str, tuple[Block, ...]] = {}
         for tier, width in self._widths.items():
             loaded = {b.info.number: b for b in self._blocks[tier]}

@@ -13,14 +13,16 @@ builds it too.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import gc
 import json
 import logging
 import os
 import re
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -220,6 +222,20 @@ class SeriesIndex:
             return self._postings.values(metric, key)
 
 
+@contextlib.contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside (if it was on, it is on again after). Replaying a
+    million series definitions makes millions of objects, none in a cycle, and the collections
+    their number sets off took three quarters of the replay's time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def append_log(path: Path, start: int, series: Sequence[Series]) -> int:
     """Write definitions after the first `start` bytes of the series log (dropping anything
     an interrupted checkpoint left there), fsync'd; returns the log's new size in bytes."""
@@ -251,7 +267,7 @@ def read_log(path: Path, start: int, stop: int) -> list[Series]:
         # leave memory the next chunk reuses.
         end = data.index(b"\n", min(begin + _LOG_CHUNK_BYTES, len(data) - 1)) + 1
         rows = json.loads(b"[" + data[begin : end - 1].replace(b"\n", b",") + b"]")
-        found += [Series(intern(m), tuple((intern(k), v) for k, v in tags)) for m, tags in rows]
+        found += [Series(intern(m), tuple([(intern(k), v) for k, v in tags])) for m, tags in rows]
         begin = end
     return found
 

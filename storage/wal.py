@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import struct
+import sys
 import threading
 import zlib
 from collections.abc import Iterator
@@ -119,8 +120,9 @@ def decode(payload: bytes) -> Record:
     if meta_len:
         meta = json.loads(payload[offset : offset + meta_len])
         tier = meta["tier"]
+        intern = sys.intern  # the names the series index shares, shared at once
         new_series = tuple(
-            (sid, Series(metric, tuple((k, v) for k, v in tags)))
+            (sid, Series(intern(metric), tuple([(intern(k), v) for k, v in tags])))
             for sid, metric, tags in meta["series"]
         )
         claim_ns = meta.get("claim")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+from pathlib import Path
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,6 +14,7 @@ from storage.postings import Postings
 from storage.records import Samples, Series
 from storage.series_index import SeriesIndex, read_log
 from tests.storage.conftest import ReaderFactory, StoreFactory
+from tests.storage.power_cuts import power_cut
 
 # Few names and values, so that pairs repeat: some rare, some held by most series.
 METRICS = ("cpu", "mem")
@@ -139,3 +143,24 @@ def test_the_store_answers_from_its_index_after_a_checkpoint_and_a_reopen(
     assert store.series_with("web", [("dc", "dc1")]) == dc1
     assert len(dc1) == 40
     assert store.series_with("web", [("host", "h119")]) == [later[19]]
+
+
+def test_replayed_series_share_their_names_and_the_collector_is_left_as_it_was(
+    tmp_path: Path, open_store: StoreFactory
+):
+    store = open_store()
+    write_hosts(store, "web", range(10))
+    store.checkpoint()
+    write_hosts(store, "web", range(10, 20))  # in the WAL only
+    for collecting in (True, False):
+        cut = tmp_path / f"cut-{collecting}"
+        power_cut(tmp_path / "data", cut)
+        (gc.enable if collecting else gc.disable)()
+        try:
+            replayed = open_store(cut).series("web")
+            assert gc.isenabled() == collecting
+        finally:
+            gc.enable()
+        assert len(replayed) == 20
+        assert len({id(s.metric) for s in replayed}) == 1
+        assert len({id(key) for s in replayed for key, _ in s.tags}) == 2  # dc and host
