@@ -21,9 +21,11 @@ from aggregator.promql.names import (
     prometheus_label,
     series_labels,
 )
+from aggregator.promql.regex_literals import literal_alternatives
 from aggregator.promql.syntax import LabelMatcher
 from storage.base import StoreReader, TagIndex
 from storage.records import NS_PER_MS, Series
+from storage.series_index import sort_key
 
 LOOKBACK_MS = 5 * 60 * 1000  # Prometheus' default --query.lookback-delta
 
@@ -66,37 +68,58 @@ def matching_series(store: StoreReader, matchers: Sequence[LabelMatcher]) -> lis
     """Every stored series whose Prometheus labels the matchers all match."""
     by_name = [m for m in matchers if m.name == NAME]
     others = [m for m in matchers if m.name != NAME]
-    # A label equal to a value that is not empty: a tag pair the store's tag index looks up.
-    equal = [m for m in others if m.op == "=" and m.value]
+    # Labels held to a few values, none empty: tag pairs the store's tag index looks up.
+    wanted = [(m.name, values) for m in others if (values := _values_of(m)) is not None]
     found = []
     for metric in store.metrics("*"):
         labels = series_labels(Series(metric))
         if not all(m.matches(label_value(labels, NAME)) for m in by_name):
             continue
-        for series in _candidates(store, metric, equal):
+        for series in _candidates(store, metric, wanted):
             labels = series_labels(series)
             if all(m.matches(label_value(labels, m.name)) for m in others):
                 found.append(series)
     return found
 
 
-def _candidates(store: StoreReader, metric: str, equal: Sequence[LabelMatcher]) -> list[Series]:
-    """The series of `metric`, sorted, that may pass the `equal` matchers: those with their
-    tag pairs. A label that more than one tag key spells (`a.b` and `a_b`) is left to the
-    check of every candidate."""
-    if not equal or not isinstance(store, TagIndex):
+def _values_of(matcher: LabelMatcher) -> frozenset[str] | None:
+    """The values `matcher` holds its label to, if a few and none empty: an `=`'s, or those of
+    an `=~` whose regex is literals (`h1|h2`, as Grafana writes a variable)."""
+    if matcher.op == "=":
+        values: frozenset[str] | None = frozenset((matcher.value,))
+    elif matcher.op == "=~":
+        values = literal_alternatives(matcher.value)
+    else:
+        return None
+    return values if values and "" not in values else None
+
+
+def _candidates(
+    store: StoreReader, metric: str, wanted: Sequence[tuple[str, frozenset[str]]]
+) -> list[Series]:
+    """The series of `metric`, sorted, that may have the `wanted` label values: those with
+    the tag pairs. A label that more than one tag key spells (`a.b` and `a_b`) is left to the
+    check of every candidate, as are all but the fewest of the labels held to several values."""
+    if not wanted or not isinstance(store, TagIndex):
         return store.series(metric)
     spelled: dict[str, list[str]] = {}
     for key in store.tag_keys(metric):
         spelled.setdefault(prometheus_label(key), []).append(key)
-    pairs = []
-    for matcher in equal:
-        keys = spelled.get(matcher.name, [])
+    pairs: list[tuple[str, str]] = []
+    choices: list[tuple[str, frozenset[str]]] = []
+    for name, values in wanted:
+        keys = spelled.get(name, [])
         if not keys:
             return []  # the label is absent ("") from every series of the metric
-        if len(keys) == 1:
-            pairs.append((keys[0], matcher.value))
-    return store.series_with(metric, pairs) if pairs else store.series(metric)
+        if len(keys) == 1 and len(values) == 1:
+            pairs.append((keys[0], next(iter(values))))
+        elif len(keys) == 1:
+            choices.append((keys[0], values))
+    if not choices:
+        return store.series_with(metric, pairs) if pairs else store.series(metric)
+    key, values = min(choices, key=lambda choice: len(choice[1]))
+    found = {s for value in values for s in store.series_with(metric, [*pairs, (key, value)])}
+    return sorted(found, key=sort_key)
 
 
 def load(

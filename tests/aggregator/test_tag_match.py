@@ -92,7 +92,7 @@ label_matchers = st.builds(
     matcher,
     label_names,
     st.sampled_from(("=", "!=", "=~", "!~")),
-    st.sampled_from((*VALUES, "h.*", "x|h1")),
+    st.sampled_from((*VALUES, "h.*", "x|h1", "(?:h1|h2)", "h2|")),
 )
 name_matchers = st.builds(
     matcher, st.just(NAME), st.sampled_from(("=", "=~")), st.sampled_from(("req_count", "req.*"))
