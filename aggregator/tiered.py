@@ -53,11 +53,7 @@ _PACKED: _Kind[PackedSketches] = _Kind(
     lambda store, series, lo, hi, width: PackedSketches.of(
         _SKETCHES.raw(store, series, lo, hi, width)
     ),
-    lambda store, tier, series, lo, hi: (
-        store.read_packed_sketches(tier, series, lo, hi)
-        if isinstance(store, PackedSketchReader)
-        else PackedSketches.of(store.read_sketches(tier, series, lo, hi))
-    ),
+    lambda store, tier, series, lo, hi: _packer(store).read_packed_sketches(tier, series, lo, hi),
     lambda packed: packed.ts_ns,
     PackedSketches.concat,
 )
@@ -100,7 +96,8 @@ def read_packed_sketches(
     end_ns: int,
     width_ns: int,
 ) -> PackedSketches:
-    """The sketches `read_sketches` gives, packed (`storage.sketch_packs`), in no order."""
+    """The sketches `read_sketches` gives, packed (`storage.sketch_packs`), in no order, from
+    a store that reads them so (`PackedSketchReader`)."""
     return _read(_PACKED, store, tiers, tier, series, start_ns, end_ns, width_ns)
 
 
@@ -134,6 +131,12 @@ def _read(
         # Finer rows stay at this tier's width at most, so `last` still orders by bucket.
         parts.append(_read(kind, store, tiers, finer, series, cut_ns, end_ns, tier.width_ns))
     return kind.concat(parts)
+
+
+def _packer(store: StoreReader) -> PackedSketchReader:
+    if not isinstance(store, PackedSketchReader):
+        raise TypeError(f"{type(store).__name__} does not read packed sketches")
+    return store
 
 
 def _width(tier: Tier) -> int:
