@@ -164,3 +164,36 @@ def test_replayed_series_share_their_names_and_the_collector_is_left_as_it_was(
         assert len(replayed) == 20
         assert len({id(s.metric) for s in replayed}) == 1
         assert len({id(key) for s in replayed for key, _ in s.tags}) == 2  # dc and host
+
+
+def test_a_follower_tailing_the_writer_finds_the_series_it_defines(
+    open_store: StoreFactory, open_reader: ReaderFactory
+):
+    store = open_store()
+    follower = open_reader()
+    (first,) = write_hosts(store, "db", range(1))
+    follower.refresh()
+    assert follower.series_with("db", [("host", "h0")]) == [first]
+    store.checkpoint()  # the follower reloads the manifest and tails the new segment
+    (second,) = write_hosts(store, "db", range(1, 2), ts=2)
+    follower.refresh()
+    assert follower.series_with("db", [("dc", "dc1")]) == [second]
+    assert follower.tag_values("db", "host") == ["h0", "h1"]
+
+
+def test_a_series_aged_out_leaves_the_index_until_written_again(open_store: StoreFactory):
+    day = 86_400 * 10**9
+    store = open_store()
+    old = write_hosts(store, "web", range(3), ts=day)
+    (kept,) = write_hosts(store, "web", range(3, 4), ts=800 * day)
+    store.apply_retention(800 * day)  # older than every tier keeps
+    assert store.series_with("web", [("dc", "dc0")]) == [kept]
+    assert store.series_with("web", [("host", "h1")]) == []
+    assert store.tag_values("web", "host") == ["h3"]
+    write_hosts(store, "web", range(1, 2), ts=800 * day)
+    assert store.series_with("web", [("host", "h1")]) == [old[1]]
+    store.checkpoint()
+    store.close()
+    reopened = open_store()
+    assert reopened.tag_values("web", "host") == ["h1", "h3"]
+    assert reopened.series_with("web", [("dc", "dc1")]) == [old[1]]
