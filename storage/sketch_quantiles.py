@@ -3,8 +3,8 @@ merged group at once, equal to `storage.sketches.exact_quantiles` of the same sk
 
 Only for whole, non-negative counts summing below 2^53 (`storage.sketch_sums.whole_counts`):
 every running count is then exact in any order of addition, so sums over blocks of rows
-(`search_running`) or a count table added by `np.bincount` find the very bucket a running sum
-over the rows would. Sketches alone in their group are ranked where they lie, and a bucket's
+(`search_running`) or a count table added up in chunks find the very bucket a running sum over
+the rows would. Sketches alone in their group are ranked where they lie, and a bucket's
 key comes from sums of key deltas between the rows looked at (`prefix_at`): of the millions of
 bucket rows of a week of sketches, no key is decoded but the two each quantile lies between.
 Sketches merged into groups are added into a dense (group, key) table, ranked row by row.
