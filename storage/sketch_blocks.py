@@ -199,6 +199,8 @@ class SketchRun:
         """The sketches whose per-sketch fields are `picked` (as `pick` gives them), of series
         positions `index`, packed: their bucket rows sliced from the block's columns, one slice
         per run of consecutive sketches (all those of a series, as the block is sorted)."""
+        if not len(picked):
+            return PackedSketches.empty()
         lo, hi, scale, total, low, high, first_key = (np.asarray(c) for c in picked.cols)
         begin, end = lo.astype(np.int64), hi.astype(np.int64)
         breaks = np.flatnonzero(begin[1:] != end[:-1]) + 1
@@ -222,7 +224,8 @@ class SketchRun:
         """Bucket column `name` at the rows [lo, hi) of each slice, one slice after another."""
         codes = np.asarray(self._arrays[name])  # no memmap wrapper on each slice
         pieces = [codes[a:b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
-        joined = np.concatenate(pieces) if pieces else codes[:0].copy()
+        # One slice (a block read whole) stays a view: `PackedSketches.join` copies it.
+        joined = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
         if not len(self._arrays[f"{name}_overflow"]):  # no escapes: the codes are the values
             return joined
         offsets = bounds_of(hi - lo)

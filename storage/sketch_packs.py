@@ -141,12 +141,16 @@ class PackedSketches:
 
     @classmethod
     def join(cls, parts: Sequence[PackedSketches], series: Sequence[Series]) -> PackedSketches:
-        """The sketches of `parts` in order, whose index is already into `series`."""
+        """The sketches of `parts` in order, whose index is already into `series`, their bucket
+        columns in arrays of their own."""
         parts = [p for p in parts if len(p)]
         if not parts:
             return cls.empty(series)
-        if len(parts) == 1:
-            return replace(parts[0], series=series)
+        if len(parts) == 1:  # its bucket columns copied all the same: no view of a block stays
+            part = parts[0]
+            return replace(
+                part, series=series, key_delta=part.key_delta.copy(), count=part.count.copy()
+            )
         per_sketch = {
             name: np.concatenate([getattr(p, name) for p in parts]) for name in _PER_SKETCH
         }
