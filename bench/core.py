@@ -25,6 +25,8 @@ class Options:
     quick: bool = False
     reps: int = 5
     round_no: int = 0  # counts repetitions, so each writes to times of its own
+    began_s: int = 0  # when the running benchmark began: points its servers get alike end here
+    series: int | None = None  # the million-series benchmark's size, if not its default
     commands: list[str] = field(default_factory=list)
 
     def seconds(self, full: float, quick: float) -> float:

@@ -1,5 +1,5 @@
-"""Ingest benchmarks: StatsD capacity and CPU per metric, Graphite lines/s, line-protocol points/s,
-Prometheus remote-write samples/s.
+"""Ingest benchmarks: StatsD capacity and CPU per metric, Graphite lines/s, line-protocol points/s
+(also checked against what the server counted), Prometheus remote-write samples/s.
 
 Each function is one repetition against a running server and returns its figures plus details.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.core import Options, run_load, settled
 from bench.procs import Server
-from bench.servers import received, remote_write_url, write_url
+from bench.servers import metrics_url, received, remote_write_url, write_url
 
 MAX_LOSS = 0.005  # "accepted" means fewer than 0.5% of the metrics sent were lost
 STATSD_NAMES = 3000
@@ -111,16 +111,33 @@ def graphite_lines(server: Server, options: Options) -> Measured:
 
 def influx_write(server: Server, options: Options) -> Measured:
     """Points/s of line protocol acknowledged durable: 2 connections, bodies of 5,000 lines."""
+    return _influx_write(server, options, counted=False)
+
+
+def influx_write_counted(server: Server, options: Options) -> Measured:
+    """`influx_write` timed until the server's own count holds every point acknowledged (what
+    VictoriaMetrics' 204 does not promise), after checking that it holds exactly those."""
+    return _influx_write(server, options, counted=True)
+
+
+def _influx_write(server: Server, options: Options, counted: bool) -> Measured:
     seconds = options.seconds(5.0, 1.5)
     # Within raw retention (2 d), and a span of its own per repetition: no overwrites.
     start_s = int(time.time()) - 2 * 86_400 + 3600 + options.round_no * 4000
-    report = run_load(options, ["influx", "--url", write_url(server), "--hosts", "10000",
-                                "--lines", "5000", "--conns", "2", "--seconds", str(seconds),
-                                "--start", str(start_s)])  # fmt: skip
+    args = ["influx", "--url", write_url(server), "--hosts", "10000", "--lines", "5000",
+            "--conns", "2", "--seconds", str(seconds), "--start", str(start_s)]  # fmt: skip
+    report = run_load(options, [*args, "--metrics-url", metrics_url(server)] if counted else args)
     details = {k: report[k] for k in ("points", "bodies", "errors", "elapsed_s")}
     if report["errors"]:
         details["first_errors"] = report["first_errors"]
-    return Measured({"points_per_s": report["points"] / report["elapsed_s"]}, details)
+    if not counted:
+        return Measured({"points_per_s": report["points"] / report["elapsed_s"]}, details)
+    details |= {k: report[k] for k in ("counted", "counted_s")}
+    details["acked_per_s"] = report["points"] / report["elapsed_s"]  # by the 204s alone
+    if report["counted"] != report["points"]:
+        raise RuntimeError(f"{server.name} acknowledged {report['points']} points but counted "
+                           f"{report['counted']}")  # fmt: skip
+    return Measured({"points_per_s": report["counted"] / report["counted_s"]}, details)
 
 
 def remote_write(server: Server, options: Options) -> Measured:

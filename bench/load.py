@@ -1,7 +1,8 @@
 """Load generators, run as their own process on the load core: bounded, 127.0.0.1 only.
 
-`python -m bench.load statsd|graphite|influx|remote_write ...` sends, then prints one JSON object
-with what it sent and how long it took. Every mode stops by itself after its count or its seconds.
+`python -m bench.load statsd|graphite|influx|remote_write|fleet ...` sends, then prints one JSON
+object with what it sent and how long it took. Every mode stops by itself after its count or its
+seconds.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import re
 import socket
 import threading
 import time
@@ -17,13 +19,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench.payloads import (
+    FleetBodies,
     RemoteWriteBodies,
     StampedBodies,
     graphite_chunks,
     statsd_lines,
     statsd_packets,
 )
-from bench.procs import HOST
+from bench.procs import HOST, http_get
 
 _MAX_SECONDS = 120.0  # no load generator runs longer than this, whatever it is asked
 REMOTE_WRITE_HEADERS = {  # as a Prometheus server sends them
@@ -101,10 +104,12 @@ def send_graphite(
     }
 
 
-def post_bodies(url: str, body: Callable[[int], bytes], lines: int, conns: int, seconds: float,
-                bodies: int | None = None, headers: dict[str, str] | None = None):  # fmt: skip
+def post_bodies(url: str, body: Callable[[int], bytes], lines: int | None, conns: int,
+                seconds: float, bodies: int | None = None,
+                headers: dict[str, str] | None = None):  # fmt: skip
     """POST body(0), body(1), ... over `conns` keep-alive connections until `seconds` pass (or
-    `bodies` were sent); counts points acknowledged with 204."""
+    `bodies` were sent); counts points acknowledged with 204, `lines` a body (None: its lines
+    counted, for line protocol whose last body is shorter)."""
     headers = headers or {"Content-Type": "text/plain"}
     parsed = urllib.parse.urlsplit(url)
     target = f"{parsed.path}?{parsed.query}"
@@ -126,12 +131,14 @@ def post_bodies(url: str, body: Callable[[int], bytes], lines: int, conns: int, 
         conn = http.client.HTTPConnection(HOST, parsed.port, timeout=60)
         try:
             while (index := take()) is not None:
-                conn.request("POST", target, body(index), headers)
+                data = body(index)
+                conn.request("POST", target, data, headers)
                 response = conn.getresponse()
                 reply = response.read()
+                points = data.count(b"\n") if lines is None else lines
                 with lock:
                     if response.status == 204:
-                        state["acked"] += lines
+                        state["acked"] += points
                     else:
                         state["errors"] += 1
                         errors.append(f"{response.status} {reply[:200]!r}")
@@ -150,6 +157,43 @@ def post_bodies(url: str, body: Callable[[int], bytes], lines: int, conns: int, 
         "first_errors": errors[:3],
         "elapsed_s": time.perf_counter() - start,
     }
+
+
+# A server's own count of line-protocol points in its /metrics: Shipboard's, and VictoriaMetrics'
+# rows parsed and handed to its storage.
+_INFLUX_COUNTED = re.compile(
+    rb'^(?:shipboard_received_total\{protocol="influx"\}|vm_rows_inserted_total\{type="influx"\})'
+    rb" ([0-9.e+]+)$",
+    re.M,
+)
+_COUNT_WAIT_S = 30.0
+
+
+def influx_count(metrics: bytes) -> int:
+    """Line-protocol points a server counted so far, from its /metrics (0 before the first)."""
+    match = _INFLUX_COUNTED.search(metrics)
+    return int(float(match[1])) if match else 0
+
+
+def post_counted(url: str, metrics_url: str, body: Callable[[int], bytes], lines: int | None,
+                 conns: int, seconds: float, bodies: int | None = None):  # fmt: skip
+    """`post_bodies`, then wait until the server's own count holds every point acknowledged.
+
+    VictoriaMetrics answers a body once it has read it and parses the lines after (a line it
+    cannot parse is skipped, the body answered 204 all the same), so its 204s alone count points
+    it may not have yet, or ever; Shipboard counts before it answers. `counted_s` runs from the
+    first body to the look at the count that found every point."""
+    before = influx_count(http_get(metrics_url))
+    start = time.perf_counter()
+    report = post_bodies(url, body, lines, conns, seconds, bodies)
+    deadline = time.perf_counter() + _COUNT_WAIT_S
+    while True:
+        looked = time.perf_counter()
+        counted = influx_count(http_get(metrics_url)) - before
+        if counted >= report["points"] or looked > deadline:
+            break
+        time.sleep(0.002)
+    return {**report, "counted": counted, "counted_s": max(looked - start, report["elapsed_s"])}
 
 
 def _run_threads(target: Callable[[], None], count: int) -> None:
@@ -184,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     influx.add_argument("--conns", type=int, default=2)
     influx.add_argument("--seconds", type=float, default=3.0)
     influx.add_argument("--start", type=int, default=0, help="first timestamp, unix s")
+    influx.add_argument("--metrics-url", help="also wait until the server counted every point")
 
     remote = modes.add_parser("remote_write", help="Prometheus remote write over HTTP")
     remote.add_argument("--url", required=True)
@@ -192,6 +237,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     remote.add_argument("--conns", type=int, default=2)
     remote.add_argument("--seconds", type=float, default=3.0)
     remote.add_argument("--start-ms", type=int, default=0, help="first timestamp, unix ms")
+
+    fleet = modes.add_parser("fleet", help="line protocol, every line its own series, once each")
+    fleet.add_argument("--url", required=True)
+    fleet.add_argument("--series", type=int, default=1_000_000)
+    fleet.add_argument("--lines", type=int, default=5000, help="lines per body")
+    fleet.add_argument("--conns", type=int, default=2)
+    fleet.add_argument("--point", type=int, default=0, help="0 creates the series, 1 the second")
+    fleet.add_argument("--ts", type=int, required=True, help="the points' time, unix s")
+    fleet.add_argument("--metrics-url", required=True, help="where the server counts points")
 
     args = parser.parse_args(argv)
     result: dict[str, Any]
@@ -210,9 +264,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         remote_bodies = RemoteWriteBodies(args.series, args.samples, start_ms)
         result = post_bodies(args.url, remote_bodies.body, args.samples, args.conns,
                              args.seconds, headers=REMOTE_WRITE_HEADERS)  # fmt: skip
+    elif args.mode == "fleet":
+        fleet_bodies = FleetBodies(args.series, args.lines, args.ts, args.point)
+        # Built before the clock starts: a million distinct lines cost the sender about a second.
+        built = [fleet_bodies.body(i) for i in range(fleet_bodies.count)]
+        result = post_counted(args.url, args.metrics_url, built.__getitem__, args.lines,
+                              args.conns, _MAX_SECONDS, bodies=len(built))  # fmt: skip
     else:
         bodies = StampedBodies(args.hosts, args.lines, args.start or int(time.time()) - 86_400)
-        result = post_bodies(args.url, bodies.body, args.lines, args.conns, args.seconds)
+        if args.metrics_url:
+            result = post_counted(args.url, args.metrics_url, bodies.body, args.lines, args.conns,
+                                  args.seconds)  # fmt: skip
+        else:
+            result = post_bodies(args.url, bodies.body, args.lines, args.conns, args.seconds)
     print(json.dumps(result))
     return 0
 

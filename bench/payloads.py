@@ -163,3 +163,41 @@ class RemoteWriteBodies:
 
     def body(self, index: int) -> bytes:
         return bytes(snappy.compress_raw(self.encoded(index)))
+
+
+class FleetBodies:
+    """A fleet of agents, every line its own series: `card,host=hNNNNNNN v=R TS` for `series`
+    hosts in bodies of `lines_per_body`, all at one time `ts_s`.
+
+    `point` 0 creates the series; point 1 sends a second point to each in the same bodies but
+    for value and time. R is a pseudo-random 0.00-999.99 of (host, point), written with two
+    decimals, so `value` is exactly what a server parses and an answer can be checked."""
+
+    def __init__(self, series: int, lines_per_body: int, ts_s: int, point: int) -> None:
+        if series % lines_per_body:
+            raise ValueError("series must be a multiple of lines per body")
+        if series > 10_000_000:
+            raise ValueError("host names have seven digits")
+        self.series = series
+        self.lines_per_body = lines_per_body
+        self.ts_s = ts_s
+        self.point = point
+
+    @property
+    def count(self) -> int:
+        return self.series // self.lines_per_body
+
+    def hundredths(self, host: int) -> int:
+        # Knuth's multiplicative hash spreads the values; the point shifts them.
+        return ((host * 2_654_435_761) % 2**32 + self.point * 40_503) % 100_000
+
+    def value(self, host: int) -> float:
+        return self.hundredths(host) / 100
+
+    def body(self, index: int) -> bytes:
+        first = index * self.lines_per_body
+        stamp = self.ts_s
+        return b"".join(
+            b"card,host=h%07d v=%d.%02d %d\n" % (host, *divmod(self.hundredths(host), 100), stamp)
+            for host in range(first, first + self.lines_per_body)
+        )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import ingest, queries
+from bench import answers, fleet, ingest, queries
 from bench.core import Options, median
 from bench.ingest import Measured
 from bench.procs import LOAD_CPU, Server
@@ -55,6 +55,10 @@ class Benchmark:
     targets: dict[str, Target]
     prepare: Callable[[Server, Options], dict[str, Any]] | None = None
     repeat: bool = True  # False: one measurement that already aggregates many samples
+    fresh_server: bool = False  # True: every repetition on a server started for it alone
+    shipboard_args: Callable[[Options], list[str]] | None = None
+    # The peer's details and Shipboard's, compared: do their answers agree?
+    compare: Callable[[list[dict[str, Any]], list[dict[str, Any]]], dict[str, Any]] | None = None
 
 
 HIGHER, LOWER = True, False
@@ -76,6 +80,18 @@ BENCHMARKS = [
     Benchmark("memory", "Resident memory holding 100,000 series: MiB",
               "influxd", queries.memory, {"rss_mib": Target(LOWER, absolute=1024.0)},
               prepare=queries.load_series, repeat=False),
+    Benchmark("influx_write_vm", "Line protocol as influx_write, against VictoriaMetrics: points/s",
+              "victoria-metrics", ingest.influx_write_counted,
+              {"points_per_s": Target(HIGHER, 1.0)}),
+    Benchmark("query_vm", "The query benchmark's queries against VictoriaMetrics (MetricsQL): ms",
+              "victoria-metrics", answers.checked_query_latency,
+              {name: Target(LOWER, 1.0) for name in queries.QUERIES},
+              prepare=queries.load_week_alike, repeat=False, compare=answers.agreement),
+    Benchmark("million_series", "A fleet, every line its own series (1,000,000; --series): "
+              "series/s, points/s, MiB, lookup ms", "victoria-metrics", fleet.million_series,
+              {"series_per_s": Target(HIGHER, 1.0), "points_per_s": Target(HIGHER, 1.0),
+               "rss_mib": Target(LOWER, 1.0), "lookup_ms": Target(LOWER, 1.0)},
+              fresh_server=True, shipboard_args=fleet.shipboard_args),
 ]  # fmt: skip
 BY_NAME = {bench.name: bench for bench in BENCHMARKS}
 
@@ -95,16 +111,21 @@ class Outcome:
 def measure(bench: Benchmark, server_name: str, options: Options, workdir: Path) -> Outcome:
     outcome = Outcome(server_name)
     options.commands = []
+    rounds = options.reps if bench.repeat else 1
+    homes = [workdir / f"rep-{n + 1}" for n in range(rounds)] if bench.fresh_server else [workdir]
+    wanted = bench.shipboard_args
+    args = wanted(options) if wanted is not None and server_name == "shipboard" else []
     try:
-        with running(server_name, workdir) as server:
-            options.note(server.argv)
-            if bench.prepare is not None:
-                outcome.details.append({"prepare": bench.prepare(server, options)})
-            for _ in range(options.reps if bench.repeat else 1):
-                options.round_no += 1
-                one = bench.measure(server, options)
-                outcome.reps.append(one.figures)
-                outcome.details.append(one.details)
+        for home in homes:
+            with running(server_name, home, args) as server:
+                options.note(server.argv)
+                if bench.prepare is not None:
+                    outcome.details.append({"prepare": bench.prepare(server, options)})
+                for _ in range(rounds // len(homes)):
+                    options.round_no += 1
+                    one = bench.measure(server, options)
+                    outcome.reps.append(one.figures)
+                    outcome.details.append(one.details)
         outcome.figures = {
             key: median([rep[key] for rep in outcome.reps]) for key in outcome.reps[0]
         }
@@ -122,11 +143,10 @@ def _fmt(value: float | None) -> str:
 
 
 def report(bench: Benchmark, outcomes: dict[str, Outcome], out: Any) -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     print(f"\n== {bench.name}: {bench.title}", file=out)
+    peer, ours = outcomes.get("peer"), outcomes.get("shipboard")
     for key, target in bench.targets.items():
-        peer = outcomes.get("peer")
-        ours = outcomes.get("shipboard")
         peer_value = peer.figures.get(key) if peer else None
         our_value = ours.figures.get(key) if ours else None
         ratio = our_value / peer_value if peer_value and our_value is not None else None
@@ -137,6 +157,10 @@ def report(bench: Benchmark, outcomes: dict[str, Outcome], out: Any) -> list[dic
         rows.append({"benchmark": bench.name, "figure": key, "peer": bench.peer,
                      "peer_value": peer_value, "shipboard_value": our_value, "ratio": ratio,
                      "target": target.describe(), "met": met})  # fmt: skip
+    if bench.compare is not None and peer and ours and not (peer.error or ours.error):
+        verdicts = bench.compare(peer.details, ours.details)
+        print(f"  answers, {bench.peer} then shipboard: {json.dumps(verdicts)}", file=out)
+        rows.append({"benchmark": bench.name, "answers": verdicts})
     for role, outcome in outcomes.items():
         label = outcome.server
         if outcome.error:
@@ -182,11 +206,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, help="repetitions (default 5, quick 3)")
     parser.add_argument("--only", choices=("peer", "shipboard"), help="run one side only")
     parser.add_argument("--json", type=Path, help="also write every figure and detail here")
+    parser.add_argument("--series", type=int, help="million_series: series in the fleet (default "
+                        f"{fleet.SERIES_FULL:,}, quick {fleet.SERIES_QUICK:,})")  # fmt: skip
     args = parser.parse_args(argv)
     if unknown := set(args.names) - set(BY_NAME):
         parser.error(f"unknown benchmarks: {', '.join(sorted(unknown))}")
+    if args.series is not None and (args.series <= 0 or args.series % fleet.BODY_LINES):
+        parser.error(f"--series must be a positive multiple of {fleet.BODY_LINES:,}")
 
-    options = Options(quick=args.quick, reps=args.reps or (3 if args.quick else 5))
+    options = Options(quick=args.quick, reps=args.reps or (3 if args.quick else 5),
+                      series=args.series)  # fmt: skip
     # The harness itself (polls, queries) stays off the servers' core.
     if len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {int(LOAD_CPU)})
@@ -197,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="shipboard-bench-") as tmp:
         for name in args.names or list(BY_NAME):
             bench = BY_NAME[name]
+            options.began_s = int(time.time())
             roles = {"peer": bench.peer, "shipboard": "shipboard"}
             outcomes = {
                 role: measure(bench, server, options, Path(tmp) / f"{name}-{role}")

@@ -9,7 +9,7 @@ import socket
 import struct
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,14 +24,14 @@ FLUSH_INTERVAL_S = 1  # both StatsD servers flush every second during the benchm
 DB = "bench"
 
 
-def shipboard(workdir: Path) -> Server:
+def shipboard(workdir: Path, extra_args: Sequence[str] = ()) -> Server:
     # The metric path only: no dashboards process (--dash-port 0); queries need no token.
     ports = {name: free_port() for name in ("http", "statsd", "graphite")}
     argv = [
         str(SHIPBOARD), "run", "--data-dir", str(workdir / "data"),
         "--http-port", str(ports["http"]), "--statsd-port", str(ports["statsd"]),
         "--graphite-port", str(ports["graphite"]), "--dash-port", "0", "--anonymous-read",
-        "--no-agent", "--flush-interval", str(FLUSH_INTERVAL_S),
+        "--no-agent", "--flush-interval", str(FLUSH_INTERVAL_S), *extra_args,
     ]  # fmt: skip
     server = Server("shipboard", pinned(argv, SERVER_CPU), workdir, ports)
     server.start()
@@ -127,11 +127,14 @@ def influxd(workdir: Path) -> Server:
 
 
 def victoria_metrics(workdir: Path) -> Server:
-    # Debian's victoria-metrics with its defaults but for paths, the address and a retention
-    # that keeps the benchmarks' day-old samples.
+    # Debian's victoria-metrics with its defaults but for paths, the address, a retention that
+    # keeps the benchmarks' week-old samples, and for queries no response cache (a repeated
+    # query must be answered, not replayed) and no latency offset (the last 30 s are shown,
+    # as Shipboard shows them).
     ports = {"http": free_port()}
     argv = ["victoria-metrics", f"-storageDataPath={workdir / 'data'}",
-            f"-httpListenAddr={HOST}:{ports['http']}", "-retentionPeriod=1y"]  # fmt: skip
+            f"-httpListenAddr={HOST}:{ports['http']}", "-retentionPeriod=1y",
+            "-search.disableCache", "-search.latencyOffset=0s"]  # fmt: skip
     server = Server("victoria-metrics", pinned(argv, SERVER_CPU), workdir, ports)
     server.start()
     server.wait_until(lambda: http_ok(f"http://{HOST}:{ports['http']}/health"))
@@ -148,13 +151,14 @@ STARTERS = {
 
 
 @contextmanager
-def running(name: str, workdir: Path) -> Iterator[Server]:
-    """The named server, started in its own directory and stopped by PID however the block ends."""
+def running(name: str, workdir: Path, shipboard_args: Sequence[str] = ()) -> Iterator[Server]:
+    """The named server, started in its own directory and stopped by PID however the block ends;
+    `shipboard_args` go to Shipboard's command line when it is the one started."""
     home = workdir / name
     home.mkdir(parents=True)
     server: Server | None = None
     try:
-        server = STARTERS[name](home)
+        server = shipboard(home, shipboard_args) if name == "shipboard" else STARTERS[name](home)
         yield server
     finally:
         if server is not None:
@@ -167,6 +171,11 @@ def write_url(server: Server) -> str:
     if server.name == "shipboard":
         return f"{base}/api/v2/write?bucket={DB}&org={DB}&precision=s"
     return f"{base}/write?db={DB}&precision=s"
+
+
+def metrics_url(server: Server) -> str:
+    """Where Shipboard and VictoriaMetrics show their own counters."""
+    return f"http://{HOST}:{server.ports['http']}/metrics"
 
 
 def remote_write_url(server: Server) -> str:

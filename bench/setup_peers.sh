@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the peers Shipboard is measured against: Etsy's statsd (npm, into bench/.peers),
 # carbon-cache (Debian's graphite-carbon), influxd (Debian's influxdb 1.6) and VictoriaMetrics
-# (Debian's victoria-metrics, for Prometheus remote write).
+# (Debian's victoria-metrics: remote write, line protocol, queries, the million-series fleet).
 # Idempotent; run as root. The Debian services are not started: the benchmarks run each peer
 # in the foreground with a config of their own in a temporary directory.
 set -euo pipefail

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bench.payloads import (
+    FleetBodies,
     LineBodies,
     RemoteWriteBodies,
     StampedBodies,
@@ -104,3 +105,37 @@ def test_remote_write_bodies_are_the_write_requests_they_say() -> None:
             )
             for h in hosts
         ]
+
+
+@given(
+    blocks=st.integers(1, 6),
+    lines_per_body=st.integers(1, 50),
+    ts_s=st.integers(0, 2**32),
+)
+def test_fleet_bodies_give_every_host_its_own_series_once(
+    blocks: int, lines_per_body: int, ts_s: int
+) -> None:
+    series = blocks * lines_per_body
+    first, second = (FleetBodies(series, lines_per_body, ts_s + 10 * p, p) for p in (0, 1))
+    assert first.count == second.count == blocks
+    lines = [
+        [line.split(b" ") for i in range(b.count) for line in b.body(i).splitlines()]
+        for b in (first, second)
+    ]
+    for bodies, parsed in zip((first, second), lines, strict=True):
+        assert [key for key, _, _ in parsed] == [b"card,host=h%07d" % h for h in range(series)]
+        assert {ts for _, _, ts in parsed} == {b"%d" % bodies.ts_s}
+        assert [float(v.removeprefix(b"v=")) for _, v, _ in parsed] == [
+            bodies.value(h) for h in range(series)
+        ]
+        assert all(0 <= bodies.value(h) < 1000 for h in range(series))
+    # The second point's bodies are the first's but for value and time.
+    assert [k for k, _, _ in lines[0]] == [k for k, _, _ in lines[1]]
+
+
+def test_fleet_values_differ_between_hosts_and_points() -> None:
+    first, second = (FleetBodies(100_000, 5000, 1_700_000_000, p) for p in (0, 1))
+    values = [first.value(h) for h in range(100_000)]
+    assert len(set(values)) > 60_000  # spread, not a handful repeated
+    assert all(first.value(h) != second.value(h) for h in range(1000))
+    assert first.body(3).splitlines()[0] == b"card,host=h0015000 v=%.2f 1700000000" % values[15000]
