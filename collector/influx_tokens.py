@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import re
 import sys
-from dataclasses import dataclass, field
 
 from collector.errors import ParseError
 from storage.records import Series, Tags
@@ -42,13 +41,18 @@ _KEYS: dict[bytes, Key] = {}
 _KEYS_MAX = 100_000
 
 
-@dataclass(frozen=True, slots=True)
 class Key:
-    prefix: str  # the measurement and a dot
-    tags: Tags
-    # The series of each field seen with this prefix: built once, and the same object every
-    # time, so the store's lookups hit on identity.
-    series: dict[str, Series] = field(default_factory=dict)
+    """A parsed `measurement,tags` prefix (a plain class: a flood of new series builds one per
+    line, and a frozen dataclass's __init__ costs several times as much)."""
+
+    __slots__ = ("prefix", "series", "tags")
+
+    def __init__(self, prefix: str, tags: Tags) -> None:
+        self.prefix = prefix  # the measurement and a dot
+        self.tags = tags
+        # The series of each field seen with this prefix: built once, and the same object
+        # every time, so the store's lookups hit on identity.
+        self.series: dict[str, Series] = {}
 
     def series_of(self, name: str) -> Series:
         found = self.series.get(name)
@@ -70,6 +74,32 @@ def parse_key(raw: bytes, line: bytes) -> Key:
 def _build_key(raw: bytes, line: bytes) -> Key:
     """`measurement[,tag=value...]` checked as InfluxDB's scanKey checks it: a tag key may
     not begin with `=`, a tag value may (once), and neither may be empty."""
+    return _plain_key(raw) or checked_key(raw, line)
+
+
+def _plain_key(raw: bytes) -> Key | None:
+    """The common key (no escapes, valid UTF-8, every tag `key=value` with neither empty and
+    no `=` in the value) in one decode and string splits; None for any other, which
+    `checked_key` parses or refuses with its reason. A flood of new series parses every key."""
+    if b"\\" in raw:
+        return None
+    try:
+        measurement, *parts = raw.decode("utf-8").split(",")
+    except UnicodeDecodeError:
+        return None
+    if not measurement:
+        return None
+    tags: dict[str, str] = {}
+    for part in parts:
+        key, _, value = part.partition("=")
+        if not key or not value or "=" in value or key in tags:
+            return None
+        tags[sys.intern(key)] = value
+    return Key(measurement + ".", tuple(sorted(tags.items())))
+
+
+def checked_key(raw: bytes, line: bytes) -> Key:
+    """`_build_key` for any key, each rule checked in turn (raises `ParseError`)."""
     if not raw or raw[0] == 0x2C:  # `,`
         raise ParseError("bad_measurement", line, "missing measurement")
     escaped = b"\\" in raw

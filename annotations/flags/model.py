@@ -18,12 +18,12 @@ into the frozen records that evaluation reads, or raises FlagError naming the ba
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -273,9 +273,10 @@ def make_merge_patch(before: object, after: object) -> Any:
     return patch
 
 
-def _json(value: object) -> bytes:
+def _json(value: object) -> str:
     # Python has True == 1 == 1.0; a knob set from 1 to true or 1.0 is a change all the same.
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    # The standard library's encoder: any JSON value compares, integers past 64 bits included.
+    return json.dumps(value, sort_keys=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector import influx_exact, influx_line
+from collector import influx_exact, influx_line, influx_tokens
+from collector.errors import ParseError
 from collector.influx_line import PRECISION_NS, parse_influx
 from collector.parse_result import ParseResult
 from storage.records import Series
@@ -268,3 +269,19 @@ def test_same_keys_and_names_spread_differently_over_lines_are_different_shapes(
     other = parse_influx(b"a x=1\nb y=2,z=3\n", 7, "ns")
     assert [str(s) for s, _, _ in one.samples.points()] == ["a.x", "a.y", "b.z"]
     assert [str(s) for s, _, _ in other.samples.points()] == ["a.x", "b.y", "b.z"]
+
+
+@given(st.binary(max_size=40) | st.text(",= =a\x00é", max_size=20).map(str.encode))
+def test_the_plain_key_path_agrees_with_the_checked_one(raw: bytes) -> None:
+    """Every key the one-split path reads is read the same by the rule-by-rule path, and every
+    key that path refuses, the one-split path leaves to it."""
+    plain = influx_tokens._plain_key(raw)
+    try:
+        checked = influx_tokens.checked_key(raw, raw)
+    except ParseError:
+        assert plain is None
+        return
+    if plain is not None:
+        assert (plain.prefix, plain.tags) == (checked.prefix, checked.tags)
+    else:
+        assert b"\\" in raw or "=" in "".join(v for _, v in checked.tags)
