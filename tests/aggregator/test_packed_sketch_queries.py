@@ -84,13 +84,13 @@ def test_percentiles_of_packed_sketches_are_those_of_rows(
                     for q in (0.0, 0.5, 0.99, 0.999, 1.0):
                         merged = regroup_sketches(rows, mapping, tuple(groups), step)
                         want, want_exact = quantile_rows(merged, q)
-                        numbers = dict(zip(SERIES, mapping.tolist(), strict=True))
+                        group_of = dict(zip(SERIES, mapping.tolist(), strict=True))
                         got, exact = step_quantiles(
                             store,
                             TIERS,
                             tier,
                             SERIES,
-                            numbers,
+                            group_of,
                             tuple(groups),
                             (START, NOW),
                             step,

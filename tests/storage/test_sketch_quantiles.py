@@ -5,6 +5,8 @@ against their rows, and quantiles of packed sketches, alone or merged into group
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -20,7 +22,9 @@ from storage.sketch_sums import prefix_at, search_running, whole_counts
 from tests.storage.sketch_cases import any_value, scales, weighted
 
 QS = st.one_of(st.sampled_from([0.0, 0.5, 0.9, 0.99, 0.999, 1.0]), st.floats(0.0, 1.0))
-CODE_TYPES = st.sampled_from([np.uint8, np.uint16, np.uint32, np.int64])
+CODE_TYPES: st.SearchStrategy[type[np.integer[Any]]] = st.sampled_from(
+    [np.uint8, np.uint16, np.uint32, np.int64]
+)
 
 
 @st.composite
@@ -28,13 +32,12 @@ def whole_values(draw: st.DrawFn) -> NDArray[np.generic]:
     """Bucket counts as a block stores them: unsigned codes, int64, or whole float64 (zeros
     among them: a histogram may send empty buckets)."""
     if draw(st.booleans()):
-        dtype = draw(CODE_TYPES)
-        top = min(int(np.iinfo(dtype).max), 2**40)
-        elements = st.one_of(st.integers(0, 3), st.integers(0, top))
-    else:
-        dtype = np.float64
-        elements = st.one_of(st.integers(0, 3), st.integers(0, 2**40)).map(float)
-    return draw(hnp.arrays(dtype, st.integers(0, 200), elements=elements))
+        codes = draw(CODE_TYPES)
+        top = min(int(np.iinfo(codes).max), 2**40)
+        whole = st.one_of(st.integers(0, 3), st.integers(0, top))
+        return draw(hnp.arrays(codes, st.integers(0, 200), elements=whole))
+    floats = st.one_of(st.integers(0, 3), st.integers(0, 2**40)).map(float)
+    return draw(hnp.arrays(np.float64, st.integers(0, 200), elements=floats))
 
 
 @settings(max_examples=120, deadline=None)
@@ -94,8 +97,8 @@ def sketch_rows(
     scale = draw(scales)
     parts = draw(st.lists(weighted(values), min_size=1, max_size=8))
     rows = []
-    for number, (values, weights) in enumerate(parts):
-        v = np.asarray(values, np.float64)
+    for number, (drawn, weights) in enumerate(parts):
+        v = np.asarray(drawn, np.float64)
         with np.errstate(over="ignore", invalid="ignore"):  # huge values sum to inf (or nan)
             _, keys, counts = sketches.build(
                 np.zeros(len(v), np.int64),
