@@ -385,7 +385,9 @@ async def serve(settings: Settings, ready: Callable[[dict[str, str]], None] | No
             )
         if "collector" in parts:
             await _start_collector(node, writer)
-        if "aggregator" in parts and not rolls_up_itself(settings):
+        if "aggregator" in parts and rolls_up_itself(settings):
+            node.listeners["aggregator"] = "none needed: VictoriaMetrics computes rollups when read"
+        elif "aggregator" in parts:
             await _start_aggregator(node, scheduler)
         if "dashboards" in parts and settings.dash_port:
             node.listeners["dashboards"] = await stack.enter_async_context(

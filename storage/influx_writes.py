@@ -66,9 +66,7 @@ class InfluxWriter:
                 retries=retries,
             )
             self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
-        # Spooled bodies mark every bucket they touch, stamped again when they are delivered.
-        restamp = lambda body: _MARK.sub(b"\\1 %d" % time.time_ns(), body)  # noqa: E731
-        self._drainer = SpoolDrainer("InfluxDB", spool, self.post, restamp)
+        self._drainer = SpoolDrainer("InfluxDB", spool, self.post, _restamp)
 
     def start(self) -> None:
         """Start the drainer thread (none without a spool, or if it runs already)."""
@@ -128,6 +126,11 @@ class InfluxWriter:
         except urllib3.exceptions.HTTPError as error:
             raise Unavailable(str(error)) from error
         _check_status(response.status, response.data.decode(errors="replace"))
+
+
+def _restamp(body: bytes) -> bytes:
+    """A spooled body's dirty marks, stamped again as it is delivered."""
+    return _MARK.sub(b"\\1 %d" % time.time_ns(), body)
 
 
 def _check_status(status: int, body: str) -> None:

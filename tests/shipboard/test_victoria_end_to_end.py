@@ -89,6 +89,7 @@ def test_statsd_timers_give_true_percentiles_across_hosts_from_victoria_metrics(
     # Rollups are VictoriaMetrics' work: no aggregator runs and none lags.
     _, metrics = shipboard.get("/metrics")
     assert b"rollup_lag_1m_seconds" not in metrics
+    assert "VictoriaMetrics computes rollups when read" in shipboard.output()
 
 
 def test_line_protocol_and_promql_read_back_through_victoria_metrics(
