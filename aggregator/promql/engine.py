@@ -9,6 +9,14 @@ from dataclasses import dataclass
 
 from aggregator.promql import functions, operators
 from aggregator.promql.names import Labels, format_labels, without_name
+from aggregator.promql.native_histograms import (
+    Histogram,
+    SketchSeries,
+    added,
+    load_sketches,
+    quantile,
+)
+from aggregator.promql.operators import group_labels
 from aggregator.promql.series import (
     LOOKBACK_MS,
     EvalError,
@@ -31,6 +39,8 @@ from aggregator.promql.syntax import (
     Selector,
     String,
     Subquery,
+    Unsupported,
+    selectors_in,
 )
 from aggregator.promql.vector_functions import (
     absent_labels,
@@ -43,6 +53,7 @@ from storage.base import StoreReader
 
 Value = float | str | Vector | list[Points]
 SCALAR_FUNCTIONS = frozenset({"time", "scalar", "pi"})
+HISTOGRAM_FUNCTIONS = frozenset({"histogram_quantile", "histogram_count", "histogram_sum"})
 MAX_SAMPLES = 20_000_000  # points one query may hold (Prometheus' --query.max-samples is 50 M)
 
 
@@ -77,6 +88,7 @@ class Evaluator:
 
     def __post_init__(self) -> None:
         self._loaded: dict[tuple[str, int], list[Points]] = {}
+        self._sketches: dict[tuple[str, int], list[SketchSeries]] = {}
         self._samples = 0
         if self.query_ms is None:
             self.query_ms = (self.start_ms, self.end_ms)
@@ -85,18 +97,32 @@ class Evaluator:
     def points(self, selector: Selector, range_ms: int) -> list[Points]:
         key = (selector.text, range_ms)
         if key not in self._loaded:
-            first = self._at(selector, self.start_ms) - selector.offset_ms - range_ms
-            last = self._at(selector, self.end_ms) - selector.offset_ms
-            loaded = load(self.store, selector.matchers, first, last)
-            self._samples += sum(len(p.ts) for p in loaded)
-            if self._samples > MAX_SAMPLES:
-                raise EvalError(
-                    "query processing would load too many samples into memory in query "
-                    f"execution (over {MAX_SAMPLES:,}): ask for a shorter range or fewer series"
-                )
+            loaded = load(self.store, selector.matchers, *self._span(selector, range_ms))
+            self._count(sum(len(p.ts) for p in loaded))
             self._loaded[key] = loaded
-            self.check_time()
         return self._loaded[key]
+
+    def sketches(self, selector: Selector, range_ms: int) -> list[SketchSeries]:
+        key = (selector.text, range_ms)
+        if key not in self._sketches:
+            loaded = load_sketches(self.store, selector.matchers, *self._span(selector, range_ms))
+            self._count(sum(len(s.keys) + len(s.ts) for s in loaded))
+            self._sketches[key] = loaded
+        return self._sketches[key]
+
+    def _span(self, selector: Selector, range_ms: int) -> tuple[int, int]:
+        """The first and last time a selector's points are read at, over every step."""
+        first = self._at(selector, self.start_ms) - selector.offset_ms - range_ms
+        return first, self._at(selector, self.end_ms) - selector.offset_ms
+
+    def _count(self, samples: int) -> None:
+        self._samples += samples
+        if self._samples > MAX_SAMPLES:
+            raise EvalError(
+                "query processing would load too many samples into memory in query "
+                f"execution (over {MAX_SAMPLES:,}): ask for a shorter range or fewer series"
+            )
+        self.check_time()
 
     def check_time(self) -> None:
         if time.monotonic() > self.deadline:
@@ -189,8 +215,8 @@ class Evaluator:
                 return []
             arg = args[0]
             return [Sample(absent_labels(arg.matchers) if isinstance(arg, Selector) else (), 1.0)]
-        if name == "histogram_quantile":
-            return _unique(histogram_quantile(self.scalar(args[0], ts), self.vector(args[1], ts)))
+        if name in HISTOGRAM_FUNCTIONS:
+            return self._histogram_call(name, args, ts)
         if name == "label_replace":
             texts = [a.value for a in args[1:] if isinstance(a, String)]
             return _unique(label_replace(self.vector(args[0], ts), *texts))
@@ -209,11 +235,54 @@ class Evaluator:
         scalars = [self.scalar(a, ts) for a in args[1:]]
         return _unique(functions.simple_function(name, self.vector(args[0], ts), scalars))
 
+    def _histogram_call(self, name: str, args: tuple[Node, ...], ts: int) -> Vector:
+        """histogram_quantile over `le` buckets and over sketches; histogram_count and
+        histogram_sum over sketches."""
+        natives = [(without_name(labels), h) for labels, h in self.histograms(args[-1], ts)]
+        if name == "histogram_count":
+            return _unique([Sample(labels, h.count) for labels, h in natives])
+        if name == "histogram_sum":
+            return _unique([Sample(labels, h.sum) for labels, h in natives])
+        q = self.scalar(args[0], ts)
+        buckets = histogram_quantile(q, self.vector(args[1], ts))
+        return _unique(buckets + [Sample(labels, quantile(q, h)) for labels, h in natives])
+
+    def histograms(self, node: Node, ts: int) -> list[tuple[Labels, Histogram]]:
+        """The native histograms `node` evaluates to at ts: rate() or increase() of sketch
+        series, summed or not. Any other form over series that hold sketches is refused
+        (Prometheus would answer it; Shipboard's evaluator does not)."""
+        match node:
+            case Call(name="rate" | "increase", args=(RangeSelector() as matrix,)):
+                start, end = self._range_bounds(matrix, ts)
+                out = []
+                for series in self.sketches(matrix.selector, matrix.range_ms):
+                    h = series.increase(start, end, node.name == "rate")
+                    if h is not None:
+                        out.append((without_name(series.labels), h))
+                return out
+            case Aggregate(op="sum", expr=expr, without=without, grouping=grouping):
+                groups: dict[Labels, list[Histogram]] = {}
+                for labels, h in self.histograms(expr, ts):
+                    groups.setdefault(group_labels(labels, grouping, without), []).append(h)
+                return [(labels, added(parts)) for labels, parts in groups.items()]
+        for selector in selectors_in(node):
+            if self.sketches(selector, LOOKBACK_MS):
+                name = selector.text.removesuffix("{}")
+                raise Unsupported(
+                    f"{name} holds latency sketches (native histograms): a histogram function "
+                    "over anything but rate() or increase() of them, summed or not,"
+                )
+        return []
+
+    def _range_bounds(self, node: RangeSelector, ts: int) -> tuple[int, int]:
+        """A range selector's first and last time at ts."""
+        end = self._at(node.selector, ts) - node.selector.offset_ms
+        return end - node.range_ms, end
+
     def _windows(self, node: RangeSelector | Subquery, ts: int) -> tuple[int, int, list[Points]]:
         """A range's first and last time at ts and each series' points within them."""
         if isinstance(node, RangeSelector):
-            end = self._at(node.selector, ts) - node.selector.offset_ms
-            start = end - node.range_ms
+            start, end = self._range_bounds(node, ts)
             points = self.points(node.selector, node.range_ms)
             return start, end, [p.window(start, end) for p in points]
         end = ts - node.offset_ms

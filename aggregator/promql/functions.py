@@ -30,22 +30,30 @@ def extrapolated_rate(
     """rate, increase and delta: the change over the points, extrapolated towards the range's
     ends when the first and last points are close to them (not past a counter's zero)."""
     ts, values = points.ts, points.values
-    n = len(ts)
-    if n < 2:
+    if len(ts) < 2:
         return None
     result = values[-1] - values[0]
     if is_counter:
         for previous, current in itertools.pairwise(values):
             if current < previous:
                 result += previous
+    first = values[0]
+    to_zero = first / result if is_counter and result > 0 and first >= 0 else math.inf
+    return result * extrapolation(ts, range_start, range_end, is_rate, to_zero)
+
+
+def extrapolation(
+    ts: list[int], range_start: int, range_end: int, is_rate: bool, to_zero: float = math.inf
+) -> float:
+    """The factor that extrapolates a change between the first and last of `ts` (two at least)
+    to the range, per second if `is_rate`: towards an end when the points come close to it
+    (within 1.1 average intervals), else by half an interval; towards the start not past where
+    a counter was zero (`to_zero`: that point's distance from the first, in sampled intervals)."""
     to_start = (ts[0] - range_start) / 1000
     to_end = (range_end - ts[-1]) / 1000
     sampled = (ts[-1] - ts[0]) / 1000
-    average = sampled / (n - 1)
-    first = values[0]
-    if is_counter and result > 0 and first >= 0:
-        to_zero = sampled * (first / result)
-        to_start = min(to_start, to_zero)
+    average = sampled / (len(ts) - 1)
+    to_start = min(to_start, sampled * to_zero)
     threshold = average * 1.1
     interval = sampled
     interval += to_start if to_start < threshold else average / 2
@@ -53,7 +61,7 @@ def extrapolated_rate(
     factor = interval / sampled
     if is_rate:
         factor /= (range_end - range_start) / 1000
-    return result * factor
+    return factor
 
 
 def instant_value(points: Points, is_rate: bool) -> float | None:

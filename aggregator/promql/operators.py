@@ -19,7 +19,7 @@ _MAX_INT64 = 2.0**63
 
 
 @functools.lru_cache(maxsize=1 << 16)  # the same few series' labels at every step
-def _group_labels(labels: Labels, grouping: tuple[str, ...], without: bool) -> Labels:
+def group_labels(labels: Labels, grouping: tuple[str, ...], without: bool) -> Labels:
     if without:
         return tuple(p for p in labels if p[0] not in grouping and p[0] != NAME)
     return tuple(p for p in labels if p[0] in grouping)
@@ -104,7 +104,7 @@ def aggregate(
         op = "count"
     groups: dict[Labels, _Group] = {}
     for s in vector:
-        key = _group_labels(s.labels, tuple(grouping), without)
+        key = group_labels(s.labels, tuple(grouping), without)
         group = groups.get(key)
         if group is None:
             groups[key] = _Group(s, op)

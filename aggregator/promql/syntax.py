@@ -8,6 +8,7 @@ not at all.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -27,7 +28,8 @@ INSTANT_FUNCTIONS = frozenset(
     {
         "abs", "ceil", "floor", "round", "exp", "sqrt", "ln", "log2", "log10", "sgn",
         "clamp", "clamp_min", "clamp_max", "absent", "label_replace", "time", "vector",
-        "scalar", "histogram_quantile", "label_join", "sort", "sort_desc", "timestamp",
+        "scalar", "histogram_quantile", "histogram_count", "histogram_sum", "label_join",
+        "sort", "sort_desc", "timestamp",
         "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh", "acosh",
         "atanh", "deg", "rad", "pi", "day_of_month", "day_of_week", "day_of_year",
         "days_in_month", "hour", "minute", "month", "year",
@@ -285,20 +287,28 @@ def _convert(expr: pp.Expr) -> Node:
 
 def _fixed_time(node: Node) -> bool:
     """Whether a selector in node has an @ modifier."""
+    return any(selector.at for selector in selectors_in(node))
+
+
+def selectors_in(node: Node) -> Iterator[Selector]:
+    """Every selector of node's expression, those of range selectors included."""
     match node:
-        case Selector(at=at):
-            return bool(at)
+        case Selector():
+            yield node
         case RangeSelector(selector=selector):
-            return bool(selector.at)
+            yield selector
         case Subquery(expr=inner) | Negate(expr=inner):
-            return _fixed_time(inner)
+            yield from selectors_in(inner)
         case Call(args=args):
-            return any(_fixed_time(a) for a in args)
+            for arg in args:
+                yield from selectors_in(arg)
         case Aggregate(expr=inner, param=param):
-            return _fixed_time(inner) or (param is not None and _fixed_time(param))
+            yield from selectors_in(inner)
+            if param is not None:
+                yield from selectors_in(param)
         case Binary(lhs=lhs, rhs=rhs):
-            return _fixed_time(lhs) or _fixed_time(rhs)
-    return False
+            yield from selectors_in(lhs)
+            yield from selectors_in(rhs)
 
 
 def _aggregate(expr: pp.AggregateExpr) -> Aggregate:
