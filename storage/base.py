@@ -12,13 +12,14 @@ once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, Self, runtime_checkable
 
 import numpy as np
 
-from storage.records import IntArray, Rollups, Samples, Series, Sketches, Tier
+from storage.records import RAW, IntArray, Rollups, Samples, Series, Sketches, Tier
+from storage.series_index import sort_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,29 @@ def retention_floors(
     return floors
 
 
+def data_ranges(
+    tiers: Iterable[Tier], raw_floor_ns: int | None, start_ns: int, end_ns: int
+) -> list[tuple[str, int, int]]:
+    """Where `StoreReader.series_with_data` looks, as (tier, start_ns, end_ns) reads: raw in
+    the range, and, for the part of it before the raw retention floor (whose raw points are
+    gone, rolled up), the coarsest rollup tier's buckets that overlap that part."""
+    if end_ns <= start_ns:
+        return []
+    found = [(RAW, start_ns, end_ns)]
+    rollups = [t for t in tiers if not t.is_raw]
+    if raw_floor_ns is not None and rollups and start_ns < raw_floor_ns:
+        coarsest = max(rollups, key=lambda t: t.width_ns)
+        found.append((coarsest.name, start_ns - coarsest.width_ns + 1, min(end_ns, raw_floor_ns)))
+    return found
+
+
+def in_order(found: Collection[Series], series: Sequence[Series] | None) -> list[Series]:
+    """The `found` series in the order of `series`, each once (None: sorted)."""
+    if series is None:
+        return sorted(found, key=sort_key)
+    return [s for s in dict.fromkeys(series) if s in found]
+
+
 def _within(bucket_ns: IntArray, start_ns: int, end_ns: int) -> IntArray:
     lo, hi = np.searchsorted(bucket_ns, [start_ns, end_ns])
     return bucket_ns[lo:hi]
@@ -132,6 +156,16 @@ class StoreReader(Protocol):
         """Sketches of `tier` (raw: as written, one per flush; a rollup tier: one per bucket)
         with start_ns <= ts < end_ns, the last written of each (series, ts), sorted by
         (index, ts_ns, key). Dirty buckets as stored, as for `read_rollups`."""
+        ...
+
+    def series_with_data(
+        self, series: Sequence[Series] | None, start_ns: int, end_ns: int
+    ) -> list[Series]:
+        """The series of `series` (None: every series), in its order and each once (None:
+        sorted), that have data in [start_ns, end_ns): a raw point there, or, where the range
+        is before the raw retention floor, a row of the coarsest rollup tier whose bucket
+        overlaps it (`data_ranges`). Sketches do not count. Cheaper than a read: no points
+        come back."""
         ...
 
     def metrics(self, pattern: str = "*") -> list[str]:

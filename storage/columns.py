@@ -161,16 +161,30 @@ def select_sorted(run: Columns, sids: IdArray | None, start_ns: int, end_ns: int
     if sids is None:
         keep = (run.ts >= start_ns) & (run.ts < end_ns)
         return run if bool(keep.all()) else run.take(keep)
-    lo = np.searchsorted(run.sid, sids, "left")
-    hi = np.searchsorted(run.sid, sids, "right")
-    first = _lower_bound(run.ts, lo, hi, start_ns)
-    lengths = _lower_bound(run.ts, first, hi, end_ns) - first
+    first, lengths = _slices(run, sids, start_ns, end_ns)
     total = int(lengths.sum())
     if total == 0:
         return Columns.empty(run.width)
     # Row numbers of every [first, first + length) range, built without a Python loop.
     rows = np.repeat(first - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
     return run.take(rows)
+
+
+def has_rows_sorted(run: Columns, sids: IdArray, start_ns: int, end_ns: int) -> NDArray[np.bool_]:
+    """Whether a sorted run has a row in [start_ns, end_ns) of each of the sorted `sids`: the
+    binary searches of `select_sorted`, no row taken."""
+    return _slices(run, sids, start_ns, end_ns)[1] > 0
+
+
+def _slices(
+    run: Columns, sids: IdArray, start_ns: int, end_ns: int
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Where each of the sorted `sids` has its rows in [start_ns, end_ns) in a sorted run:
+    the first row and how many."""
+    lo = np.searchsorted(run.sid, sids, "left")
+    hi = np.searchsorted(run.sid, sids, "right")
+    first = _lower_bound(run.ts, lo, hi, start_ns)
+    return first, _lower_bound(run.ts, first, hi, end_ns) - first
 
 
 _FEW_SLICES = 16

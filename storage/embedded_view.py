@@ -19,8 +19,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from storage import blocks as block_files
-from storage import sketch_gather
-from storage.base import DirtyBuckets
+from storage import embedded_presence, sketch_gather
+from storage.base import DirtyBuckets, data_ranges
 from storage.blocks import Block
 from storage.columns import (
     RAW_WIDTH,
@@ -283,6 +283,16 @@ class StoreView:
         member = _membership(sids)
         scope = _Scope(start_ns, blocks, heads, sids, member, np.empty(0, np.int64))
         return merge([_gather(scope, end_ns, self._widths[tier])], self._widths[tier])
+
+    def series_with_data(
+        self, series: Sequence[Series] | None, start_ns: int, end_ns: int
+    ) -> list[Series]:
+        found = [np.empty(0, np.uint32)]
+        floor = self._manifest.floors.get(RAW)
+        for tier, lo, hi in data_ranges(self._tiers.values(), floor, start_ns, end_ns):
+            if (scope := self._scope(tier, series, lo, hi)) is not None:
+                found.append(embedded_presence.present_ids(scope, len(self._index), hi))
+        return embedded_presence.series_of(self._index, series, np.unique(np.concatenate(found)))
 
     def metrics(self, pattern: str = "*") -> list[str]:
         self._check_open()

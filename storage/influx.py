@@ -43,7 +43,7 @@ import urllib3
 
 from storage import influx_codec as codec
 from storage import influx_sketches as sketch_lines
-from storage.base import DirtyBuckets, WriteResult, retention_floors
+from storage.base import DirtyBuckets, WriteResult, data_ranges, in_order, retention_floors
 from storage.errors import ReadOnlyStoreError, StorageError, StoreClosedError
 from storage.influx_writes import DIRTY, InfluxWriter
 from storage.records import RAW, FloatArray, Rollups, Samples, Series, Sketches, Tier
@@ -315,6 +315,16 @@ class InfluxStore:
         keys, picked = self._found(prefix, series, start_ns, end_ns, fields, sketch_lines.BUCKETS)
         return sketch_lines.decode(keys, picked)
 
+    def series_with_data(
+        self, series: Sequence[Series] | None, start_ns: int, end_ns: int
+    ) -> list[Series]:
+        found: set[Series] = set()
+        for tier, lo, hi in data_ranges(self._tiers.values(), self._floor(), start_ns, end_ns):
+            prefix, field = ("", "value") if tier == RAW else (f"~{tier}:", "count")
+            keys, picked = self._found(prefix, series, lo, hi, (field,), first_only=True)
+            found.update(keys[p] for p, _ in picked)
+        return in_order(found, series)
+
     def _found(
         self,
         prefix: str,
@@ -323,13 +333,18 @@ class InfluxStore:
         end_ns: int,
         fields: Sequence[str],
         text: str = "",
+        *,
+        first_only: bool = False,
     ) -> tuple[tuple[Series, ...], list[tuple[int, codec.ResultSeries]]]:
         """One query for `fields` (`text` a string one) of the measurements named `prefix` +
-        metric in range: its series and answers as `codec.pick` gives them."""
+        metric in range (`first_only`: the first point of each series): its series and
+        answers as `codec.pick` gives them."""
         self._check_open()
         keys = None if series is None else tuple(series)
         every = "^" + re.escape(prefix) if prefix else _RAW_MEASUREMENTS
         query = codec.select_query(prefix, keys, start_ns, end_ns, fields, every)
+        if query is not None and first_only:
+            query += " LIMIT 1"  # per series, as grouped by every tag
         texts = (text,) if text else ()
         found = [] if query is None else codec.parse_query(self._query(query), texts)
         return codec.pick(found, prefix, keys)

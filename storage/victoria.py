@@ -32,7 +32,7 @@ import urllib3
 
 from storage import victoria_codec as codec
 from storage import victoria_rollups as rollups
-from storage.base import DirtyBuckets, WriteResult
+from storage.base import DirtyBuckets, WriteResult, in_order
 from storage.errors import ReadOnlyStoreError, StorageError, StoreClosedError
 from storage.records import (
     NS_PER_MS,
@@ -59,6 +59,8 @@ _EVERY_SKETCH = '{__name__=~"~sketch:.*"}'
 _EVERY_SKETCHED = f'{{__name__=~"~sketch:.*",{codec.KEY_LABEL}="sum"}}'
 _EXACT_SELECTORS = 20  # up to this many series of a metric are asked one by one
 _SERVER = "VictoriaMetrics"
+_FUTURE_MS = 3 * 86_400_000  # it refuses points more than 2 days ahead of its clock
+_FIRST_MS = 86_400_000  # a presence window back into 1970's first day finds nothing
 
 
 class VictoriaStore:
@@ -234,6 +236,23 @@ class VictoriaStore:
             found.index.astype(np.int64), found.ts_ns, found.keys, found.values
         )
         return Sketches(found.series, index.astype(np.int32), ts, keys, values)
+
+    def series_with_data(
+        self, series: Sequence[Series] | None, start_ns: int, end_ns: int
+    ) -> list[Series]:
+        """Raw points only: every tier is computed from them, within one retention. One instant
+        query at the range's last millisecond, over a window back to its first, cut to what
+        VictoriaMetrics may hold: no point before 1970 or past `_FUTURE_MS` from now, and its
+        window reaching into 1970's first day answers nothing at all."""
+        first_ms = max(-(-start_ns // NS_PER_MS), _FIRST_MS)
+        last_ms = min(-(-end_ns // NS_PER_MS) - 1, int(time.time() * 1000) + _FUTURE_MS)
+        selectors = self._selectors(series)
+        if last_ms < first_ms or not selectors:
+            return []
+        query = codec.presence_query(selectors, last_ms - first_ms + 1)
+        fields = [("query", query), ("time", _seconds(last_ms)), ("nocache", "1")]
+        body = self._request("POST", self._config.read_url("query"), fields)
+        return in_order(codec.decode_present(body, series), series)
 
     def _selectors(self, series: Sequence[Series] | None, prefix: str = "") -> list[str]:
         """Selectors covering `series` (None: every series): one per series of a metric asked

@@ -196,6 +196,21 @@ def selector(metric: str, series: Sequence[Series] = (), prefix: str = "") -> st
     return "{" + ",".join(matchers) + "}"
 
 
+def presence_query(selectors: Sequence[str], window_ms: int) -> str:
+    """A query whose instant answer at t is each series of `selectors` with a point in
+    (t - window_ms, t], under its own name."""
+    counts = (f"count_over_time({s}[{window_ms}ms]) keep_metric_names" for s in selectors)
+    return " or ".join(counts)
+
+
+def decode_present(body: bytes, wanted: Iterable[Series] | None) -> set[Series]:
+    """The series of a `presence_query` answer that are `wanted` (None: all but the store's
+    own)."""
+    keep = set(wanted) if wanted is not None else None
+    found = (_series(item["metric"]) for item in orjson.loads(body)["data"]["result"])
+    return {s for s in found if not s.metric.startswith("~") and (keep is None or s in keep)}
+
+
 def quote(text: str) -> str:
     """A PromQL/MetricsQL string literal."""
     return orjson.dumps(text).decode()
