@@ -4,6 +4,18 @@ Prometheus' JSON and error shapes.
 
 These are reads, so the viewer role may make them; a POST's form body is read as the same
 query by GET (what Grafana and promtool send when a query is long).
+
+`series`, `labels` and `label/<name>/values` with a `start` or `end` answer from the series that
+have data in [start, end] (a missing bound is open), with or without `match[]`; with neither,
+from every series the store lists (its listing: the fast way). A series has data there when it
+has a raw point with start <= ts <= end, or, before the raw retention floor, a row of the
+coarsest rollup tier whose bucket overlaps the range (its raw points are gone and were somewhere
+in that bucket; on VictoriaMetrics, which rolls up from raw points within one retention, only
+they count): `StoreReader.series_with_data`, which reads no points. Prometheus decides more
+coarsely: `series` by chunk (a series answers when one of its chunks' [first, last] sample times
+overlaps the range, though it may have no sample in it), the label lists by block and head
+(every label of one that overlaps the range). End before start is no error in either: Shipboard
+answers nothing, as Prometheus' `series` does (its label lists may still answer from its head).
 """
 
 from __future__ import annotations
@@ -34,6 +46,8 @@ from aggregator.promql.params import (
 from aggregator.promql.series import EvalError, Points, QueryTimeout, Sample, matching_series
 from aggregator.promql.syntax import LabelMatcher, PromQLError, Selector, parse
 from storage.base import StoreReader
+from storage.records import NS_PER_MS, Series
+from storage.series_index import sort_key
 
 PREFIX = "/prometheus/api/v1/"
 MAX_POINTS = 11_000  # per series of a range query, as Prometheus
@@ -158,23 +172,41 @@ def range_query(store: StoreReader, params: Mapping[str, str]) -> object:
 
 
 def matched_labels(store: StoreReader, params: MultiMapping[str]) -> list[Labels] | None:
-    """The label sets of the series any `match[]` selects (None: no match[] given); `start`
-    and `end` are checked, but every series the store holds answers (as Prometheus' head
-    block does for recent times)."""
-    _time(params, "start", MIN_TIME_MS)
-    _time(params, "end", MAX_TIME_MS)
+    """The label sets of the series any `match[]` selects (every series: without one) that
+    have a point in [`start`, `end`]; None when there is neither a match[] nor a start or
+    end (every series the store lists answers, the fast way)."""
+    window = _window_ns(params)
     selectors = params.getall("match[]", [])
-    if not selectors:
+    if not selectors and window is None:
         return None
-    found: set[Labels] = set()
+    matchers = []
     for text in selectors:
         try:
-            node = parse_selector(text)
+            matchers.append(parse_selector(text))
         except PromQLError as error:
             raise bad_data(str(error)) from error
-        store.refresh()
-        found.update(series_labels(s) for s in matching_series(store, node))
-    return sorted(found)
+    store.refresh()
+    found: list[Series] | None = None  # None: every series
+    if matchers:
+        found = sorted({s for m in matchers for s in matching_series(store, m)}, key=sort_key)
+    if window is not None:
+        found = store.series_with_data(found, *window)
+    return sorted({series_labels(s) for s in found or ()})
+
+
+def _window_ns(params: Mapping[str, str]) -> tuple[int, int] | None:
+    """[start, end + 1 ms) in ns, the stores' range for `start` and `end` (each included, a
+    missing one open); None when neither is given. End before start: an empty range."""
+    start = _time(params, "start", MIN_TIME_MS)
+    end = _time(params, "end", MAX_TIME_MS)
+    if not params.get("start") and not params.get("end"):
+        return None
+    return _ns(start), _ns(end + 1)
+
+
+def _ns(ms: int) -> int:
+    """`ms` in ns, within what the stores' int64 times hold."""
+    return min(max(ms * NS_PER_MS, -(2**63) + 1), 2**63 - 1)
 
 
 def parse_selector(text: str) -> tuple[LabelMatcher, ...]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -44,6 +45,23 @@ def write_body(series: Sequence[Written]) -> bytes:
     return bytes(snappy.compress_raw(request.SerializeToString()))
 
 
+def openmetrics(series: Sequence[Written]) -> str:
+    """`series` as OpenMetrics text (what promtool backfills): each metric's samples together,
+    times in seconds to the ms."""
+    lines = []
+    for one in sorted(series, key=lambda s: s.labels["__name__"]):
+        labels = ",".join(
+            f"{k}={json.dumps(v, ensure_ascii=False)}"
+            for k, v in sorted(one.labels.items())
+            if k != "__name__"
+        )
+        for ts, value in zip(one.ts_ms, one.values, strict=True):
+            lines.append(
+                f"{one.labels['__name__']}{{{labels}}} {value!r} {ts // 1000}.{ts % 1000:03d}"
+            )
+    return "\n".join([*lines, "# EOF", ""])
+
+
 WRITE_HEADERS = {
     "Content-Encoding": "snappy",
     "Content-Type": "application/x-protobuf",
@@ -73,15 +91,27 @@ class Prometheus(prometheus_server.Prometheus):
 
     def __init__(self, home: Path) -> None:
         super().__init__(home, "http://127.0.0.1:9/unused")
+        self.home = home
         (home / "prometheus.yml").write_text("global: {scrape_interval: 1m}\nscrape_configs: []\n")
         self.server.command = [*self.server.command, "--web.enable-remote-write-receiver"]
+
+    def backfill(self, series: Sequence[Written]) -> None:
+        """Before `start()`: `series` as blocks of the data dir, as promtool backfills them
+        (2 h blocks on 2 h boundaries), so that Prometheus answers from blocks, not its head."""
+        source = self.home / "backfill.om"
+        source.write_text(openmetrics(series))
+        command = ["promtool", "tsdb", "create-blocks-from", "openmetrics", str(source)]
+        done = subprocess.run([*command, str(self.home / "data")], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
 
     def write(self, series: Sequence[Written]) -> None:
         status, body = http(self.url + "/api/v1/write", write_body(series), WRITE_HEADERS)
         assert status == 204, body
 
-    def api(self, path: str, **params: str) -> tuple[int, Any]:
-        return http(f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}")
+    def api(self, path: str, *pairs: tuple[str, str], **params: str) -> tuple[int, Any]:
+        """GET /api/v1/`path` with the parameters (`pairs` for repeated ones, as match[])."""
+        query = urllib.parse.urlencode([*pairs, *params.items()])
+        return http(f"{self.url}/api/v1/{path}?{query}")
 
 
 def _same_value(ours: str, theirs: str) -> bool:
