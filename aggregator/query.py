@@ -25,7 +25,7 @@ from aggregator.counters import (
     fine_width,
 )
 from aggregator.errors import QueryError
-from aggregator.rollups import AGGREGATES, regroup
+from aggregator.rollups import AGGREGATES, aggregate
 from aggregator.sketch_cache import Answers, cached_answers
 from aggregator.sketch_percentiles import step_quantiles
 from aggregator.sketch_rollups import as_rollups, percentile
@@ -235,14 +235,12 @@ def run_query(store: StoreReader, tiers: Sequence[Tier], request: QueryRequest) 
         index, bucket_ns, values = counter_buckets(rows, mapping, start_ns, step_ns, request.agg)
     else:
         rows = read_rows(store, tiers, tier, series, start_ns, end_ns, step_ns)
-        present = {rows.series[i] for i in np.unique(rows.index).tolist()}
-        if len(present) < len(series):
-            bare = [s for s in series if s not in present]
+        bare = _without_rows(rows, series)
+        if bare:
             found = read_sketches(store, tiers, tier, bare, start_ns, end_ns, step_ns)
             rows = Rollups.concat([rows, as_rollups(found)])
         mapping = group_numbers(rows.series)
-        merged = regroup(rows, mapping, tuple(groups), step_ns)
-        index, bucket_ns, values = merged.index, merged.bucket_ns, AGGREGATES[request.agg](merged)
+        index, bucket_ns, values = aggregate(rows, mapping, step_ns, request.agg)
     keep = ~np.isnan(values)
     index, bucket_ns, values = index[keep], bucket_ns[keep], values[keep]
     bounds = np.searchsorted(index, np.arange(len(groups) + 1))
@@ -254,6 +252,16 @@ def run_query(store: StoreReader, tiers: Sequence[Tier], request: QueryRequest) 
             result.append(ResultSeries(group.metric, dict(group.tags), ts_ms, values[lo:hi]))
     result.sort(key=lambda s: (s.metric, sorted(s.tags.items())))
     return QueryResult(tuple(result), step_ms, tier.name)
+
+
+def _without_rows(rows: Rollups, series: Sequence[Series]) -> list[Series]:
+    """The `series` with no row in `rows` (marked in a mask: np.unique sorted every row)."""
+    has_rows = np.zeros(len(rows.series), np.bool_)
+    has_rows[rows.index] = True
+    if has_rows.all() and len(rows.series) >= len(series):
+        return []
+    present = {rows.series[i] for i in np.flatnonzero(has_rows).tolist()}
+    return [s for s in series if s not in present]
 
 
 def _group_of(series: Series, group_by: tuple[str, ...]) -> Series:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from aggregator.rollups import (
     AGGREGATES,
+    aggregate,
     cascade,
     combine,
     floor_to,
@@ -193,3 +195,60 @@ def test_cascade_equals_a_direct_rollup_at_the_coarse_width(pts):
     assert [r[:6] for r in rows(stepped)] == [r[:6] for r in rows(direct)]
     unique = samples_of(sorted({(p[0], p[1]): p for p in pts}.values(), key=lambda p: p[1]))
     assert rows(cascade(rollup(unique, MIN), 10 * MIN)) == rows(rollup(unique, 10 * MIN))
+
+
+def regroup_by_three_keys(r: Rollups, group: np.ndarray, width: int) -> list[np.ndarray]:
+    """What `regroup` must give, sorted the plain way: every row by (group, bucket, own bucket)
+    with lexsort, each column merged over the groups of equal (group, bucket)."""
+    index, bucket = group[r.index], floor_to(r.bucket_ns, width)
+    order = np.lexsort((r.bucket_ns, bucket, index))
+    index, bucket = index[order], bucket[order]
+    starts = np.flatnonzero(np.r_[True, (index[1:] != index[:-1]) | (bucket[1:] != bucket[:-1])])
+    ends = np.append(starts[1:], len(index))
+    return [
+        index[starts],
+        bucket[starts],
+        np.minimum.reduceat(r.min[order], starts),
+        np.maximum.reduceat(r.max[order], starts),
+        np.add.reduceat(r.sum[order], starts),
+        np.add.reduceat(r.count[order], starts),
+        r.last[order][ends - 1],
+    ]
+
+
+def rollup_rows(times: st.SearchStrategy[int]) -> st.SearchStrategy[Rollups]:
+    """Rows of three series in any order, twins included, with any floats (so that a sum in
+    another order would show)."""
+    floats = st.floats(-1e6, 1e6)
+    return st.integers(1, 40).flatmap(
+        lambda n: st.builds(
+            lambda index, bucket, *cols: Rollups(SERIES, index, bucket, *cols),
+            hnp.arrays(np.int32, n, elements=st.integers(0, 2)),
+            hnp.arrays(np.int64, n, elements=times),
+            *(hnp.arrays(np.float64, n, elements=floats) for _ in range(5)),
+        )
+    )
+
+
+@settings(max_examples=60)
+@given(
+    st.one_of(
+        rollup_rows(st.integers(-5 * MIN, 5 * MIN).map(lambda t: t - t % NS_PER_S)),
+        rollup_rows(st.integers(-(2**62), 2**62)),  # spans no single int64 key holds
+    ),
+    hnp.arrays(np.int32, 3, elements=st.integers(0, 1)),
+    widths,
+    st.sampled_from(sorted(AGGREGATES)),
+)
+def test_regroup_and_aggregate_give_the_rows_of_a_plain_sort_bit_for_bit(
+    r: Rollups, group: np.ndarray, width: int, agg: str
+) -> None:
+    expected = regroup_by_three_keys(r, group, width)
+    merged = regroup(r, group, (CPU_A, CPU_B), width)
+    got: list[np.ndarray] = [merged.index, merged.bucket_ns, merged.min, merged.max, merged.sum]
+    got += [merged.count, merged.last]
+    assert [a.tobytes() for a in got] == [a.tobytes() for a in expected]
+    index, bucket, values = aggregate(r, group, width, agg)
+    assert index.tobytes() == merged.index.tobytes()
+    assert bucket.tobytes() == merged.bucket_ns.tobytes()
+    assert values.tobytes() == AGGREGATES[agg](merged).tobytes()
