@@ -48,7 +48,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 )
 
 from collector.errors import ParseError
-from collector.otlp_sketches import CumulativeStreams, Histogram, from_point
+from collector.otlp_sketches import CumulativeStreams, Histogram, from_point, sketch_rows
 from storage.records import Samples, Series, Sketches
 from storage.sketches import SCALE_KEY
 
@@ -95,7 +95,7 @@ def map_request(
                     rejected[error.reason] += max(_point_count(metric), 1)
                     first_error = first_error or str(error)
     return Mapped(
-        Samples.from_points(points), _sketch_rows(sketches), rejected, first_error, pending
+        Samples.from_points(points), sketch_rows(sketches), rejected, first_error, pending
     )
 
 
@@ -271,22 +271,6 @@ def _exponential(
         added = streams.increase(series, buckets, pending) if cumulative else buckets
         if added is not None and len(added.keys):
             sketches.append((series, added))
-
-
-def _sketch_rows(sketches: list[tuple[Series, Histogram]]) -> Sketches:
-    if not sketches:
-        return Sketches.empty()
-    series = tuple(dict.fromkeys(s for s, _ in sketches))
-    position = {s: i for i, s in enumerate(series)}
-    rows = [histogram.rows() for _, histogram in sketches]
-    lengths = [len(keys) for keys, _ in rows]
-    return Sketches(
-        series,
-        np.repeat([position[s] for s, _ in sketches], lengths).astype(np.int32),
-        np.repeat([h.time_ns for _, h in sketches], lengths).astype(np.int64),
-        np.concatenate([keys for keys, _ in rows]),
-        np.concatenate([values for _, values in rows]),
-    )
 
 
 def _point_count(metric: Metric) -> int:

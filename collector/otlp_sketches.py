@@ -22,7 +22,7 @@ import numpy as np
 from opentelemetry.proto.metrics.v1.metrics_pb2 import ExponentialHistogramDataPoint
 
 from collector.errors import ParseError
-from storage.records import FloatArray, IntArray, Series
+from storage.records import FloatArray, IntArray, Series, Sketches
 from storage.sketches import HEADER_KEYS, STATSD_SCALE, downscale, estimates
 
 MIN_OTLP_SCALE, MAX_OTLP_SCALE = -10, 20
@@ -61,32 +61,56 @@ def from_point(point: ExponentialHistogramDataPoint, metric: str, time_ns: int) 
             metric,
             f"scale {point.scale} is outside OTLP's {MIN_OTLP_SCALE}..{MAX_OTLP_SCALE}",
         )
-    scale = min(point.scale, STATSD_SCALE)
-    shift = point.scale - scale
     positive = np.asarray(point.positive.bucket_counts, np.float64)
     negative = np.asarray(point.negative.bucket_counts, np.float64)
-    positive_index = (point.positive.offset + np.arange(len(positive))) >> shift
-    negative_index = (point.negative.offset + np.arange(len(negative))) >> shift
+    return from_buckets(
+        metric,
+        point.scale,
+        (point.positive.offset + np.arange(len(positive)), positive),
+        (point.negative.offset + np.arange(len(negative)), negative),
+        float(point.zero_count),
+        (
+            point.sum if point.HasField("sum") else None,
+            point.min if point.HasField("min") else None,
+            point.max if point.HasField("max") else None,
+        ),
+        (point.start_time_unix_nano, time_ns),
+    )
+
+
+def from_buckets(
+    metric: str,
+    scale: int,
+    positive: tuple[IntArray, FloatArray],
+    negative: tuple[IntArray, FloatArray],
+    zero_count: float,
+    stats: tuple[float | None, float | None, float | None],
+    times: tuple[int, int],
+) -> Histogram:
+    """A histogram of buckets by OpenTelemetry's index (bucket i holds (b^i, b^(i+1)]) at
+    `scale`, kept at min(scale, 6); its sum, min and max (None: from the buckets); its start
+    and time."""
+    kept = min(scale, STATSD_SCALE)
+    shift = scale - kept
+    (positive_index, positive_counts), (negative_index, negative_counts) = positive, negative
     keys, counts = _added(
         np.concatenate(
-            [-(BUCKET_KEY_BASE + negative_index), [0], BUCKET_KEY_BASE + positive_index]
+            [
+                -(BUCKET_KEY_BASE + (negative_index >> shift)),
+                [0],
+                BUCKET_KEY_BASE + (positive_index >> shift),
+            ]
         ).astype(np.int64),
-        np.concatenate([negative, [float(point.zero_count)], positive]),
+        np.concatenate([negative_counts, [zero_count], positive_counts]),
     )
-    low, high = _bounds(keys, scale)
-    total = point.sum if point.HasField("sum") else _estimated_sum(keys, counts, scale)
-    if not np.isfinite([total, point.min, point.max]).all():
+    low, high = _bounds(keys, kept)
+    total, least, most = stats
+    total = _estimated_sum(keys, counts, kept) if total is None else total
+    least = low if least is None else least
+    most = high if most is None else most
+    if not np.isfinite([total, least, most]).all():
         raise ParseError("not_finite", metric, "sum, min and max must be finite")
-    return Histogram(
-        scale,
-        keys,
-        counts,
-        total,
-        point.min if point.HasField("min") else low,
-        point.max if point.HasField("max") else high,
-        point.start_time_unix_nano,
-        time_ns,
-    )
+    return Histogram(kept, keys, counts, total, least, most, *times)
 
 
 def increase(now: Histogram, before: Histogram) -> Histogram | None:
@@ -137,12 +161,38 @@ class CumulativeStreams:
         pending[series] = point
         return point if len(point.keys) else None
 
+    def increases(
+        self, histograms: list[tuple[Series, Histogram]]
+    ) -> tuple[Sketches, dict[Series, Histogram]]:
+        """What each of `histograms` adds to its stream, as sketch rows, and the states to
+        commit once they are stored."""
+        pending: dict[Series, Histogram] = {}
+        added = [(s, a) for s, h in histograms if (a := self.increase(s, h, pending)) is not None]
+        return sketch_rows(added), pending
+
     def commit(self, pending: dict[Series, Histogram]) -> None:
         for series, point in pending.items():
             self._last.pop(series, None)  # re-inserted last: the dict is in export order
             self._last[series] = point
         for stale in list(self._last)[: max(len(self._last) - self._limit, 0)]:
             del self._last[stale]
+
+
+def sketch_rows(sketches: list[tuple[Series, Histogram]]) -> Sketches:
+    """Histograms as the store's sketch rows, each at its own time."""
+    if not sketches:
+        return Sketches.empty()
+    series = tuple(dict.fromkeys(s for s, _ in sketches))
+    position = {s: i for i, s in enumerate(series)}
+    rows = [histogram.rows() for _, histogram in sketches]
+    lengths = [len(keys) for keys, _ in rows]
+    return Sketches(
+        series,
+        np.repeat([position[s] for s, _ in sketches], lengths).astype(np.int32),
+        np.repeat([h.time_ns for _, h in sketches], lengths).astype(np.int64),
+        np.concatenate([keys for keys, _ in rows]),
+        np.concatenate([values for _, values in rows]),
+    )
 
 
 def _added(keys: IntArray, counts: FloatArray) -> tuple[IntArray, FloatArray]:

@@ -144,6 +144,7 @@ EncodedWriteRequest: Any = _message("EncodedWriteRequest")
 RawTimeSeries: Any = _message("RawTimeSeries")
 Label: Any = _message("Label")
 Sample: Any = _message("Sample")
+Histogram: Any = _message("Histogram")
 
 _VALUE_TAG, _TIMESTAMP_TAG = 0x09, 0x10  # Sample's fields 1 (fixed 64 bits) and 2 (varint)
 _MAX_VARINT = 10

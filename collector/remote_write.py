@@ -8,8 +8,10 @@ A body that is not snappy or not a WriteRequest is refused whole (`RemoteWriteEr
 that decodes, a series without a `__name__`, with an empty or repeated label name, and samples
 with a timestamp beyond int64 nanoseconds are invalid: dropped and named in the answer, the rest
 kept. What Shipboard does not store is dropped and counted, not refused, since the sender could
-do nothing else with it: NaN and infinite values (Prometheus' stale markers among them), native
-histograms and exemplars. Metric metadata (type, help, unit) is not kept.
+do nothing else with it: NaN and infinite values (Prometheus' stale markers among them) and
+exemplars. Native histograms become latency sketches (`collector.remote_write_histograms`); one
+that does not convert is invalid (`bad_histogram`). Metric metadata (type, help, unit) is not
+kept.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import numpy as np
 from cramjam import DecompressionError, snappy
 from google.protobuf.message import DecodeError
 
+from collector.errors import ParseError
+from collector.otlp_sketches import Histogram
 from collector.prompb import (
     EncodedWriteRequest,
     Label,
@@ -30,10 +34,11 @@ from collector.prompb import (
     WriteRequest,
     sample_columns,
 )
+from collector.prompb import Histogram as HistogramMessage
+from collector.remote_write_histograms import STALE_NAN_BITS, StaleHistogram, from_native
 from storage.records import NS_PER_MS, Samples, Series
 
 PROTOCOL = "remote_write"
-STALE_NAN_BITS = 0x7FF0000000000002  # the NaN Prometheus writes when a series goes away
 MAX_MS = (2**63 - 1) // NS_PER_MS  # the timestamps whose nanoseconds fit in int64
 _SHOWN = 200
 # Snappy's densest element is a 3-byte copy of 64 bytes: no body inflates more than this.
@@ -68,19 +73,21 @@ class InvalidSeries:
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
-    """The points of a body, what was dropped by reason (in samples), and the first invalid
-    series or sample for the answer (None when there was none)."""
+    """The points of a body, its native histograms (cumulative, as sent), what was dropped
+    by reason (in samples), and the first invalid series or sample for the answer (None when
+    there was none)."""
 
     samples: Samples
     dropped: Counter[str] = field(default_factory=Counter)
     first_error: str | None = None
+    histograms: list[tuple[Series, Histogram]] = field(default_factory=list)
 
     @property
     def invalid(self) -> int:
         return sum(self.dropped[reason] for reason in INVALID_REASONS)
 
 
-INVALID_REASONS = ("no_name", "bad_label", "bad_timestamp")
+INVALID_REASONS = ("no_name", "bad_label", "bad_timestamp", "bad_histogram")
 
 
 def decode(body: bytes, max_bytes: int) -> Decoded:
@@ -125,13 +132,15 @@ def _points(raw: bytes) -> Decoded:
     positions: dict[Series, int] = {}
     index: list[int] = []
     encoded: list[bytes] = []
+    histograms: list[tuple[Series, Histogram]] = []
     for one in EncodedWriteRequest.FromString(raw).timeseries:
         found, samples = _lone_sample(one)
         if found is None:
             timeseries = RawTimeSeries.FromString(one)
             found = _series(tuple(timeseries.labels))
-            if histograms := len(timeseries.histograms):
-                dropped["native_histogram"] += histograms
+            if timeseries.histograms:
+                error = _histograms(found, timeseries.histograms, histograms, dropped)
+                first_error = first_error or error
             if exemplars := len(timeseries.exemplars):
                 dropped["exemplar"] += exemplars
             samples = timeseries.samples
@@ -150,7 +159,36 @@ def _points(raw: bytes) -> Decoded:
     ts_ms, values = sample_columns(encoded)
     batch = Samples(tuple(series), np.asarray(index, np.int32), ts_ms, values)
     kept, out_of_range = _keep(batch, dropped)
-    return Decoded(kept, dropped, first_error or out_of_range)
+    return Decoded(kept, dropped, first_error or out_of_range, histograms)
+
+
+def _histograms(
+    series: Series | InvalidSeries,
+    encoded: list[bytes],
+    into: list[tuple[Series, Histogram]],
+    dropped: Counter[str],
+) -> str | None:
+    """The series' native histograms into `into`; the first one's error, if one is invalid."""
+    if isinstance(series, InvalidSeries):
+        dropped[series.reason] += len(encoded)
+        return series.message
+    first_error = None
+    for one in encoded:
+        message = HistogramMessage.FromString(one)
+        try:
+            if not -MAX_MS <= message.timestamp <= MAX_MS:
+                raise ParseError(
+                    "bad_timestamp",
+                    str(series),
+                    f"timestamp {message.timestamp} ms is out of range",
+                )
+            into.append((series, from_native(message, series.metric)))
+        except StaleHistogram:
+            dropped["stale_marker"] += 1
+        except ParseError as error:
+            dropped[error.reason] += 1
+            first_error = first_error or f"{error.detail} in series {series}"
+    return first_error
 
 
 def _keep(samples: Samples, dropped: Counter[str]) -> tuple[Samples, str | None]:

@@ -13,6 +13,7 @@ writer and the counters are the InfluxDB ingest's (collector.http_ingest).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,10 +22,13 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from collector.remote_write import PROTOCOL, RemoteWriteError, decode
+from collector.otlp_sketches import CumulativeStreams, Histogram
+from collector.remote_write import PROTOCOL, Decoded, RemoteWriteError, decode
 from collector.stats import IngestStats
 from collector.store_writer import StoreWriter
+from storage.base import WriteResult
 from storage.errors import SpoolFullError
+from storage.records import Series, Sketches
 
 BodyReader = Callable[[web.Request, int], Awaitable[bytes]]
 V1_MESSAGE = "prometheus.WriteRequest"
@@ -63,6 +67,10 @@ class RemoteWriteIngest:
     max_body_bytes: int
     read_body: BodyReader
     _decoder: ThreadPoolExecutor | None = field(default=None, init=False)
+    # Native histograms are stored as increases over each series' last stored one: bodies with
+    # histograms are written one at a time, each series' state taken once its write is durable.
+    _streams: CumulativeStreams = field(default_factory=CumulativeStreams, init=False)
+    _histograms_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     async def decoder_thread(self, app: web.Application) -> AsyncIterator[None]:
         """The thread that decodes every body, from startup to cleanup."""
@@ -108,25 +116,37 @@ class RemoteWriteIngest:
             problems.append(
                 f"{decoded.invalid} invalid samples dropped, the first: {decoded.first_error}"
             )
-        if len(decoded.samples):
-            try:
-                written = await self.writer.write(decoded.samples, PROTOCOL)
-            except SpoolFullError as error:  # the sender retries the whole body
-                return _error(error.status, str(error))
-            stats.add_received(PROTOCOL, written.accepted)
-            if written.refused_points:
-                problems.append(
-                    f"the series limit (--max-series) is reached: {written.refused_points} samples"
-                    " of new series dropped; raise --max-series or send fewer new label values"
-                )
-            if written.too_old:
-                problems.append(
-                    f"{written.too_old} samples older than every tier keeps (the longest is"
-                    " --retention-1h) dropped"
-                )
+        try:
+            written = await self._store(decoded)
+        except SpoolFullError as error:  # the sender retries the whole body
+            return _error(error.status, str(error))
+        stats.add_received(PROTOCOL, written.accepted + len(decoded.histograms))
+        if written.refused_points:
+            problems.append(
+                f"the series limit (--max-series) is reached: {written.refused_points} samples"
+                " of new series dropped; raise --max-series or send fewer new label values"
+            )
+        if written.too_old:
+            problems.append(
+                f"{written.too_old} samples older than every tier keeps (the longest is"
+                " --retention-1h) dropped"
+            )
         if problems:
             return _error(400, "partial write: " + "; ".join(problems))
         return web.Response(status=204)
+
+    async def _store(self, decoded: Decoded) -> WriteResult:
+        """Write the body's samples and its histograms' increases, durably."""
+        histograms = bool(decoded.histograms)
+        async with self._histograms_lock if histograms else contextlib.nullcontext():
+            sketches, pending = Sketches.empty(), dict[Series, Histogram]()
+            if histograms:
+                sketches, pending = self._streams.increases(decoded.histograms)
+            if not len(decoded.samples) and not len(sketches):
+                return WriteResult(0)
+            written = await self.writer.write(decoded.samples, PROTOCOL, sketches)
+            self._streams.commit(pending)
+            return written
 
 
 def add_remote_write_route(

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from collector.prompb import Sample, sample_columns
 from collector.prompb import WriteRequest as Message
-from collector.remote_write import STALE_NAN_BITS, RemoteWriteError, decode
+from collector.remote_write import RemoteWriteError, decode
+from collector.remote_write_histograms import STALE_NAN_BITS
 from storage.records import NS_PER_MS, Series
 from tests.collector.prompb_wire import (
     MAX_MS,
@@ -43,11 +44,15 @@ def test_valid_write_requests_give_exactly_their_points(request: WriteRequest) -
     decoded = decode(request.body(), LIMIT)
     assert decoded.samples.points() == request.points()
     assert decoded.first_error is None
-    histograms = sum(ts.histograms for ts in request.timeseries)
     exemplars = sum(ts.exemplars for ts in request.timeseries)
-    assert decoded.dropped == {
-        reason: n for reason, n in (("native_histogram", histograms), ("exemplar", exemplars)) if n
-    }
+    assert decoded.dropped == ({"exemplar": exemplars} if exemplars else {})
+    # Each native histogram (count 3 in Prometheus' bucket 0 at schema 2, sum 4.5, at 1 ms) is
+    # a sketch of OpenTelemetry's bucket -1.
+    assert len(decoded.histograms) == sum(ts.histograms for ts in request.timeseries)
+    for _, histogram in decoded.histograms:
+        assert (histogram.scale, histogram.keys.tolist()) == (2, [2**40 - 1])
+        assert (histogram.counts.tolist(), histogram.sum) == ([3.0], 4.5)
+        assert histogram.time_ns == 1 * NS_PER_MS
     # Only series with points are kept, each once.
     assert sorted(map(str, decoded.samples.series)) == sorted(
         {str(s) for s, _, _ in request.points()}

@@ -2,11 +2,13 @@
 Prometheus over native histograms of the same observations: Shipboard stores each flush's
 sketch (as StatsD's flushes do), Prometheus (native histograms on) takes the cumulative
 histograms those flushes add up to, by remote write at the same times; the same queries are
-asked of both, at instants before, inside and after the data and over ranges."""
+asked of both, at instants before, inside and after the data and over ranges. The same
+remote-write body sent to a `shipboard run` gives the same answers from its own API."""
 
 from __future__ import annotations
 
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from tests.aggregator.promql.stores import KINDS, open_store
 from tests.aggregator.promql.test_against_prometheus import ours
 from tests.aggregator.promql.truth import WRITE_HEADERS, Prometheus, assert_same_answer, http
 from tests.aggregator.promql.truth import jittered as jittered_times
+from tests.running import RunningShipboard
 
 pytestmark = pytest.mark.slow  # starts a Prometheus server
 
@@ -244,3 +247,28 @@ def test_other_uses_of_sketches_are_refused_by_name(base_ms: int, store: StoreRe
         assert (answer["status"], answer["errorType"]) == ("error", "bad_data"), (query, answer)
         assert "http_latency holds latency sketches" in answer["error"], answer
         assert "rate() or increase()" in answer["error"], answer
+
+
+def test_native_histograms_remote_written_to_shipboard_answer_as_prometheus(
+    tmp_path: Path, base_ms: int, flushes: list[Flushes], prometheus: Prometheus
+) -> None:
+    """The body Prometheus took, sent to a `shipboard run`: its cumulative histograms become
+    sketches of each flush's observations, and PromQL on its own API answers as Prometheus."""
+    data = tmp_path / "data"
+    data.mkdir()
+    running = RunningShipboard(data, ["--no-agent"]).start()
+    try:
+        admin = {"Authorization": f"Bearer {running.token}"}
+        status, answer = http(
+            running.url + "/api/v1/write", native_body(flushes), WRITE_HEADERS | admin
+        )
+        assert status == 204, answer
+        for query in QUERIES:
+            for at in instants(base_ms, flushes)[1::3]:
+                params = {"query": query, "time": f"{at / 1000:.3f}"}
+                url = f"{running.url}/prometheus/api/v1/query?{urllib.parse.urlencode(params)}"
+                _, mine = http(url, None, admin)
+                _, truth = prometheus.api("query", **params)
+                assert_same_answer(f"{query} at {at}", mine, truth)
+    finally:
+        assert running.stop() == 0, running.output()

@@ -154,7 +154,6 @@ def test_queries_parse_into_nodes() -> None:
         ("limitk(1, x)", "the aggregation limitk"),
         ("histogram_fraction(0, 1, x)", "the function histogram_fraction()"),
         ("mad_over_time(x[5m])", "the function mad_over_time()"),
-        ("histogram_fraction(0, 1, x)", "the function histogram_fraction()"),
         ("x atan2 y", "the operator atan2"),
     ],
 )
