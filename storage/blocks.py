@@ -115,7 +115,8 @@ def load_rows(directory: Path, width: int) -> Columns | sketch_blocks.SketchRun:
         return sketch_blocks.load(directory)
 
     def load(name: str) -> Any:
-        return np.load(directory / f"{name}.npy", mmap_mode="r")
+        # A plain array over the map: numpy's memmap wraps every slice and take in Python.
+        return np.asarray(np.load(directory / f"{name}.npy", mmap_mode="r"))
 
     return Columns(load("sid"), load("ts"), tuple(load(f"c{i}") for i in range(width)))
 

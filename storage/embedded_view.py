@@ -170,17 +170,14 @@ class StoreView:
 
     def read(self, series: Sequence[Series] | None, start_ns: int, end_ns: int) -> Samples:
         keys, rows = self._select(RAW, series, start_ns, end_ns)
-        return Samples(keys, rows.sid.astype(np.int32), np.array(rows.ts), np.array(rows.cols[0]))
+        return Samples(keys, rows.sid.view(np.int32), rows.ts, rows.cols[0])
 
     def read_rollups(
         self, tier: str, series: Sequence[Series] | None, start_ns: int, end_ns: int
     ) -> Rollups:
         self._check_rollup_tier(tier)
         keys, rows = self._select(tier, series, start_ns, end_ns)
-        mins, maxs, sums, counts, lasts = (np.array(c) for c in rows.cols)
-        return Rollups(
-            keys, rows.sid.astype(np.int32), np.array(rows.ts), mins, maxs, sums, counts, lasts
-        )
+        return Rollups(keys, rows.sid.view(np.int32), rows.ts, *rows.cols)
 
     def read_sketches(
         self, tier: str, series: Sequence[Series] | None, start_ns: int, end_ns: int
@@ -231,13 +228,21 @@ class StoreView:
     def _select(
         self, table: str, series: Sequence[Series] | None, start_ns: int, end_ns: int
     ) -> tuple[tuple[Series, ...], Columns]:
-        """Rows of `table` in range, their sid replaced by the position in the returned keys."""
+        """Rows of `table` in range, their sid replaced by the position in the returned keys
+        (below 2**31), in arrays of their own: a caller may keep or change them."""
         width = self._widths[table]
         scope = self._scope(table, series, start_ns, end_ns)
         if scope is None:
             return _keys(series), Columns.empty(width)
         rows = _gather(scope, end_ns, width)
-        keys, position = self._positions(series, scope, np.unique(rows.sid))
+        if series is None:
+            keys, position = self._positions(series, scope, np.unique(rows.sid))
+            # A block or head part wholly in range is handed back as it is (`select_sorted`).
+            rows = Columns(rows.sid, np.array(rows.ts), tuple(np.array(c) for c in rows.cols))
+        else:
+            # Given series, every row is taken (`select_sorted`, `select_unsorted`): the
+            # arrays are new already. The ids present matter only to a read of every series.
+            keys, position = self._positions(series, scope, rows.sid[:0])
         return keys, merge([rows.with_sid(position[rows.sid])], width)
 
     def _scope(

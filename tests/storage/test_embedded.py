@@ -110,3 +110,28 @@ def test_a_reader_may_open_before_the_writer(
     writer.write(Samples.from_points([(A, 1, 1.0)]))
     reader.refresh()
     assert reader.read(None, 0, 10).points() == [(A, 1, 1.0)]
+
+
+@pytest.mark.parametrize("series", [None, (A, B)], ids=["every series", "given series"])
+def test_a_read_answers_in_arrays_of_its_own(
+    open_store: StoreFactory, series: tuple[Series, ...] | None
+) -> None:
+    """Reads hand back no block's or head's own arrays, even of a block wholly in range: a
+    caller changing its answer changes nothing stored."""
+    store = open_store()
+    ts = np.arange(0, 600, 10, dtype=np.int64) * NS_PER_S
+    index = np.repeat(np.arange(2, dtype=np.int32), 60)
+    store.write(Samples((A, B), index, np.tile(ts, 2), np.arange(120, dtype=np.float64)))
+    minute = [(s, m * 60 * NS_PER_S, 1.0, 2.0, 3.0, 4.0, 5.0) for s in (A, B) for m in range(10)]
+    store.write_rollups("1m", rollups(minute), watermark_ns=600 * NS_PER_S)
+    for _ in range(2):  # in the head, then in blocks
+        raw, rows = store.read(series, 0, HOUR_NS), store.read_rollups("1m", series, 0, HOUR_NS)
+        answer: list[np.ndarray] = [raw.index, raw.ts_ns, raw.values, rows.bucket_ns, rows.sum]
+        expected = [a.tolist() for a in answer]
+        for array in (*answer, rows.index):
+            array[:] = 0
+        raw, rows = store.read(series, 0, HOUR_NS), store.read_rollups("1m", series, 0, HOUR_NS)
+        again: list[np.ndarray] = [raw.index, raw.ts_ns, raw.values, rows.bucket_ns, rows.sum]
+        assert [a.tolist() for a in again] == expected
+        assert (len(raw), len(rows)) == (120, 20)
+        store.checkpoint()
