@@ -3,7 +3,10 @@
 Agents send the same series in the same order at every interval, so a body's series and each
 point's position among them are cached by the exact key and field-name sequence, from the
 second sighting of a shape on (a flood of new series, every body a new shape, does not fill the
-cache); oldest evicted.
+cache); oldest evicted. Below that, each series is cached by its field name and raw
+`measurement,tags` bytes: a fleet whose bodies never repeat (every agent its own series) pays
+two dict lookups for a series seen before instead of parsing its key, at about 100 bytes a
+series (the Series itself is the store's).
 """
 
 from __future__ import annotations
@@ -11,13 +14,19 @@ from __future__ import annotations
 import numpy as np
 
 from collector.errors import ParseError
-from collector.influx_tokens import MAX_KEY_BYTES, field_name, parse_key
+from collector.influx_tokens import MAX_KEY_BYTES, build_key, field_name
 from storage.records import IndexArray, IntArray, Series
 
 _SHAPES: dict[bytes, tuple[tuple[Series, ...], IndexArray]] = {}
 _SHAPES_MAX = 64
 _SEEN_SHAPES: dict[int, None] = {}  # shapes seen once, by hash: cached when seen again
 _SEEN_SHAPES_MAX = 4096
+# Series by field name, then raw key; cleared whole past _SERIES_MAX series (a flood of new
+# series beyond twice the default --max-series).
+_SERIES: dict[bytes, dict[bytes, Series]] = {}
+_SERIES_MAX = 2_000_000
+_SERIES_COUNT = 0
+_NOTHING: dict[bytes, Series] = {}
 
 
 def body_shape(
@@ -43,24 +52,20 @@ def body_shape(
     name_positions = {name: i for i, name in enumerate(dict.fromkeys(names))}
     if max(map(len, key_positions)) + max(map(len, name_positions)) + 4 > MAX_KEY_BYTES:
         return None
-    try:
-        parsed_keys = [parse_key(key, key) for key in key_positions]
-        parsed_names = [field_name(name, name) for name in name_positions]
-    except ParseError:
-        return None
+    distinct_keys, distinct_names = list(key_positions), list(name_positions)
     # Series of point i: (key of its line, its field name), coded as one integer.
     key_ids = np.fromiter(map(key_positions.__getitem__, keys), np.int64, len(keys))
     name_ids = np.fromiter(map(name_positions.__getitem__, names), np.int64, len(names))
     if per_line is not None:
         key_ids = np.repeat(key_ids, per_line)
-    names_count = len(parsed_names)
+    names_count = len(distinct_names)
     series_codes, codes_index = _distinct(
-        key_ids * names_count + name_ids, len(parsed_keys) * names_count
+        key_ids * names_count + name_ids, len(distinct_keys) * names_count
     )
-    series = tuple(
-        parsed_keys[code // names_count].series_of(parsed_names[code % names_count])
-        for code in series_codes.tolist()
-    )
+    try:
+        series = _series_of(distinct_keys, distinct_names, series_codes.tolist())
+    except ParseError:
+        return None
     index = codes_index.astype(np.int32)
     index.setflags(write=False)  # shared by every body of this shape
     # Kept from its second body on: a flood of new series (every body a new shape) would fill
@@ -75,6 +80,35 @@ def body_shape(
         del _SHAPES[next(iter(_SHAPES))]
     _SHAPES[blob] = series, index
     return series, index
+
+
+def _series_of(keys: list[bytes], names: list[bytes], codes: list[int]) -> tuple[Series, ...]:
+    """The series of each code (key position times len(names) plus name position), from the
+    cache or parsed (ParseError for a bad key or name)."""
+    width = len(names)
+    if width == 1:  # one field name: one lookup per key, in C
+        found = list(map(_SERIES.get(names[0], _NOTHING).get, keys))
+    else:
+        found = [_SERIES.get(names[c % width], _NOTHING).get(keys[c // width]) for c in codes]
+    if None in found:
+        for i, code in enumerate(codes):
+            if found[i] is None:
+                found[i] = _parsed(keys[code // width], names[code % width])
+    return tuple(found)  # type: ignore[arg-type]  # no None is left
+
+
+def _parsed(key: bytes, name: bytes) -> Series:
+    series = build_key(key, key).series_of(field_name(name, name))
+    by_key = _SERIES.get(name)
+    if by_key is None:
+        by_key = _SERIES[name] = {}
+    by_key[key] = series
+    global _SERIES_COUNT
+    _SERIES_COUNT += 1
+    if _SERIES_COUNT > _SERIES_MAX:
+        _SERIES.clear()
+        _SERIES_COUNT = 0
+    return series
 
 
 def _distinct(codes: IntArray, size: int) -> tuple[IntArray, IntArray]:

@@ -67,11 +67,11 @@ def parse_key(raw: bytes, line: bytes) -> Key:
     if key is None:
         if len(_KEYS) >= _KEYS_MAX:
             _KEYS.clear()
-        key = _KEYS[raw] = _build_key(raw, line)
+        key = _KEYS[raw] = build_key(raw, line)
     return key
 
 
-def _build_key(raw: bytes, line: bytes) -> Key:
+def build_key(raw: bytes, line: bytes) -> Key:
     """`measurement[,tag=value...]` checked as InfluxDB's scanKey checks it: a tag key may
     not begin with `=`, a tag value may (once), and neither may be empty."""
     return _plain_key(raw) or checked_key(raw, line)
