@@ -191,6 +191,21 @@ def test_query_csv_and_bad_query(server: RunningShipboard):
     assert "agg" in json.loads(body)["error"]
 
 
+def test_a_repeated_query_answers_the_same_and_sees_every_new_point(server: RunningShipboard):
+    """A query asked again (run on the event loop once it is known to be quick) answers as the
+    first time, byte for byte, and from the store as it is then: no answer is kept."""
+    now = int(time.time())
+    assert server.post("/write?precision=s", f"e2e_again v=1 {now - 20}\n".encode())[0] == 204
+    path = "/api/v1/query?metric=e2e_again.v&from=-5m&step=10s&agg=max"
+    bodies = [server.get(path) for _ in range(4)]
+    assert bodies[0][0] == 200
+    assert bodies == [bodies[0]] * 4
+    assert [v for _, v in json.loads(bodies[0][1])["series"][0]["points"]] == [1.0]
+    assert server.post("/write?precision=s", f"e2e_again v=2 {now - 10}\n".encode())[0] == 204
+    points = json.loads(server.get(path)[1])["series"][0]["points"]
+    assert [v for _, v in points] == [1.0, 2.0]
+
+
 def test_shipboard_query_command_prints_the_series(server: RunningShipboard):
     now = int(time.time())
     assert server.post("/write?precision=s", f"e2e_cli,host=z v=9.5 {now}\n".encode())[0] == 204
