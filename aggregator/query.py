@@ -290,16 +290,25 @@ def result_json(result: QueryResult) -> bytes:
 
 
 def _points_json(ts_ms: IntArray, values: FloatArray) -> orjson.Fragment:
-    """`[[unix_ms, value], ...]` as orjson writes the pairs, from the two arrays written whole
-    and zipped as text: a list of 16,800 tuples cost more than writing them."""
+    """`[[unix_ms, value], ...]` as orjson writes the pairs, from the two arrays written whole:
+    their numbers and the brackets between them laid in one list, joined once. Lists of pairs
+    cost more than writing them (and the collector's time, in a process of many objects), and
+    joining each pair first a third more than this."""
     if not len(ts_ms):
         return orjson.Fragment(b"[]")
     times, figures = (
         orjson.dumps(np.ascontiguousarray(a), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
         for a in (ts_ms, values)
     )
-    pairs = map(b",".join, zip(times, figures, strict=True))
-    return orjson.Fragment(b"[[" + b"],[".join(pairs) + b"]]")
+    parts = [b","] * (4 * len(times))  # time, ",", value, "],[" for each point
+    parts[0::4] = times
+    parts[2::4] = figures
+    parts[3::4] = _BETWEEN_PAIRS * len(times)
+    parts[-1] = b"]]"
+    return orjson.Fragment(b"[[" + b"".join(parts))
+
+
+_BETWEEN_PAIRS = [b"],["]
 
 
 def result_csv(result: QueryResult) -> str:
