@@ -31,6 +31,7 @@ from itertools import repeat
 
 import numpy as np
 
+from collector.decimal_column import parse_decimals
 from collector.errors import ParseError
 from collector.influx_exact import parse_exact
 from collector.influx_shapes import body_shape
@@ -146,8 +147,11 @@ def _fast_values(values: list[bytes]) -> FloatArray | None:
     joined = b" ".join(values)
     try:
         if not joined.translate(None, _DECIMAL_BYTES):
-            # Over these bytes float() accepts exactly the grammar's floats.
-            array = np.array(list(map(float, values)), np.float64)
+            # Over these bytes float() accepts exactly the grammar's floats; plain decimals
+            # (nearly every value) are parsed at once, to the same bits.
+            array = parse_decimals(joined, len(values))
+            if array is None:
+                array = np.array(list(map(float, values)), np.float64)
         elif _NUMBER_COLUMN.fullmatch(joined) is not None:
             array = np.array([float(v[:-1] if v[-1] == _I else v) for v in values], np.float64)
         else:
@@ -158,12 +162,15 @@ def _fast_values(values: list[bytes]) -> FloatArray | None:
 
 
 def _fast_timestamps(stamps: list[bytes], unit_ns: int) -> IntArray | None:
-    if _INT_COLUMN.fullmatch(b" ".join(stamps)) is None:
+    joined = b" ".join(stamps)
+    if _INT_COLUMN.fullmatch(joined) is None:
         return None
-    try:
-        ts = np.array(list(map(int, stamps)), np.int64)
-    except OverflowError:
-        return None
-    if ((ts > MAX_TS_NS // unit_ns) | (ts < -(-MIN_TS_NS // unit_ns))).any():
+    # Integers checked, so numpy's strtoll reads them all; one beyond int64 saturates, and the
+    # range check below refuses it as int() would have overflowed.
+    ts = np.fromstring(joined, np.int64, sep=" ")
+    if (
+        len(ts) != len(stamps)
+        or ((ts > MAX_TS_NS // unit_ns) | (ts < -(-MIN_TS_NS // unit_ns))).any()
+    ):
         return None
     return ts * unit_ns if unit_ns != 1 else ts
