@@ -92,13 +92,25 @@ def merge(runs: Sequence[Columns], width: int, *, combine: bool = False) -> Colu
         return _merge_sketches(run)
     if is_strictly_sorted(run):
         return run
-    run = run.take(np.lexsort((run.ts, run.sid)))  # lexsort is stable: write order survives
+    run = run.take(_key_order(run))
     last = np.empty(len(run), np.bool_)
     last[-1] = True
     last[:-1] = (run.sid[1:] != run.sid[:-1]) | (run.ts[1:] != run.ts[:-1])
     if not combine:
         return run.take(last)
     return _combined(run, np.flatnonzero(np.r_[True, last[:-1]]), np.flatnonzero(last))
+
+
+def _key_order(run: Columns) -> NDArray[np.intp]:
+    """The stable order of rows by (sid, ts): rows of one key keep their write order. Runs come
+    sorted and in time order (a head's parts, chunks of bodies written as time goes on), so a
+    stable sort by sid alone (timsort, which merges the sorted runs it finds) is nearly always
+    that order, several times faster than lexsort's two passes; checked, else lexsort."""
+    order = np.argsort(run.sid, kind="stable")
+    sid, ts = run.sid[order], run.ts[order]
+    if bool(((sid[1:] != sid[:-1]) | (ts[1:] >= ts[:-1])).all()):
+        return order
+    return np.lexsort((run.ts, run.sid))
 
 
 def _merge_sketches(run: Columns) -> Columns:
@@ -237,10 +249,9 @@ def summarise(rows: Columns, width_ns: int) -> Columns:
     last (by time); a point written twice at one time counts once (the last written)."""
     if not len(rows):  # a backfill of sketches alone has no rows for the tier
         return Columns.empty(ROLLUP_WIDTH)
-    rows = merge([rows], RAW_WIDTH)
+    rows = merge([rows], RAW_WIDTH)  # sorted by (sid, ts), so by (sid, bucket) in time order
+    sid, values = rows.sid, rows.cols[0]
     bucket = rows.ts - rows.ts % width_ns
-    order = np.lexsort((rows.ts, bucket, rows.sid))
-    sid, bucket, values = rows.sid[order], bucket[order], rows.cols[0][order]
     starts = np.flatnonzero(np.r_[True, (sid[1:] != sid[:-1]) | (bucket[1:] != bucket[:-1])])
     return Columns(sid[starts], bucket[starts], summaries(values, starts))
 
@@ -265,7 +276,7 @@ def add_into(stored: Columns, new: Columns) -> Columns:
     run = concat([stored, new], ROLLUP_WIDTH)
     if not len(run):
         return run
-    run = run.take(np.lexsort((run.ts, run.sid)))  # stable: a stored row comes first
+    run = run.take(_key_order(run))  # stable: a stored row comes first
     starts = np.flatnonzero(
         np.r_[True, (run.sid[1:] != run.sid[:-1]) | (run.ts[1:] != run.ts[:-1])]
     )
