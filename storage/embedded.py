@@ -216,7 +216,7 @@ class EmbeddedStore(DurableView):
     ) -> tuple[IntArray, tuple[tuple[int, Series], ...], int]:
         """Ids of `series` (-1: refused), the series defined now, how many were refused.
         A forgotten series written again counts against the limit like a new one."""
-        ids = self._index.lookup(series)
+        ids = self._index.lookup(series, remember=True)
         unknown = np.flatnonzero(ids < 0)
         stale = self._index.forgotten_among(ids)
         if not len(unknown) and not len(stale):

@@ -37,6 +37,10 @@ _LOG = logging.getLogger(__name__)
 _LOG_CHUNK_BYTES = 1 << 20
 """The series log is parsed in chunks of about this size."""
 
+_LOOKUPS = 64
+_LOOKUP_MIN = 256
+"""Ids kept for the last `_LOOKUPS` tuples of series of at least `_LOOKUP_MIN` looked up."""
+
 _LISTING_SHARE = 8
 """A tag match that leaves more than 1/8 of its metric's series to check filters the sorted
 listing instead of sorting what it found."""
@@ -81,6 +85,7 @@ class SeriesIndex:
         self._sorted_series: dict[str | None, list[Series]] = {}
         self._forgotten: set[int] = set()
         self._forgotten_mask = np.zeros(0, np.bool_)  # True at forgotten ids
+        self._lookups: dict[int, tuple[tuple[Series, ...], IntArray]] = {}
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -142,10 +147,26 @@ class SeriesIndex:
     def get(self, series: Series) -> int | None:
         return self._ids.get(series)
 
-    def lookup(self, series: Sequence[Series]) -> IntArray:
-        """The id of each series, -1 for unknown ones."""
+    def lookup(self, series: Sequence[Series], *, remember: bool = False) -> IntArray:
+        """The id of each series, -1 for unknown ones. A write repeated by shape comes with the
+        same tuple of series (the parsers' shape caches): with `remember`, its ids, once all
+        known, are kept by the tuple's identity (ids never change), so that it costs a copy
+        instead of a dict lookup a series."""
+        cached = self._lookups.get(id(series))
+        if cached is not None and cached[0] is series:
+            return cached[1].copy()
         get = self._ids.get
-        return np.fromiter((get(s, -1) for s in series), np.int64, len(series))
+        ids = np.fromiter((get(s, -1) for s in series), np.int64, len(series))
+        known = isinstance(series, tuple) and len(series) >= _LOOKUP_MIN and bool((ids >= 0).all())
+        if remember and known:
+            self._remember(tuple(series), ids)
+        return ids
+
+    def _remember(self, series: tuple[Series, ...], ids: IntArray) -> None:
+        with self._lock:  # readers look up too
+            if len(self._lookups) >= _LOOKUPS:
+                del self._lookups[next(iter(self._lookups))]
+            self._lookups[id(series)] = (series, ids.copy())  # held, so its id stays its
 
     def add(self, series: Series) -> int:
         """Define a new series; returns its id."""
