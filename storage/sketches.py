@@ -266,6 +266,8 @@ def exact_quantiles(
     scales = values[first].astype(np.int64)
 
     def at(rank_in_sketch: FloatArray) -> FloatArray:
+        if not len(bucket):  # no sketch holds a value: each quantile is NaN (interpolate)
+            return np.zeros(len(first))
         found = np.searchsorted(cumulative, before + rank_in_sketch, side="right")
         return estimates(keys[bucket[np.minimum(found, len(bucket) - 1)]], scales)
 

@@ -272,3 +272,15 @@ def test_a_sketch_is_its_header_then_one_row_per_bucket_in_key_order(
     for key, weight in zip(buckets.tolist(), w, strict=True):
         counts[key] += weight
     assert rows[4:].tolist() == list(counts.values())
+
+
+def test_sketches_without_a_value_have_no_quantile() -> None:
+    """Headers alone (a flush whose values all went elsewhere): NaN, not an error."""
+    keys = np.asarray(sketches.HEADER_KEYS * 2, np.int64)
+    values = np.asarray([6.0, 0.0, 0.0, 0.0] * 2)
+    label, estimate, exact = sketches.exact_quantiles(
+        np.asarray([0] * 4 + [1] * 4), keys, values, 0.5
+    )
+    assert label.tolist() == [0, 1]
+    assert np.isnan(estimate).all()
+    assert exact
