@@ -108,25 +108,32 @@ class SeriesIndex:
         return np.unique(known[self._forgotten_mask[known]])
 
     def forget(self, sids: Sequence[int]) -> None:
-        """Take series out of the listings and the live count (their ids stay theirs)."""
+        """Take series out of the listings and the live count (their ids stay theirs); each
+        listing filtered once, however many of its series go."""
         with self._lock:
-            for sid in sids:
-                if sid in self._forgotten:
-                    continue
-                self._forgotten.add(sid)
-                if sid >= len(self._forgotten_mask):
-                    grown = np.zeros(max(len(self._keys), sid + 1), np.bool_)
-                    grown[: len(self._forgotten_mask)] = self._forgotten_mask
-                    self._forgotten_mask = grown
-                self._forgotten_mask[sid] = True
-                series = self._keys[sid]
-                self._postings.remove(sid, series)
-                by_metric = self._by_metric[series.metric]
-                by_metric.remove(series)
-                if not by_metric:
-                    del self._by_metric[series.metric]
+            forgotten = [(sid, self._keys[sid]) for sid in dict.fromkeys(sids)]
+            forgotten = [(sid, series) for sid, series in forgotten if sid not in self._forgotten]
+            if not forgotten:
+                return
+            ids = [sid for sid, _ in forgotten]
+            self._forgotten.update(ids)
+            if max(ids) >= len(self._forgotten_mask):
+                grown = np.zeros(max(len(self._keys), max(ids) + 1), np.bool_)
+                grown[: len(self._forgotten_mask)] = self._forgotten_mask
+                self._forgotten_mask = grown
+            self._forgotten_mask[ids] = True
+            self._postings.remove(forgotten)
+            gone: dict[str, set[Series]] = {}
+            for _, series in forgotten:
+                gone.setdefault(series.metric, set()).add(series)
+            for metric, series_gone in gone.items():
+                left = [s for s in self._by_metric[metric] if s not in series_gone]
+                if left:
+                    self._by_metric[metric] = left
+                else:
+                    del self._by_metric[metric]
                     self._sorted_metrics = None
-                self._sorted_series.pop(series.metric, None)
+                self._sorted_series.pop(metric, None)
             self._sorted_series.pop(None, None)
 
     def revive(self, sid: int) -> None:

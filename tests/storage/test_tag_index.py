@@ -87,13 +87,13 @@ def test_a_pair_held_by_one_series_or_many_finds_exactly_them():
     assert postings.rarest("req", [("role", "web")]) == [0, 1, 2]
     assert postings.rarest("req", [("role", "web"), ("host", "nope")]) == []
     assert postings.rarest("other", [("role", "web")]) == []
-    postings.remove(1, web[1])
-    postings.remove(3, db)
+    postings.remove([(1, web[1]), (3, db)])
     assert postings.rarest("req", [("role", "web")]) == [0, 2]
     assert postings.values("req", "role") == ["web"]
     assert postings.keys("req") == ["host", "role"]
-    for sid in (0, 2):
-        postings.remove(sid, web[sid])
+    postings.remove([(2, web[2])])  # a pair of two left to one keeps that one
+    assert postings.rarest("req", [("role", "web")]) == [0]
+    postings.remove([(0, web[0])])
     assert postings.keys("req") == []
 
 
