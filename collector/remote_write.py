@@ -8,10 +8,10 @@ A body that is not snappy or not a WriteRequest is refused whole (`RemoteWriteEr
 that decodes, a series without a `__name__`, with an empty or repeated label name, and samples
 with a timestamp beyond int64 nanoseconds are invalid: dropped and named in the answer, the rest
 kept. What Shipboard does not store is dropped and counted, not refused, since the sender could
-do nothing else with it: NaN and infinite values (Prometheus' stale markers among them) and
-exemplars. Native histograms become latency sketches (`collector.remote_write_histograms`); one
-that does not convert is invalid (`bad_histogram`). Metric metadata (type, help, unit) is not
-kept.
+do nothing else with it: NaN and infinite values and exemplars. Prometheus' stale markers are
+kept (`storage.stale_markers`). Native histograms become latency sketches
+(`collector.remote_write_histograms`); one that does not convert is invalid (`bad_histogram`).
+Metric metadata (type, help, unit) is not kept.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ from collector.prompb import (
     sample_columns,
 )
 from collector.prompb import Histogram as HistogramMessage
-from collector.remote_write_histograms import STALE_NAN_BITS, StaleHistogram, from_native
+from collector.remote_write_histograms import StaleHistogram, from_native
 from storage.records import NS_PER_MS, Samples, Series
+from storage.stale_markers import as_markers, is_stale
 
 PROTOCOL = "remote_write"
 MAX_MS = (2**63 - 1) // NS_PER_MS  # the timestamps whose nanoseconds fit in int64
@@ -192,26 +193,27 @@ def _histograms(
 
 
 def _keep(samples: Samples, dropped: Counter[str]) -> tuple[Samples, str | None]:
-    """The points Shipboard stores, in nanoseconds, series without points left out; the
-    others counted in `dropped`; what the first point out of time range was."""
-    stale = samples.values.view(np.uint64) == np.uint64(STALE_NAN_BITS)
+    """The points Shipboard stores, in nanoseconds, series without points left out, stale
+    markers as the points of their hidden series (`storage.stale_markers`); the others counted
+    in `dropped`; what the first point out of time range was."""
+    stale = is_stale(samples.values)
     non_finite = ~np.isfinite(samples.values) & ~stale
     out_of_range = (samples.ts_ns < -MAX_MS) | (samples.ts_ns > MAX_MS)  # still milliseconds
     first = None
-    for reason, mask in (
-        ("stale_marker", stale),
-        ("non_finite", non_finite),
-        ("bad_timestamp", out_of_range),
-    ):
+    for reason, mask in (("non_finite", non_finite), ("bad_timestamp", out_of_range)):
         if count := int(np.count_nonzero(mask)):
             dropped[reason] += count
     if out_of_range.any():
         row = int(np.flatnonzero(out_of_range)[0])
         where = samples.series[samples.index[row]]
         first = f"sample timestamp {samples.ts_ns[row]} ms of {where} is out of range"
-    drop = stale | non_finite | out_of_range
-    if drop.any():
-        samples = _without_unused_series(samples.take(~drop))
+    markers = stale & ~out_of_range
+    if markers.any():
+        marked = as_markers(_without_unused_series(samples.take(markers)))
+        kept = _without_unused_series(samples.take(~(stale | non_finite | out_of_range)))
+        samples = Samples.concat([kept, marked])
+    elif (non_finite | out_of_range).any():
+        samples = _without_unused_series(samples.take(~(non_finite | out_of_range)))
     ns = samples.ts_ns * NS_PER_MS
     return Samples(samples.series, samples.index, ns, samples.values), first
 

@@ -13,8 +13,6 @@ histogram whose sum is Prometheus' stale marker is dropped and counted as one.
 
 from __future__ import annotations
 
-import math
-import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,11 +21,11 @@ import numpy as np
 from collector.errors import ParseError
 from collector.otlp_sketches import Histogram, from_buckets
 from storage.records import NS_PER_MS, FloatArray, IntArray
+from storage.stale_markers import is_stale
 
 MIN_SCHEMA, MAX_SCHEMA = -4, 8  # Prometheus' exponential schemas
 MAX_BUCKETS = 1 << 14  # per side; Prometheus' own limit default is 160 in all
 MAX_INDEX = 1 << 31  # the sketches' keys hold bucket indexes within +-2^31
-STALE_NAN_BITS = 0x7FF0000000000002
 
 
 class StaleHistogram(ValueError):
@@ -96,4 +94,4 @@ def _buckets(
 
 
 def _is_stale(value: float) -> bool:
-    return math.isnan(value) and struct.unpack("<Q", struct.pack("<d", value))[0] == STALE_NAN_BITS
+    return bool(is_stale(np.asarray([value], np.float64))[0])

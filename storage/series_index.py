@@ -30,6 +30,7 @@ import numpy as np
 from storage.errors import CorruptStoreError
 from storage.postings import Postings
 from storage.records import IntArray, Series
+from storage.stale_markers import STALE_METRIC, listed
 
 _LOG = logging.getLogger(__name__)
 
@@ -207,7 +208,7 @@ class SeriesIndex:
     def metrics(self, pattern: str = "*") -> list[str]:
         with self._lock:
             if self._sorted_metrics is None:
-                self._sorted_metrics = sorted(self._by_metric)
+                self._sorted_metrics = listed(sorted(self._by_metric))
             names = self._sorted_metrics
         if pattern == "*":
             return list(names)
@@ -220,10 +221,13 @@ class SeriesIndex:
             if cached is None:
                 if metric is not None:
                     source = self._by_metric.get(metric, [])
-                elif self._forgotten:
-                    source = [s for i, s in enumerate(self._keys) if i not in self._forgotten]
                 else:
-                    source = self._keys
+                    forgotten = self._forgotten
+                    source = [
+                        s
+                        for i, s in enumerate(self._keys)
+                        if s.metric != STALE_METRIC and i not in forgotten
+                    ]
                 cached = sorted(source, key=sort_key)
                 self._sorted_series[metric] = cached
         return list(cached)

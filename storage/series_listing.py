@@ -14,6 +14,7 @@ from collections.abc import Callable
 from storage.errors import StorageError
 from storage.records import Series
 from storage.series_index import sort_key
+from storage.stale_markers import STALE_METRIC, listed
 
 _LOG = logging.getLogger(__name__)
 
@@ -42,15 +43,19 @@ class SeriesListing:
 
     def metrics(self, pattern: str = "*") -> list[str]:
         """Metric names matching the glob `pattern`, sorted."""
-        names = sorted({s.metric for s in self.current()})
+        names = listed(sorted({s.metric for s in self.current()}))
         if pattern == "*":
             return names
         match = re.compile(fnmatch.translate(pattern)).match
         return [name for name in names if match(name)]
 
     def series(self, metric: str | None = None) -> list[Series]:
-        listed = self.current()
-        chosen = listed if metric is None else {s for s in listed if s.metric == metric}
+        current = self.current()
+        chosen = (
+            {s for s in current if s.metric != STALE_METRIC}
+            if metric is None
+            else {s for s in current if s.metric == metric}
+        )
         return sorted(chosen, key=sort_key)
 
     def count(self) -> int:

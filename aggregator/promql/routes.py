@@ -48,6 +48,7 @@ from aggregator.promql.syntax import LabelMatcher, PromQLError, Selector, parse
 from storage.base import StoreReader
 from storage.records import NS_PER_MS, Series
 from storage.series_index import sort_key
+from storage.stale_markers import STALE_METRIC
 
 PREFIX = "/prometheus/api/v1/"
 MAX_POINTS = 11_000  # per series of a range query, as Prometheus
@@ -191,7 +192,7 @@ def matched_labels(store: StoreReader, params: MultiMapping[str]) -> list[Labels
         found = sorted({s for m in matchers for s in matching_series(store, m)}, key=sort_key)
     if window is not None:
         found = store.series_with_data(found, *window)
-    return sorted({series_labels(s) for s in found or ()})
+    return sorted({series_labels(s) for s in found or () if s.metric != STALE_METRIC})
 
 
 def _window_ns(params: Mapping[str, str]) -> tuple[int, int] | None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import NDArray
 
 from aggregator.promql.names import (
     NAME,
@@ -23,9 +24,10 @@ from aggregator.promql.names import (
 )
 from aggregator.promql.regex_literals import literal_alternatives
 from aggregator.promql.syntax import LabelMatcher
-from storage.base import StoreReader, TagIndex
+from storage.base import StoreReader, TagIndex, series_with
 from storage.records import NS_PER_MS, Series
 from storage.series_index import sort_key
+from storage.stale_markers import MARKED_TAG, STALE_METRIC, marker_series
 
 LOOKBACK_MS = 5 * 60 * 1000  # Prometheus' default --query.lookback-delta
 
@@ -49,12 +51,18 @@ class Points:
     labels: Labels
     ts: list[int]
     values: list[float]
+    stale: list[int] = field(default_factory=list)  # the series' stale markers, ms ascending
 
     def latest(self, at_ms: int, lookback_ms: int = LOOKBACK_MS) -> int | None:
-        """The index of the last point at or before `at_ms` and within the lookback."""
+        """The index of the last point at or before `at_ms` and within the lookback, unless a
+        stale marker came at or after it (the series went away)."""
         i = bisect.bisect_right(self.ts, at_ms) - 1
         if i < 0 or self.ts[i] < at_ms - lookback_ms:
             return None
+        if self.stale:
+            j = bisect.bisect_right(self.stale, at_ms) - 1
+            if j >= 0 and self.stale[j] >= self.ts[i]:
+                return None
         return i
 
     def window(self, first_ms: int, last_ms: int) -> Points:
@@ -125,21 +133,29 @@ def _candidates(
 def load(
     store: StoreReader, matchers: Sequence[LabelMatcher], first_ms: int, last_ms: int
 ) -> list[Points]:
-    """The points in [first_ms, last_ms] of every matching series, sorted by labels."""
+    """The points in [first_ms, last_ms] of every matching series, sorted by labels, with their
+    stale markers there (`storage.stale_markers`)."""
     series = matching_series(store, matchers)
     if not series:
         return []
-    samples = store.read(series, first_ms * NS_PER_MS, (last_ms + 1) * NS_PER_MS)
-    bounds = np.searchsorted(samples.index, np.arange(len(series) + 1))
-    loaded: dict[Labels, Points] = {}
-    origin: dict[Labels, Series] = {}
-    for i, one in enumerate(series):
+    markers = _markers(store, series)
+    read = [*series, *markers]
+    samples = store.read(read, first_ms * NS_PER_MS, (last_ms + 1) * NS_PER_MS)
+    bounds = np.searchsorted(samples.index, np.arange(len(read) + 1))
+
+    def ms_of(i: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
         lo, hi = int(bounds[i]), int(bounds[i + 1])
-        ts = samples.ts_ns[lo:hi] // NS_PER_MS
-        values = samples.values[lo:hi]
+        ts, values = samples.ts_ns[lo:hi] // NS_PER_MS, samples.values[lo:hi]
         if len(ts) > 1:  # points closer than a ms: the last of each ms, as a re-send would
             last = np.append(ts[1:] != ts[:-1], True)
             ts, values = ts[last], values[last]
+        return ts, values
+
+    stale = {markers[m]: ms_of(len(series) + m)[0].tolist() for m in range(len(markers))}
+    loaded: dict[Labels, Points] = {}
+    origin: dict[Labels, Series] = {}
+    for i, one in enumerate(series):
+        ts, values = ms_of(i)
         labels = series_labels(one)
         if labels in origin:
             raise EvalError(
@@ -147,8 +163,21 @@ def load(
                 f"{format_labels(labels)}; rename one of them"
             )
         origin[labels] = one
-        loaded[labels] = Points(labels, ts.tolist(), values.tolist())
+        marked = stale.get(marker_series(one), [])
+        loaded[labels] = Points(labels, ts.tolist(), values.tolist(), marked)
     return [loaded[labels] for labels in sorted(loaded)]
+
+
+def _markers(store: StoreReader, series: Sequence[Series]) -> list[Series]:
+    """The hidden series holding stale markers of any of `series`."""
+    metrics = {s.metric for s in series}
+    wanted = {marker_series(s) for s in series}
+    return [
+        marker
+        for metric in sorted(metrics)
+        for marker in series_with(store, STALE_METRIC, [(MARKED_TAG, metric)])
+        if marker in wanted
+    ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from collector.prompb import Sample, sample_columns
 from collector.prompb import WriteRequest as Message
 from collector.remote_write import RemoteWriteError, decode
-from collector.remote_write_histograms import STALE_NAN_BITS
 from storage.records import NS_PER_MS, Series
+from storage.stale_markers import STALE_NAN_BITS, marker_series
 from tests.collector.prompb_wire import (
     MAX_MS,
     VALUES,
@@ -154,14 +154,17 @@ def test_a_label_ending_in_what_looks_like_a_sample_is_a_label() -> None:
     assert points(request) == [(Series.of("m", {"k": mimic}), T * NS_PER_MS, 2.0)]
 
 
-def test_stale_markers_and_non_finite_values_are_dropped_and_counted() -> None:
+def test_stale_markers_are_kept_as_markers_and_non_finite_values_dropped() -> None:
     values = ((STALE, T), (float("nan"), T + 1), (float("inf"), T + 2), (5.0, T + 3))
     decoded = decode(WriteRequest((TimeSeries((("__name__", "g"),), values),)).body(), LIMIT)
-    assert decoded.samples.points() == [(Series("g"), (T + 3) * NS_PER_MS, 5.0)]
-    assert decoded.dropped == {"stale_marker": 1, "non_finite": 2}
+    assert sorted(decoded.samples.points(), key=str) == sorted(
+        [(Series("g"), (T + 3) * NS_PER_MS, 5.0), (marker_series(Series("g")), T * NS_PER_MS, 1.0)],
+        key=str,
+    )
+    assert decoded.dropped == {"non_finite": 2}
     assert decoded.first_error is None
     # A series whose every point is dropped is no series of the batch.
-    gone = decode(WriteRequest((TimeSeries((("__name__", "g"),), values[:1]),)).body(), LIMIT)
+    gone = decode(WriteRequest((TimeSeries((("__name__", "g"),), values[1:3]),)).body(), LIMIT)
     assert gone.samples.series == ()
 
 

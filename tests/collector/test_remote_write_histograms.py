@@ -12,15 +12,10 @@ from hypothesis import strategies as st
 
 from collector.errors import ParseError
 from collector.prompb import Histogram as Message
-from collector.remote_write_histograms import (
-    MAX_SCHEMA,
-    MIN_SCHEMA,
-    STALE_NAN_BITS,
-    StaleHistogram,
-    from_native,
-)
+from collector.remote_write_histograms import MAX_SCHEMA, MIN_SCHEMA, StaleHistogram, from_native
 from storage.records import NS_PER_MS
 from storage.sketches import STATSD_SCALE
+from storage.stale_markers import STALE_NAN_BITS
 
 BASE = 2**40
 STALE = struct.unpack("<d", struct.pack("<Q", STALE_NAN_BITS))[0]
