@@ -5,6 +5,10 @@ Each target has a task of its own, so one that is down or slow (up to its `scrap
 never delays the others; its first scrape is spread over the interval by a hash of its URL, as
 Prometheus spreads them. A file that no longer parses is logged and the targets it had keep
 being scraped until it is fixed.
+
+As Prometheus, a series that a target's page no longer holds, every series of a target that
+failed, and those of a target taken out of the file get a stale marker at that scrape
+(`storage.stale_markers`): PromQL stops taking their last point at once.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import aiohttp
 from collector.scrape import ACCEPT, Scraped, ScrapeError, health, parse_page
 from collector.scrape_config import ScrapeConfigError, Target, load_scrape_config
 from collector.stats import IngestStats
-from storage.records import Samples
+from storage.records import Samples, Series
+from storage.stale_markers import as_markers
 from storage.tasks import background, cancelled
 
 log = logging.getLogger(__name__)
@@ -49,6 +54,7 @@ class Scraper:
         self._seen: tuple[int, int] | None = None  # (mtime_ns, size) of the file last read
         self._tasks: dict[Target, asyncio.Task[None]] = {}
         self._down: set[Target] = set()  # targets whose failure was logged
+        self._series: dict[Target, frozenset[Series]] = {}  # of each target's last scrape
         self._stack = contextlib.AsyncExitStack()
 
     @property
@@ -92,6 +98,8 @@ class Scraper:
             return
         for gone in self._tasks.keys() - set(targets):
             await cancelled(self._tasks.pop(gone))
+            if len(markers := self._gone(gone, frozenset(), time.time_ns())):
+                self._write(markers)
         for target in targets:
             if target not in self._tasks:
                 self._tasks[target] = asyncio.create_task(self._scrape_every(target))
@@ -120,11 +128,20 @@ class Scraper:
                 self._down.discard(target)
         up = target not in self._down
         seconds = time.perf_counter() - started
+        gone = self._gone(target, frozenset(scraped.samples.series), scrape_ns)
         batch = Samples.concat(
-            [scraped.samples, health(target, scrape_ns, up, seconds, scraped.count)]
+            [scraped.samples, gone, health(target, scrape_ns, up, seconds, scraped.count)]
         )
         self._stats.add_received(PROTOCOL, len(scraped.samples))
         self._write(batch)
+
+    def _gone(self, target: Target, now: frozenset[Series], scrape_ns: int) -> Samples:
+        """Stale markers at `scrape_ns` of the target's series its last scrape had and this one
+        (`now`) has not."""
+        gone = sorted(self._series.pop(target, frozenset()) - now, key=str)
+        if now:
+            self._series[target] = now
+        return as_markers(Samples.from_points((series, scrape_ns, 0.0) for series in gone))
 
     async def _fetch(self, target: Target, scrape_ns: int) -> Scraped:
         headers = {} if target.bearer is None else {"Authorization": f"Bearer {target.bearer}"}

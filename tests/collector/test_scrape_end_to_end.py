@@ -3,8 +3,11 @@ histogram, a target that refuses connections and one that never answers, all in 
 
 from __future__ import annotations
 
+import json
 import socket
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -180,3 +183,33 @@ def test_a_restarted_app_counter_reads_as_a_rate_through_its_reset(shipboard, ap
     assert sum(v for _, v in series["points"]) == 105.0
     [series] = shipboard.query(metric="jobs_total", agg="rate", **window)["series"]
     assert sum(v for _, v in series["points"]) == pytest.approx(105.0 / 60)
+
+
+def promql(shipboard: RunningShipboard, query: str) -> list[dict[str, Any]]:
+    """The instant vector of `query` now, from the Prometheus API."""
+    params = urllib.parse.urlencode({"query": query, "time": f"{time.time():.3f}"})
+    request = urllib.request.Request(
+        f"{shipboard.url}/prometheus/api/v1/query?{params}",
+        headers={"Authorization": f"Bearer {shipboard.token}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        answer: dict[str, Any] = json.loads(reply.read())
+    return list(answer["data"]["result"])
+
+
+def test_series_gone_from_a_page_or_a_target_down_are_stale_at_once(shipboard, app):
+    """Without stale markers PromQL would answer their last point for 5 minutes more."""
+    app.jobs.labels(queue="mail").inc(3)
+    app.jobs.labels(queue="sms").inc(4)
+    app.depth.set(5)
+    wait_for(lambda: len(promql(shipboard, 'jobs_total{job="app"}')) == 2, 10)
+    app.jobs.remove("sms")  # the page no longer has it
+    wait_for(lambda: len(promql(shipboard, 'jobs_total{job="app"}')) == 1, 5)
+    [mail] = promql(shipboard, 'jobs_total{job="app"}')
+    assert (mail["metric"]["queue"], mail["value"][1]) == ("mail", "3")
+    assert promql(shipboard, 'queue_depth{job="app"}')[0]["value"][1] == "5"
+    app.stop()
+    wait_for(lambda: up(shipboard, "app") == 0.0, 5)
+    wait_for(lambda: not promql(shipboard, '{job="app", __name__=~"jobs_total|queue_depth"}'), 5)
+    [down] = promql(shipboard, 'up{job="app"}')  # up itself is written at every scrape
+    assert down["value"][1] == "0"
