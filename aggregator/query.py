@@ -25,13 +25,13 @@ from aggregator.counters import (
     fine_width,
 )
 from aggregator.errors import QueryError
-from aggregator.rollups import AGGREGATES, aggregate
+from aggregator.rollups import AGGREGATES, RowParts, aggregate
 from aggregator.sketch_cache import Answers, cached_answers
 from aggregator.sketch_percentiles import step_quantiles
 from aggregator.sketch_rollups import as_rollups, percentile
-from aggregator.tiered import read_rows, read_sketches
+from aggregator.tiered import read_row_parts, read_rows, read_sketches
 from storage.base import StoreReader, series_with
-from storage.records import NS_PER_MS, FloatArray, IndexArray, IntArray, Rollups, Series, Tier
+from storage.records import NS_PER_MS, FloatArray, IndexArray, IntArray, Series, Tier
 from storage.timeparse import nice_step_ns, parse_duration_ns, parse_time
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -234,13 +234,13 @@ def run_query(store: StoreReader, tiers: Sequence[Tier], request: QueryRequest) 
         mapping = group_numbers(rows.series)
         index, bucket_ns, values = counter_buckets(rows, mapping, start_ns, step_ns, request.agg)
     else:
-        rows = read_rows(store, tiers, tier, series, start_ns, end_ns, step_ns)
-        bare = _without_rows(rows, series)
+        parts = read_row_parts(store, tiers, tier, series, (start_ns, end_ns), step_ns)
+        bare = _without_rows(parts, series)
         if bare:
             found = read_sketches(store, tiers, tier, bare, start_ns, end_ns, step_ns)
-            rows = Rollups.concat([rows, as_rollups(found)])
-        mapping = group_numbers(rows.series)
-        index, bucket_ns, values = aggregate(rows, mapping, step_ns, request.agg)
+            parts = RowParts([*parts.parts, as_rollups(found)])
+        mapping = group_numbers(parts.series)
+        index, bucket_ns, values = aggregate(parts, mapping, step_ns, request.agg)
     keep = ~np.isnan(values)
     index, bucket_ns, values = index[keep], bucket_ns[keep], values[keep]
     bounds = np.searchsorted(index, np.arange(len(groups) + 1))
@@ -254,7 +254,7 @@ def run_query(store: StoreReader, tiers: Sequence[Tier], request: QueryRequest) 
     return QueryResult(tuple(result), step_ms, tier.name)
 
 
-def _without_rows(rows: Rollups, series: Sequence[Series]) -> list[Series]:
+def _without_rows(rows: RowParts, series: Sequence[Series]) -> list[Series]:
     """The `series` with no row in `rows` (marked in a mask: np.unique sorted every row)."""
     has_rows = np.zeros(len(rows.series), np.bool_)
     has_rows[rows.index] = True

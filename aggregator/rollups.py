@@ -9,11 +9,13 @@ a mean of means).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from storage.columns import summaries
-from storage.records import FloatArray, IndexArray, IntArray, Rollups, Samples, Series
+from storage.records import FloatArray, IndexArray, IntArray, Rollups, Samples, Series, merge_series
 
 
 def floor_to(ts_ns: IntArray, width_ns: int) -> IntArray:
@@ -72,8 +74,32 @@ def regroup(
     return Rollups(groups, index, bucket, *(merged[name] for name in _COLUMNS))
 
 
+class RowParts:
+    """Rollup rows in parts (one per tier read, `aggregator.tiered.read_row_parts`): the rows
+    of `Rollups.concat(parts)`, a column joined only when it is asked for. A mean of 100 series
+    over a day joined 144,000 rows of min, max and last to read none of them."""
+
+    def __init__(self, parts: Sequence[Rollups]) -> None:
+        self.parts = [p for p in parts if len(p)]
+        self.series: Sequence[Series]
+        self.index: IndexArray
+        if len(self.parts) > 1:
+            self.series, self.index = merge_series(self.parts)
+        else:  # as Rollups.concat: one part is the rows as they are
+            whole = self.parts[0] if self.parts else Rollups.empty()
+            self.series, self.index = whole.series, whole.index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def column(self, name: str) -> NDArray[Any]:
+        """`bucket_ns` or a rollup column of every row, in order."""
+        arrays = [getattr(p, name) for p in self.parts] or [getattr(Rollups.empty(), name)]
+        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+
 def aggregate(
-    rollups: Rollups, group: IndexArray, width_ns: int, agg: str
+    rollups: Rollups | RowParts, group: IndexArray, width_ns: int, agg: str
 ) -> tuple[IndexArray, IntArray, FloatArray]:
     """`AGGREGATES[agg]` of `regroup`'s rows, and their group and bucket: the same figures,
     with only the columns `agg` reads merged (a mean of many rows has no use for min, max and
@@ -90,24 +116,32 @@ _COLUMNS = ("min", "max", "sum", "count", "last")
 
 
 def _merged(
-    rollups: Rollups, group: IndexArray, width_ns: int, columns: Sequence[str]
+    rollups: Rollups | RowParts, group: IndexArray, width_ns: int, columns: Sequence[str]
 ) -> tuple[IndexArray, IntArray, dict[str, FloatArray]]:
     """`regroup`'s group, bucket and the named columns of each merged row."""
     index = group[rollups.index]
-    order = _merge_order(index, rollups.bucket_ns)
-    bucket = floor_to(rollups.bucket_ns, width_ns)
+    own_bucket = _column(rollups, "bucket_ns")
+    order = _merge_order(index, own_bucket)
+    bucket = floor_to(own_bucket, width_ns)
     if order is not None:
         index, bucket = index[order], bucket[order]
     starts = _group_starts(index, bucket)
     merged = {}
     for name in columns:
-        column = getattr(rollups, name)
+        column = _column(rollups, name)
         column = column if order is None else column[order]
         if name == "last":
             merged[name] = column[np.append(starts[1:], len(index)) - 1]
         else:
             merged[name] = _MERGE[name].reduceat(column, starts)
     return index[starts].astype(np.int32, copy=False), bucket[starts], merged
+
+
+def _column(rows: Rollups | RowParts, name: str) -> NDArray[Any]:
+    if isinstance(rows, RowParts):
+        return rows.column(name)
+    found: NDArray[Any] = getattr(rows, name)
+    return found
 
 
 _MERGE = {"min": np.minimum, "max": np.maximum, "sum": np.add, "count": np.add}

@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from aggregator.rollups import rollup
+from aggregator.rollups import RowParts, rollup
 from aggregator.sketch_rollups import cascade_sketches
 from storage.base import StoreReader, bucket_spans
 from storage.records import RAW, IntArray, Rollups, Series, Sketches, Tier
@@ -26,7 +26,8 @@ _SeriesArg = Sequence[Series] | None
 
 @dataclass(frozen=True, slots=True)
 class _Kind(Generic[_Rows]):
-    """How one kind of rows is read and put together."""
+    """How one kind of rows is read and put together (the parts of every tier read joined
+    once, not at each tier on the way down)."""
 
     raw: Callable[[StoreReader, _SeriesArg, int, int, int], _Rows]  # rolled up to a width
     stored: Callable[[StoreReader, str, _SeriesArg, int, int], _Rows]
@@ -70,7 +71,20 @@ def read_rows(
 ) -> Rollups:
     """Rollup rows covering [start, end) from `tier` and the finer tiers (module doc); raw
     points are rolled up to `width_ns`, which `tier.width_ns` divides."""
-    return _read(_SCALARS, store, tiers, tier, series, start_ns, end_ns, width_ns)
+    return _SCALARS.concat(_parts(_SCALARS, store, tiers, tier, series, start_ns, end_ns, width_ns))
+
+
+def read_row_parts(
+    store: StoreReader,
+    tiers: Sequence[Tier],
+    tier: Tier,
+    series: _SeriesArg,
+    span_ns: tuple[int, int],
+    width_ns: int,
+) -> RowParts:
+    """`read_rows` over [start, end) = `span_ns`, its rows in the parts the tiers give, each
+    column joined only when used (`RowParts`)."""
+    return RowParts(_parts(_SCALARS, store, tiers, tier, series, *span_ns, width_ns))
 
 
 def read_sketches(
@@ -84,7 +98,8 @@ def read_sketches(
 ) -> Sketches:
     """Sketches covering [start, end) from `tier` and the finer tiers, as `read_rows`; raw
     sketches are merged into buckets of `width_ns`."""
-    return _read(_SKETCHES, store, tiers, tier, series, start_ns, end_ns, width_ns)
+    parts = _parts(_SKETCHES, store, tiers, tier, series, start_ns, end_ns, width_ns)
+    return _SKETCHES.concat(parts)
 
 
 def read_packed_sketches(
@@ -98,10 +113,11 @@ def read_packed_sketches(
 ) -> PackedSketches:
     """The sketches `read_sketches` gives, packed (`storage.sketch_packs`), in no order, from
     a store that reads them so (`PackedSketchReader`)."""
-    return _read(_PACKED, store, tiers, tier, series, start_ns, end_ns, width_ns)
+    parts = _parts(_PACKED, store, tiers, tier, series, start_ns, end_ns, width_ns)
+    return _PACKED.concat(parts)
 
 
-def _read(
+def _parts(
     kind: _Kind[_Rows],
     store: StoreReader,
     tiers: Sequence[Tier],
@@ -110,9 +126,11 @@ def _read(
     start_ns: int,
     end_ns: int,
     width_ns: int,
-) -> _Rows:
+) -> list[_Rows]:
+    """The rows covering [start, end) from `tier` and the finer tiers (module doc), in the
+    parts each tier gives, in order."""
     if tier.is_raw:
-        return kind.raw(store, series, start_ns, end_ns, width_ns)
+        return [kind.raw(store, series, start_ns, end_ns, width_ns)]
     watermark = store.watermark(tier.name)
     cut_ns = min(max(watermark if watermark is not None else start_ns, start_ns), end_ns)
     finer = max((t for t in tiers if t.width_ns < tier.width_ns), key=_width)
@@ -125,12 +143,12 @@ def _read(
             rows = rows.take(~np.isin(kind.bucket_ns(rows), buckets))
             for lo, hi in bucket_spans(buckets, tier.width_ns):
                 lo, hi = max(lo, start_ns), min(hi, cut_ns)
-                parts.append(_read(kind, store, tiers, finer, series, lo, hi, tier.width_ns))
+                parts += _parts(kind, store, tiers, finer, series, lo, hi, tier.width_ns)
         parts.append(rows)
     if cut_ns < end_ns:
         # Finer rows stay at this tier's width at most, so `last` still orders by bucket.
-        parts.append(_read(kind, store, tiers, finer, series, cut_ns, end_ns, tier.width_ns))
-    return kind.concat(parts)
+        parts += _parts(kind, store, tiers, finer, series, cut_ns, end_ns, tier.width_ns)
+    return parts
 
 
 def _packer(store: StoreReader) -> PackedSketchReader:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import astuple
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -10,6 +13,7 @@ from hypothesis.extra import numpy as hnp
 
 from aggregator.rollups import (
     AGGREGATES,
+    RowParts,
     aggregate,
     cascade,
     combine,
@@ -218,14 +222,15 @@ def regroup_by_three_keys(r: Rollups, group: np.ndarray, width: int) -> list[np.
 
 def rollup_rows(times: st.SearchStrategy[int]) -> st.SearchStrategy[Rollups]:
     """Rows of three series in any order, twins included, with any floats (so that a sum in
-    another order would show)."""
-    floats = st.floats(-1e6, 1e6)
+    another order would show), and counts from 1 as a row has."""
+    floats, counts = st.floats(-1e6, 1e6), st.integers(1, 100).map(float)
     return st.integers(1, 40).flatmap(
         lambda n: st.builds(
             lambda index, bucket, *cols: Rollups(SERIES, index, bucket, *cols),
             hnp.arrays(np.int32, n, elements=st.integers(0, 2)),
             hnp.arrays(np.int64, n, elements=times),
-            *(hnp.arrays(np.float64, n, elements=floats) for _ in range(5)),
+            *(hnp.arrays(np.float64, n, elements=e) for e in (floats, floats, floats, counts)),
+            hnp.arrays(np.float64, n, elements=floats),
         )
     )
 
@@ -252,3 +257,33 @@ def test_regroup_and_aggregate_give_the_rows_of_a_plain_sort_bit_for_bit(
     assert index.tobytes() == merged.index.tobytes()
     assert bucket.tobytes() == merged.bucket_ns.tobytes()
     assert values.tobytes() == AGGREGATES[agg](merged).tobytes()
+
+
+@settings(max_examples=60)
+@given(
+    rollup_rows(st.integers(-5 * MIN, 5 * MIN)),
+    st.lists(st.integers(0, 40), max_size=3),
+    st.permutations(range(3)),
+    widths,
+    st.sampled_from(sorted(AGGREGATES)),
+)
+def test_rows_in_parts_aggregate_as_the_rows_joined(
+    r: Rollups, cuts: list[int], order: list[int], width: int, agg: str
+) -> None:
+    """Parts (some empty, their series in other orders) aggregate as `Rollups.concat` of them."""
+    bounds = [0, *sorted(c for c in cuts if c <= len(r)), len(r)]
+    parts = []
+    for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+        part = r.take(np.arange(lo, hi))
+        if i % 2:  # the same rows, numbered over the series in another order
+            renumber = np.argsort(order).astype(np.int32)
+            part = Rollups(
+                tuple(SERIES[k] for k in order), renumber[part.index], *astuple(part)[2:]
+            )
+        parts.append(part)
+    joined, in_parts = Rollups.concat(parts), RowParts(parts)
+    assert tuple(in_parts.series) == tuple(joined.series)
+    group = np.array([1, 0, 1], np.int32)[: len(joined.series)]
+    got = aggregate(in_parts, group, width, agg)
+    expected = aggregate(joined, group, width, agg)
+    assert [a.tobytes() for a in got] == [a.tobytes() for a in expected]
