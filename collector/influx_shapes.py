@@ -91,17 +91,21 @@ def _series_of(keys: list[bytes], names: list[bytes], codes: list[int]) -> tuple
     else:
         found = [_SERIES.get(names[c % width], _NOTHING).get(keys[c // width]) for c in codes]
     if None in found:
+        decoded: dict[int, str] = {}  # each field name checked once a body
         for i, code in enumerate(codes):
             if found[i] is None:
-                found[i] = _parsed(keys[code // width], names[code % width])
+                n = code % width
+                if n not in decoded:
+                    decoded[n] = field_name(names[n], names[n])
+                found[i] = _parsed(keys[code // width], names[n], decoded[n])
     return tuple(found)  # type: ignore[arg-type]  # no None is left
 
 
-def _parsed(key: bytes, name: bytes) -> Series:
-    series = build_key(key, key).series_of(field_name(name, name))
-    by_key = _SERIES.get(name)
+def _parsed(key: bytes, raw_name: bytes, name: str) -> Series:
+    series = build_key(key, key).series_of(name)
+    by_key = _SERIES.get(raw_name)
     if by_key is None:
-        by_key = _SERIES[name] = {}
+        by_key = _SERIES[raw_name] = {}
     by_key[key] = series
     global _SERIES_COUNT
     _SERIES_COUNT += 1
