@@ -127,6 +127,10 @@ def _load_week(server: Server, options: Options, end_s: int, counted: bool) -> d
                 raise RuntimeError(f"Shipboard's rollups not ready: lags {lags}")
             time.sleep(1.0)
         details["rollups_ready_s"] = time.monotonic() - started
+    if server.name == "victoria-metrics":
+        # It makes points searchable in the background (a run once found its last 12 hours
+        # not yet searchable at the first query); this asks for it now, as fleet.py does.
+        http_get(f"http://{HOST}:{server.ports['http']}/internal/force_flush")
     # Both servers finish background work (rollups, compactions) before they are timed.
     details["quiet_after_s"] = wait_quiet(server)
     return details
