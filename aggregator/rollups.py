@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from storage.columns import summaries
+from storage.columns import key_order, summaries
 from storage.records import FloatArray, IndexArray, IntArray, Rollups, Samples, Series, merge_series
 
 
@@ -150,16 +150,10 @@ _MERGE = {"min": np.minimum, "max": np.maximum, "sum": np.add, "count": np.add}
 def _merge_order(index: IndexArray, bucket_ns: IntArray) -> IntArray | None:
     """The stable order of rows by (group, bucket), None when they are in it already. Rows
     sorted by their own bucket are sorted by any coarser one (flooring keeps the order), and
-    equal keys are then the same rows, so two keys give lexsort's order of three; one int64
-    key when (group, time) fits in it, sorted stably, which merges the sorted runs the tiers
-    give instead of sorting each key in turn."""
+    equal keys are then the same rows, so two keys give lexsort's order of three."""
     if _is_sorted(index, bucket_ns):
         return None
-    lo, hi = int(bucket_ns.min()), int(bucket_ns.max())
-    if (int(index.max()) + 1) * (hi - lo + 1) < 2**63:
-        key = index.astype(np.int64) * (hi - lo + 1) + (bucket_ns - lo)
-        return np.argsort(key, kind="stable")
-    return np.lexsort((bucket_ns, index))
+    return key_order(index, bucket_ns)
 
 
 def cascade(rollups: Rollups, width_ns: int) -> Rollups:

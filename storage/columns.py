@@ -92,7 +92,7 @@ def merge(runs: Sequence[Columns], width: int, *, combine: bool = False) -> Colu
         return _merge_sketches(run)
     if is_strictly_sorted(run):
         return run
-    run = run.take(_key_order(run))
+    run = run.take(key_order(run.sid, run.ts))
     last = np.empty(len(run), np.bool_)
     last[-1] = True
     last[:-1] = (run.sid[1:] != run.sid[:-1]) | (run.ts[1:] != run.ts[:-1])
@@ -101,16 +101,17 @@ def merge(runs: Sequence[Columns], width: int, *, combine: bool = False) -> Colu
     return _combined(run, np.flatnonzero(np.r_[True, last[:-1]]), np.flatnonzero(last))
 
 
-def _key_order(run: Columns) -> NDArray[np.intp]:
-    """The stable order of rows by (sid, ts): rows of one key keep their write order. Runs come
-    sorted and in time order (a head's parts, chunks of bodies written as time goes on), so a
-    stable sort by sid alone (timsort, which merges the sorted runs it finds) is nearly always
-    that order, several times faster than lexsort's two passes; checked, else lexsort."""
-    order = np.argsort(run.sid, kind="stable")
-    sid, ts = run.sid[order], run.ts[order]
-    if bool(((sid[1:] != sid[:-1]) | (ts[1:] >= ts[:-1])).all()):
-        return order
-    return np.lexsort((run.ts, run.sid))
+def key_order(major: NDArray[np.integer[Any]], minor: IntArray) -> NDArray[np.intp]:
+    """The stable order of rows by (major, minor), major never negative: rows of one key keep
+    their order. One int64 key when the pair fits in it, sorted stably, so that timsort merges
+    the sorted runs it finds (a head's parts, the tiers of a query) instead of sorting each
+    key in turn as lexsort does; else lexsort."""
+    if not len(minor):
+        return np.arange(0)
+    lo, hi = int(minor.min()), int(minor.max())
+    if (int(major.max()) + 1) * (hi - lo + 1) < 2**63:
+        return np.argsort(major.astype(np.int64) * (hi - lo + 1) + (minor - lo), kind="stable")
+    return np.lexsort((minor, major))
 
 
 def _merge_sketches(run: Columns) -> Columns:
@@ -276,7 +277,7 @@ def add_into(stored: Columns, new: Columns) -> Columns:
     run = concat([stored, new], ROLLUP_WIDTH)
     if not len(run):
         return run
-    run = run.take(_key_order(run))  # stable: a stored row comes first
+    run = run.take(key_order(run.sid, run.ts))  # stable: a stored row comes first
     starts = np.flatnonzero(
         np.r_[True, (run.sid[1:] != run.sid[:-1]) | (run.ts[1:] != run.ts[:-1])]
     )
