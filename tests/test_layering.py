@@ -24,6 +24,7 @@ def test_a_package_imports_only_the_layers_below_it(package: str):
     assert packages_imported_by(package) <= ALLOWED[package]
 
 
+@pytest.mark.slow
 def test_the_tests_never_import_the_benchmarks():
     # The benchmarks build on the tests' harness; the reverse would make a test depend on them.
     found = imported_by(modules(ROOT / "tests"))

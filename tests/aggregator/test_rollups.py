@@ -235,6 +235,7 @@ def rollup_rows(times: st.SearchStrategy[int]) -> st.SearchStrategy[Rollups]:
     )
 
 
+@pytest.mark.slow
 @settings(max_examples=60)
 @given(
     st.one_of(

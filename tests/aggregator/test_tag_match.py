@@ -99,6 +99,7 @@ name_matchers = st.builds(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.lists(name_matchers, max_size=1), st.lists(label_matchers, min_size=1, max_size=3))
 def test_promql_matches_what_matching_every_series_matches(

@@ -9,6 +9,7 @@ from tests.imports import ROOT, imported_by, modules
 PACKAGE = ROOT / "annotations"
 
 
+@pytest.mark.slow
 def test_control_imports_neither_flags_nor_chat():
     found = imported_by(modules(PACKAGE / "control"))
     assert not {m for m in found if m.startswith(("annotations.flags", "annotations.chat"))}

@@ -44,6 +44,7 @@ def mapped_points(message, streams: CumulativeStreams | None = None):
     return mapped, sorted(mapped.samples.points(), key=repr)
 
 
+@pytest.mark.slow
 @settings(max_examples=30)
 @given(st.lists(tag_sets, min_size=1, max_size=2), st.data())
 def test_random_valid_requests_map_as_documented(resources, data) -> None:

@@ -121,6 +121,7 @@ job_keys = st.sampled_from(
 )  # fmt: skip
 
 
+@pytest.mark.slow
 @given(st.lists(st.dictionaries(job_keys, values, max_size=5), max_size=3))
 def test_any_shape_of_jobs_is_targets_or_a_clear_error(jobs: list[dict[str, object]]) -> None:
     found = targets_or_error(yaml.safe_dump({"scrape_configs": jobs}))

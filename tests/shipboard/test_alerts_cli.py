@@ -357,6 +357,7 @@ def test_a_silence_lease_without_a_server_says_so_and_goes_on(
     )
 
 
+@pytest.mark.slow
 @given(
     st.text(st.characters(blacklist_characters="="), min_size=1).filter(str.strip),
     st.text(),

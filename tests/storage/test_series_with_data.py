@@ -110,6 +110,7 @@ MANY = [Series.of("m", {"h": str(i)}) for i in range(7)]  # the last is never wr
     asked=st.none() | st.lists(st.integers(0, 6), max_size=8),
 )
 # 20 writes: the first 16 sorted into a head part, the rest chunks; then in blocks, and a part.
+@pytest.mark.slow
 @example([[(i % 6, i)] for i in range(20)], set(), [(0, 5), (16, 20)], None)
 @example([[(i % 6, i)] for i in range(40)], {19}, [(0, 5), (20, 25), (36, 40)], [5, 1, 6])
 def test_embedded_presence_is_what_a_read_finds(

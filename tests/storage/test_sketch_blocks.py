@@ -87,6 +87,7 @@ def assert_same(got: Columns, want: Columns) -> None:
         assert np.array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8))
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(sketch_runs())
 def test_every_row_comes_back_bit_for_bit(rows: Columns) -> None:
@@ -101,6 +102,7 @@ def test_every_row_comes_back_bit_for_bit(rows: Columns) -> None:
     assert np.array_equal(keys.ts, rows.ts[first])
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(
     sketch_runs(),

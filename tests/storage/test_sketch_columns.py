@@ -283,6 +283,7 @@ def payload(frame: bytes) -> bytes:
     return frame[12:]
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None)
 @given(records())
 def test_a_record_with_sketches_decodes_to_itself(record: Record) -> None:

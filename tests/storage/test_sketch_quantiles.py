@@ -40,6 +40,7 @@ def whole_values(draw: st.DrawFn) -> NDArray[np.generic]:
     return draw(hnp.arrays(np.float64, st.integers(0, 200), elements=floats))
 
 
+@pytest.mark.slow
 @settings(max_examples=120, deadline=None)
 @given(whole_values(), st.data())
 def test_a_search_of_block_sums_finds_what_a_running_sum_finds(
@@ -57,6 +58,7 @@ def test_a_search_of_block_sums_finds_what_a_running_sum_finds(
     assert search_running(values, targets).tolist() == want.tolist()
 
 
+@pytest.mark.slow
 @settings(max_examples=120, deadline=None)
 @given(whole_values(), st.data())
 def test_running_sums_at_sorted_positions_are_the_running_sum(
@@ -134,6 +136,7 @@ def assert_same_rows(got: Sketches, want: Sketches) -> None:
     assert_same(got.values, want.values)
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(sketch_rows(), st.data())
 def test_packed_sketches_give_their_rows_back(rows: Sketches, data: st.DataObject) -> None:
@@ -145,6 +148,7 @@ def test_packed_sketches_give_their_rows_back(rows: Sketches, data: st.DataObjec
     assert_same_rows(PackedSketches.concat([rest, taken]).rows(), rows)
 
 
+@pytest.mark.slow
 @settings(max_examples=120, deadline=None)
 @given(sketch_rows(), QS, st.permutations(range(8)))
 def test_quantiles_of_packed_sketches_are_those_of_their_rows(
@@ -162,6 +166,7 @@ def test_quantiles_of_packed_sketches_are_those_of_their_rows(
     assert_same(got[back], want)
 
 
+@pytest.mark.slow
 @settings(max_examples=120, deadline=None)
 @given(st.one_of(sketch_rows(True), sketch_rows(True, LATENCIES)), QS, st.integers(1, 4), st.data())
 def test_quantiles_merged_in_a_count_table_are_those_of_the_merged_rows(

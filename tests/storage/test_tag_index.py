@@ -6,6 +6,7 @@ import gc
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -42,6 +43,7 @@ def index_of(series: list[Series]) -> SeriesIndex:
     return index
 
 
+@pytest.mark.slow
 @settings(max_examples=200)
 @given(series_sets, st.lists(lookups, min_size=1, max_size=5))
 def test_a_lookup_equals_filtering_every_series_of_the_metric(

@@ -34,6 +34,7 @@ points = st.lists(
 )
 
 
+@pytest.mark.slow
 @given(points)
 def test_any_batch_round_trips_through_import_lines(sent: list[tuple[Series, int, float]]) -> None:
     samples = Samples.from_points(sent)
@@ -55,6 +56,7 @@ def test_points_that_are_not_finite_are_left_out_and_counted() -> None:
     assert codec.decode_samples(body, [a]).values.tolist() == [1.0]
 
 
+@pytest.mark.slow
 @given(
     st.lists(
         st.tuples(series_strategy, st.integers(0, 2**30), value_lists()), min_size=1, max_size=4

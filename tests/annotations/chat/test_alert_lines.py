@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -105,6 +106,7 @@ def test_an_alert_without_a_value_says_no_data():
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+@pytest.mark.slow
 @given(
     text=st.text(max_size=300),
     labels=st.dictionaries(st.text(max_size=20), st.text(max_size=40), max_size=4),

@@ -331,6 +331,7 @@ schemas = (
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=120, deadline=None)
 @given(value=json_values, rules=schemas, variant=json_values)
 def test_any_value_and_schema_is_accepted_or_a_flag_error_with_a_path(
