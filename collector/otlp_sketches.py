@@ -23,11 +23,16 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import ExponentialHistogramDataP
 
 from collector.errors import ParseError
 from storage.records import FloatArray, IntArray, Series, Sketches
-from storage.sketches import HEADER_KEYS, STATSD_SCALE, downscale, estimates
+from storage.sketches import (
+    BUCKET_BASE,
+    HEADER_KEYS,
+    STATSD_SCALE,
+    counts_by_key,
+    downscale,
+    estimates,
+)
 
 MIN_OTLP_SCALE, MAX_OTLP_SCALE = -10, 20
-# storage.sketches: bucket i is key 2^40 + i, its negative mirror -(2^40 + i), zeros key 0.
-BUCKET_KEY_BASE = 2**40
 MAX_STREAMS = 100_000  # past this, the stream least recently exported is forgotten
 
 
@@ -93,12 +98,12 @@ def from_buckets(
     kept = min(scale, STATSD_SCALE)
     shift = scale - kept
     (positive_index, positive_counts), (negative_index, negative_counts) = positive, negative
-    keys, counts = _added(
+    keys, counts = counts_by_key(
         np.concatenate(
             [
-                -(BUCKET_KEY_BASE + (negative_index >> shift)),
+                -(BUCKET_BASE + (negative_index >> shift)),
                 [0],
-                BUCKET_KEY_BASE + (positive_index >> shift),
+                BUCKET_BASE + (positive_index >> shift),
             ]
         ).astype(np.int64),
         np.concatenate([negative_counts, [zero_count], positive_counts]),
@@ -119,7 +124,7 @@ def increase(now: Histogram, before: Histogram) -> Histogram | None:
     scale = min(now.scale, before.scale)
     now_keys = downscale(now.keys, np.full(len(now.keys), now.scale - scale))
     before_keys = downscale(before.keys, np.full(len(before.keys), before.scale - scale))
-    keys, counts = _added(
+    keys, counts = counts_by_key(
         np.concatenate([now_keys, before_keys]), np.concatenate([now.counts, -before.counts])
     )
     if (counts < 0).any():
@@ -195,14 +200,6 @@ def sketch_rows(sketches: list[tuple[Series, Histogram]]) -> Sketches:
     )
 
 
-def _added(keys: IntArray, counts: FloatArray) -> tuple[IntArray, FloatArray]:
-    """Counts of equal keys added, sorted by key, the zero ones left out."""
-    unique, where = np.unique(keys, return_inverse=True)
-    added = np.bincount(where, counts, len(unique))
-    kept = added != 0
-    return unique[kept], added[kept]
-
-
 def _bounds(keys: IntArray, scale: int) -> tuple[float, float]:
     """The lowest and highest value the buckets can hold (0 and 0 when there are none)."""
     if not len(keys):
@@ -212,7 +209,7 @@ def _bounds(keys: IntArray, scale: int) -> tuple[float, float]:
     def edge(key: int, upper: bool) -> float:
         if key == 0:
             return 0.0
-        index = abs(key) - BUCKET_KEY_BASE
+        index = abs(key) - BUCKET_BASE
         # the magnitude bound farther from zero: the upper edge of a positive bucket's values,
         # the lower edge of a negative one's
         farther = upper == (key > 0)

@@ -208,12 +208,11 @@ def _keep(samples: Samples, dropped: Counter[str]) -> tuple[Samples, str | None]
         where = samples.series[samples.index[row]]
         first = f"sample timestamp {samples.ts_ns[row]} ms of {where} is out of range"
     markers = stale & ~out_of_range
-    if markers.any():
+    drop = stale | non_finite | out_of_range
+    if drop.any():
+        kept = _without_unused_series(samples.take(~drop))
         marked = as_markers(_without_unused_series(samples.take(markers)))
-        kept = _without_unused_series(samples.take(~(stale | non_finite | out_of_range)))
         samples = Samples.concat([kept, marked])
-    elif (non_finite | out_of_range).any():
-        samples = _without_unused_series(samples.take(~(non_finite | out_of_range)))
     ns = samples.ts_ns * NS_PER_MS
     return Samples(samples.series, samples.index, ns, samples.values), first
 

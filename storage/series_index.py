@@ -112,8 +112,9 @@ class SeriesIndex:
         """Take series out of the listings and the live count (their ids stay theirs); each
         listing filtered once, however many of its series go."""
         with self._lock:
-            forgotten = [(sid, self._keys[sid]) for sid in dict.fromkeys(sids)]
-            forgotten = [(sid, series) for sid, series in forgotten if sid not in self._forgotten]
+            forgotten = [
+                (sid, self._keys[sid]) for sid in dict.fromkeys(sids) if sid not in self._forgotten
+            ]
             if not forgotten:
                 return
             ids = [sid for sid, _ in forgotten]
@@ -165,12 +166,13 @@ class SeriesIndex:
             return cached[1].copy()
         get = self._ids.get
         ids = np.fromiter((get(s, -1) for s in series), np.int64, len(series))
-        known = isinstance(series, tuple) and len(series) >= _LOOKUP_MIN and bool((ids >= 0).all())
-        if remember and known:
-            self._remember(tuple(series), ids)
+        if remember and isinstance(series, tuple) and len(series) >= _LOOKUP_MIN:
+            self._remember(series, ids)
         return ids
 
     def _remember(self, series: tuple[Series, ...], ids: IntArray) -> None:
+        if not bool((ids >= 0).all()):  # a new series' id is not known yet
+            return
         with self._lock:  # readers look up too
             if len(self._lookups) >= _LOOKUPS:
                 del self._lookups[next(iter(self._lookups))]

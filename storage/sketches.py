@@ -43,7 +43,7 @@ SUM_KEY = SCALE_KEY + 1
 MIN_KEY = SCALE_KEY + 2
 MAX_KEY = SCALE_KEY + 3
 HEADER_KEYS = (SCALE_KEY, SUM_KEY, MIN_KEY, MAX_KEY)
-_BUCKET_BASE = 2**40  # |key| - 2**40 is the bucket index, which stays within +-2**31
+BUCKET_BASE = 2**40  # |key| - 2**40 is the bucket index, which stays within +-2**31
 MAX_SCALE = 20  # OpenTelemetry's largest
 
 BoolArray = NDArray[np.bool_]
@@ -74,7 +74,7 @@ def value_keys(values: FloatArray, scale: int) -> IntArray:
     keys = np.zeros(len(values), np.int64)
     nonzero = values != 0
     if nonzero.any():
-        index = bucket_index(np.abs(values[nonzero]), scale) + _BUCKET_BASE
+        index = bucket_index(np.abs(values[nonzero]), scale) + BUCKET_BASE
         keys[nonzero] = np.where(values[nonzero] > 0, index, -index)
     return keys
 
@@ -90,14 +90,22 @@ def downscale(keys: IntArray, by: IntArray) -> IntArray:
         return keys
     keys = keys.copy()
     k = keys[moved]
-    index = (np.abs(k) - _BUCKET_BASE) >> by[moved]
-    keys[moved] = np.where(k > 0, index + _BUCKET_BASE, -(index + _BUCKET_BASE))
+    index = (np.abs(k) - BUCKET_BASE) >> by[moved]
+    keys[moved] = np.where(k > 0, index + BUCKET_BASE, -(index + BUCKET_BASE))
     return keys
+
+
+def counts_by_key(keys: IntArray, counts: FloatArray) -> tuple[IntArray, FloatArray]:
+    """The counts of equal keys added, sorted by key, those that add up to 0 left out."""
+    distinct, where = np.unique(keys, return_inverse=True)
+    added = np.asarray(np.bincount(where.ravel(), counts, len(distinct)), np.float64)
+    kept = added != 0
+    return distinct[kept], added[kept]
 
 
 def estimates(keys: IntArray, scales: IntArray) -> FloatArray:
     """The value each bucket key stands for: its bucket's harmonic middle (0 for zeros)."""
-    index = (np.abs(keys) - _BUCKET_BASE).astype(np.float64)
+    index = (np.abs(keys) - BUCKET_BASE).astype(np.float64)
     step = 2.0 ** (-scales.astype(np.float64))
     with np.errstate(over="ignore", under="ignore"):
         lower = np.exp2(index * step)

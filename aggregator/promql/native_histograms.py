@@ -31,9 +31,14 @@ from aggregator.promql.series import EvalError, matching_series
 from aggregator.promql.syntax import LabelMatcher
 from storage.base import StoreReader
 from storage.records import NS_PER_MS, RAW, FloatArray, IntArray
-from storage.sketches import MAX_KEY, SCALE_KEY, SUM_KEY, downscale
-
-_BUCKET_BASE = 2**40  # storage.sketches' key of positive bucket 0
+from storage.sketches import (
+    BUCKET_BASE,
+    MAX_KEY,
+    SCALE_KEY,
+    SUM_KEY,
+    counts_by_key,
+    downscale,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +63,7 @@ def added(histograms: Sequence[Histogram]) -> Histogram:
     if len(histograms) == 1:
         return histograms[0]
     scale = min(h.scale for h in histograms)
-    keys, counts = _merged(
+    keys, counts = counts_by_key(
         np.concatenate([_at_scale(h.keys, h.scale, scale) for h in histograms]),
         np.concatenate([h.counts for h in histograms]),
     )
@@ -93,7 +98,7 @@ def _bounds(key: int, scale: int) -> tuple[float, float]:
     """A bucket's lower and upper bound (the zero bucket's are 0)."""
     if key == 0:
         return 0.0, 0.0
-    index = abs(key) - _BUCKET_BASE
+    index = abs(key) - BUCKET_BASE
     low, high = _power(index, scale), _power(index + 1, scale)
     return (low, high) if key > 0 else (-high, -low)
 
@@ -108,11 +113,6 @@ def _power(index: int, scale: int) -> float:
 
 def _at_scale(keys: IntArray, scale: int, target: int) -> IntArray:
     return downscale(keys, np.full(len(keys), scale - target, np.int64))
-
-
-def _merged(keys: IntArray, counts: FloatArray) -> tuple[IntArray, FloatArray]:
-    distinct, where = np.unique(keys, return_inverse=True)
-    return distinct, np.asarray(np.bincount(where.ravel(), counts, len(distinct)), np.float64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +141,7 @@ class SketchSeries:
         if (scales != scale).any():
             lengths = np.diff(self.rows[lo + 1 : hi + 1])
             keys = downscale(keys, np.repeat(scales[1:] - scale, lengths))
-        keys, counts = _merged(keys, self.counts[first:last])
+        keys, counts = counts_by_key(keys, self.counts[first:last])
         count = float(self.counts[first:last].sum())
         h = Histogram(scale, keys, counts, count, float(self.sums[lo + 1 : hi].sum()))
         window = self.ts[lo:hi]

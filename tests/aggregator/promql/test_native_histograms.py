@@ -21,7 +21,7 @@ from aggregator.promql.names import series_labels
 from collector.prompb import WriteRequest
 from storage.base import StoreReader
 from storage.records import NS_PER_MS, Samples, Series, Sketches
-from storage.sketches import MAX_KEY, SUM_KEY, build
+from storage.sketches import BUCKET_BASE, MAX_KEY, SUM_KEY, build
 from tests.aggregator.promql.dataset import MIN, SPAN_MS, S
 from tests.aggregator.promql.stores import KINDS, open_store
 from tests.aggregator.promql.test_against_prometheus import ours
@@ -31,7 +31,6 @@ from tests.running import RunningShipboard
 
 pytestmark = pytest.mark.slow  # starts a Prometheus server
 
-BUCKET_BASE = 2**40  # storage.sketches' key of positive bucket 0
 LOOKBACK = 5 * MIN
 
 
